@@ -37,4 +37,7 @@ type Decision struct {
 type History interface {
 	// BanCount returns how many bans of p in jail started at or after since.
 	BanCount(jail string, p netip.Prefix, since time.Time) int
+	// ActiveWithin returns how many bans in jail, active at now, lie
+	// inside subnet (for subnet escalation).
+	ActiveWithin(jail string, subnet netip.Prefix, now time.Time) int
 }
