@@ -1,0 +1,386 @@
+// Package bans is the one place that knows who is banned, why and until
+// when. It keeps the active bans and the ban history (for repeat-offender
+// increments), expires bans, and persists all of it — with the journal
+// cursor — in one bbolt file under the state directory, so a restart, crash
+// or reboot restores every unexpired ban without re-reading logs. It does not
+// parse logs and does not talk to the firewall.
+package bans
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// FileName is the database file inside the state directory.
+const FileName = "jailkeeper.db"
+
+var (
+	bucketBans    = []byte("bans")
+	bucketHistory = []byte("history")
+	bucketMeta    = []byte("meta")
+	keyCursor     = []byte("cursor")
+	keyTotals     = []byte("totals")
+)
+
+// Ban is one active ban. A zero Expires means permanent.
+type Ban struct {
+	Jail    string       `json:"jail"`
+	Prefix  netip.Prefix `json:"prefix"`
+	Start   time.Time    `json:"start"`
+	Expires time.Time    `json:"expires,omitzero"`
+	Reason  string       `json:"reason,omitempty"`
+}
+
+// Permanent reports whether the ban never expires.
+func (b Ban) Permanent() bool { return b.Expires.IsZero() }
+
+// Expired reports whether the ban is over at now.
+func (b Ban) Expired(now time.Time) bool { return !b.Permanent() && !now.Before(b.Expires) }
+
+type key struct {
+	jail   string
+	prefix netip.Prefix
+}
+
+func (k key) bytes() []byte { return []byte(k.jail + "\x00" + k.prefix.String()) }
+
+// Table holds the bans. It is safe for concurrent use.
+type Table struct {
+	mu      sync.Mutex
+	db      *bolt.DB // nil for an in-memory table
+	active  map[key]Ban
+	history map[key][]time.Time // ban start times, oldest first
+	totals  map[string]int      // bans ever started, per jail
+	cursor  string
+	// HistoryKeep bounds the history kept per prefix.
+	historyKeep int
+}
+
+// NewMemory returns a table that persists nothing (tests, dry runs).
+func NewMemory() *Table {
+	return &Table{active: map[key]Ban{}, history: map[key][]time.Time{}, totals: map[string]int{}, historyKeep: 32}
+}
+
+// Open opens (creating if needed) the database at path and loads it. A
+// second daemon on the same file fails after a second instead of waiting.
+func Open(path string) (*Table, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("opening ban database %s: another jailkeeper holds it", path)
+		}
+		return nil, fmt.Errorf("opening ban database %s: %w", path, err)
+	}
+	t := NewMemory()
+	t.db = db
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketBans, bucketHistory, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketBans).ForEach(func(k, v []byte) error {
+			var b Ban
+			if err := json.Unmarshal(v, &b); err != nil {
+				return fmt.Errorf("ban %q: %w", k, err)
+			}
+			t.active[key{b.Jail, b.Prefix}] = b
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketHistory).ForEach(func(k, v []byte) error {
+			var h struct {
+				Jail   string       `json:"jail"`
+				Prefix netip.Prefix `json:"prefix"`
+				Starts []time.Time  `json:"starts"`
+			}
+			if err := json.Unmarshal(v, &h); err != nil {
+				return fmt.Errorf("history %q: %w", k, err)
+			}
+			t.history[key{h.Jail, h.Prefix}] = h.Starts
+			return nil
+		}); err != nil {
+			return err
+		}
+		meta := tx.Bucket(bucketMeta)
+		t.cursor = string(meta.Get(keyCursor))
+		if v := meta.Get(keyTotals); v != nil {
+			if err := json.Unmarshal(v, &t.totals); err != nil {
+				return fmt.Errorf("totals: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("loading ban database %s: %w", path, err)
+	}
+	return t, nil
+}
+
+// Close closes the database.
+func (t *Table) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.db == nil {
+		return nil
+	}
+	err := t.db.Close()
+	t.db = nil
+	return err
+}
+
+// Add records bans (and, for new ones, their history) in one transaction.
+// A ban of a prefix already banned in that jail replaces it when it lasts
+// longer and is otherwise ignored. It returns the bans that are new or
+// extended, which the caller must push to the firewall.
+func (t *Table) Add(bs ...Ban) ([]Ban, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var changed, fresh []Ban
+	for _, b := range bs {
+		k := key{b.Jail, b.Prefix.Masked()}
+		b.Prefix = k.prefix
+		if old, ok := t.active[k]; ok && !old.Expired(b.Start) {
+			if old.Permanent() || (!b.Permanent() && !b.Expires.After(old.Expires)) {
+				continue
+			}
+			b.Start = old.Start
+			changed = append(changed, b)
+			continue
+		}
+		changed = append(changed, b)
+		fresh = append(fresh, b)
+	}
+	if len(changed) == 0 {
+		return nil, nil
+	}
+	// Stage the new state, persist, then commit it to memory.
+	newHist := map[key][]time.Time{}
+	newTotals := map[string]int{}
+	for jail, n := range t.totals {
+		newTotals[jail] = n
+	}
+	for _, b := range fresh {
+		k := key{b.Jail, b.Prefix}
+		h := newHist[k]
+		if h == nil {
+			h = append([]time.Time(nil), t.history[k]...)
+		}
+		h = append(h, b.Start)
+		if len(h) > t.historyKeep {
+			h = h[len(h)-t.historyKeep:]
+		}
+		newHist[k] = h
+		newTotals[k.jail]++
+	}
+	if err := t.persist(changed, nil, newHist, newTotals); err != nil {
+		return nil, err
+	}
+	for _, b := range changed {
+		t.active[key{b.Jail, b.Prefix}] = b
+	}
+	for k, h := range newHist {
+		t.history[k] = h
+	}
+	t.totals = newTotals
+	return changed, nil
+}
+
+// Remove lifts the bans of p (exactly that prefix) in jail, or in every
+// jail when jail is "". It returns the bans removed.
+func (t *Table) Remove(jail string, p netip.Prefix) ([]Ban, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p = p.Masked()
+	var gone []Ban
+	for k, b := range t.active {
+		if k.prefix == p && (jail == "" || k.jail == jail) {
+			gone = append(gone, b)
+		}
+	}
+	return gone, t.drop(gone)
+}
+
+// Expire removes and returns the bans over at now.
+func (t *Table) Expire(now time.Time) ([]Ban, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var gone []Ban
+	for _, b := range t.active {
+		if b.Expired(now) {
+			gone = append(gone, b)
+		}
+	}
+	return gone, t.drop(gone)
+}
+
+func (t *Table) drop(gone []Ban) error {
+	if len(gone) == 0 {
+		return nil
+	}
+	if err := t.persist(nil, gone, nil, nil); err != nil {
+		return err
+	}
+	for _, b := range gone {
+		delete(t.active, key{b.Jail, b.Prefix})
+	}
+	return nil
+}
+
+func (t *Table) persist(put, del []Ban, hist map[key][]time.Time, totals map[string]int) error {
+	if t.db == nil {
+		return nil
+	}
+	err := t.db.Update(func(tx *bolt.Tx) error {
+		bb := tx.Bucket(bucketBans)
+		for _, b := range put {
+			v, err := json.Marshal(b)
+			if err != nil {
+				return err
+			}
+			if err := bb.Put(key{b.Jail, b.Prefix}.bytes(), v); err != nil {
+				return err
+			}
+		}
+		for _, b := range del {
+			if err := bb.Delete(key{b.Jail, b.Prefix}.bytes()); err != nil {
+				return err
+			}
+		}
+		hb := tx.Bucket(bucketHistory)
+		for k, starts := range hist {
+			v, err := json.Marshal(struct {
+				Jail   string       `json:"jail"`
+				Prefix netip.Prefix `json:"prefix"`
+				Starts []time.Time  `json:"starts"`
+			}{k.jail, k.prefix, starts})
+			if err != nil {
+				return err
+			}
+			if err := hb.Put(k.bytes(), v); err != nil {
+				return err
+			}
+		}
+		if totals != nil {
+			v, err := json.Marshal(totals)
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketMeta).Put(keyTotals, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("saving bans: %w", err)
+	}
+	return nil
+}
+
+// Active returns the bans in force at now, sorted by jail then prefix.
+func (t *Table) Active(now time.Time) []Ban {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Ban, 0, len(t.active))
+	for _, b := range t.active {
+		if !b.Expired(now) {
+			out = append(out, b)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Jail != out[j].Jail {
+			return out[i].Jail < out[j].Jail
+		}
+		return out[i].Prefix.String() < out[j].Prefix.String()
+	})
+	return out
+}
+
+// Lookup returns the active ban of p in jail.
+func (t *Table) Lookup(jail string, p netip.Prefix, now time.Time) (Ban, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b, ok := t.active[key{jail, p.Masked()}]
+	return b, ok && !b.Expired(now)
+}
+
+// Covered reports whether addr is inside an active ban of jail.
+func (t *Table) Covered(jail string, addr netip.Addr, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, b := range t.active {
+		if k.jail == jail && k.prefix.Contains(addr) && !b.Expired(now) {
+			return true
+		}
+	}
+	return false
+}
+
+// Total returns how many bans jail has started, ever (persisted).
+func (t *Table) Total(jail string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.totals[jail]
+}
+
+// BanCount implements jails.History.
+func (t *Table) BanCount(jail string, p netip.Prefix, since time.Time) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, s := range t.history[key{jail, p.Masked()}] {
+		if !s.Before(since) {
+			n++
+		}
+	}
+	return n
+}
+
+// ActiveWithin implements jails.History.
+func (t *Table) ActiveWithin(jail string, subnet netip.Prefix, now time.Time) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for k, b := range t.active {
+		if k.jail == jail && !b.Expired(now) && subnet.Bits() <= k.prefix.Bits() && subnet.Contains(k.prefix.Addr()) {
+			n++
+		}
+	}
+	return n
+}
+
+// Cursor returns the saved journal cursor ("" when none).
+func (t *Table) Cursor() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.cursor
+}
+
+// SaveCursor persists the cursor of the last journal entry processed.
+func (t *Table) SaveCursor(c string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c == t.cursor {
+		return nil
+	}
+	if t.db != nil {
+		if err := t.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(keyCursor, []byte(c))
+		}); err != nil {
+			return fmt.Errorf("saving journal cursor: %w", err)
+		}
+	}
+	t.cursor = c
+	return nil
+}

@@ -1,0 +1,114 @@
+package bans
+
+import (
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+func ban(jail, p string, start time.Time, d time.Duration) Ban {
+	b := Ban{Jail: jail, Prefix: netip.MustParsePrefix(p), Start: start, Reason: "test"}
+	if d > 0 {
+		b.Expires = start.Add(d)
+	}
+	return b
+}
+
+func TestPersistAcrossReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	tb, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := tb.Add(ban("sshd", "198.51.100.2/32", t0, time.Hour), ban("sshd", "2001:db8::/64", t0, 0), ban("web", "203.0.113.0/24", t0, time.Minute))
+	if err != nil || len(ch) != 3 {
+		t.Fatalf("Add = %v, %v; want 3 changed", ch, err)
+	}
+	if err := tb.SaveCursor("s=abc;i=1"); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := tb.Remove("", netip.MustParsePrefix("203.0.113.0/24"))
+	if err != nil || len(gone) != 1 {
+		t.Fatalf("Remove = %v, %v", gone, err)
+	}
+	if err := tb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tb, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	act := tb.Active(t0.Add(time.Minute))
+	if len(act) != 2 || act[0].Prefix.String() != "198.51.100.2/32" || !act[1].Permanent() {
+		t.Fatalf("after reopen Active = %+v", act)
+	}
+	if c := tb.Cursor(); c != "s=abc;i=1" {
+		t.Fatalf("Cursor = %q", c)
+	}
+	if n := tb.Total("sshd"); n != 2 {
+		t.Fatalf("Total(sshd) = %d, want 2", n)
+	}
+	if n := tb.BanCount("web", netip.MustParsePrefix("203.0.113.0/24"), t0.Add(-time.Hour)); n != 1 {
+		t.Fatalf("history after unban = %d, want 1", n)
+	}
+}
+
+func TestExpireAndExtend(t *testing.T) {
+	tb := NewMemory()
+	p := "198.51.100.7/32"
+	if ch, _ := tb.Add(ban("sshd", p, t0, time.Minute)); len(ch) != 1 {
+		t.Fatal("first ban not added")
+	}
+	if ch, _ := tb.Add(ban("sshd", p, t0.Add(10*time.Second), 10*time.Second)); len(ch) != 0 {
+		t.Fatalf("shorter ban changed table: %v", ch)
+	}
+	ch, _ := tb.Add(ban("sshd", p, t0.Add(30*time.Second), time.Hour))
+	if len(ch) != 1 || !ch[0].Start.Equal(t0) {
+		t.Fatalf("longer ban = %+v, want extension keeping start", ch)
+	}
+	if n := tb.BanCount("sshd", netip.MustParsePrefix(p), time.Time{}); n != 1 {
+		t.Fatalf("an extension counted as a new ban: %d", n)
+	}
+	if gone, _ := tb.Expire(t0.Add(59 * time.Minute)); len(gone) != 0 {
+		t.Fatalf("expired early: %v", gone)
+	}
+	if !tb.Covered("sshd", netip.MustParseAddr("198.51.100.7"), t0) {
+		t.Fatal("not covered")
+	}
+	if gone, _ := tb.Expire(t0.Add(time.Hour + 30*time.Second)); len(gone) != 1 {
+		t.Fatalf("Expire = %v, want 1", gone)
+	}
+	if len(tb.Active(t0)) != 0 {
+		t.Fatal("still active after expiry")
+	}
+	tb.Add(ban("sshd", p, t0.Add(2*time.Hour), time.Minute))
+	if n := tb.BanCount("sshd", netip.MustParsePrefix(p), time.Time{}); n != 2 {
+		t.Fatalf("BanCount = %d, want 2", n)
+	}
+	tb.Add(ban("sshd", "198.51.100.8/32", t0.Add(2*time.Hour), time.Minute))
+	if n := tb.ActiveWithin("sshd", netip.MustParsePrefix("198.51.100.0/24"), t0.Add(2*time.Hour)); n != 2 {
+		t.Fatalf("ActiveWithin = %d, want 2", n)
+	}
+}
+
+func TestSecondInstanceFailsFast(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	a, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	start := time.Now()
+	_, err = Open(path)
+	if err == nil || !strings.Contains(err.Error(), "another jailkeeper holds it") {
+		t.Fatalf("second Open err = %v", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("second Open waited too long")
+	}
+}
