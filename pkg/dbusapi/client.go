@@ -1,0 +1,96 @@
+package dbusapi
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+)
+
+// Client calls a running jailkeeper over the system bus
+// ($DBUS_SYSTEM_BUS_ADDRESS when set).
+type Client struct {
+	conn *dbus.Conn
+	obj  dbus.BusObject
+}
+
+// Dial connects to the system bus.
+func Dial() (*Client, error) {
+	conn, err := dbus.ConnectSystemBus()
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the system bus: %w", err)
+	}
+	return &Client{conn: conn, obj: conn.Object(BusName, Path)}, nil
+}
+
+// Close closes the bus connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+func (c *Client) call(method string, out []any, args ...any) error {
+	call := c.obj.Call(Interface+"."+method, 0, args...)
+	if call.Err != nil {
+		if de, ok := call.Err.(dbus.Error); ok && de.Name == "org.freedesktop.DBus.Error.ServiceUnknown" {
+			return fmt.Errorf("jailkeeper is not running (no %s on the system bus)", BusName)
+		}
+		return FromDBusError(call.Err)
+	}
+	if len(out) > 0 {
+		return call.Store(out...)
+	}
+	return nil
+}
+
+func secs(d time.Duration) uint64 {
+	switch {
+	case d < 0:
+		return ^uint64(0)
+	case d == 0:
+		return 0
+	}
+	s := uint64(d / time.Second)
+	if s == 0 {
+		s = 1
+	}
+	return s
+}
+
+// Ban bans address (or CIDR) in jail for d (0 = jail's bantime, <0 = permanent).
+func (c *Client) Ban(jail, address string, d time.Duration) error {
+	return c.call("Ban", nil, jail, address, secs(d))
+}
+
+// BanMany bans all addresses in one batch.
+func (c *Client) BanMany(jail string, addresses []string, d time.Duration) (uint32, error) {
+	var n uint32
+	err := c.call("BanMany", []any{&n}, jail, addresses, secs(d))
+	return n, err
+}
+
+// Unban lifts bans of address in jail ("" = every jail).
+func (c *Client) Unban(jail, address string) (uint32, error) {
+	var n uint32
+	var err error
+	if jail == "" {
+		err = c.call("Unban", []any{&n}, address)
+	} else {
+		err = c.call("UnbanJail", []any{&n}, jail, address)
+	}
+	return n, err
+}
+
+// Status returns the counters of jail ("" = all).
+func (c *Client) Status(jail string) ([]JailStatus, error) {
+	var st []JailStatus
+	err := c.call("Status", []any{&st}, jail)
+	return st, err
+}
+
+// ListBans returns every active ban.
+func (c *Client) ListBans() ([]BanInfo, error) {
+	var b []BanInfo
+	err := c.call("ListBans", []any{&b})
+	return b, err
+}
+
+// Reload asks the daemon to re-read its configuration.
+func (c *Client) Reload() error { return c.call("Reload", nil) }

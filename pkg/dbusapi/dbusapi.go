@@ -1,0 +1,143 @@
+// Package dbusapi is jailkeeper's D-Bus face: the org.jailkeeper service on
+// the system bus (object /org/jailkeeper, interface org.jailkeeper.Manager1),
+// the authorization of callers that change bans, and the client the CLI
+// uses. It keeps no state of its own: every call goes to a Manager.
+package dbusapi
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5/introspect"
+)
+
+// Bus names of the service.
+const (
+	BusName   = "org.jailkeeper"
+	Path      = dbus.ObjectPath("/org/jailkeeper")
+	Interface = "org.jailkeeper.Manager1"
+	// PolkitAction is checked for callers other than root.
+	PolkitAction = "org.jailkeeper.manage"
+)
+
+// D-Bus error names.
+const (
+	ErrNamePermission  = "org.jailkeeper.Error.PermissionDenied"
+	ErrNameUnknownJail = "org.jailkeeper.Error.UnknownJail"
+	ErrNameBadAddress  = "org.jailkeeper.Error.BadAddress"
+	ErrNameWhitelisted = "org.jailkeeper.Error.Whitelisted"
+	ErrNameBadConfig   = "org.jailkeeper.Error.BadConfig"
+	ErrNameFailed      = "org.jailkeeper.Error.Failed"
+)
+
+// Errors a Manager wraps so the caller sees a precise D-Bus error name.
+var (
+	ErrUnknownJail = errors.New("unknown jail")
+	ErrBadAddress  = errors.New("bad address")
+	ErrWhitelisted = errors.New("whitelisted")
+	ErrBadConfig   = errors.New("configuration does not load")
+)
+
+// JailStatus is one jail's counters, as Status returns them (a(suuuuas)).
+type JailStatus struct {
+	Name            string   `json:"name"`
+	CurrentlyFailed uint32   `json:"currently_failed"`
+	TotalFailed     uint32   `json:"total_failed"`
+	CurrentlyBanned uint32   `json:"currently_banned"`
+	TotalBanned     uint32   `json:"total_banned"`
+	Banned          []string `json:"banned"`
+}
+
+// BanInfo is one active ban, as ListBans returns them (a(ssxxs)).
+// Start and Expires are Unix seconds; Expires is 0 for a permanent ban.
+type BanInfo struct {
+	Jail    string `json:"jail"`
+	Prefix  string `json:"address"`
+	Start   int64  `json:"start"`
+	Expires int64  `json:"expires"`
+	Reason  string `json:"reason"`
+}
+
+// Manager is what the service exposes; the daemon implements it.
+type Manager interface {
+	// Ban bans every prefix in jail for d (0 = the jail's bantime, negative
+	// = permanent), all or nothing. It returns how many bans were new or
+	// extended.
+	Ban(jail string, prefixes []netip.Prefix, d time.Duration) (int, error)
+	// Unban lifts bans of p in jail ("" = every jail) and returns how many.
+	Unban(jail string, p netip.Prefix) (int, error)
+	// Status returns the counters of jail, or of every jail for "".
+	Status(jail string) ([]JailStatus, error)
+	// ListBans returns every active ban.
+	ListBans() []BanInfo
+	// Reload re-reads the configuration; on error the running one stays.
+	Reload() error
+}
+
+const introspectXML = `<node>
+  <interface name="org.jailkeeper.Manager1">
+    <method name="Ban"><arg name="jail" type="s" direction="in"/><arg name="address" type="s" direction="in"/><arg name="seconds" type="t" direction="in"/></method>
+    <method name="BanMany"><arg name="jail" type="s" direction="in"/><arg name="addresses" type="as" direction="in"/><arg name="seconds" type="t" direction="in"/><arg name="changed" type="u" direction="out"/></method>
+    <method name="Unban"><arg name="address" type="s" direction="in"/><arg name="removed" type="u" direction="out"/></method>
+    <method name="UnbanJail"><arg name="jail" type="s" direction="in"/><arg name="address" type="s" direction="in"/><arg name="removed" type="u" direction="out"/></method>
+    <method name="Status"><arg name="jail" type="s" direction="in"/><arg name="jails" type="a(suuuuas)" direction="out"/></method>
+    <method name="ListBans"><arg name="bans" type="a(ssxxs)" direction="out"/></method>
+    <method name="Reload"></method>
+    <signal name="Banned"><arg name="jail" type="s"/><arg name="address" type="s"/><arg name="expires" type="x"/><arg name="reason" type="s"/></signal>
+    <signal name="Unbanned"><arg name="jail" type="s"/><arg name="address" type="s"/></signal>
+  </interface>` + introspect.IntrospectDeclarationString + `</node>`
+
+func dbusErr(err error) *dbus.Error {
+	if err == nil {
+		return nil
+	}
+	name := ErrNameFailed
+	switch {
+	case errors.Is(err, ErrUnknownJail):
+		name = ErrNameUnknownJail
+	case errors.Is(err, ErrBadAddress):
+		name = ErrNameBadAddress
+	case errors.Is(err, ErrWhitelisted):
+		name = ErrNameWhitelisted
+	case errors.Is(err, ErrBadConfig):
+		name = ErrNameBadConfig
+	}
+	return dbus.NewError(name, []any{err.Error()})
+}
+
+// FromDBusError turns a D-Bus error from the service back into a plain error
+// carrying only its message.
+func FromDBusError(err error) error {
+	var de dbus.Error
+	if errors.As(err, &de) && len(de.Body) > 0 {
+		if s, ok := de.Body[0].(string); ok {
+			return errors.New(s)
+		}
+	}
+	var dep *dbus.Error
+	if errors.As(err, &dep) && len(dep.Body) > 0 {
+		if s, ok := dep.Body[0].(string); ok {
+			return errors.New(s)
+		}
+	}
+	return err
+}
+
+// parsePrefix parses an address or CIDR at the bus edge.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%w %q: not an IPv4/IPv6 address or CIDR", ErrBadAddress, s)
+	}
+	a = a.Unmap().WithZone("")
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}

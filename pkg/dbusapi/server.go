@@ -1,0 +1,175 @@
+package dbusapi
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5/introspect"
+)
+
+// Server is the exported org.jailkeeper object.
+type Server struct {
+	conn *dbus.Conn
+	m    Manager
+	// Authorize decides whether sender may change bans. The default allows
+	// uid 0 and callers polkit authorises for PolkitAction.
+	Authorize func(sender dbus.Sender) error
+}
+
+// Serve exports m on conn at Path and takes BusName. It fails when another
+// process owns the name (a second daemon).
+func Serve(conn *dbus.Conn, m Manager) (*Server, error) {
+	s := &Server{conn: conn, m: m}
+	s.Authorize = s.authorize
+	if err := conn.Export(methods{s}, Path, Interface); err != nil {
+		return nil, fmt.Errorf("exporting %s: %w", Interface, err)
+	}
+	if err := conn.Export(introspect.Introspectable(introspectXML), Path, "org.freedesktop.DBus.Introspectable"); err != nil {
+		return nil, fmt.Errorf("exporting introspection: %w", err)
+	}
+	reply, err := conn.RequestName(BusName, dbus.NameFlagDoNotQueue)
+	if err != nil {
+		return nil, fmt.Errorf("requesting bus name %s: %w", BusName, err)
+	}
+	if reply != dbus.RequestNameReplyPrimaryOwner && reply != dbus.RequestNameReplyAlreadyOwner {
+		return nil, fmt.Errorf("requesting bus name %s: already owned by another process (is another jailkeeper running?)", BusName)
+	}
+	return s, nil
+}
+
+// Banned emits the Banned signal. expires is zero for a permanent ban.
+func (s *Server) Banned(jail string, p netip.Prefix, expires time.Time, reason string) error {
+	var exp int64
+	if !expires.IsZero() {
+		exp = expires.Unix()
+	}
+	return s.conn.Emit(Path, Interface+".Banned", jail, p.String(), exp, reason)
+}
+
+// Unbanned emits the Unbanned signal.
+func (s *Server) Unbanned(jail string, p netip.Prefix) error {
+	return s.conn.Emit(Path, Interface+".Unbanned", jail, p.String())
+}
+
+func (s *Server) authorize(sender dbus.Sender) error {
+	var uid uint32
+	if err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, string(sender)).Store(&uid); err != nil {
+		return fmt.Errorf("identifying caller %s: %w", sender, err)
+	}
+	if uid == 0 {
+		return nil
+	}
+	subject := struct {
+		Kind    string
+		Details map[string]dbus.Variant
+	}{"system-bus-name", map[string]dbus.Variant{"name": dbus.MakeVariant(string(sender))}}
+	var res struct {
+		IsAuthorized, IsChallenge bool
+		Details                   map[string]string
+	}
+	err := s.conn.Object("org.freedesktop.PolicyKit1", "/org/freedesktop/PolicyKit1/Authority").Call(
+		"org.freedesktop.PolicyKit1.Authority.CheckAuthorization", 0,
+		subject, PolkitAction, map[string]string{}, uint32(1), "").Store(&res)
+	if err == nil && res.IsAuthorized {
+		return nil
+	}
+	return fmt.Errorf("uid %d may not change bans (needs root or polkit action %s)", uid, PolkitAction)
+}
+
+func (s *Server) check(sender dbus.Sender) *dbus.Error {
+	if err := s.Authorize(sender); err != nil {
+		return dbus.NewError(ErrNamePermission, []any{err.Error()})
+	}
+	return nil
+}
+
+func seconds(t uint64) time.Duration {
+	if t == 0 {
+		return 0
+	}
+	if t > uint64(math.MaxInt64/int64(time.Second)) {
+		return -1
+	}
+	return time.Duration(t) * time.Second
+}
+
+// methods is the exported method set; kept apart from Server so that only
+// these become D-Bus methods.
+type methods struct{ s *Server }
+
+// Ban bans one address or CIDR in jail for seconds (0 = the jail's bantime).
+func (x methods) Ban(sender dbus.Sender, jail, address string, secs uint64) *dbus.Error {
+	if e := x.s.check(sender); e != nil {
+		return e
+	}
+	p, err := parsePrefix(address)
+	if err != nil {
+		return dbusErr(err)
+	}
+	_, err = x.s.m.Ban(jail, []netip.Prefix{p}, seconds(secs))
+	return dbusErr(err)
+}
+
+// BanMany bans every address in one batch: all or nothing.
+func (x methods) BanMany(sender dbus.Sender, jail string, addresses []string, secs uint64) (uint32, *dbus.Error) {
+	if e := x.s.check(sender); e != nil {
+		return 0, e
+	}
+	ps := make([]netip.Prefix, 0, len(addresses))
+	for i, a := range addresses {
+		p, err := parsePrefix(a)
+		if err != nil {
+			return 0, dbusErr(fmt.Errorf("entry %d: %w", i+1, err))
+		}
+		ps = append(ps, p)
+	}
+	n, err := x.s.m.Ban(jail, ps, seconds(secs))
+	return uint32(n), dbusErr(err)
+}
+
+// Unban lifts every ban of address, in every jail.
+func (x methods) Unban(sender dbus.Sender, address string) (uint32, *dbus.Error) {
+	return x.UnbanJail(sender, "", address)
+}
+
+// UnbanJail lifts the ban of address in one jail ("" = every jail).
+func (x methods) UnbanJail(sender dbus.Sender, jail, address string) (uint32, *dbus.Error) {
+	if e := x.s.check(sender); e != nil {
+		return 0, e
+	}
+	p, err := parsePrefix(address)
+	if err != nil {
+		return 0, dbusErr(err)
+	}
+	n, err := x.s.m.Unban(jail, p)
+	return uint32(n), dbusErr(err)
+}
+
+// Status returns the counters of jail, or of every jail for "".
+func (x methods) Status(jail string) ([]JailStatus, *dbus.Error) {
+	st, err := x.s.m.Status(jail)
+	if st == nil {
+		st = []JailStatus{}
+	}
+	return st, dbusErr(err)
+}
+
+// ListBans returns every active ban.
+func (x methods) ListBans() ([]BanInfo, *dbus.Error) {
+	b := x.s.m.ListBans()
+	if b == nil {
+		b = []BanInfo{}
+	}
+	return b, nil
+}
+
+// Reload re-reads the configuration; on error the running one stays.
+func (x methods) Reload(sender dbus.Sender) *dbus.Error {
+	if e := x.s.check(sender); e != nil {
+		return e
+	}
+	return dbusErr(x.s.m.Reload())
+}
