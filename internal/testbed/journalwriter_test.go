@@ -1,0 +1,50 @@
+package testbed
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// countUnit counts the entries of unit with journalctl (dir "" = system).
+func countUnit(t *testing.T, dir, unit string) int {
+	t.Helper()
+	args := []string{"-q", "-o", "cat", "_SYSTEMD_UNIT=" + unit}
+	if dir != "" {
+		args = append([]string{"-D", dir}, args...)
+	}
+	out, err := exec.Command("journalctl", args...).Output()
+	if err != nil {
+		t.Fatalf("journalctl: %v", err)
+	}
+	return strings.Count(string(out), "\n")
+}
+
+func TestWriteAsUnit(t *testing.T) {
+	Require(t, "systemd-cat", "journalctl", "unshare", "nsenter")
+	jd := StartJournald(t)
+	for _, tc := range []struct {
+		name string
+		jd   *Journald
+		dir  string
+		n    int
+	}{
+		{"system", nil, "", 50},
+		{"private", jd, jd.Dir(), 20000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			unit := "jk-test-" + Suffix() + ".service"
+			msgs := make([]string, tc.n)
+			for i := range msgs {
+				msgs[i] = fmt.Sprintf("entry %d", i)
+			}
+			if err := writeAsUnit(unit, msgs, tc.jd); err != nil {
+				t.Fatal(err)
+			}
+			if got := countUnit(t, tc.dir, unit); got != tc.n {
+				t.Fatalf("journal holds %d entries of %s, want %d", got, unit, tc.n)
+			}
+		})
+	}
+}
