@@ -1,0 +1,143 @@
+package firewall
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"regexp"
+	"time"
+)
+
+// jailName is the shape a jail name must have to become part of kernel
+// object names (ipset names are at most 31 bytes).
+var jailName = regexp.MustCompile(`^[a-z0-9_-]{1,16}$`)
+
+// checkLayout rejects a layout the kernel objects cannot represent.
+func checkLayout(l Layout) error {
+	seen := map[string]bool{}
+	for _, j := range l.Jails {
+		if !jailName.MatchString(j.Name) {
+			return fmt.Errorf("jail %q: name must match %s", j.Name, jailName)
+		}
+		if seen[j.Name] {
+			return fmt.Errorf("jail %q: named twice", j.Name)
+		}
+		seen[j.Name] = true
+		switch j.Protocol {
+		case "", ProtoTCP, ProtoUDP, ProtoAll:
+		default:
+			return fmt.Errorf("jail %q: unknown protocol %q", j.Name, j.Protocol)
+		}
+		switch j.Action {
+		case "", ActionReject, ActionDrop:
+		default:
+			return fmt.Errorf("jail %q: unknown action %q", j.Name, j.Action)
+		}
+		for _, p := range j.Ports {
+			if p == 0 {
+				return fmt.Errorf("jail %q: port 0", j.Name)
+			}
+		}
+	}
+	for _, p := range l.Whitelist {
+		if !p.IsValid() {
+			return fmt.Errorf("whitelist: invalid prefix %v", p)
+		}
+		if p.Bits() == 0 {
+			return fmt.Errorf("whitelist: %v would exempt every source", p)
+		}
+	}
+	return nil
+}
+
+// proto returns the jail's protocol with the default filled in.
+func (j JailRules) proto() Protocol {
+	if j.Protocol == "" {
+		return ProtoTCP
+	}
+	return j.Protocol
+}
+
+// action returns the jail's action with the default filled in.
+func (j JailRules) action() Action {
+	if j.Action == "" {
+		return ActionReject
+	}
+	return j.Action
+}
+
+// normalize returns the ban with its prefix masked and IPv4-mapped IPv6
+// addresses unmapped, or an error for a prefix the kernel cannot hold.
+func normalize(b Ban) (Ban, error) {
+	if !b.Prefix.IsValid() {
+		return b, fmt.Errorf("jail %s: invalid prefix %v", b.Jail, b.Prefix)
+	}
+	p := b.Prefix
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	if p.Bits() == 0 {
+		return b, fmt.Errorf("jail %s: refusing to ban every source (%v)", b.Jail, p)
+	}
+	b.Prefix = p.Masked()
+	return b, nil
+}
+
+// isHost reports whether p names a single address.
+func isHost(p netip.Prefix) bool { return p.Bits() == p.Addr().BitLen() }
+
+// timeoutSeconds returns the kernel timeout for a ban expiring at exp, in
+// whole seconds rounded up (0 = permanent), and false when the ban has
+// already expired. Timeouts are capped at max (the ipset limit is about
+// 24 days; Verify re-adds a ban the kernel dropped early).
+func timeoutSeconds(exp, now time.Time, max uint32) (uint32, bool) {
+	if exp.IsZero() {
+		return 0, true
+	}
+	d := exp.Sub(now)
+	if d <= 0 {
+		return 0, false
+	}
+	s := math.Ceil(d.Seconds())
+	if s > float64(max) {
+		return max, true
+	}
+	return uint32(s), true
+}
+
+// banKey identifies a ban regardless of its expiry.
+type banKey struct {
+	jail   string
+	prefix netip.Prefix
+}
+
+func keyOf(b Ban) banKey { return banKey{b.Jail, b.Prefix} }
+
+// jailIndex maps jail names to their rules.
+func jailIndex(l Layout) map[string]JailRules {
+	m := make(map[string]JailRules, len(l.Jails))
+	for _, j := range l.Jails {
+		m[j.Name] = j
+	}
+	return m
+}
+
+// prepare normalises bans, drops expired ones and rejects bans of jails the
+// layout does not know.
+func prepare(bans []Ban, jails map[string]JailRules, now time.Time) ([]Ban, error) {
+	out := make([]Ban, 0, len(bans))
+	for _, b := range bans {
+		n, err := normalize(b)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := jails[n.Jail]; !ok {
+			return nil, fmt.Errorf("banning %v: unknown jail %q", n.Prefix, n.Jail)
+		}
+		if !n.Expires.IsZero() && !n.Expires.After(now) {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
