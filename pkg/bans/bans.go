@@ -196,15 +196,18 @@ func (t *Table) Add(bs ...Ban) ([]Ban, error) {
 	return changed, nil
 }
 
-// Remove lifts the bans of p (exactly that prefix) in jail, or in every
-// jail when jail is "". It returns the bans removed.
+// Remove lifts the bans of p in jail, or in every jail when jail is "". A
+// prefix removes the ban of exactly that prefix; a single address (a /32 or
+// /128) also removes the bans of prefixes that contain it, so unbanning
+// 2001:db8::2 lifts a ban of 2001:db8::/64. It returns the bans removed.
 func (t *Table) Remove(jail string, p netip.Prefix) ([]Ban, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p = p.Masked()
 	var gone []Ban
 	for k, b := range t.active {
-		if k.prefix == p && (jail == "" || k.jail == jail) {
+		single := p.Bits() == p.Addr().BitLen()
+		if (k.prefix == p || single && k.prefix.Contains(p.Addr())) && (jail == "" || k.jail == jail) {
 			gone = append(gone, b)
 		}
 	}

@@ -1,0 +1,621 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+	"github.com/coreos/go-systemd/v22/journal"
+	"github.com/godbus/dbus/v5"
+	"golang.org/x/sys/unix"
+
+	"github.com/jailkeeper/jailkeeper/pkg/bans"
+	"github.com/jailkeeper/jailkeeper/pkg/config"
+	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
+	"github.com/jailkeeper/jailkeeper/pkg/firewall"
+	"github.com/jailkeeper/jailkeeper/pkg/jails"
+	jjournal "github.com/jailkeeper/jailkeeper/pkg/journal"
+)
+
+const (
+	defaultConfigDir = "/etc/jailkeeper.d"
+	defaultStateDir  = "/var/lib/jailkeeper"
+	// cursorEvery bounds how often the journal cursor is saved when no ban
+	// forces a save.
+	cursorEvery = time.Second
+)
+
+func cmdDaemon(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("daemon", "daemon [--config-dir DIR] [--state-dir DIR]", stderr)
+	cfgDir := fs.String("config-dir", defaultConfigDir, "directory of *.yaml drop-ins")
+	stateDir := fs.String("state-dir", "", "state directory (default $STATE_DIRECTORY or "+defaultStateDir+")")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return usageError(err)
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "jailkeeper daemon: unexpected argument %q\n", pos[0])
+		return 2
+	}
+	if *stateDir == "" {
+		*stateDir = defaultStateDir
+		if s := os.Getenv("STATE_DIRECTORY"); s != "" {
+			*stateDir = strings.Split(s, ":")[0]
+		}
+	}
+	d := &daemon{cfgDir: *cfgDir, stateDir: *stateDir, log: newLogger(), reloads: make(chan chan error)}
+	if err := d.run(); err != nil {
+		d.log.errorf(msgStopping, "jailkeeper: %v", err)
+		if d.log.journal {
+			fmt.Fprintf(stderr, "jailkeeper: %v\n", err)
+		}
+		sddaemon.SdNotify(false, "STATUS=failed: "+oneLine(err.Error()))
+		return 1
+	}
+	return 0
+}
+
+// daemon wires the stages: journal → engine → ban table → firewall, plus
+// the D-Bus service, sd_notify and the watchdog.
+type daemon struct {
+	cfgDir, stateDir string
+	log              *logger
+
+	mu     sync.Mutex // serialises the engine, the table writes and the firewall
+	cfg    *config.Config
+	rt     *config.Runtime
+	engine *jails.Engine
+	table  *bans.Table
+	fw     firewall.Backend
+	bus    *dbusapi.Server
+
+	lastCursor  string
+	cursorSaved time.Time
+
+	readerCancel context.CancelFunc
+	readerDone   chan error
+	reader       *jjournal.Reader
+	batches      chan []jjournal.Entry
+	reloads      chan chan error
+}
+
+func (d *daemon) run() error {
+	cfg, err := config.Load(d.cfgDir)
+	if err != nil {
+		return err
+	}
+	rt, err := cfg.Resolve()
+	if err != nil {
+		return err
+	}
+	for _, w := range rt.Warnings {
+		d.log.warnf("%s", w)
+	}
+	if err := os.MkdirAll(d.stateDir, 0o700); err != nil {
+		return fmt.Errorf("creating state directory: %w", err)
+	}
+	table, err := bans.Open(filepath.Join(d.stateDir, bans.FileName))
+	if err != nil {
+		return err
+	}
+	defer table.Close()
+	d.table = table
+
+	fw, err := firewall.New(rt.Backend, firewall.Options{
+		KillConnections: rt.KillConnections,
+		Logf: func(format string, args ...any) {
+			d.log.event(journal.PriInfo, msgRepair, fmt.Sprintf(format, args...))
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("firewall backend %s: %w", rt.Backend, err)
+	}
+	d.fw = fw
+	now := time.Now()
+	if gone, err := table.Expire(now); err != nil {
+		return err
+	} else if len(gone) > 0 {
+		d.log.infof(msgExpire, "%d bans expired while jailkeeper was stopped", len(gone))
+	}
+	active := d.keepConfigured(rt, table.Active(now))
+	if err := fw.Setup(rt.Layout, toFirewall(active)); err != nil {
+		return fmt.Errorf("building firewall layout (%s): %w", fw.Name(), err)
+	}
+	engine, err := jails.NewEngine(rt.Jails, rt.Whitelist, table)
+	if err != nil {
+		return fmt.Errorf("starting jails: %w", err)
+	}
+	d.cfg, d.rt, d.engine = cfg, rt, engine
+
+	if err := d.connectBus(); err != nil {
+		d.log.warnf("D-Bus unavailable, running without org.jailkeeper: %v", err)
+	}
+
+	d.batches = make(chan []jjournal.Entry, 4)
+	d.lastCursor = table.Cursor()
+	if err := d.startReader(); err != nil {
+		return err
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	d.log.event(journal.PriNotice, msgStarted, fmt.Sprintf("jailkeeper %s started: backend %s, %d jails (%s), %d bans restored",
+		version, fw.Name(), len(rt.Jails), strings.Join(cfg.JailNames(), ", "), len(active)))
+	sddaemon.SdNotify(false, "READY=1\nSTATUS="+d.status())
+
+	var wdTick <-chan time.Time
+	if iv, err := sddaemon.SdWatchdogEnabled(false); err == nil && iv > 0 {
+		t := time.NewTicker(iv / 2)
+		defer t.Stop()
+		wdTick = t.C
+	}
+	expiry := time.NewTicker(time.Second)
+	defer expiry.Stop()
+
+	for {
+		select {
+		case batch := <-d.batches:
+			d.handleBatch(batch)
+		case err := <-d.readerDone:
+			// The reader never stops by itself; restart it where it was.
+			d.log.errorf(msgJournal, "journal reader stopped: %v; restarting", err)
+			time.Sleep(time.Second)
+			if err := d.startReader(); err != nil {
+				d.log.errorf(msgJournal, "restarting journal reader: %v", err)
+			}
+		case resp := <-d.reloads:
+			resp <- d.reload()
+		case <-expiry.C:
+			d.expire()
+		case <-wdTick:
+			d.watchdog()
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				d.reload()
+				continue
+			}
+			sddaemon.SdNotify(false, "STOPPING=1\nSTATUS=stopping")
+			d.log.event(journal.PriNotice, msgStopping, "jailkeeper stopping on "+s.String()+"; firewall layout and bans stay in place")
+			return d.stop()
+		}
+	}
+}
+
+// keepConfigured drops (and logs) bans of jails no longer configured.
+func (d *daemon) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ban {
+	known := map[string]bool{}
+	for _, j := range rt.Jails {
+		known[j.Name] = true
+	}
+	var keep []bans.Ban
+	for _, b := range active {
+		if known[b.Jail] {
+			keep = append(keep, b)
+			continue
+		}
+		if _, err := d.table.Remove(b.Jail, b.Prefix); err != nil {
+			d.log.errorf(msgUnban, "dropping ban of %s in removed jail %s: %v", b.Prefix, b.Jail, err)
+			continue
+		}
+		d.log.event(journal.PriNotice, msgUnban, fmt.Sprintf("unbanned %s: jail %s is no longer configured", b.Prefix, b.Jail),
+			"JAIL", b.Jail, "ADDRESS", b.Prefix.String())
+	}
+	return keep
+}
+
+func (d *daemon) connectBus() error {
+	conn, err := dbus.ConnectSystemBus()
+	if err != nil {
+		return err
+	}
+	srv, err := dbusapi.Serve(conn, d)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	d.bus = srv
+	return nil
+}
+
+func (d *daemon) startReader() error {
+	var lookBack time.Duration
+	for _, j := range d.rt.Jails {
+		lookBack = max(lookBack, j.FindTime)
+	}
+	r, err := jjournal.Open(jjournal.Options{
+		Units:       d.engine.Units(),
+		Identifiers: d.engine.Identifiers(),
+		Cursor:      d.lastCursor,
+		LookBack:    lookBack,
+		Logf: func(format string, args ...any) {
+			d.log.event(journal.PriNotice, msgJournal, fmt.Sprintf(format, args...))
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("opening the journal: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, d.batches) }()
+	d.reader, d.readerCancel, d.readerDone = r, cancel, done
+	return nil
+}
+
+func (d *daemon) stopReader() {
+	if d.readerCancel == nil {
+		return
+	}
+	d.readerCancel()
+	// Drain batches the reader may still be sending, then wait for it.
+	for {
+		select {
+		case b := <-d.batches:
+			d.handleBatch(b)
+			continue
+		case <-d.readerDone:
+		}
+		break
+	}
+	d.reader.Close()
+	d.readerCancel, d.readerDone, d.reader = nil, nil, nil
+}
+
+func (d *daemon) stop() error {
+	d.stopReader()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	if d.lastCursor != "" {
+		if err := d.table.SaveCursor(d.lastCursor); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := d.fw.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("closing firewall: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+func (d *daemon) handleBatch(batch []jjournal.Entry) {
+	if len(batch) == 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var decisions []jails.Decision
+	for _, e := range batch {
+		decisions = append(decisions, d.engine.Handle(e)...)
+	}
+	if c := batch[len(batch)-1].Cursor; c != "" {
+		d.lastCursor = c
+	}
+	if len(decisions) > 0 {
+		var bs []bans.Ban
+		for _, dec := range decisions {
+			bs = append(bs, banFromDecision(dec))
+		}
+		d.apply(bs)
+	}
+	if len(decisions) > 0 || time.Since(d.cursorSaved) >= cursorEvery {
+		if err := d.table.SaveCursor(d.lastCursor); err != nil {
+			d.log.errorf(msgJournal, "%v", err)
+		}
+		d.cursorSaved = time.Now()
+	}
+}
+
+func banFromDecision(dec jails.Decision) bans.Ban {
+	b := bans.Ban{Jail: dec.Jail, Prefix: dec.Prefix, Start: dec.Time, Reason: dec.Reason}
+	if b.Start.IsZero() {
+		b.Start = time.Now()
+	}
+	if dec.Duration != jails.Permanent {
+		// Count from now, not from the failure: a ban applied late (after a
+		// restart) still lasts its full time.
+		b.Expires = time.Now().Add(dec.Duration)
+	}
+	return b
+}
+
+// apply records bans and pushes the new or extended ones to the firewall.
+// The table is written first: a crash in between restores the ban at start.
+// Callers hold d.mu.
+func (d *daemon) apply(bs []bans.Ban) (int, error) {
+	changed, err := d.table.Add(bs...)
+	if err != nil {
+		d.log.errorf(msgBan, "%v", err)
+		return 0, err
+	}
+	if len(changed) == 0 {
+		return 0, nil
+	}
+	if err := d.fw.Add(toFirewall(changed)); err != nil {
+		d.log.errorf(msgBan, "adding %d bans to the firewall: %v (the watchdog will retry)", len(changed), err)
+	}
+	for _, b := range changed {
+		d.engine.Forget(b.Jail, b.Prefix)
+		until := "permanently"
+		if !b.Permanent() {
+			until = "until " + b.Expires.Format(time.RFC3339)
+		}
+		d.log.event(journal.PriNotice, msgBan, fmt.Sprintf("banned %s in jail %s %s: %s", b.Prefix, b.Jail, until, b.Reason),
+			"JAIL", b.Jail, "ADDRESS", b.Prefix.String())
+		if d.bus != nil {
+			d.bus.Banned(b.Jail, b.Prefix, b.Expires, b.Reason)
+		}
+	}
+	sddaemon.SdNotify(false, "STATUS="+d.statusLocked())
+	return len(changed), err
+}
+
+func (d *daemon) expire() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	gone, err := d.table.Expire(time.Now())
+	if err != nil {
+		d.log.errorf(msgExpire, "%v", err)
+		return
+	}
+	if len(gone) == 0 {
+		return
+	}
+	if err := d.fw.Remove(toFirewall(gone)); err != nil {
+		d.log.errorf(msgExpire, "removing %d expired bans from the firewall: %v", len(gone), err)
+	}
+	for _, b := range gone {
+		d.log.event(journal.PriInfo, msgExpire, fmt.Sprintf("ban of %s in jail %s expired", b.Prefix, b.Jail),
+			"JAIL", b.Jail, "ADDRESS", b.Prefix.String())
+		if d.bus != nil {
+			d.bus.Unbanned(b.Jail, b.Prefix)
+		}
+	}
+	sddaemon.SdNotify(false, "STATUS="+d.statusLocked())
+}
+
+// watchdog verifies the firewall (repairing drift) and the journal loop,
+// and pings WATCHDOG=1 only when both are healthy.
+func (d *daemon) watchdog() {
+	d.mu.Lock()
+	found, err := d.fw.Verify(d.rt.Layout, toFirewall(d.table.Active(time.Now())))
+	d.mu.Unlock()
+	if len(found) > 0 {
+		d.log.event(journal.PriWarning, msgRepair, fmt.Sprintf("firewall drift repaired: %s", strings.Join(found, "; ")))
+	}
+	if err != nil {
+		d.log.errorf(msgRepair, "firewall repair failed, withholding watchdog ping: %v", err)
+		return
+	}
+	iv, _ := sddaemon.SdWatchdogEnabled(false)
+	if r := d.reader; r != nil && iv > 0 && time.Since(r.Alive()) > iv {
+		d.log.errorf(msgJournal, "journal loop stalled since %s, withholding watchdog ping", r.Alive().Format(time.RFC3339))
+		return
+	}
+	sddaemon.SdNotify(false, "WATCHDOG=1")
+}
+
+func (d *daemon) status() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.statusLocked()
+}
+
+func (d *daemon) statusLocked() string {
+	names := d.cfg.JailNames()
+	return fmt.Sprintf("%d jails (%s), %d bans", len(names), strings.Join(names, ", "), len(d.table.Active(time.Now())))
+}
+
+func toFirewall(bs []bans.Ban) []firewall.Ban {
+	out := make([]firewall.Ban, len(bs))
+	for i, b := range bs {
+		out[i] = firewall.Ban{Jail: b.Jail, Prefix: b.Prefix, Expires: b.Expires}
+	}
+	return out
+}
+
+// --- dbusapi.Manager ---
+
+func (d *daemon) jailByName(name string) (jails.Jail, bool) {
+	for _, j := range d.rt.Jails {
+		if j.Name == name {
+			return j, true
+		}
+	}
+	return jails.Jail{}, false
+}
+
+// Ban implements dbusapi.Manager.
+func (d *daemon) Ban(jail string, prefixes []netip.Prefix, dur time.Duration) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	j, ok := d.jailByName(jail)
+	if !ok {
+		return 0, fmt.Errorf("%w %q (jails: %s)", dbusapi.ErrUnknownJail, jail, strings.Join(d.cfg.JailNames(), ", "))
+	}
+	if dur == 0 {
+		dur = j.BanTime
+	}
+	now := time.Now()
+	bs := make([]bans.Ban, 0, len(prefixes))
+	for _, p := range prefixes {
+		if d.rt.Whitelist.Overlaps(p) {
+			return 0, fmt.Errorf("%w: %s overlaps the whitelist; nothing banned", dbusapi.ErrWhitelisted, p)
+		}
+		b := bans.Ban{Jail: jail, Prefix: p, Start: now, Reason: "banned by an administrator"}
+		if dur > 0 {
+			b.Expires = now.Add(dur)
+		}
+		bs = append(bs, b)
+	}
+	return d.apply(bs)
+}
+
+// Unban implements dbusapi.Manager.
+func (d *daemon) Unban(jail string, p netip.Prefix) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if jail != "" {
+		if _, ok := d.jailByName(jail); !ok {
+			return 0, fmt.Errorf("%w %q", dbusapi.ErrUnknownJail, jail)
+		}
+	}
+	gone, err := d.table.Remove(jail, p)
+	if err != nil {
+		return 0, err
+	}
+	if len(gone) > 0 {
+		if err := d.fw.Remove(toFirewall(gone)); err != nil {
+			return 0, fmt.Errorf("removing from the firewall: %w", err)
+		}
+	}
+	for _, b := range gone {
+		d.engine.Forget(b.Jail, b.Prefix)
+		d.log.event(journal.PriNotice, msgUnban, fmt.Sprintf("unbanned %s in jail %s by an administrator", b.Prefix, b.Jail),
+			"JAIL", b.Jail, "ADDRESS", b.Prefix.String())
+		if d.bus != nil {
+			d.bus.Unbanned(b.Jail, b.Prefix)
+		}
+	}
+	if len(gone) > 0 {
+		sddaemon.SdNotify(false, "STATUS="+d.statusLocked())
+	}
+	return len(gone), nil
+}
+
+// Status implements dbusapi.Manager.
+func (d *daemon) Status(jail string) ([]dbusapi.JailStatus, error) {
+	d.mu.Lock()
+	names := d.cfg.JailNames()
+	engine := d.engine
+	d.mu.Unlock()
+	stats := map[string]jails.JailStats{}
+	for _, s := range engine.Stats() {
+		stats[s.Name] = s
+	}
+	if jail != "" {
+		found := false
+		for _, n := range names {
+			found = found || n == jail
+		}
+		if !found {
+			return nil, fmt.Errorf("%w %q (jails: %s)", dbusapi.ErrUnknownJail, jail, strings.Join(names, ", "))
+		}
+		names = []string{jail}
+	}
+	active := d.table.Active(time.Now())
+	out := make([]dbusapi.JailStatus, 0, len(names))
+	for _, n := range names {
+		st := dbusapi.JailStatus{
+			Name:            n,
+			CurrentlyFailed: uint32(stats[n].CurrentlyFailed),
+			TotalFailed:     uint32(stats[n].TotalFailed),
+			TotalBanned:     uint32(d.table.Total(n)),
+			Banned:          []string{},
+		}
+		for _, b := range active {
+			if b.Jail == n {
+				st.Banned = append(st.Banned, bannedString(b.Prefix))
+			}
+		}
+		st.CurrentlyBanned = uint32(len(st.Banned))
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// bannedString prints single addresses without their /32 or /128.
+func bannedString(p netip.Prefix) string {
+	if p.Bits() == p.Addr().BitLen() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
+// ListBans implements dbusapi.Manager.
+func (d *daemon) ListBans() []dbusapi.BanInfo {
+	active := d.table.Active(time.Now())
+	out := make([]dbusapi.BanInfo, len(active))
+	for i, b := range active {
+		out[i] = dbusapi.BanInfo{Jail: b.Jail, Prefix: bannedString(b.Prefix), Start: b.Start.Unix(), Reason: b.Reason}
+		if !b.Permanent() {
+			out[i].Expires = b.Expires.Unix()
+		}
+	}
+	return out
+}
+
+// Reload implements dbusapi.Manager. The reload runs on the daemon's main
+// loop, which owns the journal reader.
+func (d *daemon) Reload() error {
+	resp := make(chan error, 1)
+	d.reloads <- resp
+	return <-resp
+}
+
+// reload re-reads the configuration: the new one replaces the running one
+// only when it loads completely. Runs on the main loop.
+func (d *daemon) reload() error {
+	sddaemon.SdNotify(false, fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
+	defer sddaemon.SdNotify(false, "READY=1")
+	cfg, err := config.Load(d.cfgDir)
+	if err == nil {
+		var rt *config.Runtime
+		if rt, err = cfg.Resolve(); err == nil {
+			err = d.swap(cfg, rt)
+		}
+	}
+	if err != nil {
+		d.log.errorf(msgConfig, "reload refused, running configuration kept: %v", err)
+		return fmt.Errorf("%w: %v", dbusapi.ErrBadConfig, err)
+	}
+	d.log.event(journal.PriNotice, msgConfig, "configuration reloaded: "+d.status())
+	return nil
+}
+
+func (d *daemon) swap(cfg *config.Config, rt *config.Runtime) error {
+	engine, err := jails.NewEngine(rt.Jails, rt.Whitelist, d.table)
+	if err != nil {
+		return err
+	}
+	d.stopReader()
+	d.mu.Lock()
+	active := d.keepConfigured(rt, d.table.Active(time.Now()))
+	if err := d.fw.Setup(rt.Layout, toFirewall(active)); err != nil {
+		// Put the old layout back: never lose protection on a bad reload.
+		d.fw.Setup(d.rt.Layout, toFirewall(d.table.Active(time.Now())))
+		d.mu.Unlock()
+		if rerr := d.startReader(); rerr != nil {
+			d.log.errorf(msgJournal, "%v", rerr)
+		}
+		return fmt.Errorf("building firewall layout: %w", err)
+	}
+	for _, w := range rt.Warnings {
+		d.log.warnf("%s", w)
+	}
+	d.cfg, d.rt, d.engine = cfg, rt, engine
+	d.mu.Unlock()
+	return d.startReader()
+}
+
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano() / 1e3
+}
+
+func oneLine(s string) string {
+	return strings.ReplaceAll(s, "\n", " ")
+}

@@ -1,0 +1,333 @@
+// Command jailkeeper is the ban service and its client: `daemon` runs the
+// service; status, ban, unban and reload talk to it over D-Bus; check and
+// test work offline.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/pkg/config"
+	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+const usage = `usage: jailkeeper COMMAND [ARGS] [FLAGS]
+
+commands:
+  daemon [--config-dir DIR] [--state-dir DIR]   run the ban service
+  status [JAIL] [--json]                        show jails, failures and bans
+  ban JAIL ADDR|CIDR|- [--for DURATION]         ban (- reads one address per line from stdin)
+  unban ADDR|CIDR [--jail JAIL]                 lift a ban (from every jail by default)
+  reload                                        re-read /etc/jailkeeper.d (the running config stays on error)
+  check [--config-dir DIR] [--json]             validate the configuration
+  test FILTER [FILE|-] [--json] [--mode M]      run a filter over log lines (like fail2ban-regex)
+  version                                       print the version
+
+Every command takes --help. Flags may stand before or after arguments.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "daemon":
+		return cmdDaemon(rest, stdout, stderr)
+	case "status":
+		return cmdStatus(rest, stdout, stderr)
+	case "ban":
+		return cmdBan(rest, stdin, stdout, stderr)
+	case "unban":
+		return cmdUnban(rest, stdout, stderr)
+	case "reload":
+		return cmdReload(rest, stdout, stderr)
+	case "check":
+		return cmdCheck(rest, stdout, stderr)
+	case "test":
+		return cmdTest(rest, stdin, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "jailkeeper %s\n", version)
+		return 0
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "jailkeeper: unknown command %q\n%s", cmd, usage)
+	return 2
+}
+
+// usageError maps a flag parse error to an exit code; --help exits 0.
+func usageError(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}
+
+func fail(stderr io.Writer, cmd string, err error) int {
+	fmt.Fprintf(stderr, "jailkeeper %s: %s\n", cmd, oneLine(err.Error()))
+	return 1
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("status", "status [JAIL] [--json]", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return usageError(err)
+	}
+	if len(pos) > 1 {
+		fmt.Fprintln(stderr, "jailkeeper status: at most one JAIL")
+		return 2
+	}
+	jail := ""
+	if len(pos) == 1 {
+		jail = pos[0]
+	}
+	c, err := dbusapi.Dial()
+	if err != nil {
+		return fail(stderr, "status", err)
+	}
+	defer c.Close()
+	st, err := c.Status(jail)
+	if err != nil {
+		return fail(stderr, "status", err)
+	}
+	if *asJSON {
+		for i := range st {
+			if st[i].Banned == nil {
+				st[i].Banned = []string{}
+			}
+		}
+		if st == nil {
+			st = []dbusapi.JailStatus{}
+		}
+		return writeJSON(stdout, stderr, map[string]any{"jails": st})
+	}
+	printStatus(stdout, jail, st)
+	return 0
+}
+
+func printStatus(w io.Writer, jail string, st []dbusapi.JailStatus) {
+	if jail == "" {
+		names := make([]string, len(st))
+		for i, s := range st {
+			names[i] = s.Name
+		}
+		fmt.Fprintf(w, "Status\n|- Number of jails:\t%d\n`- Jail list:\t%s\n", len(st), strings.Join(names, ", "))
+		for _, s := range st {
+			fmt.Fprintf(w, "   %s: %d failed now, %d banned now (%d failed, %d banned in total)\n",
+				s.Name, s.CurrentlyFailed, s.CurrentlyBanned, s.TotalFailed, s.TotalBanned)
+		}
+		return
+	}
+	for _, s := range st {
+		fmt.Fprintf(w, "Status for the jail: %s\n", s.Name)
+		fmt.Fprintf(w, "|- Filter\n|  |- Currently failed:\t%d\n|  `- Total failed:\t%d\n", s.CurrentlyFailed, s.TotalFailed)
+		fmt.Fprintf(w, "`- Actions\n   |- Currently banned:\t%d\n   |- Total banned:\t%d\n   `- Banned IP list:\t%s\n",
+			s.CurrentlyBanned, s.TotalBanned, strings.Join(s.Banned, " "))
+	}
+}
+
+func writeJSON(stdout, stderr io.Writer, v any) int {
+	enc := json.NewEncoder(stdout)
+	if err := enc.Encode(v); err != nil {
+		return fail(stderr, "json", err)
+	}
+	return 0
+}
+
+func cmdBan(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("ban", "ban JAIL ADDR|CIDR|- [--for DURATION]", stderr)
+	forDur := fs.String("for", "", "ban duration (10m, 1h, 1w, permanent; default: the jail's bantime)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return usageError(err)
+	}
+	if len(pos) != 2 {
+		fmt.Fprintln(stderr, "jailkeeper ban: want JAIL and ADDR (or - to read addresses from stdin)")
+		return 2
+	}
+	var d time.Duration
+	if *forDur != "" {
+		cd, err := config.ParseDuration(*forDur)
+		if err != nil {
+			return fail(stderr, "ban", fmt.Errorf("--for: %w", err))
+		}
+		d = cd.Std()
+	}
+	jail := pos[0]
+	var addrs []string
+	if pos[1] == "-" {
+		sc := bufio.NewScanner(stdin)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for n := 1; sc.Scan(); n++ {
+			line := strings.TrimSpace(sc.Text())
+			if i := strings.IndexByte(line, '#'); i >= 0 {
+				line = strings.TrimSpace(line[:i])
+			}
+			if line == "" {
+				continue
+			}
+			if _, err := config.ParsePrefix(line); err != nil {
+				return fail(stderr, "ban", fmt.Errorf("stdin line %d: %w; nothing banned", n, err))
+			}
+			addrs = append(addrs, line)
+		}
+		if err := sc.Err(); err != nil {
+			return fail(stderr, "ban", fmt.Errorf("reading stdin: %w; nothing banned", err))
+		}
+	} else {
+		if _, err := config.ParsePrefix(pos[1]); err != nil {
+			return fail(stderr, "ban", err)
+		}
+		addrs = []string{pos[1]}
+	}
+	c, err := dbusapi.Dial()
+	if err != nil {
+		return fail(stderr, "ban", err)
+	}
+	defer c.Close()
+	if len(addrs) == 1 && pos[1] != "-" {
+		if err := c.Ban(jail, addrs[0], d); err != nil {
+			return fail(stderr, "ban", err)
+		}
+		fmt.Fprintf(stdout, "banned %s in %s\n", addrs[0], jail)
+		return 0
+	}
+	n, err := c.BanMany(jail, addrs, d)
+	if err != nil {
+		return fail(stderr, "ban", err)
+	}
+	fmt.Fprintf(stdout, "banned %d of %d addresses in %s (the rest were already banned)\n", n, len(addrs), jail)
+	return 0
+}
+
+func cmdUnban(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("unban", "unban ADDR|CIDR [--jail JAIL]", stderr)
+	jail := fs.String("jail", "", "only this jail (default: every jail)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return usageError(err)
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "jailkeeper unban: want one ADDR")
+		return 2
+	}
+	if _, err := config.ParsePrefix(pos[0]); err != nil {
+		return fail(stderr, "unban", err)
+	}
+	c, err := dbusapi.Dial()
+	if err != nil {
+		return fail(stderr, "unban", err)
+	}
+	defer c.Close()
+	n, err := c.Unban(*jail, pos[0])
+	if err != nil {
+		return fail(stderr, "unban", err)
+	}
+	if n == 0 {
+		fmt.Fprintf(stderr, "jailkeeper unban: %s is not banned\n", pos[0])
+		return 1
+	}
+	fmt.Fprintf(stdout, "unbanned %s (%d bans lifted)\n", pos[0], n)
+	return 0
+}
+
+func cmdReload(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("reload", "reload", stderr)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return usageError(err)
+	}
+	if len(pos) != 0 {
+		fmt.Fprintln(stderr, "jailkeeper reload: takes no arguments")
+		return 2
+	}
+	c, err := dbusapi.Dial()
+	if err != nil {
+		return fail(stderr, "reload", err)
+	}
+	defer c.Close()
+	if err := c.Reload(); err != nil {
+		return fail(stderr, "reload", err)
+	}
+	fmt.Fprintln(stdout, "configuration reloaded")
+	return 0
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("check", "check [--config-dir DIR] [--json]", stderr)
+	dir := fs.String("config-dir", defaultConfigDir, "directory of *.yaml drop-ins")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return usageError(err)
+	}
+	if len(pos) != 0 {
+		fmt.Fprintln(stderr, "jailkeeper check: takes no arguments (use --config-dir)")
+		return 2
+	}
+	cfg, err := config.Load(*dir)
+	if err != nil {
+		return fail(stderr, "check", err)
+	}
+	rt, err := cfg.Resolve()
+	if err != nil {
+		return fail(stderr, "check", err)
+	}
+	type jailOut struct {
+		Name     string   `json:"name"`
+		Units    []string `json:"units"`
+		MaxRetry int      `json:"maxretry"`
+		FindTime string   `json:"findtime"`
+		BanTime  string   `json:"bantime"`
+	}
+	out := struct {
+		Files     []string  `json:"files"`
+		Backend   string    `json:"backend"`
+		Whitelist []string  `json:"whitelist"`
+		Jails     []jailOut `json:"jails"`
+		Warnings  []string  `json:"warnings"`
+	}{Files: cfg.Files, Backend: rt.Backend, Whitelist: []string{}, Jails: []jailOut{}, Warnings: rt.Warnings}
+	if out.Files == nil {
+		out.Files = []string{}
+	}
+	if out.Warnings == nil {
+		out.Warnings = []string{}
+	}
+	for _, p := range rt.Layout.Whitelist {
+		out.Whitelist = append(out.Whitelist, p.String())
+	}
+	for _, j := range rt.Jails {
+		bt := config.Duration(j.BanTime).String()
+		out.Jails = append(out.Jails, jailOut{j.Name, j.Units, j.MaxRetry, j.FindTime.String(), bt})
+	}
+	if *asJSON {
+		return writeJSON(stdout, stderr, out)
+	}
+	fmt.Fprintf(stdout, "configuration OK: %d files, backend %s, %d jails\n", len(out.Files), out.Backend, len(out.Jails))
+	for _, j := range out.Jails {
+		fmt.Fprintf(stdout, "  %s: units %s, maxretry %d, findtime %s, bantime %s\n", j.Name, strings.Join(j.Units, " "), j.MaxRetry, j.FindTime, j.BanTime)
+	}
+	for _, w := range out.Warnings {
+		fmt.Fprintf(stdout, "  warning: %s\n", w)
+	}
+	return 0
+}

@@ -1,0 +1,152 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const issueDropIn = `whitelist: [198.51.100.3, 2001:db8::3]
+firewall: {backend: iptables}
+jails:
+  sshd:
+    units: [sshd.service, ssh.service]
+    filter: sshd
+    maxretry: 3
+    findtime: 10m
+    bantime: 1h
+    ports: [22]
+`
+
+func writeDir(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestIssueDropIn(t *testing.T) {
+	dir := writeDir(t, map[string]string{"10-sshd.yaml": issueDropIn})
+	cfg, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := cfg.Effective("sshd")
+	if *j.MaxRetry != 3 || j.FindTime.Std() != 10*time.Minute || j.BanTime.Std() != time.Hour {
+		t.Fatalf("sshd = %+v", j)
+	}
+	if len(j.Ports) != 1 || j.Ports[0] != 22 || strings.Join(j.Units, ",") != "sshd.service,ssh.service" {
+		t.Fatalf("ports/units = %v %v", j.Ports, j.Units)
+	}
+	if cfg.Firewall.Backend != "iptables" || cfg.Firewall.WhitelistAction != "return" {
+		t.Fatalf("firewall = %+v (defaults must survive a partial mapping)", cfg.Firewall)
+	}
+	if len(cfg.Whitelist) != 2 || cfg.Whitelist[1] != "2001:db8::3" {
+		t.Fatalf("whitelist = %v", cfg.Whitelist)
+	}
+	if p := cfg.Pos("jails.sshd.maxretry"); p.Line != 7 || !strings.HasSuffix(p.File, "10-sshd.yaml") {
+		t.Fatalf("position of maxretry = %v", p)
+	}
+}
+
+func TestDropInsMergeKeyByKey(t *testing.T) {
+	dir := writeDir(t, map[string]string{
+		"10-base.yaml":  issueDropIn,
+		"20-local.yaml": "jails:\n  sshd:\n    bantime: permanent\n    ports: [2222]\n",
+		"30-off.yaml":   "firewall:\n  whitelist_action: accept\n",
+		"README":        "not yaml, ignored: only *.yaml files are read",
+	})
+	cfg, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := cfg.Effective("sshd")
+	if *j.BanTime != Permanent || *j.MaxRetry != 3 || j.Ports[0] != 2222 || len(j.Ports) != 1 {
+		t.Fatalf("merged sshd = bantime %v maxretry %v ports %v", *j.BanTime, *j.MaxRetry, j.Ports)
+	}
+	if cfg.Firewall.Backend != "iptables" || cfg.Firewall.WhitelistAction != "accept" {
+		t.Fatalf("merged firewall = %+v", cfg.Firewall)
+	}
+	if len(cfg.Files) != 3 {
+		t.Fatalf("files = %v", cfg.Files)
+	}
+}
+
+func TestErrorsNameFileAndLine(t *testing.T) {
+	cases := []struct {
+		name, body string
+		want       []string
+	}{
+		{"unknown key", "jails:\n  sshd:\n    filter: sshd\n    maxrety: 3\n", []string{"bad.yaml", "line 4", `unknown key "maxrety"`}},
+		{"bad duration", "jails:\n  sshd:\n    bantime: 1x\n", []string{"bad.yaml", "line 3", `bad duration "1x"`}},
+		{"bad address", "whitelist:\n  - 198.51.100.300\n", []string{"bad.yaml", "line 2", `bad address "198.51.100.300"`}},
+		{"bad cidr", "whitelist: [2001:db8::/129]\n", []string{"bad.yaml", "line 1", "bad address"}},
+		{"unknown filter", "jails:\n  web:\n    units: [nginx.service]\n    filter: nosuch\n", []string{"bad.yaml", "line 4", `unknown filter "nosuch"`}},
+		{"bad port", "jails:\n  sshd:\n    ports: [70000]\n", []string{"bad.yaml", "line 3", "bad port"}},
+		{"bad backend", "firewall:\n  backend: pf\n", []string{"bad.yaml", "line 2", `bad firewall backend "pf"`}},
+		{"bad maxretry type", "jails:\n  sshd:\n    maxretry: three\n", []string{"bad.yaml", "line 3"}},
+		{"zero maxretry", "jails:\n  sshd:\n    maxretry: 0\n", []string{"bad.yaml", "line 3", "maxretry"}},
+		{"not a mapping", "- a\n- b\n", []string{"bad.yaml", "line 1"}},
+		{"bad yaml", "jails: [\n", []string{"bad.yaml"}},
+		{"two documents", "jails: {}\n---\njails: {}\n", []string{"bad.yaml", "one YAML document"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := writeDir(t, map[string]string{"bad.yaml": c.body})
+			_, err := Load(dir)
+			if err == nil {
+				t.Fatal("Load succeeded on a bad config")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestDurations(t *testing.T) {
+	cases := map[string]time.Duration{
+		"10m": 10 * time.Minute, "1h": time.Hour, "1h30m": 90 * time.Minute, "1d": 24 * time.Hour,
+		"1w": 7 * 24 * time.Hour, "2w1d": 15 * 24 * time.Hour, "600": 10 * time.Minute, "-1": -1, "permanent": -1,
+	}
+	for in, want := range cases {
+		got, err := ParseDuration(in)
+		if err != nil || got.Std() != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got.Std(), err, want)
+		}
+	}
+	for _, bad := range []string{"", "x", "1x", "-5", "h", "1.5.3h"} {
+		if _, err := ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q) accepted", bad)
+		}
+	}
+}
+
+func TestDisableJail(t *testing.T) {
+	dir := writeDir(t, map[string]string{"10.yaml": "jails:\n  sshd:\n    enabled: false\n"})
+	cfg, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := cfg.JailNames(); len(n) != 0 {
+		t.Fatalf("JailNames = %v after enabled: false", n)
+	}
+}
+
+func TestMissingDirUsesDefaults(t *testing.T) {
+	cfg, err := Load(filepath.Join(t.TempDir(), "absent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := cfg.JailNames(); len(n) != 1 || n[0] != "sshd" {
+		t.Fatalf("default jails = %v", n)
+	}
+}

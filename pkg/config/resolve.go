@@ -1,0 +1,281 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/pkg/firewall"
+	"github.com/jailkeeper/jailkeeper/pkg/jails"
+)
+
+// MaxJailName is the longest jail name: it becomes part of kernel set names.
+const MaxJailName = 20
+
+var jailNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// JailNames returns the enabled jails' names, sorted.
+func (c *Config) JailNames() []string {
+	var names []string
+	for name, j := range c.Jails {
+		if j.Enabled != nil && !*j.Enabled {
+			continue
+		}
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Effective returns jail name with every unset field taken from defaults.
+func (c *Config) Effective(name string) Jail {
+	j := c.Jails[name]
+	d := c.Defaults
+	if j.MaxRetry == nil {
+		j.MaxRetry = d.MaxRetry
+	}
+	if j.FindTime == nil {
+		j.FindTime = d.FindTime
+	}
+	if j.BanTime == nil {
+		j.BanTime = d.BanTime
+	}
+	if j.Ports == nil {
+		j.Ports = d.Ports
+	}
+	if j.Protocol == "" {
+		j.Protocol = d.Protocol
+	}
+	if j.Action == "" {
+		j.Action = d.Action
+	}
+	if j.IPv6Prefix == nil {
+		j.IPv6Prefix = d.IPv6Prefix
+	}
+	if j.BanTimeIncrement == nil {
+		j.BanTimeIncrement = d.BanTimeIncrement
+	}
+	if j.Distributed == nil {
+		j.Distributed = d.Distributed
+	}
+	if j.SubnetEscalation == nil {
+		j.SubnetEscalation = d.SubnetEscalation
+	}
+	if j.MaxTracked == nil {
+		j.MaxTracked = d.MaxTracked
+	}
+	if j.Mode == "" {
+		j.Mode = d.Mode
+	}
+	return j
+}
+
+func (c *Config) validate() error {
+	switch c.Firewall.Backend {
+	case "auto", "iptables", "nftables", "none":
+	default:
+		return c.errAt("firewall.backend", "bad firewall backend %q: want auto, iptables, nftables or none", c.Firewall.Backend)
+	}
+	switch c.Firewall.WhitelistAction {
+	case "return", "accept":
+	default:
+		return c.errAt("firewall.whitelist_action", "bad whitelist_action %q: want return or accept", c.Firewall.WhitelistAction)
+	}
+	for name := range c.Filters {
+		if !jailNameRE.MatchString(name) {
+			return c.errAt("filters."+name, "bad filter name %q: use lower-case letters, digits, - and _", name)
+		}
+	}
+	for _, name := range c.JailNames() {
+		if err := c.validateJail(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateJail(name string) error {
+	at := "jails." + name
+	if !jailNameRE.MatchString(name) || len(name) > MaxJailName {
+		return c.errAt(at, "bad jail name %q: use at most %d lower-case letters, digits, - and _", name, MaxJailName)
+	}
+	j := c.Effective(name)
+	if j.Filter != "" && len(j.FailRegex) > 0 {
+		return c.errAt(at+".failregex", "jail %s: set either filter or failregex, not both", name)
+	}
+	if j.Filter == "" && len(j.FailRegex) == 0 {
+		return c.errAt(at, "jail %s: no filter and no failregex", name)
+	}
+	if j.Filter != "" {
+		if _, ok := c.Filters[j.Filter]; !ok {
+			if _, err := jails.Builtin(j.Filter, j.Mode); err != nil {
+				return c.errAt(at+".filter", "jail %s: unknown filter %q (built-in: %s)", name, j.Filter, strings.Join(jails.BuiltinNames(), ", "))
+			}
+		}
+	}
+	if j.MaxRetry == nil || *j.MaxRetry < 1 {
+		return c.errAt(at+".maxretry", "jail %s: maxretry must be at least 1", name)
+	}
+	if j.FindTime == nil || *j.FindTime <= 0 {
+		return c.errAt(at+".findtime", "jail %s: findtime must be positive", name)
+	}
+	if j.BanTime == nil || (*j.BanTime <= 0 && *j.BanTime != Permanent) {
+		return c.errAt(at+".bantime", "jail %s: bantime must be positive, -1 or permanent", name)
+	}
+	switch j.Protocol {
+	case "tcp", "udp", "all":
+	default:
+		return c.errAt(at+".protocol", "jail %s: bad protocol %q: want tcp, udp or all", name, j.Protocol)
+	}
+	switch j.Action {
+	case "reject", "drop":
+	default:
+		return c.errAt(at+".action", "jail %s: bad action %q: want reject or drop", name, j.Action)
+	}
+	if j.IPv6Prefix != nil && (*j.IPv6Prefix < 16 || *j.IPv6Prefix > 128) {
+		return c.errAt(at+".ipv6_prefix", "jail %s: ipv6_prefix must be 16..128", name)
+	}
+	for _, u := range append(append([]string{}, j.Units...), j.Identifiers...) {
+		if u == "" || strings.ContainsAny(u, " \t\n=") {
+			return c.errAt(at, "jail %s: bad unit or identifier %q", name, u)
+		}
+	}
+	return nil
+}
+
+// Runtime is the configuration in the form the daemon wires: compiled
+// jails, the firewall layout and the resolved whitelist.
+type Runtime struct {
+	Jails           []jails.Jail
+	Layout          firewall.Layout
+	Whitelist       *jails.Whitelist
+	Backend         string
+	KillConnections bool
+	// Warnings are things to log at start (e.g. identifier matching, which
+	// any local user can forge).
+	Warnings []string
+}
+
+// Resolve compiles filters, resolves whitelist host names and builds the
+// firewall layout.
+func (c *Config) Resolve() (*Runtime, error) {
+	rt := &Runtime{
+		Backend:         c.Firewall.Backend,
+		KillConnections: c.Firewall.KillConnections == nil || *c.Firewall.KillConnections,
+	}
+	entries := make([]string, len(c.Whitelist))
+	for i, a := range c.Whitelist {
+		entries[i] = string(a)
+	}
+	wl, err := jails.ResolveWhitelist(entries, c.IgnoreSelf == nil || *c.IgnoreSelf)
+	if err != nil {
+		return nil, c.errAt("whitelist", "resolving whitelist: %v", err)
+	}
+	rt.Whitelist = jails.NewWhitelist(wl)
+	rt.Layout.Whitelist = rt.Whitelist.Prefixes()
+	rt.Layout.WhitelistAccept = c.Firewall.WhitelistAction == "accept"
+	for _, name := range c.JailNames() {
+		j := c.Effective(name)
+		at := "jails." + name
+		def := jails.FilterDef{FailRegex: j.FailRegex, IgnoreRegex: j.IgnoreRegex}
+		if j.Filter != "" {
+			if f, ok := c.Filters[j.Filter]; ok {
+				def = jails.FilterDef{FailRegex: f.FailRegex, IgnoreRegex: f.IgnoreRegex, Units: f.Units}
+			} else if def, err = jails.Builtin(j.Filter, j.Mode); err != nil {
+				return nil, c.errAt(at+".filter", "jail %s: %v", name, err)
+			}
+			def.IgnoreRegex = append(def.IgnoreRegex, j.IgnoreRegex...)
+		}
+		f, err := jails.Compile(def)
+		if err != nil {
+			key := at + ".failregex"
+			if j.Filter != "" {
+				key = "filters." + j.Filter
+			}
+			return nil, c.errAt(key, "jail %s: %v", name, err)
+		}
+		units := j.Units
+		if units == nil {
+			units = def.Units
+		}
+		if len(units) == 0 && len(j.Identifiers) == 0 {
+			return nil, c.errAt(at, "jail %s: no units to read (set units:)", name)
+		}
+		if len(j.Identifiers) > 0 {
+			rt.Warnings = append(rt.Warnings, fmt.Sprintf(
+				"jail %s matches SYSLOG_IDENTIFIER %s: any local user can forge such entries; prefer units:",
+				name, strings.Join(j.Identifiers, ", ")))
+		}
+		jj := jails.Jail{
+			Name:        name,
+			Filter:      f,
+			Units:       units,
+			Identifiers: j.Identifiers,
+			MaxRetry:    *j.MaxRetry,
+			FindTime:    j.FindTime.Std(),
+			BanTime:     j.BanTime.Std(),
+		}
+		if *j.BanTime == Permanent {
+			jj.BanTime = jails.Permanent
+		}
+		if j.IPv6Prefix != nil {
+			jj.IPv6Prefix = *j.IPv6Prefix
+		}
+		if j.MaxTracked != nil {
+			jj.MaxTracked = *j.MaxTracked
+		}
+		if inc := j.BanTimeIncrement; inc != nil {
+			jj.Increment = jails.Increment{Enabled: inc.Enabled, Factor: inc.Factor, Max: inc.Max.Std(), Window: inc.Window.Std()}
+			if jj.Increment.Factor == 0 {
+				jj.Increment.Factor = 2
+			}
+			if jj.Increment.Window == 0 {
+				jj.Increment.Window = 7 * 24 * time.Hour
+			}
+		}
+		if d := j.Distributed; d != nil {
+			jj.Distributed = jails.Distributed{Window: d.Window.Std(), MinAddresses: d.MinAddresses, MaxRetry: d.MaxRetry}
+		}
+		if s := j.SubnetEscalation; s != nil {
+			jj.SubnetEscalation = jails.SubnetEscalation{Prefix4: s.Prefix4, Prefix6: s.Prefix6, Threshold: s.Threshold}
+		}
+		rt.Jails = append(rt.Jails, jj)
+		ports := make([]uint16, len(j.Ports))
+		for i, p := range j.Ports {
+			ports[i] = uint16(p)
+		}
+		rt.Layout.Jails = append(rt.Layout.Jails, firewall.JailRules{
+			Name:     name,
+			Ports:    ports,
+			Protocol: firewall.Protocol(j.Protocol),
+			Action:   firewall.Action(j.Action),
+		})
+	}
+	return rt, nil
+}
+
+// ParsePrefix parses an address or CIDR given on the command line or over
+// D-Bus; a bare address becomes a /32 or /128. IPv4-mapped IPv6 addresses
+// become IPv4.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("bad address %q: %w", s, err)
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("bad address %q: %w", s, err)
+	}
+	a = a.Unmap().WithZone("")
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}

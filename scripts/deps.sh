@@ -1,0 +1,43 @@
+#!/bin/sh
+# Installs what jailkeeper's build (libsystemd headers for cgo) or tests
+# (the real test bed: iptables, nftables, ipset, sshd, dbus, conntrack) need,
+# from Debian's packages, when run as root and something is missing.
+# Non-root: reports what is missing; the root-only tests then skip (or fail
+# when CI is set).
+set -eu
+what=${1:-test}
+missing=""
+need_pkg() { missing="$missing $1"; }
+
+[ -e /usr/include/systemd/sd-journal.h ] || need_pkg libsystemd-dev
+command -v gcc >/dev/null || need_pkg gcc
+if [ "$what" = test ]; then
+	command -v iptables >/dev/null || need_pkg iptables
+	command -v ipset >/dev/null || need_pkg ipset
+	command -v nft >/dev/null || need_pkg nftables
+	[ -x /usr/sbin/sshd ] || need_pkg openssh-server
+	command -v ssh >/dev/null || need_pkg openssh-client
+	command -v sshpass >/dev/null || need_pkg sshpass
+	command -v dbus-daemon >/dev/null || need_pkg dbus
+	command -v conntrack >/dev/null || need_pkg conntrack
+	command -v ip >/dev/null || need_pkg iproute2
+	command -v setpriv >/dev/null || need_pkg util-linux
+	command -v journalctl >/dev/null || need_pkg systemd
+	[ -x /lib/systemd/systemd-journald ] || need_pkg systemd
+fi
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+	echo "installing:$missing"
+	# Never let a package start services on this machine.
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q >/dev/null
+	# shellcheck disable=SC2086
+	apt-get install -y -q --no-install-recommends $missing >/dev/null
+	exit 0
+fi
+echo "missing packages:$missing (run as root to install them)" >&2
+case "$missing" in *libsystemd-dev*|*gcc*) exit 1 ;; esac
+exit 0
