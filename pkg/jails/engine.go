@@ -1,0 +1,456 @@
+package jails
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/pkg/journal"
+)
+
+// Defaults applied by NewEngine to zero fields of a Jail (fail2ban's).
+const (
+	DefaultMaxRetry   = 5
+	DefaultFindTime   = 10 * time.Minute
+	DefaultBanTime    = 10 * time.Minute
+	DefaultIPv6Prefix = 64
+	// DefaultIncrementWindow is how far back previous bans count for
+	// increments when Increment.Window is zero.
+	DefaultIncrementWindow = 7 * 24 * time.Hour
+	// DefaultIncrementFactor is the factor when Increment.Factor <= 1.
+	DefaultIncrementFactor = 2
+	// maxBanTime caps increments when Increment.Max is zero.
+	maxBanTime = 100 * 365 * 24 * time.Hour
+)
+
+// Increment makes repeat offenders' bans longer: a ban lasts BanTime ×
+// Factor^n, n being the number of earlier bans of the same prefix in the
+// jail within Window (from History), capped at Max (0: no cap).
+type Increment struct {
+	Enabled bool
+	Factor  float64
+	Max     time.Duration
+	Window  time.Duration
+}
+
+// Distributed detects many addresses failing against one account: when at
+// least MinAddresses different addresses (IPv6: prefixes) fail against the
+// same user within Window, each of them is banned once it has MaxRetry
+// failures against that user in the window (MaxRetry 0 means 1). A zero
+// Window or MinAddresses turns it off.
+type Distributed struct {
+	Window       time.Duration
+	MinAddresses int
+	MaxRetry     int
+}
+
+// SubnetEscalation bans a whole subnet (IPv4 /Prefix4, IPv6 /Prefix6;
+// 0 means 24 and 48) once Threshold bans of the jail are active inside it.
+// Threshold 0 turns it off.
+type SubnetEscalation struct {
+	Prefix4, Prefix6, Threshold int
+}
+
+// Jail is the configuration of one jail as the engine needs it.
+type Jail struct {
+	Name   string
+	Filter *Filter
+	// Units whose entries the jail reads (by trusted _SYSTEMD_UNIT); a
+	// name without a unit suffix gets ".service"; "name@.service" matches
+	// every instance. Empty: the filter's default units.
+	Units []string
+	// Identifiers opts the jail in to entries matched by SYSLOG_IDENTIFIER,
+	// which any local user can forge.
+	Identifiers []string
+	MaxRetry    int           // 0 → DefaultMaxRetry
+	FindTime    time.Duration // 0 → DefaultFindTime
+	BanTime     time.Duration // Permanent for ever; 0 → DefaultBanTime
+	IPv6Prefix  int           // 0 → 64; 128 counts each address alone
+
+	Increment        Increment
+	Distributed      Distributed
+	SubnetEscalation SubnetEscalation
+	MaxTracked       int // 0 → DefaultMaxTracked
+}
+
+// JailStats are a jail's failure counters.
+type JailStats struct {
+	Name            string
+	CurrentlyFailed int // addresses (IPv6: prefixes) with failures inside findtime
+	TotalFailed     int // failures counted since the engine started
+}
+
+// Engine routes journal entries to jails, counts failures and decides
+// bans. Handle must be called from one goroutine at a time; Forget and
+// Stats may be called concurrently with it.
+type Engine struct {
+	mu       sync.Mutex
+	jails    []*jailState
+	byUnit   map[string][]int
+	byPrefix map[string][]int // "name@" → jails with template unit name@.service
+	byIdent  map[string][]int
+	wl       *Whitelist
+	hist     History
+	units    []string
+	idents   []string
+}
+
+type jailState struct {
+	Jail
+	tracker   *Tracker
+	dist      *distTracker
+	escalated map[netip.Prefix]time.Time // subnet → end of its ban
+	total     int
+}
+
+// unitSuffixes are the systemd unit types a unit name may end in.
+var unitSuffixes = []string{".service", ".socket", ".scope", ".slice", ".target", ".mount", ".timer", ".path", ".device", ".swap", ".automount"}
+
+// NormUnit returns name with ".service" added when it has no unit suffix.
+func NormUnit(name string) string {
+	for _, s := range unitSuffixes {
+		if strings.HasSuffix(name, s) {
+			return name
+		}
+	}
+	return name + ".service"
+}
+
+// NewEngine checks jails and returns an engine for them. wl may be nil
+// (loopback only); h may be nil (no history: no increments, no subnet
+// escalation beyond the current batch).
+func NewEngine(jails []Jail, wl *Whitelist, h History) (*Engine, error) {
+	e := &Engine{byUnit: map[string][]int{}, byPrefix: map[string][]int{}, byIdent: map[string][]int{}, wl: wl, hist: h}
+	if e.wl == nil {
+		e.wl = NewWhitelist(nil)
+	}
+	seenName := map[string]bool{}
+	seenUnit := map[string]bool{}
+	seenIdent := map[string]bool{}
+	for i, j := range jails {
+		if j.Name == "" {
+			return nil, fmt.Errorf("jail %d has no name", i)
+		}
+		if seenName[j.Name] {
+			return nil, fmt.Errorf("jail %s defined twice", j.Name)
+		}
+		seenName[j.Name] = true
+		if j.Filter == nil {
+			return nil, fmt.Errorf("jail %s has no filter", j.Name)
+		}
+		if j.MaxRetry <= 0 {
+			j.MaxRetry = DefaultMaxRetry
+		}
+		if j.FindTime <= 0 {
+			j.FindTime = DefaultFindTime
+		}
+		if j.BanTime == 0 {
+			j.BanTime = DefaultBanTime
+		}
+		if j.BanTime < 0 && j.BanTime != Permanent {
+			return nil, fmt.Errorf("jail %s: bantime %v is negative", j.Name, j.BanTime)
+		}
+		if j.IPv6Prefix == 0 {
+			j.IPv6Prefix = DefaultIPv6Prefix
+		}
+		if j.IPv6Prefix < 1 || j.IPv6Prefix > 128 {
+			return nil, fmt.Errorf("jail %s: ipv6_prefix %d is not within 1..128", j.Name, j.IPv6Prefix)
+		}
+		if j.Increment.Factor <= 1 {
+			j.Increment.Factor = DefaultIncrementFactor
+		}
+		if j.Increment.Window <= 0 {
+			j.Increment.Window = DefaultIncrementWindow
+		}
+		if j.SubnetEscalation.Prefix4 == 0 {
+			j.SubnetEscalation.Prefix4 = 24
+		}
+		if j.SubnetEscalation.Prefix6 == 0 {
+			j.SubnetEscalation.Prefix6 = 48
+		}
+		if p := j.SubnetEscalation.Prefix4; p < 1 || p > 32 {
+			return nil, fmt.Errorf("jail %s: subnet_escalation prefix4 %d is not within 1..32", j.Name, p)
+		}
+		if p := j.SubnetEscalation.Prefix6; p < 1 || p > 128 {
+			return nil, fmt.Errorf("jail %s: subnet_escalation prefix6 %d is not within 1..128", j.Name, p)
+		}
+		units := j.Units
+		if len(units) == 0 {
+			units = j.Filter.Units()
+		}
+		if len(units) == 0 && len(j.Identifiers) == 0 {
+			return nil, fmt.Errorf("jail %s has no units (and its filter names none)", j.Name)
+		}
+		j.Units = nil
+		for _, u := range units {
+			u = NormUnit(u)
+			j.Units = append(j.Units, u)
+			if base, ok := strings.CutSuffix(u, "@.service"); ok {
+				e.byPrefix[base+"@"] = append(e.byPrefix[base+"@"], i)
+			} else {
+				e.byUnit[u] = append(e.byUnit[u], i)
+			}
+			if !seenUnit[u] {
+				seenUnit[u] = true
+				e.units = append(e.units, u)
+			}
+		}
+		for _, id := range j.Identifiers {
+			e.byIdent[id] = append(e.byIdent[id], i)
+			if !seenIdent[id] {
+				seenIdent[id] = true
+				e.idents = append(e.idents, id)
+			}
+		}
+		js := &jailState{Jail: j, tracker: NewTracker(j.MaxRetry, j.FindTime, j.MaxTracked), escalated: map[netip.Prefix]time.Time{}}
+		if j.Distributed.Window > 0 && j.Distributed.MinAddresses > 0 {
+			js.dist = newDistTracker(j.Distributed, j.MaxTracked)
+		}
+		e.jails = append(e.jails, js)
+	}
+	sort.Strings(e.units)
+	sort.Strings(e.idents)
+	return e, nil
+}
+
+// Units returns every unit of every jail, deduplicated and sorted, with
+// ".service" added where a name had no suffix.
+func (e *Engine) Units() []string { return append([]string(nil), e.units...) }
+
+// Identifiers returns every SYSLOG_IDENTIFIER some jail opted in to.
+func (e *Engine) Identifiers() []string { return append([]string(nil), e.idents...) }
+
+// Key returns the prefix under which jail counts and bans a: the address
+// itself for IPv4, its /ipv6Prefix for IPv6.
+func Key(a netip.Addr, ipv6Prefix int) netip.Prefix {
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(ipv6Prefix)
+	return p
+}
+
+// route returns the indexes of the jails that read en.
+func (e *Engine) route(en journal.Entry) []int {
+	var idx []int
+	if en.Unit != "" {
+		idx = e.byUnit[en.Unit]
+		if len(e.byPrefix) > 0 {
+			if at := strings.IndexByte(en.Unit, '@'); at > 0 && strings.HasSuffix(en.Unit, ".service") {
+				if more := e.byPrefix[en.Unit[:at+1]]; len(more) > 0 {
+					idx = append(append([]int(nil), idx...), more...)
+				}
+			}
+		}
+	}
+	if en.Identifier != "" && len(e.byIdent) > 0 {
+		if more := e.byIdent[en.Identifier]; len(more) > 0 {
+			idx = append(append([]int(nil), idx...), more...)
+			sort.Ints(idx)
+			idx = dedupInts(idx)
+		}
+	}
+	return idx
+}
+
+func dedupInts(s []int) []int {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Handle runs en through the filters of the jails that read its unit (or,
+// for jails that opted in, its identifier) and returns the bans it
+// decides, if any. en.Time is the time of the failure (zero: now).
+func (e *Engine) Handle(en journal.Entry) []Decision {
+	idx := e.route(en)
+	if len(idx) == 0 {
+		return nil
+	}
+	at := en.Time
+	if at.IsZero() {
+		at = time.Now()
+	}
+	var out []Decision
+	for _, i := range idx {
+		js := e.jails[i]
+		// Filters and the whitelist are immutable: match outside the lock.
+		m, ok := js.Filter.Match(en.Message)
+		if !ok || e.wl.Contains(m.Addr) {
+			continue
+		}
+		e.mu.Lock()
+		out = append(out, e.fail(js, m, at)...)
+		e.mu.Unlock()
+	}
+	return out
+}
+
+// HandleFailure counts one failure already recognised (for tests and
+// replays) and returns the bans it decides.
+func (e *Engine) HandleFailure(f Failure) []Decision {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, js := range e.jails {
+		if js.Name == f.Jail {
+			if e.wl.Contains(f.Addr) {
+				return nil
+			}
+			return e.fail(js, Match{Addr: f.Addr.Unmap().WithZone(""), User: f.User, Regex: -1}, f.Time)
+		}
+	}
+	return nil
+}
+
+// fail counts m in js at time at. Called with e.mu held.
+func (e *Engine) fail(js *jailState, m Match, at time.Time) []Decision {
+	key := Key(m.Addr, js.IPv6Prefix)
+	n, counted := js.tracker.Add(key, m.Addr, m.Port, m.Regex, at)
+	if !counted {
+		return nil
+	}
+	js.total++
+	var out []Decision
+	if n >= js.MaxRetry {
+		js.tracker.Reset(key)
+		if js.dist != nil {
+			js.dist.reset(key)
+		}
+		reason := fmt.Sprintf("%d failures within %s", n, js.FindTime)
+		if m.User != "" {
+			reason += fmt.Sprintf(", last for user %q", m.User)
+		}
+		out = append(out, e.decide(js, key, at, reason))
+	} else if js.dist != nil && m.User != "" {
+		for _, hit := range js.dist.add(m.User, key, at) {
+			js.tracker.Reset(hit.key)
+			reason := fmt.Sprintf("distributed attack on user %q: %d addresses within %s, %d failures from this one", m.User, hit.addresses, js.Distributed.Window, hit.failures)
+			out = append(out, e.decide(js, hit.key, at, reason))
+		}
+	}
+	return e.escalate(js, out, at)
+}
+
+// decide turns a ban of p into a Decision, with the increment applied.
+func (e *Engine) decide(js *jailState, p netip.Prefix, at time.Time, reason string) Decision {
+	d := Decision{Jail: js.Name, Prefix: p, Duration: js.BanTime, Reason: reason, Time: at}
+	if js.Increment.Enabled && js.BanTime != Permanent && e.hist != nil {
+		prev := e.hist.BanCount(js.Name, p, at.Add(-js.Increment.Window))
+		if prev > 0 {
+			d.Duration = incremented(js.BanTime, js.Increment, prev)
+			d.Reason += fmt.Sprintf("; repeat offender (%d earlier bans): bantime %s", prev, d.Duration)
+		}
+	}
+	return d
+}
+
+// incremented returns base × factor^prev, capped at inc.Max (or maxBanTime).
+func incremented(base time.Duration, inc Increment, prev int) time.Duration {
+	limit := inc.Max
+	if limit <= 0 || limit > maxBanTime {
+		limit = maxBanTime
+	}
+	f := float64(base) * math.Pow(inc.Factor, float64(prev))
+	if math.IsInf(f, 0) || math.IsNaN(f) || f >= float64(limit) {
+		return limit
+	}
+	return time.Duration(f)
+}
+
+// escalate adds subnet bans for the subnets in which the decisions in ds
+// bring the jail's active bans to the threshold.
+func (e *Engine) escalate(js *jailState, ds []Decision, at time.Time) []Decision {
+	se := js.SubnetEscalation
+	if se.Threshold <= 0 || len(ds) == 0 {
+		return ds
+	}
+	out := ds
+	for _, d := range ds {
+		bits := se.Prefix4
+		if d.Prefix.Addr().Is6() {
+			bits = se.Prefix6
+		}
+		if d.Prefix.Bits() <= bits {
+			continue
+		}
+		sub, _ := d.Prefix.Addr().Prefix(bits)
+		if until, ok := js.escalated[sub]; ok && (until.IsZero() || at.Before(until)) {
+			continue
+		}
+		n := 0
+		if e.hist != nil {
+			n = e.hist.ActiveWithin(js.Name, sub, at)
+		}
+		for _, o := range out { // bans decided now are not in the history yet
+			if sub.Contains(o.Prefix.Addr()) && o.Prefix.Bits() > bits {
+				n++
+			}
+		}
+		if n < se.Threshold {
+			continue
+		}
+		sd := e.decide(js, sub, at, fmt.Sprintf("subnet escalation: %d banned addresses in %s", n, sub))
+		out = append(out, sd)
+		if sd.Duration == Permanent {
+			js.escalated[sub] = time.Time{}
+		} else {
+			js.escalated[sub] = at.Add(sd.Duration)
+		}
+		js.tracker.Forget(sub)
+		if js.dist != nil {
+			js.dist.forget(sub)
+		}
+	}
+	// Forget escalations that ended, so the map stays small.
+	if len(js.escalated) > 1024 {
+		for k, until := range js.escalated {
+			if !until.IsZero() && !at.Before(until) {
+				delete(js.escalated, k)
+			}
+		}
+	}
+	return out
+}
+
+// Forget drops the tracked failures of jail inside p (after a manual ban
+// or unban of p). An empty jail name means every jail.
+func (e *Engine) Forget(jail string, p netip.Prefix) {
+	p = normPrefix(p)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, js := range e.jails {
+		if jail != "" && js.Name != jail {
+			continue
+		}
+		js.tracker.Forget(p)
+		if js.dist != nil {
+			js.dist.forget(p)
+		}
+		for sub := range js.escalated {
+			if sub.Overlaps(p) {
+				delete(js.escalated, sub)
+			}
+		}
+	}
+}
+
+// Stats returns the failure counters of every jail, in configuration
+// order.
+func (e *Engine) Stats() []JailStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]JailStats, 0, len(e.jails))
+	for _, js := range e.jails {
+		out = append(out, JailStats{Name: js.Name, CurrentlyFailed: js.tracker.Len(), TotalFailed: js.total})
+	}
+	return out
+}

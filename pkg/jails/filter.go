@@ -1,0 +1,362 @@
+package jails
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"regexp/syntax"
+	"strconv"
+	"strings"
+)
+
+// FilterDef is a filter as written by a person: the YAML shape of a filter
+// inside a jail, under the top-level `filters: NAME:` key, or in a
+// standalone filter file.
+//
+// Each failregex is a Go RE2 expression, anchored at the start of the
+// journal MESSAGE, in which these macros expand:
+//
+//	<HOST>  a strict IPv4 or IPv6 address (required in every failregex);
+//	        "::ffff:a.b.c.d" is returned as IPv4 and a "%zone" suffix is dropped
+//	<USER>  the account name, greedy (".*"), so that with a pattern ending in
+//	        "$" the host found is always the last one in the line
+//	<PORT>  the client's source port (1–5 digits); lines of one connection
+//	        that carry the same port are counted once (see Engine)
+//
+// A line that matches an ignoreregex (also anchored) is never a failure.
+type FilterDef struct {
+	FailRegex   []string `yaml:"failregex"`
+	IgnoreRegex []string `yaml:"ignoreregex"`
+	Units       []string `yaml:"units"` // default units when a jail names this filter and sets none
+}
+
+// Match is what a filter found in one message.
+type Match struct {
+	Addr  netip.Addr
+	User  string // "" when the regex has no <USER>
+	Port  uint16 // 0 when the regex has no <PORT>
+	Regex int    // index of the failregex that matched
+}
+
+// Filter is a compiled FilterDef. It is safe for concurrent use.
+type Filter struct {
+	fail   []failRegex
+	ignore []*regexp.Regexp
+	units  []string
+
+	// Literal prefilter: a failregex is tried only if the message starts
+	// with one of its possible literal prefixes. byFirst indexes the
+	// candidates by the first byte of the message; always lists regexes
+	// without a usable prefix.
+	byFirst [256][]int
+	always  []int
+}
+
+type failRegex struct {
+	re       *regexp.Regexp
+	src      string
+	prefixes []string // empty: no prefilter
+	hosts    []int    // submatch indexes of <HOST> groups
+	users    []int
+	ports    []int
+}
+
+// Patterns the macros expand to. hostPattern is deliberately strict about
+// the characters it accepts; what it captures is then parsed with netip.
+const (
+	ipv4Pattern = `(?:[0-9]{1,3}\.){3}[0-9]{1,3}`
+	ipv6Pattern = `[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?::?` + ipv4Pattern + `)?`
+	zonePattern = `(?:%[0-9A-Za-z_.-]{1,32})?`
+)
+
+// Units returns the filter's default units (may be empty).
+func (f *Filter) Units() []string { return append([]string(nil), f.units...) }
+
+// NumRegex returns the number of failregexes.
+func (f *Filter) NumRegex() int { return len(f.fail) }
+
+// Regex returns the source text of failregex i as written.
+func (f *Filter) Regex(i int) string { return f.fail[i].src }
+
+// expand replaces the macros of one regex with uniquely named groups.
+func expand(src string) (string, int, error) {
+	var b strings.Builder
+	hosts := 0
+	n := 0
+	for {
+		i := strings.IndexByte(src, '<')
+		if i < 0 {
+			b.WriteString(src)
+			break
+		}
+		b.WriteString(src[:i])
+		rest := src[i:]
+		switch {
+		case strings.HasPrefix(rest, "<HOST>"):
+			fmt.Fprintf(&b, `(?P<jkhost%d>%s|%s)%s`, n, ipv4Pattern, ipv6Pattern, zonePattern)
+			src = rest[len("<HOST>"):]
+			hosts++
+		case strings.HasPrefix(rest, "<USER>"):
+			fmt.Fprintf(&b, `(?P<jkuser%d>.*)`, n)
+			src = rest[len("<USER>"):]
+		case strings.HasPrefix(rest, "<PORT>"):
+			fmt.Fprintf(&b, `(?P<jkport%d>[0-9]{1,5})`, n)
+			src = rest[len("<PORT>"):]
+		default:
+			b.WriteByte('<')
+			src = rest[1:]
+		}
+		n++
+	}
+	return b.String(), hosts, nil
+}
+
+// Compile checks and compiles def. The error names the bad regex by its
+// list and index and quotes it; a failregex without <HOST> is an error.
+func Compile(def FilterDef) (*Filter, error) {
+	if len(def.FailRegex) == 0 {
+		return nil, fmt.Errorf("filter has no failregex")
+	}
+	f := &Filter{units: append([]string(nil), def.Units...)}
+	for i, src := range def.FailRegex {
+		exp, hosts, _ := expand(src)
+		if hosts == 0 {
+			return nil, fmt.Errorf("failregex[%d] %q: no <HOST>", i, src)
+		}
+		re, err := regexp.Compile(`^(?:` + exp + `)`)
+		if err != nil {
+			return nil, fmt.Errorf("failregex[%d] %q: %w", i, src, err)
+		}
+		fr := failRegex{re: re, src: src, prefixes: literalPrefixes(`^(?:` + exp + `)`)}
+		for j, name := range re.SubexpNames() {
+			switch {
+			case strings.HasPrefix(name, "jkhost"):
+				fr.hosts = append(fr.hosts, j)
+			case strings.HasPrefix(name, "jkuser"):
+				fr.users = append(fr.users, j)
+			case strings.HasPrefix(name, "jkport"):
+				fr.ports = append(fr.ports, j)
+			}
+		}
+		f.fail = append(f.fail, fr)
+		if len(fr.prefixes) == 0 {
+			f.always = append(f.always, i)
+			continue
+		}
+		seen := map[byte]bool{}
+		for _, p := range fr.prefixes {
+			if !seen[p[0]] {
+				seen[p[0]] = true
+				f.byFirst[p[0]] = append(f.byFirst[p[0]], i)
+			}
+		}
+	}
+	for i, src := range def.IgnoreRegex {
+		exp, _, _ := expand(src)
+		re, err := regexp.Compile(`^(?:` + exp + `)`)
+		if err != nil {
+			return nil, fmt.Errorf("ignoreregex[%d] %q: %w", i, src, err)
+		}
+		f.ignore = append(f.ignore, re)
+	}
+	return f, nil
+}
+
+// Match reports whether msg is a failure, and which address (and user,
+// port) it names. Regexes are tried in order; the first whose <HOST>
+// parses as an address wins. A message that matches any ignoreregex is
+// never a failure.
+func (f *Filter) Match(msg string) (Match, bool) {
+	m, ok := f.matchFail(msg)
+	if !ok {
+		return Match{}, false
+	}
+	if f.Ignored(msg) {
+		return Match{}, false
+	}
+	return m, true
+}
+
+// Ignored reports whether msg matches one of the filter's ignoreregexes.
+func (f *Filter) Ignored(msg string) bool {
+	for _, re := range f.ignore {
+		if re.MatchString(msg) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *Filter) matchFail(msg string) (Match, bool) {
+	if msg == "" {
+		return Match{}, false
+	}
+	cands := f.byFirst[msg[0]]
+	if len(f.always) == 0 {
+		for _, i := range cands {
+			if m, ok := f.try(i, msg, true); ok {
+				return m, true
+			}
+		}
+		return Match{}, false
+	}
+	// Keep the order of the regexes when some have no prefix.
+	a, c := 0, 0
+	for a < len(f.always) || c < len(cands) {
+		var i int
+		check := false
+		if c >= len(cands) || (a < len(f.always) && f.always[a] < cands[c]) {
+			i = f.always[a]
+			a++
+		} else {
+			i = cands[c]
+			c++
+			check = true
+		}
+		if m, ok := f.try(i, msg, check); ok {
+			return m, true
+		}
+	}
+	return Match{}, false
+}
+
+func (f *Filter) try(i int, msg string, check bool) (Match, bool) {
+	fr := &f.fail[i]
+	if check {
+		found := false
+		for _, p := range fr.prefixes {
+			if strings.HasPrefix(msg, p) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return Match{}, false
+		}
+	}
+	loc := fr.re.FindStringSubmatchIndex(msg)
+	if loc == nil {
+		return Match{}, false
+	}
+	m := Match{Regex: i}
+	for _, g := range fr.hosts {
+		if loc[2*g] < 0 {
+			continue
+		}
+		a, err := netip.ParseAddr(msg[loc[2*g]:loc[2*g+1]])
+		if err != nil {
+			return Match{}, false
+		}
+		m.Addr = a.Unmap().WithZone("")
+		break
+	}
+	if !m.Addr.IsValid() {
+		return Match{}, false
+	}
+	for _, g := range fr.users {
+		if loc[2*g] >= 0 {
+			m.User = msg[loc[2*g]:loc[2*g+1]]
+			break
+		}
+	}
+	for _, g := range fr.ports {
+		if loc[2*g] >= 0 {
+			if p, err := strconv.ParseUint(msg[loc[2*g]:loc[2*g+1]], 10, 16); err == nil {
+				m.Port = uint16(p)
+			}
+			break
+		}
+	}
+	return m, true
+}
+
+// maxPrefixes bounds the number of literal prefixes kept per regex.
+const maxPrefixes = 64
+
+// literalPrefixes returns literal strings one of which starts every match
+// of the anchored expression expr, or nil when it cannot tell (the regex
+// is then always tried).
+func literalPrefixes(expr string) []string {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	set, _ := prefixSet(re.Simplify())
+	var out []string
+	for _, s := range set {
+		if s == "" {
+			return nil
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// prefixSet returns a set of strings one of which starts every match of
+// re; exact reports whether re matches exactly those strings (so that
+// what follows may be appended).
+func prefixSet(re *syntax.Regexp) (set []string, exact bool) {
+	switch re.Op {
+	case syntax.OpEmptyMatch, syntax.OpBeginText, syntax.OpBeginLine:
+		return []string{""}, true
+	case syntax.OpLiteral:
+		if re.Flags&syntax.FoldCase != 0 {
+			return []string{""}, false
+		}
+		return []string{string(re.Rune)}, true
+	case syntax.OpCharClass:
+		var out []string
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			for r := re.Rune[i]; r <= re.Rune[i+1]; r++ {
+				if len(out) >= 8 {
+					return []string{""}, false
+				}
+				out = append(out, string(r))
+			}
+		}
+		return out, true
+	case syntax.OpCapture:
+		return prefixSet(re.Sub[0])
+	case syntax.OpPlus:
+		s, _ := prefixSet(re.Sub[0])
+		return s, false
+	case syntax.OpRepeat:
+		if re.Min == 0 {
+			return []string{""}, false
+		}
+		s, ex := prefixSet(re.Sub[0])
+		return s, ex && re.Min == 1 && re.Max == 1
+	case syntax.OpAlternate:
+		var out []string
+		exact := true
+		for _, sub := range re.Sub {
+			s, ex := prefixSet(sub)
+			out = append(out, s...)
+			exact = exact && ex
+			if len(out) > maxPrefixes {
+				return []string{""}, false
+			}
+		}
+		return out, exact
+	case syntax.OpConcat:
+		cur := []string{""}
+		for _, sub := range re.Sub {
+			s, ex := prefixSet(sub)
+			if len(cur)*len(s) > maxPrefixes {
+				return cur, false
+			}
+			next := make([]string, 0, len(cur)*len(s))
+			for _, a := range cur {
+				for _, b := range s {
+					next = append(next, a+b)
+				}
+			}
+			cur = next
+			if !ex {
+				return cur, false
+			}
+		}
+		return cur, true
+	}
+	return []string{""}, false
+}

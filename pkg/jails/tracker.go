@@ -1,0 +1,164 @@
+package jails
+
+import (
+	"net/netip"
+	"time"
+)
+
+// DefaultMaxTracked is the number of keys a Tracker keeps when the jail
+// sets no max_tracked.
+const DefaultMaxTracked = 1_000_000
+
+// Tracker counts failures per key (an IPv4 /32 or an IPv6 prefix) inside a
+// sliding window. It holds at most maxTracked keys: when full, the key
+// whose last failure is oldest is evicted, so a flood of unique (spoofed)
+// addresses costs bounded memory. It is not safe for concurrent use.
+//
+// Lines that belong to one connection are counted once: a failure with
+// the same address and source port as the previous one of its key, but
+// recognised by a different regex ("Invalid user …", then "Failed password
+// … port 4711", then "Connection closed by invalid user … port 4711"), is
+// not counted again, while repeated lines of one regex (three "Failed
+// password" in one connection) each count.
+type Tracker struct {
+	maxRetry   int
+	findTime   time.Duration
+	maxTracked int
+	keys       *lru[netip.Prefix, trackEntry]
+	evicted    int
+	active     int // keys with at least one counted failure
+}
+
+// banned as trackEntry.lastRegex marks a connection that led to a ban.
+const banned = -2
+
+type trackEntry struct {
+	times     []int64 // counted failures inside the window, oldest first
+	lastAddr  netip.Addr
+	lastPort  uint16
+	lastRegex int
+}
+
+// NewTracker returns a Tracker for failures of one jail; maxTracked <= 0
+// means DefaultMaxTracked.
+func NewTracker(maxRetry int, findTime time.Duration, maxTracked int) *Tracker {
+	if maxTracked <= 0 {
+		maxTracked = DefaultMaxTracked
+	}
+	if maxRetry < 1 {
+		maxRetry = 1
+	}
+	return &Tracker{maxRetry: maxRetry, findTime: findTime, maxTracked: maxTracked, keys: newLRU[netip.Prefix, trackEntry]()}
+}
+
+// Add records a failure of addr (grouped under key) at time at, seen by
+// failregex regex with source port port (0 if unknown). It returns the
+// number of counted failures of key inside the window, and whether this
+// one was counted.
+func (t *Tracker) Add(key netip.Prefix, addr netip.Addr, port uint16, regex int, at time.Time) (n int, counted bool) {
+	now := at.UnixNano()
+	horizon := now - int64(t.findTime)
+	// Keys whose last failure left the window are dropped, oldest first.
+	t.keys.pruneBefore(horizon, t.dropped)
+	node := t.keys.get(key)
+	if node == nil {
+		for t.keys.len() >= t.maxTracked {
+			old := t.keys.oldest()
+			t.keys.remove(old)
+			t.dropped(old)
+			t.evicted++
+		}
+		node = t.keys.add(key, now)
+		node.val.lastRegex = -1
+	}
+	e := &node.val
+	wasActive := len(e.times) > 0
+	// Slide the window.
+	drop := 0
+	for drop < len(e.times) && e.times[drop] < horizon {
+		drop++
+	}
+	if drop > 0 {
+		e.times = append(e.times[:0], e.times[drop:]...)
+	}
+	if wasActive && len(e.times) == 0 {
+		t.active--
+	}
+	sameConn := port != 0 && e.lastPort == port && e.lastAddr == addr
+	t.keys.touch(node, now)
+	if sameConn && (e.lastRegex == banned || e.lastRegex != regex) {
+		if e.lastRegex != banned {
+			e.lastRegex = regex
+		}
+		return len(e.times), false
+	}
+	e.lastAddr, e.lastPort, e.lastRegex = addr, port, regex
+	if len(e.times) >= t.maxRetry {
+		e.times = append(e.times[:0], e.times[1:]...)
+	}
+	if e.times == nil {
+		e.times = make([]int64, 0, t.maxRetry)
+	}
+	if len(e.times) == 0 {
+		t.active++
+	}
+	e.times = append(e.times, now)
+	return len(e.times), true
+}
+
+// Count returns the counted failures of key inside the window ending at.
+func (t *Tracker) Count(key netip.Prefix, at time.Time) int {
+	node := t.keys.get(key)
+	if node == nil {
+		return 0
+	}
+	horizon := at.UnixNano() - int64(t.findTime)
+	n := 0
+	for _, ts := range node.val.times {
+		if ts >= horizon {
+			n++
+		}
+	}
+	return n
+}
+
+// Reset drops the counted failures of key (after a ban of it). The key's
+// last connection is remembered until it leaves the window, so the
+// closing lines of the connection that caused the ban do not count again.
+func (t *Tracker) Reset(key netip.Prefix) {
+	node := t.keys.get(key)
+	if node == nil {
+		return
+	}
+	if len(node.val.times) > 0 {
+		t.active--
+	}
+	node.val.times = node.val.times[:0]
+	node.val.lastRegex = banned // every later line of this connection is the same connection
+}
+
+func (t *Tracker) dropped(node *lruNode[netip.Prefix, trackEntry]) {
+	if len(node.val.times) > 0 {
+		t.active--
+	}
+}
+
+// Forget drops every key that overlaps p and returns how many it dropped.
+func (t *Tracker) Forget(p netip.Prefix) int {
+	n := 0
+	t.keys.each(func(node *lruNode[netip.Prefix, trackEntry]) {
+		if node.key.Overlaps(p) {
+			t.keys.remove(node)
+			t.dropped(node)
+			n++
+		}
+	})
+	return n
+}
+
+// Len returns the number of keys with at least one counted failure inside
+// the window (as of the last Add).
+func (t *Tracker) Len() int { return t.active }
+
+// Evicted returns how many keys were evicted because the tracker was full.
+func (t *Tracker) Evicted() int { return t.evicted }

@@ -1,0 +1,169 @@
+package jails
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// loopback is always whitelisted: a ban service must never ban the
+// machine itself.
+var loopback = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("::1/128"),
+}
+
+// Whitelist is a set of networks that are never counted nor banned.
+// Loopback (127.0.0.0/8, ::1) is always in it. It is immutable and safe
+// for concurrent use.
+type Whitelist struct {
+	prefixes []netip.Prefix
+}
+
+// NewWhitelist returns a Whitelist of p plus loopback. IPv4-mapped IPv6
+// prefixes are stored as IPv4; every prefix is masked.
+func NewWhitelist(p []netip.Prefix) *Whitelist {
+	w := &Whitelist{}
+	seen := map[netip.Prefix]bool{}
+	for _, x := range append(append([]netip.Prefix(nil), loopback...), p...) {
+		if !x.IsValid() {
+			continue
+		}
+		x = normPrefix(x)
+		if !seen[x] {
+			seen[x] = true
+			w.prefixes = append(w.prefixes, x)
+		}
+	}
+	return w
+}
+
+// normPrefix unmaps an IPv4-mapped prefix and masks it.
+func normPrefix(p netip.Prefix) netip.Prefix {
+	a := p.Addr().WithZone("")
+	bits := p.Bits()
+	if a.Is4In6() {
+		a = a.Unmap()
+		bits -= 96
+		if bits < 0 {
+			bits = 0
+		}
+	}
+	return netip.PrefixFrom(a, bits).Masked()
+}
+
+// Contains reports whether a is whitelisted. A nil Whitelist still
+// contains loopback.
+func (w *Whitelist) Contains(a netip.Addr) bool {
+	a = a.Unmap().WithZone("")
+	if a.IsLoopback() {
+		return true
+	}
+	if w == nil {
+		return false
+	}
+	for _, p := range w.prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Overlaps reports whether p covers or lies in a whitelisted network, so
+// that a manual ban of p would ban a whitelisted address.
+func (w *Whitelist) Overlaps(p netip.Prefix) bool {
+	p = normPrefix(p)
+	ps := loopback
+	if w != nil {
+		ps = w.prefixes
+	}
+	for _, x := range ps {
+		if x.Overlaps(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Prefixes returns the whitelisted networks, loopback first.
+func (w *Whitelist) Prefixes() []netip.Prefix {
+	if w == nil {
+		return append([]netip.Prefix(nil), loopback...)
+	}
+	return append([]netip.Prefix(nil), w.prefixes...)
+}
+
+// resolveTimeout bounds the host name lookups of ResolveWhitelist.
+const resolveTimeout = 10 * time.Second
+
+// ResolveWhitelist turns whitelist entries — addresses, CIDRs and host
+// names — into prefixes. Host names are resolved now (every address they
+// have); a name that does not resolve is an error naming it. With
+// ignoreSelf, the machine's own interface addresses are added (each as a
+// single address, not its network).
+func ResolveWhitelist(entries []string, ignoreSelf bool) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, e := range entries {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(e); err == nil {
+			out = append(out, normPrefix(p))
+			continue
+		}
+		if a, err := netip.ParseAddr(e); err == nil {
+			a = a.Unmap().WithZone("")
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		if strings.Contains(e, "/") || strings.ContainsAny(e, " \t") {
+			return nil, fmt.Errorf("whitelist entry %q: not an address, network or host name", e)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+		addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", e)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("resolving whitelist host %q: %w", e, err)
+		}
+		for _, a := range addrs {
+			a = a.Unmap().WithZone("")
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	if ignoreSelf {
+		self, err := SelfAddresses()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, self...)
+	}
+	return out, nil
+}
+
+// SelfAddresses returns the addresses of this machine's interfaces, each
+// as a single-address prefix.
+func SelfAddresses() ([]netip.Prefix, error) {
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("listing the machine's own addresses: %w", err)
+	}
+	var out []netip.Prefix
+	for _, ia := range ifaddrs {
+		ipn, ok := ia.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		a, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok {
+			continue
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
