@@ -3,6 +3,7 @@ package dbusapi
 import (
 	"fmt"
 	"math"
+	"sync"
 	"net/netip"
 	"time"
 
@@ -14,16 +15,27 @@ import (
 type Server struct {
 	conn *dbus.Conn
 	m    Manager
-	// Authorize decides whether sender may change bans. The default allows
-	// uid 0 and callers polkit authorises for PolkitAction.
-	Authorize func(sender dbus.Sender) error
+
+	mu        sync.Mutex
+	authorize func(sender dbus.Sender) error
+}
+
+// SetAuthorizer replaces the check of callers that change bans (nil
+// restores the default: uid 0, or polkit's verdict on PolkitAction).
+func (s *Server) SetAuthorizer(f func(sender dbus.Sender) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f == nil {
+		f = s.defaultAuthorize
+	}
+	s.authorize = f
 }
 
 // Serve exports m on conn at Path and takes BusName. It fails when another
 // process owns the name (a second daemon).
 func Serve(conn *dbus.Conn, m Manager) (*Server, error) {
 	s := &Server{conn: conn, m: m}
-	s.Authorize = s.authorize
+	s.authorize = s.defaultAuthorize
 	if err := conn.Export(methods{s}, Path, Interface); err != nil {
 		return nil, fmt.Errorf("exporting %s: %w", Interface, err)
 	}
@@ -54,7 +66,7 @@ func (s *Server) Unbanned(jail string, p netip.Prefix) error {
 	return s.conn.Emit(Path, Interface+".Unbanned", jail, p.String())
 }
 
-func (s *Server) authorize(sender dbus.Sender) error {
+func (s *Server) defaultAuthorize(sender dbus.Sender) error {
 	var uid uint32
 	if err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, string(sender)).Store(&uid); err != nil {
 		return fmt.Errorf("identifying caller %s: %w", sender, err)
@@ -80,7 +92,10 @@ func (s *Server) authorize(sender dbus.Sender) error {
 }
 
 func (s *Server) check(sender dbus.Sender) *dbus.Error {
-	if err := s.Authorize(sender); err != nil {
+	s.mu.Lock()
+	auth := s.authorize
+	s.mu.Unlock()
+	if err := auth(sender); err != nil {
 		return dbus.NewError(ErrNamePermission, []any{err.Error()})
 	}
 	return nil
