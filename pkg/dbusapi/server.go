@@ -3,8 +3,8 @@ package dbusapi
 import (
 	"fmt"
 	"math"
-	"sync"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/godbus/dbus/v5"
