@@ -210,7 +210,7 @@ func (d *daemon) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ba
 			continue
 		}
 		d.log.event(journal.PriNotice, msgUnban, fmt.Sprintf("unbanned %s: jail %s is no longer configured", b.Prefix, b.Jail),
-			"JAIL", b.Jail, "ADDRESS", b.Prefix.String())
+			"JAIL", b.Jail, "ADDRESS", bannedString(b.Prefix))
 	}
 	return keep
 }
@@ -351,7 +351,7 @@ func (d *daemon) apply(bs []bans.Ban) (int, error) {
 			until = "until " + b.Expires.Format(time.RFC3339)
 		}
 		d.log.event(journal.PriNotice, msgBan, fmt.Sprintf("banned %s in jail %s %s: %s", b.Prefix, b.Jail, until, b.Reason),
-			"JAIL", b.Jail, "ADDRESS", b.Prefix.String())
+			"JAIL", b.Jail, "ADDRESS", bannedString(b.Prefix))
 		if d.bus != nil {
 			d.bus.Banned(b.Jail, b.Prefix, b.Expires, b.Reason)
 		}
@@ -376,7 +376,7 @@ func (d *daemon) expire() {
 	}
 	for _, b := range gone {
 		d.log.event(journal.PriInfo, msgExpire, fmt.Sprintf("ban of %s in jail %s expired", b.Prefix, b.Jail),
-			"JAIL", b.Jail, "ADDRESS", b.Prefix.String())
+			"JAIL", b.Jail, "ADDRESS", bannedString(b.Prefix))
 		if d.bus != nil {
 			d.bus.Unbanned(b.Jail, b.Prefix)
 		}
@@ -482,7 +482,7 @@ func (d *daemon) Unban(jail string, p netip.Prefix) (int, error) {
 	for _, b := range gone {
 		d.engine.Forget(b.Jail, b.Prefix)
 		d.log.event(journal.PriNotice, msgUnban, fmt.Sprintf("unbanned %s in jail %s by an administrator", b.Prefix, b.Jail),
-			"JAIL", b.Jail, "ADDRESS", b.Prefix.String())
+			"JAIL", b.Jail, "ADDRESS", bannedString(b.Prefix))
 		if d.bus != nil {
 			d.bus.Unbanned(b.Jail, b.Prefix)
 		}
