@@ -10,6 +10,7 @@ missing=""
 need_pkg() { missing="$missing $1"; }
 
 [ -e /usr/include/systemd/sd-journal.h ] || need_pkg libsystemd-dev
+command -v pkg-config >/dev/null || need_pkg pkg-config
 command -v gcc >/dev/null || need_pkg gcc
 if [ "$what" = test ]; then
 	command -v iptables >/dev/null || need_pkg iptables
@@ -39,5 +40,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 	exit 0
 fi
 echo "missing packages:$missing (run as root to install them)" >&2
-case "$missing" in *libsystemd-dev*|*gcc*) exit 1 ;; esac
+case "$missing" in *libsystemd-dev*|*gcc*|*pkg-config*) exit 1 ;; esac
 exit 0
