@@ -274,3 +274,26 @@ func TestKernelInspection(t *testing.T) {
 		t.Fatalf("IPv6 after v4 ban: %s %q", a.Outcome, a.Output)
 	}
 }
+
+// TestBedPrivateJournal checks that the full bed's sshd logs as
+// sshd.service into the bed's private journal.
+func TestBedPrivateJournal(t *testing.T) {
+	b := NewBed(t)
+	if a := b.Hosts.SSHAttempt(SrvAddr6, ""); a.Outcome != Denied {
+		t.Fatalf("ssh: %s %q", a.Outcome, a.Output)
+	}
+	want := "Connection closed by authenticating user nobody " + AtkAddr6
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		lines := b.JournalLines(t, "_SYSTEMD_UNIT=sshd.service")
+		for _, l := range lines {
+			if strings.HasPrefix(l, want) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the private journal; sshd.service lines: %q", want, lines)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

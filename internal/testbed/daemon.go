@@ -92,9 +92,12 @@ func goTool() string {
 // NOTIFY_SOCKET, WATCHDOG_USEC and DBUS_SYSTEM_BUS_ADDRESS pointing at the
 // test. Its config and state directories outlive restarts.
 type Daemon struct {
-	Bin       string
-	Hosts     *Hosts
-	Bus       *Bus
+	Bin   string
+	Hosts *Hosts
+	Bus   *Bus
+	// Journald, when set, is the private journald the daemon reads: it
+	// runs in that journald's mount namespace (see Hosts.SrvArgv).
+	Journald  *Journald
 	ConfigDir string
 	StateDir  string
 	// Watchdog is passed as WATCHDOG_USEC; the daemon should ping at half
@@ -103,6 +106,9 @@ type Daemon struct {
 	// Notify is the sd_notify listener of the current (or last) run; each
 	// Start makes a fresh one.
 	Notify *Notify
+	// OnNotify, if set, is installed on each run's Notify before the
+	// daemon starts (see Notify.OnMessage).
+	OnNotify func(NotifyMsg)
 	// Started is when the current (or last) run was started.
 	Started time.Time
 
@@ -156,12 +162,15 @@ func (d *Daemon) Start(t testing.TB) {
 	}
 	d.Notify = NewNotify(t)
 	d.runs++
-	cmd := exec.Command("ip", "netns", "exec", d.Hosts.Srv, d.Bin, "daemon",
-		"--config-dir", d.ConfigDir, "--state-dir", d.StateDir)
+	argv := d.Hosts.SrvArgv(d.Journald, d.Bin, "daemon", "--config-dir", d.ConfigDir, "--state-dir", d.StateDir)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(),
 		"NOTIFY_SOCKET="+d.Notify.Path,
 		d.Bus.Env(),
 	)
+	if d.OnNotify != nil {
+		d.Notify.OnMessage(d.OnNotify)
+	}
 	if d.Watchdog > 0 {
 		cmd.Env = append(cmd.Env, "WATCHDOG_USEC="+strconv.FormatInt(d.Watchdog.Microseconds(), 10))
 	}
@@ -209,8 +218,8 @@ func (d *Daemon) WaitReady(t testing.TB, timeout time.Duration) NotifyMsg {
 	return NotifyMsg{}
 }
 
-// PID returns the daemon's process ID (`ip netns exec` execs in place, so
-// this is the jailkeeper process itself), or 0 when it is not running.
+// PID returns the daemon's process ID (`ip netns exec` and nsenter exec in
+// place, so this is the jailkeeper process itself), or 0 when it is not running.
 func (d *Daemon) PID() int {
 	if !d.Running() {
 		return 0

@@ -3,7 +3,9 @@ package testbed
 import (
 	"fmt"
 	"net"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -65,4 +67,32 @@ func (h *Hosts) AtkBanner(hostport string, timeout time.Duration) (string, error
 		return string(buf[:n]), nil
 	}
 	return "", fmt.Errorf("reading banner from %s: %w", hostport, err)
+}
+
+// SrvArgv returns the command line that runs argv inside the server
+// namespace and, when jd is not nil, inside the private journald's mount
+// namespace (so that /run/systemd/journal is jd's). Without jd it is
+// `ip netns exec SRV argv…`; with jd it is `nsenter -t HOLDER -m
+// --net=/run/netns/SRV -- argv…` (nsenter opens the netns file before it
+// enters the mount namespace, whose /run hides /run/netns). Both exec in
+// place: the PID of the started command is the PID of argv[0].
+func (h *Hosts) SrvArgv(jd *Journald, argv ...string) []string {
+	if jd == nil {
+		return append([]string{"ip", "netns", "exec", h.Srv}, argv...)
+	}
+	return append([]string{"nsenter", "-t", jd.holderPID(), "-m", "--net=" + filepath.Join("/run/netns", h.Srv), "--"}, argv...)
+}
+
+// holderPID is the PID of the process holding jd's mount namespace.
+func (j *Journald) holderPID() string {
+	return strings.TrimSuffix(strings.TrimPrefix(j.Root(), "/proc/"), "/root")
+}
+
+// shellJoin quotes argv for sh.
+func shellJoin(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
 }

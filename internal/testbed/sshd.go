@@ -37,8 +37,16 @@ type SSHD struct {
 // stopped by PID at cleanup.
 func StartSSHD(t testing.TB, h *Hosts) *SSHD {
 	t.Helper()
-	Require(t, "sshd", "ssh-keygen", "systemd-cat", "ip")
 	EnsureJournald(t)
+	return StartSSHDIn(t, h, nil)
+}
+
+// StartSSHDIn is StartSSHD logging to the private journald jd (nil: the
+// system journal). With jd, sshd and systemd-cat run in jd's mount
+// namespace, where /run/systemd/journal is jd's.
+func StartSSHDIn(t testing.TB, h *Hosts, jd *Journald) *SSHD {
+	t.Helper()
+	Require(t, "sshd", "ssh-keygen", "systemd-cat", "ip", "nsenter")
 	dir := t.TempDir()
 	s := &SSHD{Dir: dir, Config: filepath.Join(dir, "sshd_config"), PidFile: filepath.Join(dir, "sshd.pid")}
 	Run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, "hostkey"))
@@ -57,11 +65,9 @@ func StartSSHD(t testing.TB, h *Hosts) *SSHD {
 	if err := os.WriteFile(s.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatalf("writing sshd_config: %v", err)
 	}
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		t.Fatalf("creating /run/sshd: %v", err)
-	}
-	script := fmt.Sprintf("ip netns exec %s /usr/sbin/sshd -D -e -f %s 2>&1 | systemd-cat -t sshd", h.Srv, s.Config)
-	s.Proc = StartInUnit(t, "sshd.service", script)
+	// sshd needs its privilege separation directory /run/sshd.
+	inner := fmt.Sprintf("mkdir -p /run/sshd && { /usr/sbin/sshd -D -e -f %s 2>&1 | systemd-cat -t sshd; }", s.Config)
+	s.Proc = StartInUnit(t, "sshd.service", shellJoin(h.SrvArgv(jd, "sh", "-c", inner)))
 	t.Cleanup(s.stop) // runs before the UnitProcess cleanup
 	for _, a := range []string{SrvAddr4, SrvAddr6} {
 		if err := h.waitListening(a, 22, 10*time.Second); err != nil {
