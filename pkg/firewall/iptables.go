@@ -1,0 +1,752 @@
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Names of the kernel objects the iptables backend owns.
+const (
+	iptChain  = "JAILKEEPER" // own chain in table filter, per family
+	iptTable  = "filter"
+	iptJump   = "-A INPUT -j " + iptChain
+	setPrefix = "jk-"
+	wlSet4    = "jk-wl4"
+	wlSet6    = "jk-wl6"
+)
+
+// ipsetMaxTimeout is the kernel's IPSET_MAX_TIMEOUT (seconds, ~24.8 days);
+// longer timeouts are capped and Verify re-adds the ban if it outlives it.
+const ipsetMaxTimeout = 2147483
+
+// ipsetMaxElem is each set's maxelem: far above any realistic ban count
+// (memory grows with the elements, not with this limit).
+const ipsetMaxElem = 1 << 24
+
+// banSetName returns the ipset of a jail for one family, for host
+// addresses (hash:ip) or prefixes (hash:net): jk-<jail>-4, -n4, -6, -n6.
+func banSetName(jail string, v6, net bool) string {
+	s := setPrefix + jail + "-"
+	if net {
+		s += "n"
+	}
+	if v6 {
+		return s + "6"
+	}
+	return s + "4"
+}
+
+// ipsetFor returns the set a ban belongs in.
+func ipsetFor(b Ban) string {
+	return banSetName(b.Jail, b.Prefix.Addr().Is6(), !isHost(b.Prefix))
+}
+
+// ipt is the iptables+ipset backend.
+type ipt struct {
+	opts   Options
+	ns     string // namespace path, "" = current
+	mode   string // "nf_tables" or "legacy"
+	v4, v6 *iptables.IPTables
+	h      *netlink.Handle // one NETLINK_NETFILTER socket for ipset and conntrack
+	layout Layout
+	now    func() time.Time
+}
+
+var _ Backend = (*ipt)(nil)
+
+// newIPTables opens the iptables backend in opts.NetNS (or the current
+// namespace).
+func newIPTables(opts Options) (*ipt, error) {
+	b := &ipt{opts: opts, ns: nsPath(opts.NetNS), now: time.Now}
+	err := inNetNS(b.ns, func() error {
+		out, err := exec.Command("iptables", "--version").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("running iptables --version: %w: %s", err, out)
+		}
+		b.mode = iptablesMode(string(out))
+		if b.v4, err = iptables.New(iptables.IPFamily(iptables.ProtocolIPv4), iptables.Timeout(5)); err != nil {
+			return fmt.Errorf("opening iptables: %w", err)
+		}
+		if b.v6, err = iptables.New(iptables.IPFamily(iptables.ProtocolIPv6), iptables.Timeout(5)); err != nil {
+			return fmt.Errorf("opening ip6tables: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ns, err := openNetNS(b.ns)
+	if err != nil {
+		return nil, err
+	}
+	if ns == netns.None() {
+		b.h, err = netlink.NewHandle(unix.NETLINK_NETFILTER)
+	} else {
+		b.h, err = netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER)
+		ns.Close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening netfilter netlink socket: %w", err)
+	}
+	opts.logf("firewall iptables: using iptables (%s) with ipset", b.mode)
+	return b, nil
+}
+
+// iptablesMode reads "nf_tables" or "legacy" from `iptables --version`
+// ("iptables v1.8.9 (nf_tables)"); go-iptables keeps its own unexported.
+func iptablesMode(version string) string {
+	switch {
+	case strings.Contains(version, "(nf_tables)"):
+		return "nf_tables"
+	case strings.Contains(version, "(legacy)"):
+		return "legacy"
+	default:
+		return "legacy" // versions before 1.8 print no mode
+	}
+}
+
+func (b *ipt) Name() string { return "iptables" }
+
+// families returns the two iptables handles with their family flag.
+func (b *ipt) families() []struct {
+	v6  bool
+	ipt *iptables.IPTables
+	cmd string
+} {
+	return []struct {
+		v6  bool
+		ipt *iptables.IPTables
+		cmd string
+	}{{false, b.v4, "iptables"}, {true, b.v6, "ip6tables"}}
+}
+
+// iptRules returns the rules of chain JAILKEEPER for one family, exactly as
+// `iptables -S JAILKEEPER` prints them.
+func iptRules(l Layout, v6 bool) []string {
+	wl := wlSet4
+	if v6 {
+		wl = wlSet6
+	}
+	verdict := "RETURN"
+	if l.WhitelistAccept {
+		// Our jump is the first rule of INPUT, so accepting here accepts at
+		// the very top of INPUT.
+		verdict = "ACCEPT"
+	}
+	rules := []string{"-A " + iptChain + " -m set --match-set " + wl + " src -j " + verdict}
+	unreach := "icmp-port-unreachable"
+	if v6 {
+		unreach = "icmp6-port-unreachable"
+		// Neighbour discovery must pass even from banned sources, or a
+		// jail banning all protocols also stops the server from answering
+		// them (our own RSTs could not be delivered).
+		rules = append(rules,
+			"-A "+iptChain+" -p ipv6-icmp -m icmp6 --icmpv6-type 135 -j RETURN",
+			"-A "+iptChain+" -p ipv6-icmp -m icmp6 --icmpv6-type 136 -j RETURN")
+	}
+	for _, j := range l.Jails {
+		for _, net := range []bool{false, true} {
+			match := "-m set --match-set " + banSetName(j.Name, v6, net) + " src"
+			target := func(proto string) string {
+				switch {
+				case j.action() == ActionDrop:
+					return "-j DROP"
+				case proto == "tcp":
+					return "-j REJECT --reject-with tcp-reset"
+				default:
+					return "-j REJECT --reject-with " + unreach
+				}
+			}
+			var protos []string
+			switch j.proto() {
+			case ProtoTCP:
+				protos = []string{"tcp"}
+			case ProtoUDP:
+				protos = []string{"udp"}
+			case ProtoAll:
+				if len(j.Ports) > 0 {
+					protos = []string{"tcp", "udp"}
+				} else if j.action() == ActionDrop {
+					protos = []string{""}
+				} else {
+					protos = []string{"tcp", ""} // tcp-reset for tcp, ICMP for the rest
+				}
+			}
+			for _, p := range protos {
+				pm := ""
+				if p != "" {
+					pm = "-p " + p + " "
+				}
+				if len(j.Ports) == 0 {
+					rules = append(rules, "-A "+iptChain+" "+pm+match+" "+target(p))
+					continue
+				}
+				for chunk := range slices.Chunk(j.Ports, 15) { // multiport takes at most 15
+					ps := make([]string, len(chunk))
+					for i, port := range chunk {
+						ps[i] = strconv.Itoa(int(port))
+					}
+					rules = append(rules, "-A "+iptChain+" "+pm+"-m multiport --dports "+strings.Join(ps, ",")+" "+match+" "+target(p))
+				}
+			}
+		}
+	}
+	return rules
+}
+
+// desiredSets lists every set of the layout with its type and family.
+type setSpec struct {
+	name    string
+	typ     string // hash:ip or hash:net
+	v6      bool
+	timeout bool
+}
+
+func desiredSets(l Layout) []setSpec {
+	sets := []setSpec{{wlSet4, "hash:net", false, false}, {wlSet6, "hash:net", true, false}}
+	for _, j := range l.Jails {
+		for _, v6 := range []bool{false, true} {
+			sets = append(sets,
+				setSpec{banSetName(j.Name, v6, false), "hash:ip", v6, true},
+				setSpec{banSetName(j.Name, v6, true), "hash:net", v6, true})
+		}
+	}
+	return sets
+}
+
+func (s setSpec) create(h *netlink.Handle, name string) error {
+	o := netlink.IpsetCreateOptions{Family: unix.AF_INET, MaxElements: ipsetMaxElem}
+	if s.v6 {
+		o.Family = unix.AF_INET6
+	}
+	if s.timeout {
+		zero := uint32(0) // timeout support; each element carries its own
+		o.Timeout = &zero
+	}
+	if err := h.IpsetCreate(name, s.typ, o); err != nil {
+		return fmt.Errorf("creating ipset %s (%s): %w", name, s.typ, err)
+	}
+	return nil
+}
+
+// entry builds the ipset element of a prefix with a timeout (nil = none).
+func entry(p netip.Prefix, timeout *uint32) *netlink.IPSetEntry {
+	e := &netlink.IPSetEntry{IP: net.IP(p.Addr().AsSlice()), Timeout: timeout, Replace: true}
+	if !isHost(p) {
+		e.CIDR = uint8(p.Bits())
+	}
+	return e
+}
+
+// setContents maps the prefixes of an ipset listing to their seconds left.
+func setContents(r *netlink.IPSetResult) map[netip.Prefix]uint32 {
+	m := make(map[netip.Prefix]uint32, len(r.Entries))
+	for _, e := range r.Entries {
+		a, ok := netip.AddrFromSlice(e.IP)
+		if !ok {
+			continue
+		}
+		a = a.Unmap()
+		if r.Family == unix.AF_INET6 && a.Is4() {
+			a = netip.AddrFrom16(a.As16())
+		}
+		bits := int(e.CIDR)
+		if bits == 0 {
+			bits = a.BitLen()
+		}
+		var left uint32
+		if e.Timeout != nil {
+			left = *e.Timeout
+		}
+		m[netip.PrefixFrom(a, bits)] = left
+	}
+	return m
+}
+
+// isNotFound reports an ipset error meaning "no such set".
+func isNotFound(err error) bool { return errors.Is(err, unix.ENOENT) }
+
+// isAbsentElement reports the ipset error for deleting a missing element.
+func isAbsentElement(err error) bool {
+	var ie nl.IPSetError
+	return errors.As(err, &ie) && ie == nl.IPSET_ERR_EXIST
+}
+
+// Setup builds the sets, loads whitelist and bans into fresh copies that
+// are swapped in atomically (no window without bans), then makes the chain
+// and the jump at the top of INPUT match the layout.
+func (b *ipt) Setup(l Layout, bans []Ban) error {
+	if err := checkLayout(l); err != nil {
+		return fmt.Errorf("setting up iptables layout: %w", err)
+	}
+	now := b.now()
+	in, err := prepare(bans, jailIndex(l), now)
+	if err != nil {
+		return fmt.Errorf("setting up iptables layout: %w", err)
+	}
+	bySet := map[string][]Ban{}
+	for _, bn := range in {
+		bySet[ipsetFor(bn)] = append(bySet[ipsetFor(bn)], bn)
+	}
+	for _, s := range desiredSets(l) {
+		var entries []*netlink.IPSetEntry
+		switch s.name {
+		case wlSet4, wlSet6:
+			for _, p := range l.Whitelist {
+				if p.Addr().Is6() == s.v6 {
+					e := entry(p.Masked(), nil)
+					e.CIDR = uint8(p.Bits())
+					entries = append(entries, e)
+				}
+			}
+		default:
+			for _, bn := range bySet[s.name] {
+				t, ok := timeoutSeconds(bn.Expires, now, ipsetMaxTimeout)
+				if ok {
+					entries = append(entries, entry(bn.Prefix, &t))
+				}
+			}
+		}
+		if err := b.loadSet(s, entries); err != nil {
+			return fmt.Errorf("setting up iptables layout: %w", err)
+		}
+	}
+	if err := inNetNS(b.ns, func() error { _, err := b.fixRules(l); return err }); err != nil {
+		return fmt.Errorf("setting up iptables layout: %w", err)
+	}
+	// Sets of jails dropped from the configuration, now unreferenced.
+	for _, s := range desiredSets(b.layout) {
+		if !slices.ContainsFunc(desiredSets(l), func(d setSpec) bool { return d.name == s.name }) {
+			if err := b.h.IpsetDestroy(s.name); err != nil && !isNotFound(err) {
+				b.opts.logf("firewall iptables: destroying unused ipset %s: %v", s.name, err)
+			}
+		}
+	}
+	b.layout = l
+	b.opts.logf("firewall iptables: layout set up for %d jails, %d bans loaded", len(l.Jails), len(in))
+	return nil
+}
+
+// loadSet fills a temporary set and swaps it with the live one, so the
+// live set holds exactly entries at every instant.
+func (b *ipt) loadSet(s setSpec, entries []*netlink.IPSetEntry) error {
+	tmp := s.name + "-t"
+	if err := b.h.IpsetDestroy(tmp); err != nil && !isNotFound(err) {
+		return fmt.Errorf("destroying leftover ipset %s: %w", tmp, err)
+	}
+	if err := s.create(b.h, tmp); err != nil {
+		return err
+	}
+	if err := b.addEntries(tmp, entries); err != nil {
+		_ = b.h.IpsetDestroy(tmp)
+		return err
+	}
+	live, err := b.h.IpsetList(s.name)
+	switch {
+	case isNotFound(err):
+		if err := s.create(b.h, s.name); err != nil {
+			return err
+		}
+	case err != nil:
+		return fmt.Errorf("listing ipset %s: %w", s.name, err)
+	case live.TypeName != s.typ || (live.Family == unix.AF_INET6) != s.v6:
+		return fmt.Errorf("ipset %s exists as %s family %d, want %s: destroy it or run teardown", s.name, live.TypeName, live.Family, s.typ)
+	}
+	if err := b.h.IpsetSwap(tmp, s.name); err != nil {
+		return fmt.Errorf("swapping ipset %s into %s: %w", tmp, s.name, err)
+	}
+	if err := b.h.IpsetDestroy(tmp); err != nil {
+		return fmt.Errorf("destroying ipset %s: %w", tmp, err)
+	}
+	return nil
+}
+
+func (b *ipt) addEntries(set string, entries []*netlink.IPSetEntry) error {
+	for _, e := range entries {
+		if err := b.h.IpsetAdd(set, e); err != nil {
+			return fmt.Errorf("adding %v/%d to ipset %s: %w", e.IP, e.CIDR, set, err)
+		}
+	}
+	return nil
+}
+
+// fixRules makes chain JAILKEEPER hold exactly the layout's rules and the
+// jump to it be the one and only first rule of INPUT, in both families.
+// It runs inside the namespace and returns what it had to change.
+func (b *ipt) fixRules(l Layout) ([]string, error) {
+	var found []string
+	for _, f := range b.families() {
+		ok, err := f.ipt.ChainExists(iptTable, iptChain)
+		if err != nil {
+			return found, fmt.Errorf("%s: checking chain %s: %w", f.cmd, iptChain, err)
+		}
+		want := iptRules(l, f.v6)
+		if !ok {
+			found = append(found, fmt.Sprintf("%s: chain %s missing", f.cmd, iptChain))
+			if err := f.ipt.NewChain(iptTable, iptChain); err != nil {
+				return found, fmt.Errorf("%s: creating chain %s: %w", f.cmd, iptChain, err)
+			}
+		}
+		have, err := chainRules(f.ipt, iptChain)
+		if err != nil {
+			return found, fmt.Errorf("%s: %w", f.cmd, err)
+		}
+		if !slices.Equal(have, want) {
+			if ok {
+				found = append(found, fmt.Sprintf("%s: chain %s has %d rules, want %d as configured", f.cmd, iptChain, len(have), len(want)))
+			}
+			if err := f.ipt.ClearChain(iptTable, iptChain); err != nil {
+				return found, fmt.Errorf("%s: flushing chain %s: %w", f.cmd, iptChain, err)
+			}
+			for _, r := range want {
+				spec := strings.Fields(strings.TrimPrefix(r, "-A "+iptChain+" "))
+				if err := f.ipt.Append(iptTable, iptChain, spec...); err != nil {
+					return found, fmt.Errorf("%s: appending %q: %w", f.cmd, r, err)
+				}
+			}
+		}
+		input, err := chainRules(f.ipt, "INPUT")
+		if err != nil {
+			return found, fmt.Errorf("%s: %w", f.cmd, err)
+		}
+		var at []int // 1-based positions of our jump
+		for i, r := range input {
+			if r == iptJump {
+				at = append(at, i+1)
+			}
+		}
+		if len(at) == 1 && at[0] == 1 {
+			continue
+		}
+		switch {
+		case len(at) == 0:
+			found = append(found, fmt.Sprintf("%s: jump to %s missing from INPUT", f.cmd, iptChain))
+		case at[0] != 1:
+			found = append(found, fmt.Sprintf("%s: jump to %s is rule %d of INPUT, not 1 (%q above it)", f.cmd, iptChain, at[0], input[0]))
+		default:
+			found = append(found, fmt.Sprintf("%s: %d jumps to %s in INPUT", f.cmd, len(at), iptChain))
+		}
+		// Insert first, then delete the old ones from the bottom: the jump
+		// is never absent.
+		if err := f.ipt.Insert(iptTable, "INPUT", 1, "-j", iptChain); err != nil {
+			return found, fmt.Errorf("%s: inserting jump to %s: %w", f.cmd, iptChain, err)
+		}
+		for i := len(at) - 1; i >= 0; i-- {
+			if err := f.ipt.DeleteById(iptTable, "INPUT", at[i]+1); err != nil {
+				return found, fmt.Errorf("%s: deleting old jump at INPUT %d: %w", f.cmd, at[i]+1, err)
+			}
+		}
+	}
+	return found, nil
+}
+
+// chainRules lists a chain's rules as `iptables -S` prints them, without
+// the -N/-P line.
+func chainRules(t *iptables.IPTables, chain string) ([]string, error) {
+	lines, err := t.List(iptTable, chain)
+	if err != nil {
+		return nil, fmt.Errorf("listing chain %s: %w", chain, err)
+	}
+	out := lines[:0]
+	for _, l := range lines {
+		if strings.HasPrefix(l, "-A ") {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// Add puts each ban into its set with a timeout until it expires; a present
+// element gets the new timeout.
+func (b *ipt) Add(bans []Ban) error {
+	now := b.now()
+	in, err := prepare(bans, jailIndex(b.layout), now)
+	if err != nil {
+		return err
+	}
+	for _, bn := range in {
+		t, ok := timeoutSeconds(bn.Expires, now, ipsetMaxTimeout)
+		if !ok {
+			continue
+		}
+		set := ipsetFor(bn)
+		if err := b.h.IpsetAdd(set, entry(bn.Prefix, &t)); err != nil {
+			return fmt.Errorf("adding %v to ipset %s: %w", bn.Prefix, set, err)
+		}
+	}
+	if b.opts.KillConnections {
+		killConnections(b.h, in, b.opts)
+	}
+	return nil
+}
+
+// killConnections deletes the conntrack entries whose original source lies
+// in a banned prefix. Failures are logged, never fatal: the ban holds.
+func killConnections(h *netlink.Handle, bans []Ban, opts Options) {
+	var f4, f6 []netlink.CustomConntrackFilter
+	for _, bn := range bans {
+		f := &netlink.ConntrackFilter{}
+		ipn := &net.IPNet{IP: net.IP(bn.Prefix.Addr().AsSlice()), Mask: net.CIDRMask(bn.Prefix.Bits(), bn.Prefix.Addr().BitLen())}
+		if err := f.AddIPNet(netlink.ConntrackOrigSrcIP, ipn); err != nil {
+			opts.logf("firewall: conntrack filter for %v: %v", bn.Prefix, err)
+			continue
+		}
+		if bn.Prefix.Addr().Is4() {
+			f4 = append(f4, f)
+		} else {
+			f6 = append(f6, f)
+		}
+	}
+	for _, x := range []struct {
+		fam netlink.InetFamily
+		fs  []netlink.CustomConntrackFilter
+	}{{unix.AF_INET, f4}, {unix.AF_INET6, f6}} {
+		if len(x.fs) == 0 {
+			continue
+		}
+		n, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, x.fam, x.fs...)
+		if err != nil {
+			opts.logf("firewall: deleting conntrack entries of %d banned prefixes: %v", len(x.fs), err)
+		} else if n > 0 {
+			opts.logf("firewall: deleted %d conntrack entries of banned sources", n)
+		}
+	}
+}
+
+// Remove deletes each ban from its set; absent bans and unknown jails are
+// not errors.
+func (b *ipt) Remove(bans []Ban) error {
+	for _, bn := range bans {
+		n, err := normalize(bn)
+		if err != nil {
+			return err
+		}
+		set := ipsetFor(n)
+		if err := b.h.IpsetDel(set, entry(n.Prefix, nil)); err != nil && !isAbsentElement(err) && !isNotFound(err) {
+			return fmt.Errorf("removing %v from ipset %s: %w", n.Prefix, set, err)
+		}
+	}
+	return nil
+}
+
+// List reads the ban sets of the current layout's jails (or, before Setup,
+// of every jk- set in the kernel).
+func (b *ipt) List() ([]Ban, error) {
+	var names []string
+	if len(b.layout.Jails) > 0 {
+		for _, s := range desiredSets(b.layout) {
+			if s.timeout {
+				names = append(names, s.name)
+			}
+		}
+	} else {
+		all, err := b.h.IpsetListAll()
+		if err != nil {
+			return nil, fmt.Errorf("listing ipsets: %w", err)
+		}
+		for _, r := range all {
+			if _, ok := parseBanSetName(r.SetName); ok {
+				names = append(names, r.SetName)
+			}
+		}
+	}
+	now := b.now()
+	var out []Ban
+	for _, name := range names {
+		jail, _ := parseBanSetName(name)
+		r, err := b.h.IpsetList(name)
+		if isNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing ipset %s: %w", name, err)
+		}
+		for p, left := range setContents(r) {
+			bn := Ban{Jail: jail, Prefix: p}
+			if left > 0 {
+				bn.Expires = now.Add(time.Duration(left) * time.Second)
+			}
+			out = append(out, bn)
+		}
+	}
+	sortBans(out)
+	return out, nil
+}
+
+// parseBanSetName returns the jail of a ban set name (jk-<jail>-4 …).
+func parseBanSetName(name string) (string, bool) {
+	rest, ok := strings.CutPrefix(name, setPrefix)
+	if !ok {
+		return "", false
+	}
+	for _, suf := range []string{"-n4", "-n6", "-4", "-6"} {
+		if j, ok := strings.CutSuffix(rest, suf); ok && jailName.MatchString(j) {
+			return j, true
+		}
+	}
+	return "", false
+}
+
+// Verify checks sets, whitelist, bans, chain rules and the jump, and
+// repairs what it finds.
+func (b *ipt) Verify(l Layout, bans []Ban) ([]string, error) {
+	if err := checkLayout(l); err != nil {
+		return nil, fmt.Errorf("verifying iptables layout: %w", err)
+	}
+	now := b.now()
+	in, err := prepare(bans, jailIndex(l), now)
+	if err != nil {
+		return nil, fmt.Errorf("verifying iptables layout: %w", err)
+	}
+	bySet := map[string][]Ban{}
+	for _, bn := range in {
+		bySet[ipsetFor(bn)] = append(bySet[ipsetFor(bn)], bn)
+	}
+	var found []string
+	for _, s := range desiredSets(l) {
+		r, err := b.h.IpsetList(s.name)
+		have := map[netip.Prefix]uint32{}
+		switch {
+		case isNotFound(err):
+			found = append(found, fmt.Sprintf("ipset %s missing", s.name))
+			if err := s.create(b.h, s.name); err != nil {
+				return found, err
+			}
+		case err != nil:
+			return found, fmt.Errorf("listing ipset %s: %w", s.name, err)
+		default:
+			have = setContents(r)
+		}
+		if !s.timeout { // whitelist: exact contents
+			var want []netip.Prefix
+			for _, p := range l.Whitelist {
+				if p.Addr().Is6() == s.v6 {
+					want = append(want, p.Masked())
+				}
+			}
+			var missing []netip.Prefix
+			for _, p := range want {
+				if _, ok := have[p]; !ok {
+					missing = append(missing, p)
+				}
+			}
+			if len(missing) > 0 {
+				found = append(found, fmt.Sprintf("ipset %s lacks whitelisted %v", s.name, missing))
+				for _, p := range missing {
+					e := entry(p, nil)
+					e.CIDR = uint8(p.Bits())
+					if err := b.h.IpsetAdd(s.name, e); err != nil {
+						return found, fmt.Errorf("adding %v to ipset %s: %w", p, s.name, err)
+					}
+				}
+			}
+			for p := range have {
+				if !slices.Contains(want, p) {
+					found = append(found, fmt.Sprintf("ipset %s holds %v, not whitelisted", s.name, p))
+					e := entry(p, nil)
+					e.CIDR = uint8(p.Bits())
+					if err := b.h.IpsetDel(s.name, e); err != nil && !isAbsentElement(err) {
+						return found, fmt.Errorf("removing %v from ipset %s: %w", p, s.name, err)
+					}
+				}
+			}
+			continue
+		}
+		var missing []Ban
+		for _, bn := range bySet[s.name] {
+			if _, ok := have[bn.Prefix]; !ok {
+				missing = append(missing, bn)
+			}
+		}
+		if len(missing) > 0 {
+			found = append(found, fmt.Sprintf("ipset %s lacks %d of %d bans (first %v)", s.name, len(missing), len(bySet[s.name]), missing[0].Prefix))
+			for _, bn := range missing {
+				t, ok := timeoutSeconds(bn.Expires, now, ipsetMaxTimeout)
+				if !ok {
+					continue
+				}
+				if err := b.h.IpsetAdd(s.name, entry(bn.Prefix, &t)); err != nil {
+					return found, fmt.Errorf("adding %v to ipset %s: %w", bn.Prefix, s.name, err)
+				}
+			}
+		}
+	}
+	err = inNetNS(b.ns, func() error {
+		f, err := b.fixRules(l)
+		found = append(found, f...)
+		return err
+	})
+	b.layout = l
+	if len(found) > 0 {
+		b.opts.logf("firewall iptables: repaired: %s", strings.Join(found, "; "))
+	}
+	if err != nil {
+		return found, fmt.Errorf("repairing iptables layout: %w", err)
+	}
+	return found, nil
+}
+
+// Close releases the netlink socket and leaves the layout in the kernel.
+func (b *ipt) Close() error {
+	b.h.Close()
+	return nil
+}
+
+// Teardown removes the jumps, the chains and every jk- set.
+func (b *ipt) Teardown() error {
+	err := inNetNS(b.ns, func() error {
+		for _, f := range b.families() {
+			for {
+				err := f.ipt.Delete(iptTable, "INPUT", "-j", iptChain)
+				if err == nil {
+					continue
+				}
+				var ie *iptables.Error
+				if errors.As(err, &ie) && (ie.IsNotExist() || ie.ExitStatus() == 1) {
+					break
+				}
+				return fmt.Errorf("%s: deleting jump to %s: %w", f.cmd, iptChain, err)
+			}
+			ok, err := f.ipt.ChainExists(iptTable, iptChain)
+			if err != nil {
+				return fmt.Errorf("%s: checking chain %s: %w", f.cmd, iptChain, err)
+			}
+			if ok {
+				if err := f.ipt.ClearAndDeleteChain(iptTable, iptChain); err != nil {
+					return fmt.Errorf("%s: deleting chain %s: %w", f.cmd, iptChain, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("tearing down iptables layout: %w", err)
+	}
+	all, err := b.h.IpsetListAll()
+	if err != nil {
+		return fmt.Errorf("tearing down iptables layout: listing ipsets: %w", err)
+	}
+	for _, r := range all {
+		_, ban := parseBanSetName(strings.TrimSuffix(r.SetName, "-t"))
+		if ban || r.SetName == wlSet4 || r.SetName == wlSet6 {
+			if err := b.h.IpsetDestroy(r.SetName); err != nil && !isNotFound(err) {
+				return fmt.Errorf("tearing down iptables layout: destroying ipset %s: %w", r.SetName, err)
+			}
+		}
+	}
+	b.layout = Layout{}
+	return nil
+}
