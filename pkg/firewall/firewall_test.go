@@ -60,7 +60,7 @@ func (e *fakeEnv) backend(*testing.T) Backend { return e.f }
 func (e *fakeEnv) probe(_ *testing.T, src netip.Addr, port uint16) Verdict {
 	return e.f.Verdict(src, ProtoTCP, port)
 }
-func (e *fakeEnv) now() time.Time                       { return e.clock }
+func (e *fakeEnv) now() time.Time                        { return e.clock }
 func (e *fakeEnv) advance(_ *testing.T, d time.Duration) { e.clock = e.clock.Add(d) }
 func (e *fakeEnv) drift(_ *testing.T, d Drift) bool      { e.f.Drift(d); return true }
 
@@ -159,7 +159,7 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-func (e *kernelEnv) now() time.Time                       { return time.Now() }
+func (e *kernelEnv) now() time.Time                        { return time.Now() }
 func (e *kernelEnv) advance(_ *testing.T, d time.Duration) { time.Sleep(d) }
 
 // sh runs a shell line inside the server namespace.
