@@ -17,15 +17,18 @@ install: build
 	install -D -m 0644 packaging/systemd/jailkeeper.service $(DESTDIR)/etc/systemd/system/jailkeeper.service
 	sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)/etc/systemd/system/jailkeeper.service
 	install -D -m 0644 packaging/systemd/org.jailkeeper.conf $(DESTDIR)/usr/share/dbus-1/system.d/org.jailkeeper.conf
+	install -D -m 0644 packaging/systemd/org.jailkeeper.service $(DESTDIR)/usr/share/dbus-1/system-services/org.jailkeeper.service
+	install -D -m 0644 packaging/systemd/org.jailkeeper.policy $(DESTDIR)/usr/share/polkit-1/actions/org.jailkeeper.policy
 	install -d -m 0755 $(DESTDIR)/etc/jailkeeper.d
 	test -e $(DESTDIR)/etc/jailkeeper.d/10-sshd.yaml || install -m 0644 packaging/examples/10-sshd.yaml $(DESTDIR)/etc/jailkeeper.d/10-sshd.yaml
 	-[ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ] && systemctl daemon-reload && systemctl reload dbus 2>/dev/null; true
 
 uninstall:
 	-systemctl disable --now jailkeeper 2>/dev/null
-	rm -f $(DESTDIR)$(PREFIX)/bin/jailkeeper $(DESTDIR)/etc/systemd/system/jailkeeper.service $(DESTDIR)/usr/share/dbus-1/system.d/org.jailkeeper.conf
+	rm -f $(DESTDIR)$(PREFIX)/bin/jailkeeper $(DESTDIR)/etc/systemd/system/jailkeeper.service $(DESTDIR)/usr/share/dbus-1/system.d/org.jailkeeper.conf \
+		$(DESTDIR)/usr/share/dbus-1/system-services/org.jailkeeper.service $(DESTDIR)/usr/share/polkit-1/actions/org.jailkeeper.policy
 
-# The build needs cgo and libsystemd's headers (go-systemd's sdjournal).
+# The build needs cgo and libsystemd's headers (the journal reader).
 deps-build:
 	@scripts/deps.sh build
 
