@@ -21,6 +21,8 @@ if [ "$what" = test ]; then
 	command -v sshpass >/dev/null || need_pkg sshpass
 	command -v dbus-daemon >/dev/null || need_pkg dbus
 	command -v conntrack >/dev/null || need_pkg conntrack
+	command -v systemd-nspawn >/dev/null || need_pkg systemd-container
+	command -v debootstrap >/dev/null || need_pkg debootstrap
 	command -v ip >/dev/null || need_pkg iproute2
 	command -v setpriv >/dev/null || need_pkg util-linux
 	command -v journalctl >/dev/null || need_pkg systemd
