@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"regexp"
 	"regexp/syntax"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -282,12 +283,25 @@ func literalPrefixes(expr string) []string {
 		return nil
 	}
 	set, _ := prefixSet(re.Simplify())
-	var out []string
 	for _, s := range set {
 		if s == "" {
 			return nil
 		}
-		out = append(out, s)
+	}
+	// Keep only the shortest: "Failed " covers "Failed password ".
+	sort.Slice(set, func(i, j int) bool { return len(set[i]) < len(set[j]) })
+	var out []string
+	for _, s := range set {
+		covered := false
+		for _, o := range out {
+			if strings.HasPrefix(s, o) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, s)
+		}
 	}
 	return out
 }
@@ -317,6 +331,9 @@ func prefixSet(re *syntax.Regexp) (set []string, exact bool) {
 		return out, true
 	case syntax.OpCapture:
 		return prefixSet(re.Sub[0])
+	case syntax.OpQuest:
+		s, ex := prefixSet(re.Sub[0])
+		return append(s, ""), ex
 	case syntax.OpPlus:
 		s, _ := prefixSet(re.Sub[0])
 		return s, false

@@ -1,0 +1,24 @@
+package jails
+
+import (
+	"net/netip"
+	"runtime"
+	"time"
+)
+
+// measureTracker returns the heap bytes per address of a Tracker holding
+// n IPv4 addresses with one failure each.
+func measureTracker(n int) float64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	tr := NewTracker(5, time.Hour, 0)
+	for i := 0; i < n; i++ {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		tr.Add(netip.PrefixFrom(a, 32), a, uint16(i), 0, t0)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(tr)
+	return float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+}
