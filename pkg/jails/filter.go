@@ -22,7 +22,10 @@ import (
 //	<USER>  the account name, greedy (".*"), so that with a pattern ending in
 //	        "$" the host found is always the last one in the line
 //	<PORT>  the client's source port (1–5 digits); lines of one connection
-//	        that carry the same port are counted once (see Engine)
+//	        that carry the same port are counted once (see Tracker)
+//
+// Where a greedy user would be wrong, a regex may capture the user with a
+// group of its own: (?P<user>[^"]*).
 //
 // A line that matches an ignoreregex (also anchored) is never a failure.
 type FilterDef struct {
@@ -133,7 +136,7 @@ func Compile(def FilterDef) (*Filter, error) {
 			switch {
 			case strings.HasPrefix(name, "jkhost"):
 				fr.hosts = append(fr.hosts, j)
-			case strings.HasPrefix(name, "jkuser"):
+			case strings.HasPrefix(name, "jkuser"), name == "user":
 				fr.users = append(fr.users, j)
 			case strings.HasPrefix(name, "jkport"):
 				fr.ports = append(fr.ports, j)
@@ -176,6 +179,13 @@ func (f *Filter) Match(msg string) (Match, bool) {
 		return Match{}, false
 	}
 	return m, true
+}
+
+// Failed reports whether a failregex matches msg, ignoreregexes aside
+// (`jailkeeper test` counts lines that both match as "ignored").
+func (f *Filter) Failed(msg string) bool {
+	_, ok := f.matchFail(msg)
+	return ok
 }
 
 // Ignored reports whether msg matches one of the filter's ignoreregexes.
