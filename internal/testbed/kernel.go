@@ -3,6 +3,8 @@ package testbed
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -13,12 +15,20 @@ const Chain = "JAILKEEPER"
 // SetPrefix starts the name of every ipset set jailkeeper creates.
 const SetPrefix = "jk-"
 
+// WhitelistSetPrefix starts the names of jailkeeper's whitelist sets
+// (jk-wl4, jk-wl6); every other jk- set holds bans (jk-JAIL-4, -n4, -6,
+// -n6).
+const WhitelistSetPrefix = "jk-wl"
+
 // KernelSet is one ipset set in the server namespace and its members.
 type KernelSet struct {
 	Name    string
 	Type    string // "hash:ip", "hash:net", …
 	Members []netip.Prefix
 }
+
+// IsWhitelist reports whether s is one of jailkeeper's whitelist sets.
+func (s KernelSet) IsWhitelist() bool { return strings.HasPrefix(s.Name, WhitelistSetPrefix) }
 
 // Contains reports whether a member of s covers addr.
 func (s KernelSet) Contains(addr netip.Addr) bool {
@@ -33,13 +43,22 @@ func (s KernelSet) Contains(addr netip.Addr) bool {
 // SrvSets lists the ipset sets named SetPrefix* in the server namespace.
 func (h *Hosts) SrvSets(t testing.TB) []KernelSet {
 	t.Helper()
+	sets, err := h.ListSrvSets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sets
+}
+
+// ListSrvSets is SrvSets returning an error instead of failing a test.
+func (h *Hosts) ListSrvSets() ([]KernelSet, error) {
 	out, err := h.InSrv("ipset", "list").CombinedOutput()
 	if err != nil {
-		t.Fatalf("ipset list in %s: %v\n%s", h.Srv, err, out)
+		return nil, fmt.Errorf("ipset list in %s: %v\n%s", h.Srv, err, out)
 	}
 	sets, err := parseIpsetList(string(out))
 	if err != nil {
-		t.Fatalf("ipset list in %s: %v", h.Srv, err)
+		return nil, fmt.Errorf("ipset list in %s: %w", h.Srv, err)
 	}
 	var jk []KernelSet
 	for _, s := range sets {
@@ -47,16 +66,17 @@ func (h *Hosts) SrvSets(t testing.TB) []KernelSet {
 			jk = append(jk, s)
 		}
 	}
-	return jk
+	return jk, nil
 }
 
-// SrvBanned reports whether a jailkeeper set in the server namespace holds
-// addr (as an address or inside a prefix), and names the set.
+// SrvBanned reports whether a jailkeeper ban set (not a whitelist set) in
+// the server namespace holds addr (as an address or inside a prefix), and
+// names the set.
 func (h *Hosts) SrvBanned(t testing.TB, addr string) (string, bool) {
 	t.Helper()
 	a := netip.MustParseAddr(addr)
 	for _, s := range h.SrvSets(t) {
-		if s.Contains(a) {
+		if !s.IsWhitelist() && s.Contains(a) {
 			return s.Name, true
 		}
 	}
@@ -136,4 +156,25 @@ func (h *Hosts) SrvLayout(v6 bool) (bool, string) {
 		}
 	}
 	return false, fam + ": INPUT has no rules"
+}
+
+// HostFirewall returns a read-only snapshot of the host's own firewall
+// (this process's network namespace): `nft list ruleset` (which shows the
+// iptables-nft tables too), `ipset list -n`, and the legacy iptables
+// tables loaded. A test takes one before and one after to prove it never
+// touched the host. Nothing here creates or changes a table.
+func HostFirewall() (string, error) {
+	var b strings.Builder
+	for _, argv := range [][]string{{"nft", "list", "ruleset"}, {"ipset", "list", "-n"}} {
+		out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, out)
+		}
+		fmt.Fprintf(&b, "# %s\n%s", strings.Join(argv, " "), out)
+	}
+	for _, f := range []string{"/proc/net/ip_tables_names", "/proc/net/ip6_tables_names"} {
+		out, _ := os.ReadFile(f) // absent when the legacy modules are not loaded
+		fmt.Fprintf(&b, "# %s\n%s", f, out)
+	}
+	return b.String(), nil
 }

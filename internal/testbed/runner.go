@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Runner lets a main program (the `make demo` program, a benchmark command)
@@ -17,6 +18,10 @@ import (
 // the function given to Run, and Run then calls every cleanup in reverse
 // order, as the testing package does. SIGINT and SIGTERM also end the run
 // with its cleanups, so an interrupted demo leaves no namespace behind.
+//
+// Unlike testing.T, Helper is not a no-op: between an interrupt and the
+// cleanups it unwinds the calling goroutine, which is how the run stops
+// at its next testbed call.
 type Runner struct {
 	// testing.TB is embedded only to satisfy the interface's unexported
 	// method; it is nil, and every exported method is implemented below.
@@ -29,9 +34,12 @@ type Runner struct {
 	cleanups []func()
 	failed   bool
 	skipped  bool
-	msgs     []string
-	ctx      context.Context
-	cancel   context.CancelFunc
+	// interrupted is set on SIGINT/SIGTERM: the run's goroutine unwinds at
+	// its next Helper call.
+	interrupted bool
+	msgs        []string
+	ctx         context.Context
+	cancel      context.CancelFunc
 }
 
 // runnerExit is the panic value FailNow and SkipNow use to unwind the run.
@@ -64,10 +72,20 @@ func (r *Runner) Run(f func(tb testing.TB)) error {
 	select {
 	case <-done:
 	case s := <-sigs:
-		r.Errorf("interrupted by %v", s)
-		// f may still be blocked on a child process: the cleanups below
-		// kill those, and the program exits after Run returns.
+		// Stop f at its next testbed call (Helper unwinds once
+		// interrupted) and give it a moment, so that it does not create
+		// things while the cleanups remove them. A second signal, or a
+		// helper blocked for long, cuts the wait short.
+		r.Errorf("interrupted by %v: cleaning up", s)
+		r.mu.Lock()
+		r.interrupted = true
+		r.mu.Unlock()
 		r.cancel()
+		select {
+		case <-done:
+		case <-sigs:
+		case <-time.After(15 * time.Second):
+		}
 	}
 	signal.Stop(sigs)
 	r.runCleanups()
@@ -81,6 +99,9 @@ func (r *Runner) Run(f func(tb testing.TB)) error {
 }
 
 func (r *Runner) runCleanups() {
+	r.mu.Lock()
+	r.interrupted = false // cleanups may call helpers
+	r.mu.Unlock()
 	for {
 		r.mu.Lock()
 		n := len(r.cleanups)
@@ -170,8 +191,16 @@ func (r *Runner) Fatal(args ...any) { r.Error(args...); r.exit() }
 // Fatalf is Errorf followed by FailNow.
 func (r *Runner) Fatalf(format string, args ...any) { r.Errorf(format, args...); r.exit() }
 
-// Helper does nothing.
-func (r *Runner) Helper() {}
+// Helper ends the run's goroutine (as FailNow) once the run has been
+// interrupted; every testbed helper calls it first.
+func (r *Runner) Helper() {
+	r.mu.Lock()
+	stop := r.interrupted
+	r.mu.Unlock()
+	if stop {
+		r.exit()
+	}
+}
 
 // Name returns the run's name.
 func (r *Runner) Name() string { return r.name }
