@@ -1,8 +1,881 @@
 package firewall
 
-import "errors"
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
 
-func newNFTables(opts Options) (Backend, error) { return nil, errors.New("nftables: not yet") }
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
 
-// Detect picks the backend for "auto".
-func Detect(ns string) (string, string) { return "iptables", "default" }
+// Names and numbers of the nftables layout.
+const (
+	nftTable    = "jailkeeper" // table inet jailkeeper
+	nftChain    = "input"      // base chain, hook input
+	nftPriority = -10          // before the usual filter chains (priority 0)
+	// nftChunk is the most elements one message carries: google/nftables
+	// v0.3.0 silently truncates much larger element lists (LIBS.md §4.3).
+	nftChunk = 1000
+	nftWL4   = "wl4"
+	nftWL6   = "wl6"
+)
+
+// nftSetName returns a jail's set for one family, for host addresses (a
+// plain set) or prefixes (an interval set): <jail>-4, -n4, -6, -n6.
+func nftSetName(jail string, v6, net bool) string {
+	return strings.TrimPrefix(banSetName(jail, v6, net), setPrefix)
+}
+
+// nftSetFor returns the set a ban belongs in.
+func nftSetFor(b Ban) string {
+	return nftSetName(b.Jail, b.Prefix.Addr().Is6(), !isHost(b.Prefix))
+}
+
+// nft is the nftables backend: one table inet jailkeeper, one base chain
+// on the input hook at priority -10, per-jail sets with timeouts.
+type nft struct {
+	opts   Options
+	ns     netns.NsHandle
+	c      *nftables.Conn
+	h      *netlink.Handle // conntrack, only with KillConnections
+	table  *nftables.Table
+	layout Layout
+	now    func() time.Time
+}
+
+var _ Backend = (*nft)(nil)
+
+// newNFTables opens a lasting netlink connection in opts.NetNS (or the
+// current namespace).
+func newNFTables(opts Options) (*nft, error) {
+	b := &nft{opts: opts, now: time.Now, table: &nftables.Table{Name: nftTable, Family: nftables.TableFamilyINet}}
+	var err error
+	if b.ns, err = openNetNS(nsPath(opts.NetNS)); err != nil {
+		return nil, err
+	}
+	copts := []nftables.ConnOption{nftables.AsLasting()}
+	if b.ns != netns.None() {
+		copts = append(copts, nftables.WithNetNSFd(int(b.ns)))
+	}
+	if b.c, err = nftables.New(copts...); err != nil {
+		b.ns.Close()
+		return nil, fmt.Errorf("opening nftables netlink connection: %w", err)
+	}
+	if opts.KillConnections {
+		if b.ns == netns.None() {
+			b.h, err = netlink.NewHandle(unix.NETLINK_NETFILTER)
+		} else {
+			b.h, err = netlink.NewHandleAt(b.ns, unix.NETLINK_NETFILTER)
+		}
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("opening conntrack netlink socket: %w", err)
+		}
+	}
+	return b, nil
+}
+
+func (b *nft) Name() string { return "nftables" }
+
+// nftSpec describes one named set of the layout.
+type nftSpec struct {
+	name     string
+	v6       bool
+	interval bool
+	timeout  bool
+}
+
+func (s nftSpec) set(t *nftables.Table) *nftables.Set {
+	kt := nftables.TypeIPAddr
+	if s.v6 {
+		kt = nftables.TypeIP6Addr
+	}
+	return &nftables.Set{Table: t, Name: s.name, KeyType: kt, Interval: s.interval, HasTimeout: s.timeout}
+}
+
+func nftSets(l Layout) []nftSpec {
+	specs := []nftSpec{{nftWL4, false, true, false}, {nftWL6, true, true, false}}
+	for _, j := range l.Jails {
+		for _, v6 := range []bool{false, true} {
+			specs = append(specs,
+				nftSpec{nftSetName(j.Name, v6, false), v6, false, true},
+				nftSpec{nftSetName(j.Name, v6, true), v6, true, true})
+		}
+	}
+	return specs
+}
+
+// nftRule is one rule of the chain with the tag stored in its user data,
+// by which Verify recognises it.
+type nftRule struct {
+	tag   string
+	exprs func(sets map[string]*nftables.Set, anon func([]uint16) *nftables.Set) []expr.Any
+}
+
+func nfproto(v6 bool) []expr.Any {
+	p := byte(unix.NFPROTO_IPV4)
+	if v6 {
+		p = unix.NFPROTO_IPV6
+	}
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
+	}
+}
+
+func saddrIn(v6 bool, s *nftables.Set) []expr.Any {
+	off, n := uint32(12), uint32(4)
+	if v6 {
+		off, n = 8, 16
+	}
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+		&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
+	}
+}
+
+func l4proto(p byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
+	}
+}
+
+func be16(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
+
+// nftRules returns the chain's rules in order: whitelist, neighbour
+// discovery, then every jail's sets.
+func nftRules(l Layout) []nftRule {
+	wv := "return"
+	if l.WhitelistAccept {
+		wv = "accept"
+	}
+	verdict := func(kind string) expr.Any {
+		switch kind {
+		case "accept":
+			return &expr.Verdict{Kind: expr.VerdictAccept}
+		case "return":
+			return &expr.Verdict{Kind: expr.VerdictReturn}
+		case "drop":
+			return &expr.Verdict{Kind: expr.VerdictDrop}
+		case "tcp-reset":
+			return &expr.Reject{Type: unix.NFT_REJECT_TCP_RST}
+		default: // port-unreachable, as ICMP or ICMPv6 by family
+			return &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH}
+		}
+	}
+	var rules []nftRule
+	for _, v6 := range []bool{false, true} {
+		wl := nftWL4
+		if v6 {
+			wl = nftWL6
+		}
+		rules = append(rules, nftRule{"jk " + wl + " " + wv, func(s map[string]*nftables.Set, _ func([]uint16) *nftables.Set) []expr.Any {
+			return slices.Concat(nfproto(v6), saddrIn(v6, s[wl]), []expr.Any{verdict(wv)})
+		}})
+	}
+	// Neighbour discovery passes even from banned sources (see iptRules).
+	for _, typ := range []byte{135, 136} {
+		rules = append(rules, nftRule{"jk nd " + strconv.Itoa(int(typ)), func(map[string]*nftables.Set, func([]uint16) *nftables.Set) []expr.Any {
+			return slices.Concat(nfproto(true), l4proto(unix.IPPROTO_ICMPV6), []expr.Any{
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{typ}},
+				verdict("return"),
+			})
+		}})
+	}
+	for _, j := range l.Jails {
+		var protos []string
+		switch j.proto() {
+		case ProtoTCP:
+			protos = []string{"tcp"}
+		case ProtoUDP:
+			protos = []string{"udp"}
+		case ProtoAll:
+			if len(j.Ports) > 0 {
+				protos = []string{"tcp", "udp"}
+			} else if j.action() == ActionDrop {
+				protos = []string{""}
+			} else {
+				protos = []string{"tcp", ""}
+			}
+		}
+		ports := make([]string, len(j.Ports))
+		for i, p := range j.Ports {
+			ports[i] = strconv.Itoa(int(p))
+		}
+		for _, v6 := range []bool{false, true} {
+			for _, isNet := range []bool{false, true} {
+				set := nftSetName(j.Name, v6, isNet)
+				for _, p := range protos {
+					v := "drop"
+					if j.action() == ActionReject {
+						v = "port-unreachable"
+						if p == "tcp" {
+							v = "tcp-reset"
+						}
+					}
+					tag := fmt.Sprintf("jk %s %s ports=%s %s", set, p, strings.Join(ports, ","), v)
+					rules = append(rules, nftRule{tag, func(s map[string]*nftables.Set, anon func([]uint16) *nftables.Set) []expr.Any {
+						e := slices.Concat(nfproto(v6), saddrIn(v6, s[set]))
+						switch p {
+						case "tcp":
+							e = append(e, l4proto(unix.IPPROTO_TCP)...)
+						case "udp":
+							e = append(e, l4proto(unix.IPPROTO_UDP)...)
+						}
+						if len(j.Ports) > 0 {
+							e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2})
+							if len(j.Ports) == 1 {
+								e = append(e, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: be16(j.Ports[0])})
+							} else {
+								as := anon(j.Ports)
+								e = append(e, &expr.Lookup{SourceRegister: 1, SetName: as.Name, SetID: as.ID})
+							}
+						}
+						return append(e, verdict(v))
+					}})
+				}
+			}
+		}
+	}
+	return rules
+}
+
+// queueLayout queues, for one transaction, the table, the sets, the base
+// chain with exactly the layout's rules (flushed and refilled: atomic) and
+// the whitelist's exact contents.
+func (b *nft) queueLayout(l Layout) error {
+	t := b.c.AddTable(b.table)
+	sets := map[string]*nftables.Set{}
+	for _, sp := range nftSets(l) {
+		s := sp.set(t)
+		if err := b.c.AddSet(s, nil); err != nil {
+			return fmt.Errorf("queueing set %s: %w", sp.name, err)
+		}
+		sets[sp.name] = s
+	}
+	accept := nftables.ChainPolicyAccept
+	ch := b.c.AddChain(&nftables.Chain{
+		Name: nftChain, Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityRef(nftPriority), Policy: &accept,
+	})
+	b.c.FlushChain(ch)
+	var anonErr error
+	anon := func(ports []uint16) *nftables.Set {
+		s := &nftables.Set{Table: t, Anonymous: true, Constant: true, KeyType: nftables.TypeInetService}
+		els := make([]nftables.SetElement, len(ports))
+		for i, p := range ports {
+			els[i] = nftables.SetElement{Key: be16(p)}
+		}
+		if err := b.c.AddSet(s, els); err != nil {
+			anonErr = err
+		}
+		return s
+	}
+	for _, r := range nftRules(l) {
+		b.c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r.exprs(sets, anon), UserData: []byte(r.tag)})
+	}
+	if anonErr != nil {
+		return fmt.Errorf("queueing port set: %w", anonErr)
+	}
+	for _, name := range []string{nftWL4, nftWL6} {
+		s := sets[name]
+		b.c.FlushSet(s)
+		var els []nftables.SetElement
+		for _, p := range mergeCovered(l.Whitelist) {
+			if p.Addr().Is6() == (name == nftWL6) {
+				e, err := intervalElems(p, 0)
+				if err != nil {
+					return fmt.Errorf("whitelist: %w", err)
+				}
+				els = append(els, e...)
+			}
+		}
+		if len(els) > 0 {
+			if err := b.c.SetAddElements(s, els); err != nil {
+				return fmt.Errorf("queueing whitelist: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// mergeCovered drops prefixes contained in another one of the list: an
+// interval set rejects nested intervals.
+func mergeCovered(ps []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for i, p := range ps {
+		p = p.Masked()
+		covered := false
+		for k, q := range ps {
+			q = q.Masked()
+			if k != i && q.Bits() <= p.Bits() && q.Contains(p.Addr()) && (q.Bits() < p.Bits() || k < i) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// lastAddr returns the highest address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr()
+	if a.Is4() {
+		v := binary.BigEndian.Uint32(a.AsSlice())
+		v |= ^uint32(0) >> p.Bits()
+		return netip.AddrFrom4([4]byte(binary.BigEndian.AppendUint32(nil, v)))
+	}
+	b := a.As16()
+	for i := p.Bits(); i < 128; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return netip.AddrFrom16(b)
+}
+
+// intervalElems returns the start and end elements of p in an interval
+// set; the start carries the timeout.
+func intervalElems(p netip.Prefix, timeout time.Duration) ([]nftables.SetElement, error) {
+	end := lastAddr(p).Next()
+	if !end.IsValid() {
+		return nil, fmt.Errorf("%v reaches the end of the address space, which the nftables backend cannot store", p)
+	}
+	return []nftables.SetElement{
+		{Key: p.Masked().Addr().AsSlice(), Timeout: timeout},
+		{Key: end.AsSlice(), IntervalEnd: true},
+	}, nil
+}
+
+// nftElem is a set element read back: a prefix and its time left.
+type nftElem struct {
+	p    netip.Prefix
+	left time.Duration // 0 = permanent
+}
+
+// readElems turns set elements into prefixes: plain keys for host sets,
+// start/end pairs for interval sets.
+func readElems(els []nftables.SetElement, interval bool) []nftElem {
+	var out []nftElem
+	if !interval {
+		for _, e := range els {
+			if a, ok := netip.AddrFromSlice(e.Key); ok {
+				out = append(out, nftElem{netip.PrefixFrom(a, a.BitLen()), e.Expires})
+			}
+		}
+		return out
+	}
+	slices.SortFunc(els, func(a, b nftables.SetElement) int {
+		if c := bytes.Compare(a.Key, b.Key); c != 0 {
+			return c
+		}
+		if a.IntervalEnd != b.IntervalEnd { // an end sorts before a start at the same key
+			if a.IntervalEnd {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	for i, e := range els {
+		if e.IntervalEnd {
+			continue
+		}
+		start, ok := netip.AddrFromSlice(e.Key)
+		if !ok {
+			continue
+		}
+		var end netip.Addr
+		if i+1 < len(els) && els[i+1].IntervalEnd {
+			end, _ = netip.AddrFromSlice(els[i+1].Key)
+		}
+		for bits := start.BitLen(); bits >= 0; bits-- {
+			p := netip.PrefixFrom(start, bits)
+			if p.Masked().Addr() != start {
+				break
+			}
+			if lastAddr(p).Next() == end {
+				out = append(out, nftElem{p, e.Expires})
+				break
+			}
+		}
+	}
+	return out
+}
+
+// flushChunks sends elements of one set in transactions of nftChunk
+// elements (add or delete). nftChunk is even, so the start and end of an
+// interval never land in different transactions.
+func (b *nft) flushChunks(s *nftables.Set, els []nftables.SetElement, del bool) error {
+	for chunk := range slices.Chunk(els, nftChunk) {
+		var err error
+		if del {
+			err = b.c.SetDeleteElements(s, chunk)
+		} else {
+			err = b.c.SetAddElements(s, chunk)
+		}
+		if err != nil {
+			return err
+		}
+		if err := b.c.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nftTimeout is the element timeout for a ban expiring at exp (0 =
+// permanent), false if it has expired.
+func nftTimeout(exp, now time.Time) (time.Duration, bool) {
+	if exp.IsZero() {
+		return 0, true
+	}
+	d := exp.Sub(now)
+	if d <= 0 {
+		return 0, false
+	}
+	return d.Round(time.Millisecond) + time.Millisecond, true
+}
+
+// Setup builds table, sets, chain and whitelist in one transaction, then
+// loads the bans (1000 elements per transaction) and removes elements the
+// kernel holds beyond them. Elements are only added or refreshed before
+// the extras go, so a restart never opens a window.
+func (b *nft) Setup(l Layout, bans []Ban) error {
+	if err := checkLayout(l); err != nil {
+		return fmt.Errorf("setting up nftables layout: %w", err)
+	}
+	now := b.now()
+	in, err := prepare(bans, jailIndex(l), now)
+	if err != nil {
+		return fmt.Errorf("setting up nftables layout: %w", err)
+	}
+	_, terr := b.c.ListTableOfFamily(nftTable, nftables.TableFamilyINet)
+	existed := terr == nil
+	if err := b.queueLayout(l); err != nil {
+		return fmt.Errorf("setting up nftables layout: %w", err)
+	}
+	if err := b.c.Flush(); err != nil {
+		return fmt.Errorf("setting up nftables layout: %w", err)
+	}
+	b.layout = l
+	if err := b.add(in, now, existed); err != nil {
+		return fmt.Errorf("setting up nftables layout: loading %d bans: %w", len(in), err)
+	}
+	if existed {
+		want := map[banKey]bool{}
+		for _, bn := range in {
+			want[keyOf(bn)] = true
+		}
+		have, err := b.List()
+		if err != nil {
+			return fmt.Errorf("setting up nftables layout: %w", err)
+		}
+		var extra []Ban
+		for _, bn := range have {
+			if !want[keyOf(bn)] {
+				extra = append(extra, bn)
+			}
+		}
+		if err := b.Remove(extra); err != nil {
+			return fmt.Errorf("setting up nftables layout: removing %d stale bans: %w", len(extra), err)
+		}
+		// Sets of jails no longer configured, unreferenced since the
+		// chain was rebuilt.
+		sets, err := b.c.GetSets(b.table)
+		if err != nil {
+			return fmt.Errorf("setting up nftables layout: listing sets: %w", err)
+		}
+		for _, s := range sets {
+			if !s.Anonymous && !slices.ContainsFunc(nftSets(l), func(sp nftSpec) bool { return sp.name == s.Name }) {
+				b.c.DelSet(s)
+			}
+		}
+		if err := b.c.Flush(); err != nil {
+			return fmt.Errorf("setting up nftables layout: deleting unused sets: %w", err)
+		}
+	}
+	b.opts.logf("firewall nftables: layout set up for %d jails, %d bans loaded", len(l.Jails), len(in))
+	return nil
+}
+
+// Add puts each ban into its set with a timeout until it expires; a present
+// element gets the new timeout.
+func (b *nft) Add(bans []Ban) error {
+	now := b.now()
+	in, err := prepare(bans, jailIndex(b.layout), now)
+	if err != nil {
+		return err
+	}
+	if err := b.add(in, now, true); err != nil {
+		return err
+	}
+	if b.opts.KillConnections && b.h != nil {
+		killConnections(b.h, in, b.opts)
+	}
+	return nil
+}
+
+// add loads prepared bans. Host addresses go to the plain sets in chunks.
+// Prefixes go to the interval sets, which reject nested intervals: a
+// prefix inside a wider one already banned is skipped (the wider one
+// covers it; Verify adds it should the wider one expire first), and a
+// prefix containing narrower ones replaces them in the same transaction.
+// checkNested=false skips reading the sets (they are known to be empty).
+func (b *nft) add(in []Ban, now time.Time, checkNested bool) error {
+	hosts := map[string][]nftables.SetElement{}
+	nets := map[string][]Ban{}
+	for _, bn := range in {
+		to, ok := nftTimeout(bn.Expires, now)
+		if !ok {
+			continue
+		}
+		name := nftSetFor(bn)
+		if isHost(bn.Prefix) {
+			hosts[name] = append(hosts[name], nftables.SetElement{Key: bn.Prefix.Addr().AsSlice(), Timeout: to})
+		} else {
+			nets[name] = append(nets[name], bn)
+		}
+	}
+	for name, els := range hosts {
+		s := nftSpec{name: name, v6: len(els[0].Key) == 16, timeout: true}.set(b.table)
+		if err := b.flushChunks(s, els, false); err != nil {
+			return fmt.Errorf("adding %d addresses to set %s: %w", len(els), name, err)
+		}
+	}
+	for name, bs := range nets {
+		var err error
+		for try := 0; try < 2; try++ { // an element may expire between read and delete
+			if err = b.addNets(name, bs, now, checkNested); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("adding %d prefixes to set %s: %w", len(bs), name, err)
+		}
+	}
+	return nil
+}
+
+func (b *nft) addNets(name string, bs []Ban, now time.Time, checkNested bool) error {
+	s := nftSpec{name: name, v6: bs[0].Prefix.Addr().Is6(), interval: true, timeout: true}.set(b.table)
+	state := map[netip.Prefix]bool{} // true = present in the kernel
+	if checkNested {
+		els, err := b.c.GetSetElements(s)
+		if err != nil {
+			return fmt.Errorf("reading set %s: %w", name, err)
+		}
+		for _, e := range readElems(els, true) {
+			state[e.p] = true
+		}
+	}
+	slices.SortFunc(bs, func(a, b Ban) int { return a.Prefix.Bits() - b.Prefix.Bits() }) // wider first
+	var adds, dels []nftables.SetElement
+	for _, bn := range bs {
+		p := bn.Prefix
+		covered := false
+		for q := range state {
+			if q.Bits() < p.Bits() && q.Contains(p.Addr()) {
+				covered = true
+				b.opts.logf("firewall nftables: %v in jail %s is covered by banned %v", p, bn.Jail, q)
+				break
+			}
+		}
+		if covered {
+			continue
+		}
+		for q, present := range state {
+			if q.Bits() > p.Bits() && p.Contains(q.Addr()) {
+				if present {
+					e, _ := intervalElems(q, 0)
+					e[0].Timeout = 0
+					dels = append(dels, e...)
+				}
+				delete(state, q)
+			}
+		}
+		to, _ := nftTimeout(bn.Expires, now)
+		e, err := intervalElems(p, to)
+		if err != nil {
+			return err
+		}
+		adds = append(adds, e...)
+		if _, ok := state[p]; !ok {
+			state[p] = false
+		}
+	}
+	if len(dels) > 0 {
+		// Deletes and the first adds in one transaction: no window.
+		if err := b.c.SetDeleteElements(s, dels); err != nil {
+			return err
+		}
+	}
+	if len(adds) == 0 {
+		if len(dels) > 0 {
+			return b.c.Flush()
+		}
+		return nil
+	}
+	first := adds[:min(len(adds), nftChunk)]
+	if err := b.c.SetAddElements(s, first); err != nil {
+		return err
+	}
+	if err := b.c.Flush(); err != nil {
+		return err
+	}
+	return b.flushChunks(s, adds[len(first):], false)
+}
+
+// Remove deletes each ban; each goes in its own transaction, so a ban the
+// kernel no longer holds (ENOENT) does not undo the others.
+func (b *nft) Remove(bans []Ban) error {
+	for _, bn := range bans {
+		n, err := normalize(bn)
+		if err != nil {
+			return err
+		}
+		name := nftSetFor(n)
+		var els []nftables.SetElement
+		s := nftSpec{name: name, v6: n.Prefix.Addr().Is6(), interval: !isHost(n.Prefix), timeout: true}.set(b.table)
+		if isHost(n.Prefix) {
+			els = []nftables.SetElement{{Key: n.Prefix.Addr().AsSlice()}}
+		} else if els, err = intervalElems(n.Prefix, 0); err != nil {
+			return err
+		}
+		if err := b.c.SetDeleteElements(s, els); err != nil {
+			return fmt.Errorf("removing %v from set %s: %w", n.Prefix, name, err)
+		}
+		if err := b.c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("removing %v from set %s: %w", n.Prefix, name, err)
+		}
+	}
+	return nil
+}
+
+// List reads every ban set of the table.
+func (b *nft) List() ([]Ban, error) {
+	sets, err := b.c.GetSets(b.table)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("listing sets of table inet %s: %w", nftTable, err)
+	}
+	now := b.now()
+	var out []Ban
+	for _, s := range sets {
+		jail, ok := parseBanSetName(setPrefix + s.Name)
+		if !ok || s.Anonymous {
+			continue
+		}
+		els, err := b.c.GetSetElements(s)
+		if err != nil {
+			return nil, fmt.Errorf("listing set %s: %w", s.Name, err)
+		}
+		for _, e := range readElems(els, s.Interval) {
+			bn := Ban{Jail: jail, Prefix: e.p}
+			if e.left > 0 {
+				bn.Expires = now.Add(e.left)
+			}
+			out = append(out, bn)
+		}
+	}
+	sortBans(out)
+	return out, nil
+}
+
+// Verify checks the table, the chain's hook, priority and rules, the sets,
+// the whitelist and the bans; drift in the layout is repaired by rebuilding
+// it in one transaction, missing bans are added back.
+func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
+	if err := checkLayout(l); err != nil {
+		return nil, fmt.Errorf("verifying nftables layout: %w", err)
+	}
+	now := b.now()
+	in, err := prepare(bans, jailIndex(l), now)
+	if err != nil {
+		return nil, fmt.Errorf("verifying nftables layout: %w", err)
+	}
+	var found []string
+	contents := map[string][]nftElem{}
+	if _, err := b.c.ListTableOfFamily(nftTable, nftables.TableFamilyINet); err != nil {
+		found = append(found, "table inet "+nftTable+" missing")
+	} else {
+		ch, err := b.c.ListChain(b.table, nftChain)
+		switch {
+		case err != nil:
+			found = append(found, "chain "+nftChain+" missing")
+		case ch.Hooknum == nil || *ch.Hooknum != *nftables.ChainHookInput || ch.Priority == nil || *ch.Priority != nftPriority:
+			found = append(found, fmt.Sprintf("chain %s not on hook input at priority %d", nftChain, nftPriority))
+		default:
+			rules, err := b.c.GetRules(b.table, ch)
+			if err != nil {
+				return found, fmt.Errorf("listing rules of chain %s: %w", nftChain, err)
+			}
+			var have, want []string
+			for _, r := range rules {
+				have = append(have, string(r.UserData))
+			}
+			for _, r := range nftRules(l) {
+				want = append(want, r.tag)
+			}
+			if !slices.Equal(have, want) {
+				found = append(found, fmt.Sprintf("chain %s has %d rules, want %d as configured", nftChain, len(have), len(want)))
+			}
+		}
+		sets, err := b.c.GetSets(b.table)
+		if err != nil {
+			return found, fmt.Errorf("listing sets: %w", err)
+		}
+		for _, sp := range nftSets(l) {
+			i := slices.IndexFunc(sets, func(s *nftables.Set) bool { return s.Name == sp.name })
+			if i < 0 {
+				found = append(found, "set "+sp.name+" missing")
+				continue
+			}
+			els, err := b.c.GetSetElements(sets[i])
+			if err != nil {
+				return found, fmt.Errorf("listing set %s: %w", sp.name, err)
+			}
+			contents[sp.name] = readElems(els, sp.interval)
+		}
+		for _, name := range []string{nftWL4, nftWL6} {
+			var want, have []netip.Prefix
+			for _, p := range mergeCovered(l.Whitelist) {
+				if p.Addr().Is6() == (name == nftWL6) {
+					want = append(want, p)
+				}
+			}
+			for _, e := range contents[name] {
+				have = append(have, e.p)
+			}
+			slices.SortFunc(want, comparePrefix)
+			slices.SortFunc(have, comparePrefix)
+			if _, ok := contents[name]; ok && !slices.Equal(want, have) {
+				found = append(found, fmt.Sprintf("set %s holds %v, want %v", name, have, want))
+			}
+		}
+	}
+	if len(found) > 0 {
+		if err := b.queueLayout(l); err != nil {
+			return found, fmt.Errorf("repairing nftables layout: %w", err)
+		}
+		if err := b.c.Flush(); err != nil {
+			return found, fmt.Errorf("repairing nftables layout: %w", err)
+		}
+	}
+	b.layout = l
+	var missing []Ban
+	for _, bn := range in {
+		name := nftSetFor(bn)
+		present := false
+		for _, e := range contents[name] {
+			if e.p.Bits() <= bn.Prefix.Bits() && e.p.Contains(bn.Prefix.Addr()) {
+				present = true
+				break
+			}
+		}
+		if !present {
+			missing = append(missing, bn)
+		}
+	}
+	if len(missing) > 0 {
+		found = append(found, fmt.Sprintf("%d of %d bans missing from the sets (first %v in jail %s)", len(missing), len(in), missing[0].Prefix, missing[0].Jail))
+		if err := b.add(missing, now, true); err != nil {
+			return found, fmt.Errorf("repairing nftables bans: %w", err)
+		}
+	}
+	if len(found) > 0 {
+		b.opts.logf("firewall nftables: repaired: %s", strings.Join(found, "; "))
+	}
+	return found, nil
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
+}
+
+// Close releases the netlink sockets and leaves the table in the kernel.
+func (b *nft) Close() error {
+	var err error
+	if b.c != nil {
+		err = b.c.CloseLasting()
+	}
+	if b.h != nil {
+		b.h.Close()
+	}
+	if b.ns != netns.None() {
+		b.ns.Close()
+		b.ns = netns.None()
+	}
+	return err
+}
+
+// Teardown deletes table inet jailkeeper with everything in it.
+func (b *nft) Teardown() error {
+	if _, err := b.c.ListTableOfFamily(nftTable, nftables.TableFamilyINet); err != nil {
+		return nil
+	}
+	b.c.DelTable(b.table)
+	if err := b.c.Flush(); err != nil {
+		return fmt.Errorf("deleting table inet %s: %w", nftTable, err)
+	}
+	b.layout = Layout{}
+	return nil
+}
+
+// iptablesCompat names the tables iptables-nft creates; any other table
+// means native nftables rules are in use.
+var iptablesCompat = map[string]bool{"filter": true, "nat": true, "mangle": true, "raw": true, "security": true, "broute": true}
+
+// Detect decides what "auto" means in the namespace ns ("" = current):
+// "nftables" when a native nftables table exists (one not made by
+// iptables-nft, e.g. inet filter from /etc/nftables.conf, firewalld's, or
+// jailkeeper's own) or when iptables is not installed; else "iptables".
+// The second result says why, for the log.
+func Detect(ns string) (backend, reason string) {
+	if _, err := exec.LookPath("iptables"); err != nil {
+		return "nftables", "iptables is not installed"
+	}
+	h, err := openNetNS(nsPath(ns))
+	if err != nil {
+		return "iptables", err.Error()
+	}
+	defer h.Close()
+	var opts []nftables.ConnOption
+	if h != netns.None() {
+		opts = append(opts, nftables.WithNetNSFd(int(h)))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return "iptables", "nftables unavailable: " + err.Error()
+	}
+	tables, err := c.ListTables()
+	if err != nil {
+		return "iptables", "nftables unavailable: " + err.Error()
+	}
+	for _, t := range tables {
+		native := t.Family == nftables.TableFamilyINet || t.Family == nftables.TableFamilyNetdev || !iptablesCompat[t.Name]
+		if native {
+			return "nftables", fmt.Sprintf("native nftables table %s in use", t.Name)
+		}
+	}
+	return "iptables", "no native nftables tables in use"
+}

@@ -1,0 +1,131 @@
+package firewall
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/internal/testbed"
+)
+
+func TestNoneLogsAndChangesNothing(t *testing.T) {
+	var lines []string
+	b, err := New("none", Options{Logf: func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := Layout{Jails: []JailRules{sshJail}}
+	p := netip.MustParsePrefix("203.0.113.7/32")
+	steps := []struct {
+		do   func() error
+		want string
+	}{
+		{func() error { return b.Setup(l, nil) }, "would set up jail ssh: protocol tcp, ports [22 2222], action reject"},
+		{func() error { return b.Add([]Ban{{Jail: "ssh", Prefix: p}}) }, "would ban 203.0.113.7/32 in jail ssh permanently"},
+		{func() error { return b.Remove([]Ban{{Jail: "ssh", Prefix: p}}) }, "would unban 203.0.113.7/32 in jail ssh"},
+		{b.Teardown, "would remove the layout"},
+	}
+	for _, s := range steps {
+		lines = nil
+		if err := s.do(); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(lines, "\n"), s.want) {
+			t.Errorf("log %q lacks %q", lines, s.want)
+		}
+	}
+	if b.Name() != "none" {
+		t.Errorf("Name = %q", b.Name())
+	}
+}
+
+func TestNewRejectsUnknownBackend(t *testing.T) {
+	if _, err := New("pf", Options{}); err == nil || !strings.Contains(err.Error(), `"pf"`) {
+		t.Fatalf("New(pf) = %v, want an error naming it", err)
+	}
+}
+
+func TestCheckLayoutAndNormalize(t *testing.T) {
+	bad := []Layout{
+		{Jails: []JailRules{{Name: "Bad Name"}}},
+		{Jails: []JailRules{{Name: "a-name-longer-than-16"}}},
+		{Jails: []JailRules{{Name: "x"}, {Name: "x"}}},
+		{Jails: []JailRules{{Name: "x", Protocol: "icmp"}}},
+		{Whitelist: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}},
+	}
+	for _, l := range bad {
+		if err := checkLayout(l); err == nil {
+			t.Errorf("checkLayout(%+v) = nil, want an error", l)
+		}
+	}
+	n, err := normalize(Ban{Jail: "x", Prefix: netip.MustParsePrefix("::ffff:203.0.113.7/128")})
+	if err != nil || n.Prefix != netip.MustParsePrefix("203.0.113.7/32") {
+		t.Errorf("normalize(4in6) = %v, %v", n.Prefix, err)
+	}
+	if _, err := normalize(Ban{Jail: "x", Prefix: netip.MustParsePrefix("::/0")}); err == nil {
+		t.Error("normalize(::/0) = nil error, want refusal")
+	}
+}
+
+// TestDetect checks auto's choice in a fresh namespace: nothing or only
+// iptables-nft tables → iptables; a native table → nftables.
+func TestDetect(t *testing.T) {
+	testbed.Require(t, "ip", "iptables", "nft")
+	e := newKernelEnv(t, "iptables")
+	steps := []struct{ line, want string }{
+		{"true", "iptables"},
+		{"iptables -A INPUT -s 203.0.113.9 -j ACCEPT", "iptables"},
+		{"nft add table inet filter", "nftables"},
+	}
+	for _, s := range steps {
+		e.sh(t, s.line)
+		got, why := Detect(e.hosts.Srv)
+		if got != s.want {
+			t.Errorf("after %q: Detect = %s (%s), want %s", s.line, got, why, s.want)
+		}
+		b, err := New("auto", Options{NetNS: e.hosts.Srv})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Name() != s.want {
+			t.Errorf("after %q: New(auto).Name() = %s, want %s", s.line, b.Name(), s.want)
+		}
+		b.Close()
+	}
+}
+
+// TestKillConnections checks that banning a source removes its conntrack
+// entries in the server namespace, for both real backends.
+func TestKillConnections(t *testing.T) {
+	testbed.Require(t, "conntrack")
+	for _, kind := range []string{"iptables", "nftables"} {
+		t.Run(kind, func(t *testing.T) {
+			e := newKernelEnv(t, kind)
+			// Something must use conntrack for the namespace to track flows.
+			e.sh(t, "nft add table ip track && nft add chain ip track c '{ type filter hook input priority 0; }' && nft add rule ip track c ct state established counter")
+			b := e.backend(t)
+			defer b.Close()
+			if err := b.Setup(Layout{Jails: []JailRules{sshJail}}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if v := e.probe(t, atk4, portOther); v != VerdictAccept {
+				t.Fatalf("probe before ban: %s", v)
+			}
+			count := func() int {
+				out, _ := e.hosts.InSrv("conntrack", "-L", "-s", atk4.String()).CombinedOutput()
+				return strings.Count(string(out), "src="+atk4.String()+" dst=")
+			}
+			if n := count(); n == 0 {
+				t.Fatal("no conntrack entry of the attacker before the ban")
+			}
+			if err := b.Add([]Ban{{Jail: "ssh", Prefix: netip.PrefixFrom(atk4, 32), Expires: time.Now().Add(time.Hour)}}); err != nil {
+				t.Fatal(err)
+			}
+			if n := count(); n != 0 {
+				t.Errorf("%d conntrack entries of the attacker left after the ban", n)
+			}
+		})
+	}
+}
