@@ -129,7 +129,7 @@ func attackUntilBanned(t *testing.T, h *testbed.Hosts, addr, src, attacker strin
 // comes only once the firewall layout is in place, the watchdog pings,
 // and a restart keeps every ban in force throughout.
 func TestSSHBruteForceBanned(t *testing.T) {
-	testbed.Require(t, append(testbed.BedCommands, "nft")...)
+	testbed.Require(t, append(testbed.BedCommands, "nft", "dbus-send")...)
 	checkHostFirewallUntouched(t)
 	bed := testbed.NewBed(t)
 	h := bed.Hosts
@@ -241,7 +241,13 @@ func TestSSHBruteForceBanned(t *testing.T) {
 		testbed.EnsureUser(t, unprivUser)
 		out, err := bed.Bus.BusCallAs(unprivUser, "Unban", "s", testbed.AtkAddr4)
 		if err == nil || !strings.Contains(out, "Access denied") {
-			t.Errorf("Unban as %s: err %v, output %q; want the bus to refuse (Access denied)", unprivUser, err, out)
+			t.Errorf("busctl Unban as %s: err %v, output %q; want Access denied", unprivUser, err, out)
+		}
+		// dbus-send names the error: it must be the bus's policy that
+		// refused, not the daemon's own UID check.
+		out, err = bed.Bus.BusSendAs(unprivUser, "Unban", "string:"+testbed.AtkAddr4)
+		if err == nil || !testbed.RefusedByBus(out) {
+			t.Errorf("dbus-send Unban as %s: err %v, output %q; want the bus's AccessDenied", unprivUser, err, out)
 		}
 		if _, ok := h.SrvBanned(t, testbed.AtkAddr4); !ok {
 			t.Errorf("%s no longer banned after a refused Unban", testbed.AtkAddr4)

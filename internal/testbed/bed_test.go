@@ -191,7 +191,7 @@ func (m *manager) Status() (string, *dbus.Error) { return "ok", nil }
 // root may own org.jailkeeper and call Unban; an unprivileged user may
 // call Status but not Unban.
 func TestBusPolicy(t *testing.T) {
-	Require(t, "dbus-daemon", "busctl", "setpriv")
+	Require(t, "dbus-daemon", "busctl", "dbus-send", "setpriv")
 	b := NewBus(t)
 	conn, err := dbus.Connect(b.Address)
 	if err != nil {
@@ -226,6 +226,13 @@ func TestBusPolicy(t *testing.T) {
 		if !tt.allowed && (err == nil || !strings.Contains(out, "Access denied")) {
 			t.Errorf("%s as %q: err %v, output %q; want Access denied", tt.method, tt.user, err, out)
 		}
+	}
+	out, err := b.BusSendAs(user, "Unban", "string:198.51.100.2")
+	if err == nil || !RefusedByBus(out) {
+		t.Errorf("dbus-send Unban as %s: err %v, output %q; want the bus's AccessDenied", user, err, out)
+	}
+	if out, err := b.BusSendAs(user, "Status"); err != nil || RefusedByBus(out) {
+		t.Errorf("dbus-send Status as %s: err %v, output %q", user, err, out)
 	}
 	if len(m.unbanned) != 1 {
 		t.Errorf("Unban reached the object %d times, want 1 (root only)", len(m.unbanned))

@@ -175,7 +175,7 @@ func stopPID(pid int, grace time.Duration) {
 	}
 }
 
-// BusCall runs `busctl --system call org.jailkeeper /org/jailkeeper
+// BusCall runs `busctl call org.jailkeeper /org/jailkeeper
 // org.jailkeeper.Manager1 METHOD SIG ARGS…` on b as root and returns its
 // combined output and error.
 func (b *Bus) BusCall(method, sig string, args ...string) (string, error) {
@@ -185,7 +185,7 @@ func (b *Bus) BusCall(method, sig string, args ...string) (string, error) {
 // BusCallAs is BusCall run as the named user (through setpriv, with no
 // supplementary groups); an empty user means root.
 func (b *Bus) BusCallAs(user, method, sig string, args ...string) (string, error) {
-	argv := []string{"busctl", "--system", "call", "org.jailkeeper", "/org/jailkeeper", "org.jailkeeper.Manager1", method}
+	argv := []string{"busctl", "call", "org.jailkeeper", "/org/jailkeeper", "org.jailkeeper.Manager1", method}
 	if sig != "" {
 		argv = append(argv, sig)
 		argv = append(argv, args...)
@@ -197,4 +197,28 @@ func (b *Bus) BusCallAs(user, method, sig string, args ...string) (string, error
 	cmd.Env = append(os.Environ(), b.Env())
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// BusSendAs calls org.jailkeeper.Manager1.METHOD with dbus-send as the
+// named user (empty: root). Unlike busctl, dbus-send prints the error's
+// name and message, which tells a refusal by the bus's policy
+// ("org.freedesktop.DBus.Error.AccessDenied: Rejected send message, …")
+// from one by the daemon. args are dbus-send typed arguments such as
+// "string:198.51.100.2".
+func (b *Bus) BusSendAs(user, method string, args ...string) (string, error) {
+	argv := append([]string{"dbus-send", "--system", "--print-reply", "--dest=org.jailkeeper",
+		"/org/jailkeeper", "org.jailkeeper.Manager1." + method}, args...)
+	if user != "" {
+		argv = append([]string{"setpriv", "--reuid=" + user, "--regid=" + user, "--clear-groups"}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), b.Env())
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// RefusedByBus reports whether dbus-send output shows the bus's policy
+// refusing a call (as opposed to the service answering with an error).
+func RefusedByBus(out string) bool {
+	return strings.Contains(out, "org.freedesktop.DBus.Error.AccessDenied") && strings.Contains(out, "Rejected send message")
 }
