@@ -39,6 +39,13 @@ func (b *Bed) NewDaemon(t testing.TB, configs map[string]string) *Daemon {
 	t.Helper()
 	d := NewDaemon(t, b.Hosts, b.Bus, configs)
 	d.Journald = b.Journald
+	t.Cleanup(func() {
+		// Runs before the daemon is stopped and the journald goes away.
+		if t.Failed() {
+			out, _ := b.Journald.Command("journalctl", "--no-pager", "-o", "short-precise", "-n", "300").CombinedOutput()
+			t.Logf("the bed's journal (last 300 entries):\n%s", out)
+		}
+	})
 	return d
 }
 

@@ -178,3 +178,15 @@ func HostFirewall() (string, error) {
 	}
 	return b.String(), nil
 }
+
+// RouteToAttacker makes the server reach prefix (an extra attacker network
+// such as 2001:db8:0:1::/64, whose addresses are added to the attacker's
+// veth with AddAttackerAddr) through the veth.
+func (h *Hosts) RouteToAttacker(t testing.TB, prefix string) {
+	t.Helper()
+	fam := "-4"
+	if strings.Contains(prefix, ":") {
+		fam = "-6"
+	}
+	Run(t, "ip", "-n", h.Srv, fam, "route", "add", prefix, "dev", h.SrvLink)
+}
