@@ -61,6 +61,7 @@ type ipt struct {
 	mode   string // "nf_tables" or "legacy"
 	v4, v6 *iptables.IPTables
 	h      *netlink.Handle // one NETLINK_NETFILTER socket for ipset and conntrack
+	bulk   *ipsetBulk      // batched adds for Setup and large Add calls
 	layout Layout
 	now    func() time.Time
 }
@@ -92,14 +93,18 @@ func newIPTables(opts Options) (*ipt, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer ns.Close()
 	if ns == netns.None() {
 		b.h, err = netlink.NewHandle(unix.NETLINK_NETFILTER)
 	} else {
 		b.h, err = netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER)
-		ns.Close()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening netfilter netlink socket: %w", err)
+	}
+	if b.bulk, err = newIpsetBulk(ns); err != nil {
+		b.h.Close()
+		return nil, err
 	}
 	opts.logf("firewall iptables: using iptables (%s) with ipset", b.mode)
 	return b, nil
@@ -375,6 +380,9 @@ func (b *ipt) loadSet(s setSpec, entries []*netlink.IPSetEntry) error {
 }
 
 func (b *ipt) addEntries(set string, entries []*netlink.IPSetEntry) error {
+	if len(entries) > 8 {
+		return b.bulk.add(set, entries)
+	}
 	for _, e := range entries {
 		if err := b.h.IpsetAdd(set, e); err != nil {
 			return fmt.Errorf("adding %v/%d to ipset %s: %w", e.IP, e.CIDR, set, err)
@@ -477,18 +485,34 @@ func (b *ipt) Add(bans []Ban) error {
 	if err != nil {
 		return err
 	}
+	if err := b.addBans(in, now); err != nil {
+		return err
+	}
+	if b.opts.KillConnections {
+		killConnections(b.h, in, b.opts)
+	}
+	return nil
+}
+
+// addBans adds bans grouped by set, in bulk messages for large batches.
+func (b *ipt) addBans(in []Ban, now time.Time) error {
+	bySet := map[string][]*netlink.IPSetEntry{}
+	var order []string
 	for _, bn := range in {
 		t, ok := timeoutSeconds(bn.Expires, now, ipsetMaxTimeout)
 		if !ok {
 			continue
 		}
 		set := ipsetFor(bn)
-		if err := b.h.IpsetAdd(set, entry(bn.Prefix, &t)); err != nil {
-			return fmt.Errorf("adding %v to ipset %s: %w", bn.Prefix, set, err)
+		if _, ok := bySet[set]; !ok {
+			order = append(order, set)
 		}
+		bySet[set] = append(bySet[set], entry(bn.Prefix, &t))
 	}
-	if b.opts.KillConnections {
-		killConnections(b.h, in, b.opts)
+	for _, set := range order {
+		if err := b.addEntries(set, bySet[set]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -673,14 +697,8 @@ func (b *ipt) Verify(l Layout, bans []Ban) ([]string, error) {
 		}
 		if len(missing) > 0 {
 			found = append(found, fmt.Sprintf("ipset %s lacks %d of %d bans (first %v)", s.name, len(missing), len(bySet[s.name]), missing[0].Prefix))
-			for _, bn := range missing {
-				t, ok := timeoutSeconds(bn.Expires, now, ipsetMaxTimeout)
-				if !ok {
-					continue
-				}
-				if err := b.h.IpsetAdd(s.name, entry(bn.Prefix, &t)); err != nil {
-					return found, fmt.Errorf("adding %v to ipset %s: %w", bn.Prefix, s.name, err)
-				}
+			if err := b.addBans(missing, now); err != nil {
+				return found, err
 			}
 		}
 	}
@@ -702,6 +720,7 @@ func (b *ipt) Verify(l Layout, bans []Ban) ([]string, error) {
 // Close releases the netlink socket and leaves the layout in the kernel.
 func (b *ipt) Close() error {
 	b.h.Close()
+	b.bulk.close()
 	return nil
 }
 

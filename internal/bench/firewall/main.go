@@ -1,0 +1,276 @@
+// Command firewall measures jailkeeper's firewall backends inside network
+// namespaces it creates (root only; the host's own tables are never
+// touched): bans added per second in a 10k batch, time to restore 100k and
+// 1M bans at start, TCP connect latency from an attacker namespace with 0,
+// 100k and 1M unrelated bans loaded, and beside them the per-address-rule
+// approach (one `iptables -I INPUT -s X -j REJECT` per ban, as fail2ban's
+// default action does) at 10k bans. It prints one table.
+//
+//	go run ./internal/bench/firewall [-backends iptables,nftables] [-max 1000000] [-connects 2000]
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/pkg/firewall"
+	"github.com/vishvananda/netns"
+)
+
+func main() {
+	backends := flag.String("backends", "iptables,nftables", "backends to measure, comma-separated")
+	max := flag.Int("max", 1_000_000, "largest restore to measure (100k and this)")
+	connects := flag.Int("connects", 2000, "TCP connects per latency measurement")
+	perRule := flag.Int("per-rule", 10_000, "bans for the per-address-rule approach (0 = skip)")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fatal(fmt.Errorf("must run as root (it creates network namespaces)"))
+	}
+	fmt.Printf("%-22s %-10s %12s  %s\n", "measure", "backend", "value", "note")
+	for _, name := range strings.Split(*backends, ",") {
+		measureBackend(name, *max, *connects)
+	}
+	if *perRule > 0 {
+		measurePerRule(*perRule, *connects)
+	}
+}
+
+func row(measure, backend, value, note string) {
+	fmt.Printf("%-22s %-10s %12s  %s\n", measure, backend, value, note)
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+// hosts is a server/attacker namespace pair like testbed.NewHosts.
+type hosts struct{ srv, atk string }
+
+func newHosts() *hosts {
+	b := make([]byte, 3)
+	rand.Read(b)
+	s := hex.EncodeToString(b)
+	h := &hosts{srv: "jk-bsrv-" + s, atk: "jk-batk-" + s}
+	for _, c := range [][]string{
+		{"netns", "add", h.srv}, {"netns", "add", h.atk},
+		{"link", "add", "jkb0" + s, "type", "veth", "peer", "name", "jkb1" + s},
+		{"link", "set", "jkb0" + s, "netns", h.srv}, {"link", "set", "jkb1" + s, "netns", h.atk},
+		{"-n", h.srv, "addr", "add", "198.51.100.1/24", "dev", "jkb0" + s},
+		{"-n", h.atk, "addr", "add", "198.51.100.2/24", "dev", "jkb1" + s},
+		{"-n", h.srv, "link", "set", "lo", "up"}, {"-n", h.atk, "link", "set", "lo", "up"},
+		{"-n", h.srv, "link", "set", "jkb0" + s, "up"}, {"-n", h.atk, "link", "set", "jkb1" + s, "up"},
+	} {
+		if out, err := exec.Command("ip", c...).CombinedOutput(); err != nil {
+			h.close()
+			fatal(fmt.Errorf("ip %s: %v: %s", strings.Join(c, " "), err, out))
+		}
+	}
+	return h
+}
+
+func (h *hosts) close() {
+	exec.Command("ip", "netns", "del", h.srv).Run()
+	exec.Command("ip", "netns", "del", h.atk).Run()
+}
+
+// in runs fn on a thread inside namespace name.
+func in(name string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		target, err := netns.GetFromName(name)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			errc <- err
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- err // thread stays locked and dies
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// listen serves TCP on 198.51.100.1:8080 in the server namespace.
+func (h *hosts) listen() net.Listener {
+	var ln net.Listener
+	if err := in(h.srv, func() (err error) { ln, err = net.Listen("tcp", "198.51.100.1:8080"); return }); err != nil {
+		fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln
+}
+
+// latency returns the median and mean of n TCP connects from the attacker.
+func (h *hosts) latency(n int) (median, mean time.Duration) {
+	ds := make([]time.Duration, 0, n)
+	err := in(h.atk, func() error {
+		for i := 0; i < n+50; i++ {
+			t0 := time.Now()
+			c, err := net.DialTimeout("tcp", "198.51.100.1:8080", time.Second)
+			if err != nil {
+				return err
+			}
+			d := time.Since(t0)
+			c.Close()
+			if i >= 50 { // warm-up
+				ds = append(ds, d)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		fatal(fmt.Errorf("connecting: %w", err))
+	}
+	slices.Sort(ds)
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return ds[len(ds)/2], sum / time.Duration(len(ds))
+}
+
+// unrelated returns n bans of addresses in 10.0.0.0/8, a range that never
+// sends traffic to the namespaces.
+func unrelated(n, offset int) []firewall.Ban {
+	bs := make([]firewall.Ban, n)
+	exp := time.Now().Add(24 * time.Hour)
+	for i := range bs {
+		v := uint32(0x0a000000) + uint32(offset+i) + 1
+		a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+		bs[i] = firewall.Ban{Jail: "sshd", Prefix: netip.PrefixFrom(a, 32), Expires: exp}
+	}
+	return bs
+}
+
+var layout = firewall.Layout{
+	Jails:     []firewall.JailRules{{Name: "sshd", Ports: []uint16{22}}},
+	Whitelist: []netip.Prefix{netip.MustParsePrefix("198.51.100.3/32")},
+}
+
+func measureBackend(name string, max, connects int) {
+	h := newHosts()
+	defer h.close()
+	defer h.listen().Close()
+	b, err := firewall.New(name, firewall.Options{NetNS: h.srv})
+	if err != nil {
+		fatal(err)
+	}
+	defer b.Close()
+	if err := b.Setup(layout, nil); err != nil {
+		fatal(err)
+	}
+	med0, mean0 := h.latency(connects)
+	row("connect latency", name, med0.String(), fmt.Sprintf("0 bans (median; mean %v)", mean0))
+
+	batch := unrelated(10_000, 0)
+	t0 := time.Now()
+	if err := b.Add(batch); err != nil {
+		fatal(err)
+	}
+	d := time.Since(t0)
+	row("add 10k batch", name, fmt.Sprintf("%.0f/s", 10_000/d.Seconds()), fmt.Sprintf("%v for 10k", d.Round(time.Millisecond)))
+
+	for _, n := range []int{100_000, max} {
+		bans := unrelated(n, 0)
+		if err := b.Teardown(); err != nil {
+			fatal(err)
+		}
+		t0 := time.Now()
+		if err := b.Setup(layout, bans); err != nil {
+			fatal(err)
+		}
+		d := time.Since(t0)
+		row(fmt.Sprintf("restore %s", count(n)), name, d.Round(time.Millisecond).String(), "Setup from nothing (fresh start)")
+		t0 = time.Now()
+		if err := b.Setup(layout, bans); err != nil {
+			fatal(err)
+		}
+		row(fmt.Sprintf("restart %s", count(n)), name, time.Since(t0).Round(time.Millisecond).String(), "Setup over the same bans (restart)")
+		got, err := b.List()
+		if err != nil {
+			fatal(err)
+		}
+		if len(got) != n {
+			fatal(fmt.Errorf("%s: kernel holds %d bans, want %d", name, len(got), n))
+		}
+		med, mean := h.latency(connects)
+		row("connect latency", name, med.String(), fmt.Sprintf("%s bans (median; mean %v; %+.1f%% vs 0)", count(n), mean, 100*(float64(med)-float64(med0))/float64(med0)))
+	}
+	if err := b.Teardown(); err != nil {
+		fatal(err)
+	}
+}
+
+func count(n int) string {
+	if n >= 1_000_000 && n%1_000_000 == 0 {
+		return fmt.Sprintf("%dM", n/1_000_000)
+	}
+	return fmt.Sprintf("%dk", n/1000)
+}
+
+// measurePerRule inserts one REJECT rule per address, as fail2ban's
+// iptables action does: the first 1000 by one exec each (the rate), the
+// rest by iptables-restore (to reach n quickly), then measures latency.
+func measurePerRule(n, connects int) {
+	h := newHosts()
+	defer h.close()
+	defer h.listen().Close()
+	med0, _ := h.latency(connects)
+	bans := unrelated(n, 0)
+	execs := min(n, 1000)
+	t0 := time.Now()
+	for _, b := range bans[:execs] {
+		out, err := exec.Command("ip", "netns", "exec", h.srv, "iptables", "-w", "-I", "INPUT", "-s", b.Prefix.Addr().String(), "-j", "REJECT").CombinedOutput()
+		if err != nil {
+			fatal(fmt.Errorf("iptables -I: %v: %s", err, out))
+		}
+	}
+	d := time.Since(t0)
+	row("add, 1 rule per ban", "per-rule", fmt.Sprintf("%.0f/s", float64(execs)/d.Seconds()), fmt.Sprintf("%d execs of iptables -I in %v", execs, d.Round(time.Millisecond)))
+	var sb strings.Builder
+	sb.WriteString("*filter\n")
+	for _, b := range bans[execs:] {
+		fmt.Fprintf(&sb, "-I INPUT -s %s -j REJECT\n", b.Prefix.Addr())
+	}
+	sb.WriteString("COMMIT\n")
+	cmd := exec.Command("ip", "netns", "exec", h.srv, "iptables-restore", "--noflush", "-w")
+	cmd.Stdin = strings.NewReader(sb.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fatal(fmt.Errorf("iptables-restore: %v: %s", err, out))
+	}
+	med, mean := h.latency(connects)
+	row("connect latency", "per-rule", med.String(), fmt.Sprintf("%s rules (median; mean %v; %+.1f%% vs 0 = %v)", count(n), mean, 100*(float64(med)-float64(med0))/float64(med0), med0))
+}
