@@ -299,7 +299,7 @@ func literalPrefixes(expr string) []string {
 		}
 	}
 	// Keep only the shortest: "Failed " covers "Failed password ".
-	sort.Slice(set, func(i, j int) bool { return len(set[i]) < len(set[j]) })
+	sort.SliceStable(set, func(i, j int) bool { return len(set[i]) < len(set[j]) })
 	var out []string
 	for _, s := range set {
 		covered := false
