@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,36 +23,134 @@ import (
 // journal. See shared/TESTBED.md "Entries that carry a trusted
 // _SYSTEMD_UNIT".
 
-// writerScript runs as the process journald sees as the sender. It joins
-// every cgroup directory given as an argument, connects to journald's
-// stdout stream with systemd-cat, copies fd 3 (the messages) into the
-// stream, says "done" on fd 4 and then stays alive until its stdin closes,
-// so that journald can still read its cgroup while it works through the
-// backlog.
-const writerScript = `set -e
-for d in "$@"; do echo $$ > "$d/cgroup.procs"; done
-exec systemd-cat -t "$JK_IDENT" sh -c 'cat <&3; exec 3<&-; echo done >&4; read x || true'
-`
+// writerEnv makes a test binary that imports testbed act as a journal
+// writer instead of running tests (see init below). The process that
+// writes must be the one in the unit's cgroup and must live until journald
+// has read its entries: journald takes the sender's pid from each message's
+// credentials and reads /proc/<pid>/cgroup only when it processes the
+// message, so a short-lived `cat` behind systemd-cat loses _SYSTEMD_UNIT.
+const writerEnv = "JAILKEEPER_TESTBED_JOURNAL_WRITER"
+
+func init() {
+	if os.Getenv(writerEnv) == "" {
+		return
+	}
+	if err := runWriter(); err != nil {
+		fmt.Fprintln(os.Stderr, "journal writer:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// runWriter is the writer process: it joins the cgroups in JK_CGROUPS, then
+// copies stdin lines to journald (stdout stream protocol, or one native
+// datagram per line when JK_NATIVE is set), says "done" on stdout and
+// stays alive until fd 3 reaches EOF.
+func runWriter() error {
+	for _, d := range filepath.SplitList(os.Getenv("JK_CGROUPS")) {
+		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			return fmt.Errorf("joining cgroup %s: %w", d, err)
+		}
+	}
+	ident := os.Getenv("JK_IDENT")
+	in := bufio.NewReaderSize(os.Stdin, 64<<10)
+	if os.Getenv("JK_NATIVE") != "" {
+		conn, err := net.Dial("unixgram", "/run/systemd/journal/socket")
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		for {
+			line, err := in.ReadString('\n')
+			if line = strings.TrimSuffix(line, "\n"); line != "" {
+				d := "MESSAGE=" + line + "\nSYSLOG_IDENTIFIER=" + ident + "\nPRIORITY=6\n"
+				if _, werr := conn.Write([]byte(d)); werr != nil {
+					return fmt.Errorf("sending to journald: %w", werr)
+				}
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+		}
+	} else {
+		conn, err := net.Dial("unix", "/run/systemd/journal/stdout")
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		// Attach our credentials to every segment: data sent before journald
+		// set SO_PASSCRED on its end would otherwise arrive with pid 0, and
+		// journald would store those entries with no _PID and no unit.
+		if err := passCred(conn); err != nil {
+			return err
+		}
+		// identifier, unit id, priority, level prefix, forward to syslog,
+		// kmsg, console (systemd's stdout stream header).
+		if _, err := fmt.Fprintf(conn, "%s\n\n6\n0\n0\n0\n0\n", ident); err != nil {
+			return fmt.Errorf("sending to journald: %w", err)
+		}
+		if _, err := io.Copy(conn, in); err != nil {
+			return fmt.Errorf("sending to journald: %w", err)
+		}
+	}
+	if _, err := os.Stdout.WriteString("done\n"); err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, os.NewFile(3, "control"))
+	return nil
+}
+
+func passCred(c net.Conn) error {
+	raw, err := c.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_PASSCRED, 1)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("setting SO_PASSCRED: %w", serr)
+	}
+	return nil
+}
 
 // UnitWriter writes journal entries as a process of one systemd unit: the
-// entries carry _SYSTEMD_UNIT=<unit> and SYSLOG_IDENTIFIER=<ident>. It uses
-// journald's stdout stream (systemd-cat), so it writes at journald's full
-// speed but the entries have no _SOURCE_REALTIME_TIMESTAMP.
+// entries carry _SYSTEMD_UNIT=<unit> and SYSLOG_IDENTIFIER=<ident>. The
+// writer is the test binary itself, started again as a child that joins the
+// unit's cgroup (so only test binaries that import testbed can use it).
 type UnitWriter struct {
 	jd      *Journald
 	cmd     *exec.Cmd
-	msgs    *os.File // write end of fd 3
-	done    *os.File // read end of fd 4
-	ctl     *os.File // write end of the writer's stdin
+	msgs    *os.File // the writer's stdin
+	done    *os.File // the writer's stdout
+	ctl     *os.File // the writer's fd 3
 	buf     *bufio.Writer
 	created []string // cgroup directories this writer created
 	closed  bool
 }
 
-// cgroupDirs returns the directories a process must join to be seen as a
+// WriterOptions tune a UnitWriter.
+type WriterOptions struct {
+	// Ident is the SYSLOG_IDENTIFIER; "" means the unit name without suffix.
+	Ident string
+	// Journald selects a private journald; nil writes to the system's.
+	Journald *Journald
+	// Native sends each entry as a datagram on journald's native socket
+	// (entries get _SOURCE_REALTIME_TIMESTAMP) instead of the stdout
+	// stream (like systemd-cat and a service's stdout; faster).
+	Native bool
+}
+
+// CgroupDirs returns the directories a process must join to be seen as a
 // process of unit: system.slice/<unit> in the unified hierarchy and, on a
 // hybrid or legacy host, in the name=systemd hierarchy.
-func cgroupDirs(unit string) []string {
+func CgroupDirs(unit string) []string {
 	const root = "/sys/fs/cgroup"
 	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err == nil {
 		return []string{filepath.Join(root, "system.slice", unit)} // pure cgroup2
@@ -65,16 +164,22 @@ func cgroupDirs(unit string) []string {
 	return dirs
 }
 
-// NewUnitWriter starts a writer whose entries carry _SYSTEMD_UNIT=unit and
-// SYSLOG_IDENTIFIER=ident. jd selects a private journald; nil writes to the
-// system's journald at /run/systemd/journal. It needs root, systemd-cat and
-// journalctl. Close it to wait until journald has stored every entry.
-func NewUnitWriter(unit, ident string, jd *Journald) (*UnitWriter, error) {
-	dirs := cgroupDirs(unit)
+// NewUnitWriter starts a writer whose entries carry _SYSTEMD_UNIT=unit. It
+// needs root and journalctl (and nsenter for a private journald). Close it
+// to wait until journald has stored every entry.
+func NewUnitWriter(unit string, o WriterOptions) (*UnitWriter, error) {
+	if o.Ident == "" {
+		o.Ident = strings.TrimSuffix(unit, filepath.Ext(unit))
+	}
+	dirs := CgroupDirs(unit)
 	if len(dirs) == 0 {
 		return nil, errors.New("no cgroup hierarchy found under /sys/fs/cgroup")
 	}
-	w := &UnitWriter{jd: jd}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding the test binary: %w", err)
+	}
+	w := &UnitWriter{jd: o.Journald}
 	for _, d := range dirs {
 		if _, err := os.Stat(d); err == nil {
 			continue
@@ -85,48 +190,42 @@ func NewUnitWriter(unit, ident string, jd *Journald) (*UnitWriter, error) {
 		}
 		w.created = append(w.created, d)
 	}
-	msgR, msgW, err := os.Pipe()
-	if err != nil {
-		w.removeCgroups()
-		return nil, fmt.Errorf("creating message pipe: %w", err)
-	}
-	doneR, doneW, err := os.Pipe()
-	if err != nil {
-		msgR.Close()
-		msgW.Close()
-		w.removeCgroups()
-		return nil, fmt.Errorf("creating done pipe: %w", err)
-	}
 	ctlR, ctlW, err := os.Pipe()
 	if err != nil {
-		msgR.Close()
-		msgW.Close()
-		doneR.Close()
-		doneW.Close()
 		w.removeCgroups()
 		return nil, fmt.Errorf("creating control pipe: %w", err)
 	}
-	args := append([]string{"sh", "-c", writerScript, "sh"}, dirs...)
-	if jd != nil {
-		args = append([]string{"nsenter", "-t", strconv.Itoa(jd.holder.Process.Pid), "-m", "--"}, args...)
+	args := []string{exe}
+	if o.Journald != nil {
+		args = append([]string{"nsenter", "-t", strconv.Itoa(o.Journald.holder.Process.Pid), "-m", "--"}, args...)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), "JK_IDENT="+ident)
-	cmd.Stdin = ctlR
+	cmd.Env = append(os.Environ(), writerEnv+"=1", "JK_IDENT="+o.Ident,
+		"JK_CGROUPS="+strings.Join(dirs, string(filepath.ListSeparator)))
+	if o.Native {
+		cmd.Env = append(cmd.Env, "JK_NATIVE=1")
+	}
 	cmd.Stderr = os.Stderr
-	cmd.ExtraFiles = []*os.File{msgR, doneW}
-	if err := cmd.Start(); err != nil {
-		for _, f := range []*os.File{msgR, msgW, doneR, doneW, ctlR, ctlW} {
-			f.Close()
+	cmd.ExtraFiles = []*os.File{ctlR}
+	stdin, err := cmd.StdinPipe()
+	if err == nil {
+		var stdout io.ReadCloser
+		stdout, err = cmd.StdoutPipe()
+		if err == nil {
+			err = cmd.Start()
 		}
+		if err == nil {
+			w.msgs, w.done = stdin.(*os.File), stdout.(*os.File)
+		}
+	}
+	ctlR.Close()
+	if err != nil {
+		ctlW.Close()
 		w.removeCgroups()
 		return nil, fmt.Errorf("starting journal writer for %s: %w", unit, err)
 	}
-	msgR.Close()
-	doneW.Close()
-	ctlR.Close()
-	w.cmd, w.msgs, w.done, w.ctl = cmd, msgW, doneR, ctlW
-	w.buf = bufio.NewWriterSize(msgW, 64<<10)
+	w.cmd, w.ctl = cmd, ctlW
+	w.buf = bufio.NewWriterSize(w.msgs, 64<<10)
 	return w, nil
 }
 
@@ -145,7 +244,7 @@ func (w *UnitWriter) Write(msg string) error {
 	return nil
 }
 
-// Flush hands every queued entry to journald's stream socket.
+// Flush hands every queued entry to the writer process.
 func (w *UnitWriter) Flush() error {
 	if err := w.buf.Flush(); err != nil {
 		return fmt.Errorf("flushing journal messages: %w", err)
@@ -163,7 +262,6 @@ func (w *UnitWriter) Close() error {
 	err := w.Flush()
 	w.msgs.Close()
 	line, rerr := bufio.NewReader(w.done).ReadString('\n')
-	w.done.Close()
 	if rerr != nil || line != "done\n" {
 		err = errors.Join(err, fmt.Errorf("journal writer ended early (%q): %w", line, rerr))
 	}
@@ -200,8 +298,7 @@ func WriteAsUnit(unit string, msgs []string) error {
 }
 
 func writeAsUnit(unit string, msgs []string, jd *Journald) error {
-	ident := strings.TrimSuffix(unit, filepath.Ext(unit))
-	w, err := NewUnitWriter(unit, ident, jd)
+	w, err := NewUnitWriter(unit, WriterOptions{Journald: jd})
 	if err != nil {
 		return err
 	}
@@ -280,13 +377,14 @@ func (j *Journald) startDaemon(bin string) error {
 		return fmt.Errorf("starting private journald: %w", err)
 	}
 	j.jd = cmd
-	sock := filepath.Join(j.Root(), "run/systemd/journal/stdout")
+	// Ready when the stream socket, the varlink socket (journalctl --sync
+	// needs it) and the runtime journal file exist.
 	for i := 0; i < 500; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			// The varlink socket comes last; journalctl --sync needs it.
-			if _, err := os.Stat(filepath.Join(j.Root(), "run/systemd/journal/io.systemd.journal")); err == nil {
-				return nil
-			}
+		files, _ := filepath.Glob(filepath.Join(j.Dir(), "*", "system.journal"))
+		_, err1 := os.Stat(filepath.Join(j.Root(), "run/systemd/journal/stdout"))
+		_, err2 := os.Stat(filepath.Join(j.Root(), "run/systemd/journal/io.systemd.journal"))
+		if len(files) > 0 && err1 == nil && err2 == nil {
+			return nil
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -342,13 +440,19 @@ func (j *Journald) Rotate() error {
 
 // Stop terminates the private journald (SIGTERM) and waits for it; its
 // sockets go away, its files stay.
-func (j *Journald) Stop() error {
+func (j *Journald) Stop() error { return j.stopWith(syscall.SIGTERM) }
+
+// Kill kills the private journald with SIGKILL, leaving its active file
+// unclosed as a crash would; its sockets go away.
+func (j *Journald) Kill() error { return j.stopWith(syscall.SIGKILL) }
+
+func (j *Journald) stopWith(sig syscall.Signal) error {
 	if j.jd == nil {
 		return nil
 	}
 	cmd := j.jd
 	j.jd = nil
-	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(sig)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
@@ -387,4 +491,43 @@ func (j *Journald) stop() {
 		_ = j.holder.Process.Kill()
 		_ = j.holder.Wait()
 	}
+}
+
+// SystemJournald makes sure the system's journald runs: when
+// /run/systemd/journal/socket is absent (a CI machine without systemd), it
+// starts a standalone systemd-journald with rate limiting off, and stops it
+// in t.Cleanup. A journald that was already running is left alone.
+func SystemJournald(t testing.TB) {
+	t.Helper()
+	Require(t, "journalctl", "systemd-cat")
+	if _, err := os.Stat("/run/systemd/journal/socket"); err == nil {
+		return
+	}
+	if err := os.MkdirAll("/etc/systemd/journald.conf.d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := "/etc/systemd/journald.conf.d/zz-jailkeeper-test.conf"
+	if err := os.WriteFile(conf, []byte("[Journal]\nRateLimitIntervalSec=0\nRateLimitBurst=0\nStorage=volatile\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := "/lib/systemd/systemd-journald"
+	if _, err := os.Stat(bin); err != nil {
+		bin = "/usr/lib/systemd/systemd-journald"
+	}
+	cmd := exec.Command(bin)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting systemd-journald: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	for i := 0; i < 500; i++ {
+		if _, err := os.Stat("/run/systemd/journal/io.systemd.journal"); err == nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("systemd-journald created no socket in 5s")
 }

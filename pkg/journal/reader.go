@@ -1,0 +1,369 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options selects what a Reader reads and where it starts.
+type Options struct {
+	// Units are matched as _SYSTEMD_UNIT=<unit> (OR'ed). A name without a
+	// unit suffix means <name>.service.
+	Units []string
+	// Identifiers are matched as SYSLOG_IDENTIFIER=<id>, OR'ed with the
+	// units. Any local user can forge an identifier: only for jails that opt
+	// in, and the caller logs that warning.
+	Identifiers []string
+	// Cursor resumes right after the entry it names. "" means no cursor.
+	Cursor string
+	// LookBack applies when there is no cursor: the reader starts at
+	// now-LookBack, so that an attack in progress is caught.
+	LookBack time.Duration
+	// Path reads the journal files in this directory instead of the local
+	// system journal (tests, or a journal copied from elsewhere).
+	Path string
+	// Logf receives notes about gaps, rotation, journald restarts and
+	// errors the reader recovered from. nil discards them.
+	Logf func(format string, args ...any)
+}
+
+// Tuning of the follow loop. journald tells readers about new entries at
+// most every 250 ms, but it writes them into the mmapped file at once, so
+// the loop also polls: every pollMin while entries came in during the last
+// hotWindow, then backing off to pollMax.
+const (
+	maxBatch  = 1024
+	pollMin   = 2 * time.Millisecond
+	pollMax   = 100 * time.Millisecond
+	hotWindow = 2 * time.Second
+	errMin    = 100 * time.Millisecond // first back-off after an error
+	errMax    = 5 * time.Second
+)
+
+// ErrClosed is returned by Run once the Reader is closed.
+var ErrClosed = errors.New("journal reader closed")
+
+// Reader follows the journal entries of a set of units. One goroutine,
+// locked to its OS thread for the Reader's whole life, owns the sd-journal
+// handle (sd-journal objects are bound to one thread); entries leave it as
+// values. Open, Run, Alive and Close may be called from any goroutine.
+type Reader struct {
+	opts  Options
+	reqs  chan runRequest
+	quit  chan struct{}
+	done  chan struct{}
+	close sync.Once
+	alive atomic.Int64 // UnixNano of the last turn of the loop
+}
+
+type runRequest struct {
+	ctx context.Context
+	out chan<- []Entry
+	res chan error
+}
+
+// UnitName returns the unit name a match uses: name itself when it ends in
+// a unit type suffix (.service, .socket, …), else name + ".service".
+func UnitName(name string) string {
+	if i := strings.LastIndexByte(name, '.'); i > 0 {
+		switch name[i+1:] {
+		case "service", "socket", "scope", "slice", "mount", "automount",
+			"swap", "target", "path", "timer", "device":
+			return name
+		}
+	}
+	return name + ".service"
+}
+
+// Open opens the journal, installs the matches and positions the reader:
+// right after opts.Cursor when it is set, else at now-opts.LookBack. When
+// the cursor's entry no longer exists (vacuumed), the reader starts at the
+// first entry at or after the cursor's time and logs the gap. An error
+// means nothing is open.
+func Open(opts Options) (*Reader, error) {
+	if len(opts.Units) == 0 && len(opts.Identifiers) == 0 {
+		return nil, errors.New("opening the journal: no units or identifiers to match")
+	}
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	r := &Reader{
+		opts: opts,
+		reqs: make(chan runRequest),
+		quit: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	r.alive.Store(time.Now().UnixNano())
+	ready := make(chan error, 1)
+	go r.own(ready)
+	if err := <-ready; err != nil {
+		<-r.done
+		return nil, err
+	}
+	return r, nil
+}
+
+// Run follows the journal until ctx is done, sending the matching entries
+// on out in batches of at most 1024, each batch as soon as the journal has
+// no more entries right now. It recovers from rotation, vacuuming and
+// journald restarts by itself, logging them. It returns ctx.Err() when ctx
+// is done, or ErrClosed after Close; entries read but not yet sent are kept
+// for the next Run. Only one Run works at a time; another call waits.
+func (r *Reader) Run(ctx context.Context, out chan<- []Entry) error {
+	req := runRequest{ctx: ctx, out: out, res: make(chan error, 1)}
+	select {
+	case r.reqs <- req:
+	case <-r.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return <-req.res
+}
+
+// Alive reports the last time the follow loop went round (at least every
+// 100 ms while Run runs and the receiver keeps up; a send blocked on a full
+// channel does not count). A watchdog compares it with the clock.
+func (r *Reader) Alive() time.Time { return time.Unix(0, r.alive.Load()) }
+
+// Close stops a running Run (it returns ErrClosed), closes the journal on
+// its owning thread and waits until that is done. It is safe to call more
+// than once.
+func (r *Reader) Close() error {
+	r.close.Do(func() { close(r.quit) })
+	<-r.done
+	return nil
+}
+
+// own is the goroutine that owns the handle for the Reader's whole life.
+// It never unlocks its thread: the thread ends with the goroutine.
+func (r *Reader) own(ready chan<- error) {
+	runtime.LockOSThread()
+	defer close(r.done)
+	f := &follower{opts: r.opts, logf: r.opts.Logf, alive: &r.alive, quit: r.quit}
+	if err := f.open(); err != nil {
+		ready <- err
+		return
+	}
+	ready <- nil
+	defer f.closeJournal()
+	for {
+		select {
+		case <-r.quit:
+			return
+		case req := <-r.reqs:
+			req.res <- f.follow(req.ctx, req.out)
+		}
+	}
+}
+
+// follower is the state of the owning goroutine.
+type follower struct {
+	opts  Options
+	logf  func(string, ...any)
+	alive *atomic.Int64
+	quit  <-chan struct{}
+
+	sj      *sdJournal
+	start   time.Time // where to start when no entry was read yet and there is no cursor
+	cursor  string    // cursor of the last entry read ("" = none yet: use opts.Cursor, then start)
+	pending []Entry   // read but not sent yet
+	cur     Entry     // the last entry read (its Unit/Identifier strings are reused)
+}
+
+// open opens the handle, installs matches and positions it: after
+// f.cursor, else after opts.Cursor, else at f.start (computed once).
+func (f *follower) open() error {
+	sj, err := openJournal(f.opts.Path)
+	if err != nil {
+		return err
+	}
+	if err := addMatches(sj, f.opts); err != nil {
+		sj.close()
+		return err
+	}
+	// The first wait sets up inotify and returns at once (INVALIDATE).
+	if _, err := sj.wait(0); err != nil {
+		f.logf("journal: setting up change notification: %v (polling only)", err)
+	}
+	f.sj = sj
+	cursor := f.cursor
+	if cursor == "" {
+		cursor = f.opts.Cursor
+	}
+	if cursor != "" {
+		found, err := sj.seekCursor(cursor)
+		if err == nil && found {
+			return nil
+		}
+		t, terr := CursorTime(cursor)
+		if err != nil || terr != nil {
+			// A cursor we cannot use at all: start as if there were none.
+			f.logf("journal: cannot resume at cursor %q (%v); starting %s back instead",
+				cursor, errors.Join(err, terr), f.opts.LookBack)
+		} else {
+			f.logf("journal: the entry of cursor %q is gone (vacuumed or rotated away); "+
+				"resuming at the first entry at or after %s: entries logged in between are lost",
+				cursor, t.Format(time.RFC3339Nano))
+			if err := sj.seekRealtime(t); err != nil {
+				f.closeJournal()
+				return err
+			}
+			return nil
+		}
+	}
+	if f.start.IsZero() {
+		f.start = time.Now().Add(-f.opts.LookBack)
+	}
+	if err := sj.seekRealtime(f.start); err != nil {
+		f.closeJournal()
+		return err
+	}
+	return nil
+}
+
+func addMatches(sj *sdJournal, opts Options) error {
+	for _, u := range opts.Units {
+		if err := sj.addMatch("_SYSTEMD_UNIT=" + UnitName(u)); err != nil {
+			return err
+		}
+	}
+	if len(opts.Units) > 0 && len(opts.Identifiers) > 0 {
+		if err := sj.addDisjunction(); err != nil {
+			return err
+		}
+	}
+	for _, id := range opts.Identifiers {
+		if err := sj.addMatch("SYSLOG_IDENTIFIER=" + id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *follower) closeJournal() {
+	if f.sj != nil {
+		f.sj.close()
+		f.sj = nil
+	}
+}
+
+// reopen closes and reopens the handle after an error, positioned after the
+// last entry read; it retries with growing pauses until it works, ctx is
+// done or the Reader closes.
+func (f *follower) reopen(ctx context.Context, cause error) error {
+	pause := errMin
+	for {
+		f.logf("journal: %v; reopening in %s", cause, pause)
+		f.closeJournal()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-f.quit:
+			return ErrClosed
+		case <-time.After(pause):
+		}
+		f.alive.Store(time.Now().UnixNano())
+		if cause = f.open(); cause == nil {
+			f.logf("journal: reopened")
+			return nil
+		}
+		pause = min(2*pause, errMax)
+	}
+}
+
+// follow is Run's loop on the owning goroutine.
+func (f *follower) follow(ctx context.Context, out chan<- []Entry) error {
+	if f.sj == nil { // an earlier Run ended while reopening
+		if err := f.reopen(ctx, errors.New("journal not open")); err != nil {
+			return err
+		}
+	}
+	interval := pollMin
+	lastEntry := time.Now()
+	for {
+		f.alive.Store(time.Now().UnixNano())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-f.quit:
+			return ErrClosed
+		default:
+		}
+		batch := f.pending
+		f.pending = nil
+		if batch == nil {
+			batch = make([]Entry, 0, maxBatch)
+		}
+		var readErr error
+		for len(batch) < maxBatch {
+			ok, err := f.sj.next(&f.cur)
+			if err != nil {
+				readErr = err
+				break
+			}
+			if !ok {
+				break
+			}
+			batch = append(batch, f.cur)
+			f.cursor = f.cur.Cursor
+		}
+		if len(batch) > 0 {
+			select {
+			case out <- batch:
+			case <-ctx.Done():
+				f.pending = batch
+				return ctx.Err()
+			case <-f.quit:
+				f.pending = batch
+				return ErrClosed
+			}
+			interval = pollMin
+			lastEntry = time.Now()
+		}
+		if readErr != nil {
+			if err := f.reopen(ctx, readErr); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(batch) == maxBatch {
+			continue // there is probably more right now
+		}
+		res, err := f.sj.wait(interval)
+		if err != nil {
+			if err := f.reopen(ctx, err); err != nil {
+				return err
+			}
+			continue
+		}
+		switch {
+		case res == waitInvalidate:
+			f.logf("journal: journal files changed (rotation, vacuum, journald restart or new files); reading on")
+		case res == waitNop && time.Since(lastEntry) > hotWindow:
+			interval = min(2*interval, pollMax)
+		}
+	}
+}
+
+// String describes the reader's matches for log lines.
+func (r *Reader) String() string {
+	var parts []string
+	for _, u := range r.opts.Units {
+		parts = append(parts, "_SYSTEMD_UNIT="+UnitName(u))
+	}
+	for _, id := range r.opts.Identifiers {
+		parts = append(parts, "SYSLOG_IDENTIFIER="+id)
+	}
+	where := "system journal"
+	if r.opts.Path != "" {
+		where = r.opts.Path
+	}
+	return fmt.Sprintf("%s [%s]", where, strings.Join(parts, " | "))
+}
