@@ -35,6 +35,7 @@ func main() {
 	}
 	r := testbed.NewRunner("demo", log)
 	runErr := r.Run(demo)
+	testbed.RemoveBuild()
 	after, err := testbed.HostFirewall()
 	switch {
 	case err != nil:
@@ -89,6 +90,9 @@ func demo(t testing.TB) {
 	for i := 1; i <= 5; i++ {
 		a := h.SSHAttempt(testbed.SrvAddr4, "198.51.100.3")
 		fmt.Printf("  attempt %d from 198.51.100.3: %s\n", i, a.Outcome)
+		if a.Outcome != testbed.Denied {
+			t.Errorf("whitelisted 198.51.100.3 got %s: %s", a.Outcome, a.Output)
+		}
 		time.Sleep(200 * time.Millisecond)
 	}
 
