@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -80,12 +79,13 @@ func RemoveBuild() {
 	}
 }
 
-// goTool returns the go command: from PATH, else from this toolchain.
+// goTool returns the go command: from PATH, else the standard install
+// location (sudo often resets PATH).
 func goTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
+	return "/usr/local/go/bin/go"
 }
 
 // Daemon is `jailkeeper daemon` running inside the server namespace, with
