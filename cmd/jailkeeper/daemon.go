@@ -306,7 +306,7 @@ func (d *daemon) handleBatch(batch []jjournal.Entry) {
 		for _, dec := range decisions {
 			bs = append(bs, banFromDecision(dec))
 		}
-		d.apply(bs)
+		d.apply(bs, false)
 	}
 	if len(decisions) > 0 || time.Since(d.cursorSaved) >= cursorEvery {
 		if err := d.table.SaveCursor(d.lastCursor); err != nil {
@@ -331,8 +331,11 @@ func banFromDecision(dec jails.Decision) bans.Ban {
 
 // apply records bans and pushes the new or extended ones to the firewall.
 // The table is written first: a crash in between restores the ban at start.
-// Callers hold d.mu.
-func (d *daemon) apply(bs []bans.Ban) (int, error) {
+// manual marks bans made by an administrator: the engine then forgets the
+// failures it tracked inside them (its own decisions already reset the
+// counters they needed to, and forgetting would also drop the addresses
+// from an ongoing distributed-attack count). Callers hold d.mu.
+func (d *daemon) apply(bs []bans.Ban, manual bool) (int, error) {
 	changed, err := d.table.Add(bs...)
 	if err != nil {
 		d.log.errorf(msgBan, "%v", err)
@@ -345,7 +348,9 @@ func (d *daemon) apply(bs []bans.Ban) (int, error) {
 		d.log.errorf(msgBan, "adding %d bans to the firewall: %v (the watchdog will retry)", len(changed), err)
 	}
 	for _, b := range changed {
-		d.engine.Forget(b.Jail, b.Prefix)
+		if manual {
+			d.engine.Forget(b.Jail, b.Prefix)
+		}
 		until := "permanently"
 		if !b.Permanent() {
 			until = "until " + b.Expires.Format(time.RFC3339)
@@ -458,7 +463,7 @@ func (d *daemon) Ban(jail string, prefixes []netip.Prefix, dur time.Duration) (i
 		}
 		bs = append(bs, b)
 	}
-	return d.apply(bs)
+	return d.apply(bs, true)
 }
 
 // Unban implements dbusapi.Manager.
