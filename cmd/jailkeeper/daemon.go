@@ -53,7 +53,7 @@ func cmdDaemon(args []string, stdout, stderr io.Writer) int {
 			*stateDir = strings.Split(s, ":")[0]
 		}
 	}
-	d := &daemon{cfgDir: *cfgDir, stateDir: *stateDir, log: newLogger(), reloads: make(chan chan error)}
+	d := &daemon{cfgDir: *cfgDir, stateDir: *stateDir, log: newLogger(stderr), reloads: make(chan chan error)}
 	if err := d.run(); err != nil {
 		d.log.errorf(msgStopping, "jailkeeper: %v", err)
 		if d.log.journal {

@@ -33,8 +33,8 @@ type logger struct {
 	out     io.Writer
 }
 
-func newLogger() *logger {
-	return &logger{journal: journal.Enabled() && os.Getenv("JAILKEEPER_LOG") != "stderr", out: os.Stderr}
+func newLogger(out io.Writer) *logger {
+	return &logger{journal: journal.Enabled() && os.Getenv("JAILKEEPER_LOG") != "stderr", out: out}
 }
 
 // event logs one line. fields are KEY, value pairs (upper-case journal
