@@ -493,6 +493,29 @@ var cases = []struct {
 		remove("198.51.100.0/24", "2001:db8::/48"), verifyAny(), expect(map[probe]Verdict{p4: R, p6: R}), verify(false),
 		remove("198.51.100.0/26", "198.51.100.0/25", "2001:db8::/64"), verifyAny(), expect(map[probe]Verdict{p4: A, p6: A}),
 	}},
+	{"bulk: setup and add load thousands of bans", Layout{Jails: []JailRules{sshJail}}, []step{
+		func(x *x) {
+			for i := range 3000 {
+				b := ban(x, fmt.Sprintf("10.0.%d.%d", i/250, i%250+1), hour)
+				x.table[keyOf(b)] = b
+				b = ban(x, fmt.Sprintf("2001:db8:ffff::%x", i+1), hour)
+				x.table[keyOf(b)] = b
+			}
+		},
+		setup(), add(hour, "198.51.100.2"), expect(map[probe]Verdict{p4: R, p6: A}),
+		func(x *x) {
+			got, err := x.b.List()
+			if err != nil || len(got) != 6001 {
+				x.t.Fatalf("List: %d bans, %v; want 6001", len(got), err)
+			}
+		},
+		drift(DriftLoseBans), verify(true), expect(map[probe]Verdict{p4: R}),
+		func(x *x) {
+			if got, _ := x.b.List(); len(got) != 6001 {
+				x.t.Errorf("after repair List has %d bans, want 6001", len(got))
+			}
+		},
+	}},
 	{"close leaves bans, teardown removes them", Layout{Jails: []JailRules{sshJail}}, []step{
 		setup(), add(hour, "198.51.100.2"), reopen(), expect(map[probe]Verdict{p4: R}), listed("198.51.100.2"),
 		setup(), expect(map[probe]Verdict{p4: R}), teardown(), expect(map[probe]Verdict{p4: A}),

@@ -359,19 +359,13 @@ func (b *ipt) loadSet(s setSpec, entries []*netlink.IPSetEntry) error {
 		_ = b.h.IpsetDestroy(tmp)
 		return err
 	}
-	live, err := b.h.IpsetList(s.name)
-	switch {
-	case isNotFound(err):
-		if err := s.create(b.h, s.name); err != nil {
-			return err
-		}
-	case err != nil:
-		return fmt.Errorf("listing ipset %s: %w", s.name, err)
-	case live.TypeName != s.typ || (live.Family == unix.AF_INET6) != s.v6:
-		return fmt.Errorf("ipset %s exists as %s family %d, want %s: destroy it or run teardown", s.name, live.TypeName, live.Family, s.typ)
+	// Create the live set if missing (not listed: that would read every
+	// element); a live set of another type makes the swap fail.
+	if err := s.create(b.h, s.name); err != nil && !errors.Is(err, unix.EEXIST) {
+		return err
 	}
 	if err := b.h.IpsetSwap(tmp, s.name); err != nil {
-		return fmt.Errorf("swapping ipset %s into %s: %w", tmp, s.name, err)
+		return fmt.Errorf("swapping ipset %s into %s (an existing set of another type must be destroyed first): %w", tmp, s.name, err)
 	}
 	if err := b.h.IpsetDestroy(tmp); err != nil {
 		return fmt.Errorf("destroying ipset %s: %w", tmp, err)
