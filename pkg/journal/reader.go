@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -44,6 +45,8 @@ const (
 	hotWindow = 2 * time.Second
 	errMin    = 100 * time.Millisecond // first back-off after an error
 	errMax    = 5 * time.Second
+
+	invalidateLogEvery = 10 * time.Second // at most one note about file changes per interval
 )
 
 // ErrClosed is returned by Run once the Reader is closed.
@@ -146,7 +149,8 @@ func (r *Reader) Close() error {
 func (r *Reader) own(ready chan<- error) {
 	runtime.LockOSThread()
 	defer close(r.done)
-	f := &follower{opts: r.opts, logf: r.opts.Logf, alive: &r.alive, quit: r.quit}
+	f := &follower{opts: r.opts, logf: r.opts.Logf, alive: &r.alive, quit: r.quit,
+		cursor: r.opts.Cursor, start: time.Now().Add(-r.opts.LookBack)}
 	if err := f.open(); err != nil {
 		ready <- err
 		return
@@ -171,14 +175,16 @@ type follower struct {
 	quit  <-chan struct{}
 
 	sj      *sdJournal
-	start   time.Time // where to start when no entry was read yet and there is no cursor
-	cursor  string    // cursor of the last entry read ("" = none yet: use opts.Cursor, then start)
+	cursor  string    // cursor of the last entry read (or opts.Cursor); "" = none: start at start
+	start   time.Time // where to start while no entry was read
 	pending []Entry   // read but not sent yet
 	cur     Entry     // the last entry read (its Unit/Identifier strings are reused)
+
+	invalidated      int       // INVALIDATE results not logged yet
+	loggedInvalidate time.Time // when they were last logged
 }
 
-// open opens the handle, installs matches and positions it: after
-// f.cursor, else after opts.Cursor, else at f.start (computed once).
+// open opens the handle, installs matches and positions it (seek).
 func (f *follower) open() error {
 	sj, err := openJournal(f.opts.Path)
 	if err != nil {
@@ -193,39 +199,40 @@ func (f *follower) open() error {
 		f.logf("journal: setting up change notification: %v (polling only)", err)
 	}
 	f.sj = sj
-	cursor := f.cursor
-	if cursor == "" {
-		cursor = f.opts.Cursor
-	}
-	if cursor != "" {
-		found, err := sj.seekCursor(cursor)
-		if err == nil && found {
-			return nil
-		}
-		t, terr := CursorTime(cursor)
-		if err != nil || terr != nil {
-			// A cursor we cannot use at all: start as if there were none.
-			f.logf("journal: cannot resume at cursor %q (%v); starting %s back instead",
-				cursor, errors.Join(err, terr), f.opts.LookBack)
-		} else {
-			f.logf("journal: the entry of cursor %q is gone (vacuumed or rotated away); "+
-				"resuming at the first entry at or after %s: entries logged in between are lost",
-				cursor, t.Format(time.RFC3339Nano))
-			if err := sj.seekRealtime(t); err != nil {
-				f.closeJournal()
-				return err
-			}
-			return nil
-		}
-	}
-	if f.start.IsZero() {
-		f.start = time.Now().Add(-f.opts.LookBack)
-	}
-	if err := sj.seekRealtime(f.start); err != nil {
+	if err := f.seek(); err != nil {
 		f.closeJournal()
 		return err
 	}
 	return nil
+}
+
+// seek positions the handle right after the last entry read (f.cursor),
+// or before the first entry at or after f.start when no entry was read.
+// When the cursor's entry is gone (vacuumed), it logs the gap and goes on
+// from the first entry at or after the cursor's time.
+func (f *follower) seek() error {
+	if f.cursor != "" {
+		found, err := f.sj.seekCursor(f.cursor)
+		if err == nil && found {
+			return nil
+		}
+		if err != nil && !errors.Is(err, syscall.EINVAL) {
+			return err
+		}
+		t, terr := CursorTime(f.cursor)
+		if err != nil || terr != nil {
+			// A cursor journald cannot parse: start as if there were none.
+			f.logf("journal: cannot resume at cursor %q (%v); starting %s back instead",
+				f.cursor, errors.Join(err, terr), f.opts.LookBack)
+			t = time.Now().Add(-f.opts.LookBack)
+		} else {
+			f.logf("journal: the entry of cursor %q is gone (vacuumed or rotated away); "+
+				"resuming at the first entry at or after %s: entries logged in between are lost",
+				f.cursor, t.Format(time.RFC3339Nano))
+		}
+		f.cursor, f.start = "", t
+	}
+	return f.sj.seekRealtime(f.start)
 }
 
 func addMatches(sj *sdJournal, opts Options) error {
@@ -337,6 +344,14 @@ func (f *follower) follow(ctx context.Context, out chan<- []Entry) error {
 			continue // there is probably more right now
 		}
 		res, err := f.sj.wait(interval)
+		if err == nil && len(batch) == 0 {
+			// Seek afresh before polling again. sd-journal remembers a
+			// file's entry count when it finds nothing new and skips the
+			// file until that count changes; journald bumps the count before
+			// it links the entry to its fields, so a poll in between would
+			// otherwise hide a matching entry until the next write.
+			err = f.seek()
+		}
 		if err != nil {
 			if err := f.reopen(ctx, err); err != nil {
 				return err
@@ -345,7 +360,11 @@ func (f *follower) follow(ctx context.Context, out chan<- []Entry) error {
 		}
 		switch {
 		case res == waitInvalidate:
-			f.logf("journal: journal files changed (rotation, vacuum, journald restart or new files); reading on")
+			f.invalidated++
+			if time.Since(f.loggedInvalidate) >= invalidateLogEvery {
+				f.logf("journal: journal files changed %d time(s) (rotation, vacuum, journald restart or new files); reading on", f.invalidated)
+				f.invalidated, f.loggedInvalidate = 0, time.Now()
+			}
 		case res == waitNop && time.Since(lastEntry) > hotWindow:
 			interval = min(2*interval, pollMax)
 		}

@@ -385,6 +385,11 @@ func TestReaderLatency(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
+	// Warm up: the writer process has just started.
+	if err := errors.Join(w.Write("warm-up"), w.Flush()); err != nil {
+		t.Fatal(err)
+	}
+	f.collect(t, 1, 5*time.Second)
 	const n = 200
 	sent := make([]time.Time, n)
 	lat := make([]time.Duration, 0, n)
@@ -406,12 +411,19 @@ func TestReaderLatency(t *testing.T) {
 					var j int
 					fmt.Sscanf(e.Message, "lat %d", &j)
 					lat = append(lat, now.Sub(sent[j]))
+					if now.Sub(sent[j]) > 20*time.Millisecond {
+						t.Logf("slow entry %d: journald stamped it %s after the write, the reader delivered it %s after the stamp",
+							j, e.Time.Sub(sent[j]), now.Sub(e.Time))
+					}
 					if j == i {
 						break wait
 					}
 				}
 			case <-timeout:
-				t.Fatalf("entry %d not delivered in 2s", i)
+				out, _ := exec.Command("journalctl", "-D", jd.Dir(), "-q", "-o", "short-precise", "_SYSTEMD_UNIT="+unit).CombinedOutput()
+				lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+				t.Fatalf("entry %d (sent %s) not delivered in 2s; journal ends with %q; reader log:\n%s",
+					i, sent[i].Format("15:04:05.000000"), lines[max(0, len(lines)-2):], f.logs)
 			}
 		}
 		time.Sleep(time.Duration(1+i%20) * time.Millisecond)
@@ -422,6 +434,10 @@ func TestReaderLatency(t *testing.T) {
 	// journald's own change notification comes only every 250 ms; the
 	// polling must do far better. The goal is p99 < 10 ms; on a loaded
 	// shared machine allow some slack for the p99.
+	if raceEnabled {
+		t.Log("race detector on: latency not checked")
+		return
+	}
 	if med > 10*time.Millisecond || p99 > 50*time.Millisecond {
 		t.Errorf("latency median %s (want < 10ms), p99 %s (want < 50ms)", med, p99)
 	}
@@ -544,5 +560,61 @@ func TestReaderVacuumGap(t *testing.T) {
 	g.quiet(t, 300*time.Millisecond)
 	if !g.logs.contains("is gone") {
 		t.Fatalf("the gap was not logged; log:\n%s", g.logs)
+	}
+}
+
+// TestReaderRunAgain: Run may end (ctx done) and be called again on the
+// same Reader, which carries on where it stopped; Close ends a running Run
+// with ErrClosed, and Run after Close fails at once.
+func TestReaderRunAgain(t *testing.T) {
+	testbed.Require(t, "journalctl", "nsenter")
+	jd := testbed.StartJournald(t)
+	unit := newUnit()
+	r, err := Open(Options{Units: []string{unit}, Path: jd.Dir(), LookBack: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var got []Entry
+	var want []string
+	for round := 0; round < 3; round++ {
+		msgs := messages(2000, fmt.Sprintf("round %d entry %%d", round))
+		want = append(want, msgs...)
+		if err := jd.WriteAsUnit(unit, msgs); err != nil {
+			t.Fatal(err)
+		}
+		// An unbuffered channel read slowly: Run is cancelled while it
+		// holds a batch it could not send yet.
+		out := make(chan []Entry)
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { errc <- r.Run(ctx, out) }()
+		got = append(got, <-out...)
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run returned %v, want context.Canceled", err)
+		}
+	}
+	out := make(chan []Entry, 64)
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(context.Background(), out) }()
+	deadline := time.After(5 * time.Second)
+	for len(got) < len(want) {
+		select {
+		case b := <-out:
+			got = append(got, b...)
+		case <-deadline:
+			t.Fatalf("got %d of %d entries", len(got), len(want))
+		}
+	}
+	checkExactlyOnce(t, got, want)
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Run after Close returned %v, want ErrClosed", err)
+	}
+	if err := r.Run(context.Background(), out); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Run on a closed Reader returned %v, want ErrClosed", err)
 	}
 }

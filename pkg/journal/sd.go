@@ -12,11 +12,11 @@ package journal
 // Every method must be called from the goroutine that opened the handle,
 // with its OS thread locked: sd-journal objects are bound to one thread.
 //
-// Build: cgo and libsystemd's headers and pkg-config file (Debian:
-// libsystemd-dev); the binary links libsystemd.so.0.
+// Build: cgo, a C compiler and libsystemd's headers and libsystemd.so
+// (Debian: libsystemd-dev); the binary links libsystemd.so.0.
 
 /*
-#cgo pkg-config: libsystemd
+#cgo LDFLAGS: -lsystemd
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,0 +1,7 @@
+//go:build race
+
+package journal
+
+// raceEnabled is true under -race, where the detector's slowdown makes
+// latency figures meaningless.
+const raceEnabled = true
