@@ -305,9 +305,6 @@ func (f *follower) follow(ctx context.Context, out chan<- []Entry) error {
 		}
 		batch := f.pending
 		f.pending = nil
-		if batch == nil {
-			batch = make([]Entry, 0, maxBatch)
-		}
 		var readErr error
 		for len(batch) < maxBatch {
 			ok, err := f.sj.next(&f.cur)
@@ -317,6 +314,9 @@ func (f *follower) follow(ctx context.Context, out chan<- []Entry) error {
 			}
 			if !ok {
 				break
+			}
+			if batch == nil { // allocated only when there is something to send
+				batch = make([]Entry, 0, maxBatch)
 			}
 			batch = append(batch, f.cur)
 			f.cursor = f.cur.Cursor

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -616,5 +617,44 @@ func TestReaderRunAgain(t *testing.T) {
 	}
 	if err := r.Run(context.Background(), out); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Run on a closed Reader returned %v, want ErrClosed", err)
+	}
+}
+
+var idleFor = 3 * time.Second
+
+// TestReaderIdleCPU: an idle follower backs off and does not spin.
+func TestReaderIdleCPU(t *testing.T) {
+	testbed.Require(t, "journalctl", "nsenter")
+	jd := testbed.StartJournald(t)
+	unit := newUnit()
+	f := startFollow(t, Options{Units: []string{unit}, Path: jd.Dir()})
+	if err := jd.WriteAsUnit(unit, []string{"one"}); err != nil {
+		t.Fatal(err)
+	}
+	f.collect(t, 1, 5*time.Second)
+	time.Sleep(hotWindow + time.Second) // past the fast-polling window
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	c0, w0 := cpu(), time.Now()
+	time.Sleep(idleFor)
+	used, wall := cpu()-c0, time.Since(w0)
+	t.Logf("idle reader: %s CPU in %s (%.2f%%)", used, wall, 100*used.Seconds()/wall.Seconds())
+	if used > wall/100 {
+		t.Errorf("idle reader used %s CPU in %s (> 1%%)", used, wall)
+	}
+	if since := time.Since(f.r.Alive()); since > 2*pollMax {
+		t.Errorf("idle loop last went round %s ago", since)
+	}
+	// Still following after the back-off.
+	if err := jd.WriteAsUnit(unit, []string{"two"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.collect(t, 1, 2*time.Second); got[0].Message != "two" {
+		t.Fatalf("got %q, want two", got[0].Message)
 	}
 }
