@@ -129,3 +129,38 @@ func TestKillConnections(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkAdd measures adding a batch of 10k bans (fresh addresses each
+// iteration) per real backend inside a fresh namespace.
+func BenchmarkAdd(b *testing.B) {
+	for _, kind := range []string{"iptables", "nftables"} {
+		b.Run(kind, func(b *testing.B) {
+			testbed.Require(b, "ip", "iptables", "ipset", "nft")
+			h := testbed.NewHosts(b)
+			be, err := New(kind, Options{NetNS: h.Srv})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer be.Close()
+			if err := be.Setup(Layout{Jails: []JailRules{sshJail}}, nil); err != nil {
+				b.Fatal(err)
+			}
+			exp := time.Now().Add(time.Hour)
+			batch := make([]Ban, 10_000)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				for k := range batch {
+					v := uint32(0x0a000001 + i*len(batch) + k)
+					a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+					batch[k] = Ban{Jail: "ssh", Prefix: netip.PrefixFrom(a, 32), Expires: exp}
+				}
+				b.StartTimer()
+				if err := be.Add(batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "bans/s")
+		})
+	}
+}

@@ -33,7 +33,7 @@ const (
 	// sets are checked for existence only.
 	nftListMax = 20_000
 	nftWL4     = "wl4"
-	nftWL6   = "wl6"
+	nftWL6     = "wl6"
 )
 
 // nftSetName returns a jail's set for one family, for host addresses (a
