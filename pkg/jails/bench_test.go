@@ -65,6 +65,49 @@ func BenchmarkSSHDFilterBenignOnly(b *testing.B) {
 	}
 }
 
+func BenchmarkSSHDFilterFailureOnly(b *testing.B) {
+	f := sshdFilter(b, "")
+	var lines []string
+	for i, l := range sshdMix() {
+		if i%10 >= 7 {
+			lines = append(lines, l)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, ok := f.Match(lines[i%len(lines)]); !ok {
+			b.Fatalf("%q did not match", lines[i%len(lines)])
+		}
+	}
+}
+
+// BenchmarkBuiltinCorpus runs a few other built-in filters over the lines
+// of their corpora (failures, benign and injection lines alike).
+func BenchmarkBuiltinCorpus(b *testing.B) {
+	for _, name := range []string{"postfix", "dovecot", "apache-auth", "nginx-http-auth"} {
+		b.Run(name, func(b *testing.B) {
+			def, err := Builtin(name, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			f, err := Compile(def)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cases, err := readCorpus("testdata/" + name + ".txt")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				f.Match(cases[i%len(cases)].msg)
+			}
+		})
+	}
+}
+
 func BenchmarkSSHDFilterAggressive(b *testing.B) {
 	f := sshdFilter(b, "aggressive")
 	lines := sshdMix()

@@ -3,7 +3,6 @@ package jails
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 	"regexp/syntax"
 	"sort"
 	"strconv"
@@ -45,7 +44,7 @@ type Match struct {
 // Filter is a compiled FilterDef. It is safe for concurrent use.
 type Filter struct {
 	fail   []failRegex
-	ignore []*regexp.Regexp
+	ignore []*matcher
 	units  []string
 
 	// Literal prefilter: a failregex is tried only if the message starts
@@ -57,7 +56,7 @@ type Filter struct {
 }
 
 type failRegex struct {
-	re       *regexp.Regexp
+	m        *matcher
 	src      string
 	prefixes []string // empty: no prefilter
 	hosts    []int    // submatch indexes of <HOST> groups
@@ -127,12 +126,12 @@ func Compile(def FilterDef) (*Filter, error) {
 		if hosts == 0 {
 			return nil, fmt.Errorf("failregex[%d] %q: no <HOST>", i, src)
 		}
-		re, err := regexp.Compile(`^(?:` + exp + `)`)
+		m, err := newMatcher(`^(?:` + exp + `)`)
 		if err != nil {
 			return nil, fmt.Errorf("failregex[%d] %q: %w", i, src, err)
 		}
-		fr := failRegex{re: re, src: src, prefixes: literalPrefixes(`^(?:` + exp + `)`)}
-		for j, name := range re.SubexpNames() {
+		fr := failRegex{m: m, src: src, prefixes: literalPrefixes(`^(?:` + exp + `)`)}
+		for j, name := range m.re.SubexpNames() {
 			switch {
 			case strings.HasPrefix(name, "jkhost"):
 				fr.hosts = append(fr.hosts, j)
@@ -157,11 +156,11 @@ func Compile(def FilterDef) (*Filter, error) {
 	}
 	for i, src := range def.IgnoreRegex {
 		exp, _, _ := expand(src)
-		re, err := regexp.Compile(`^(?:` + exp + `)`)
+		m, err := newMatcher(`^(?:` + exp + `)`)
 		if err != nil {
 			return nil, fmt.Errorf("ignoreregex[%d] %q: %w", i, src, err)
 		}
-		f.ignore = append(f.ignore, re)
+		f.ignore = append(f.ignore, m)
 	}
 	return f, nil
 }
@@ -190,8 +189,8 @@ func (f *Filter) Failed(msg string) bool {
 
 // Ignored reports whether msg matches one of the filter's ignoreregexes.
 func (f *Filter) Ignored(msg string) bool {
-	for _, re := range f.ignore {
-		if re.MatchString(msg) {
+	for _, m := range f.ignore {
+		if m.matchString(msg) {
 			return true
 		}
 	}
@@ -245,7 +244,13 @@ func (f *Filter) try(i int, msg string, check bool) (Match, bool) {
 			return Match{}, false
 		}
 	}
-	loc := fr.re.FindStringSubmatchIndex(msg)
+	var buf [32]int
+	var loc []int
+	if fr.m.ncap <= len(buf) {
+		loc = fr.m.find(msg, buf[:fr.m.ncap])
+	} else {
+		loc = fr.m.find(msg, make([]int, fr.m.ncap))
+	}
 	if loc == nil {
 		return Match{}, false
 	}

@@ -1,0 +1,482 @@
+package jails
+
+import (
+	"regexp"
+	"regexp/syntax"
+	"strings"
+	"unicode/utf8"
+)
+
+// matcher runs one anchored filter regex. It gives exactly the submatch
+// positions that regexp.FindStringSubmatchIndex gives (leftmost-first,
+// Perl semantics), only faster on journal lines:
+//
+//   - it backtracks over the same syntax.Prog as package regexp does, but
+//     without the visited bitmap that regexp clears on every call (its cost
+//     grows with the program, and <HOST> makes programs large);
+//   - a greedy (or lazy) ".*" followed by a literal byte, as <USER> is
+//     followed by " from ", does not step rune by rune: it jumps straight
+//     to the positions holding that byte, in the order the loop would
+//     have tried them;
+//   - a run of literal ASCII bytes is compared at once;
+//   - an alternative whose first byte cannot be the next byte of the
+//     message is not tried (nor saved for later): it could only fail;
+//   - the old value of a capture is saved only while a choice is pending.
+//
+// Without the bitmap, backtracking is not linear in the worst case, so each
+// run has a step budget; a line that exhausts it is matched by re instead,
+// so a crafted line costs at most budget steps more than it did before.
+// Programs with a loop over an expression that can match the empty string
+// (whose result depends on the bitmap pruning the loop) always use re.
+type matcher struct {
+	re    *regexp.Regexp
+	insts []vmInst // nil: always use re
+	start uint32
+	ncap  int
+}
+
+type vmInst struct {
+	op   syntax.InstOp
+	out  uint32
+	arg  uint32
+	tab  [2]uint64 // InstRune, InstRune1: the ASCII bytes accepted
+	inst *syntax.Inst
+	// lit is, for an InstRune1 that starts a chain of InstRune1 of ASCII
+	// bytes without case folding, the bytes of the chain (2 or more), and
+	// litOut the instruction after it.
+	lit    string
+	litOut uint32
+	// For InstAlt: the bytes that can start the out and arg branches
+	// (bytes ≥ 0x80 stand for any non-ASCII rune), and whether a branch
+	// can get past its first byte without consuming one (then it is
+	// always tried).
+	outFirst, argFirst byteSet
+	outNull, argNull   bool
+	// skip is, for the InstAlt of a ".*" loop followed by a literal ASCII
+	// byte, that byte; -1 otherwise. lazy tells a ".*?" loop.
+	skip int16
+	lazy bool
+}
+
+// Frame kinds of the backtracking stack.
+const (
+	frameResume  = iota // continue at pc, pos
+	frameRestore        // caps[pc] = pos
+	frameSkipDn         // greedy .* loop: next exit at the highest position < hi holding c
+	frameSkipUp         // lazy .*? loop: next exit at the lowest position ≥ pos holding c
+)
+
+type frame struct {
+	pc   uint32
+	pos  int32
+	hi   int32
+	kind uint8
+	c    byte
+}
+
+// byteSet is a set of bytes.
+type byteSet [4]uint64
+
+func (b *byteSet) add(c byte)      { b[c>>6] |= 1 << (c & 63) }
+func (b *byteSet) has(c byte) bool { return b[c>>6]&(1<<(c&63)) != 0 }
+func (b *byteSet) union(o byteSet) {
+	b[0], b[1], b[2], b[3] = b[0]|o[0], b[1]|o[1], b[2]|o[2], b[3]|o[3]
+}
+func (b *byteSet) addRange(lo, hi byte) {
+	for c := int(lo); c <= int(hi); c++ {
+		b.add(byte(c))
+	}
+}
+
+// viable reports whether a branch with first bytes set (or that can get
+// past them without consuming) can match at s[pos:].
+func viable(set *byteSet, null bool, s string, pos int) bool {
+	return null || pos < len(s) && set.has(s[pos])
+}
+
+// newMatcher compiles expr (already anchored with "^") for package regexp
+// and, when it qualifies, for the filter's own backtracker.
+func newMatcher(expr string) (*matcher, error) {
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return nil, err
+	}
+	m := &matcher{re: re, ncap: 2 * (re.NumSubexp() + 1)}
+	// Same steps as regexp.Compile, so that the program (and the group
+	// numbering) is the one re runs.
+	tree, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return m, nil
+	}
+	tree = tree.Simplify()
+	if hasNullableLoop(tree) {
+		return m, nil
+	}
+	prog, err := syntax.Compile(tree)
+	if err != nil || prog.StartCond()&syntax.EmptyBeginText == 0 {
+		return m, nil
+	}
+	m.start = uint32(prog.Start)
+	m.insts = make([]vmInst, len(prog.Inst))
+	fs := firstSets{prog: prog, done: make([]bool, len(prog.Inst)), busy: make([]bool, len(prog.Inst)), sets: make([]byteSet, len(prog.Inst)), null: make([]bool, len(prog.Inst))}
+	for pc := range prog.Inst {
+		in := &prog.Inst[pc]
+		v := vmInst{op: in.Op, out: in.Out, arg: in.Arg, inst: in, skip: -1}
+		switch in.Op {
+		case syntax.InstRune, syntax.InstRune1:
+			for b := 0; b < utf8.RuneSelf; b++ {
+				if in.MatchRune(rune(b)) {
+					v.tab[b>>6] |= 1 << (b & 63)
+				}
+			}
+			if lit, out := literalRun(prog, uint32(pc)); len(lit) >= 2 {
+				v.lit, v.litOut = lit, out
+			}
+		case syntax.InstAlt, syntax.InstAltMatch:
+			v.skip, v.lazy = starSkip(prog, uint32(pc))
+			v.outFirst, v.outNull = fs.first(in.Out)
+			v.argFirst, v.argNull = fs.first(in.Arg)
+		}
+		m.insts[pc] = v
+	}
+	if fs.cyclic {
+		m.insts = nil
+	}
+	return m, nil
+}
+
+// literalRun returns the ASCII bytes of the chain of case-sensitive
+// InstRune1 starting at pc, and the instruction after the chain.
+func literalRun(prog *syntax.Prog, pc uint32) (string, uint32) {
+	var b []byte
+	for n := 0; n < len(prog.Inst); n++ {
+		in := &prog.Inst[pc]
+		if in.Op != syntax.InstRune1 || in.Rune[0] >= utf8.RuneSelf || syntax.Flags(in.Arg)&syntax.FoldCase != 0 {
+			break
+		}
+		b = append(b, byte(in.Rune[0]))
+		pc = in.Out
+	}
+	return string(b), pc
+}
+
+// firstSets computes, per instruction, the bytes that can start what
+// follows it, and whether it can get there without consuming a byte.
+type firstSets struct {
+	prog       *syntax.Prog
+	done, busy []bool
+	sets       []byteSet
+	null       []bool
+	cyclic     bool
+}
+
+func (f *firstSets) first(pc uint32) (byteSet, bool) {
+	if f.done[pc] {
+		return f.sets[pc], f.null[pc]
+	}
+	if f.busy[pc] {
+		// A loop that consumes nothing (hasNullableLoop excludes them):
+		// the sets would be incomplete, newMatcher gives up.
+		f.cyclic = true
+		return byteSet{}, false
+	}
+	f.busy[pc] = true
+	var set byteSet
+	null := false
+	in := &f.prog.Inst[pc]
+	switch in.Op {
+	case syntax.InstRune, syntax.InstRune1:
+		for c := 0; c < utf8.RuneSelf; c++ {
+			if in.MatchRune(rune(c)) {
+				set.add(byte(c))
+			}
+		}
+		set.addRange(utf8.RuneSelf, 0xff) // any non-ASCII rune: decided when run
+	case syntax.InstRuneAny:
+		set.addRange(0, 0xff)
+	case syntax.InstRuneAnyNotNL:
+		set.addRange(0, 0xff)
+		set[0] &^= 1 << '\n'
+	case syntax.InstCapture, syntax.InstNop:
+		set, null = f.first(in.Out)
+	case syntax.InstAlt, syntax.InstAltMatch:
+		s1, n1 := f.first(in.Out)
+		s2, n2 := f.first(in.Arg)
+		set, null = s1, n1 || n2
+		set.union(s2)
+	case syntax.InstFail:
+	default: // InstMatch, InstEmptyWidth: always tried
+		null = true
+	}
+	f.busy[pc] = false
+	f.done[pc], f.sets[pc], f.null[pc] = true, set, null
+	return set, null
+}
+
+// starSkip recognizes the InstAlt at pc as the loop of ".*" (or ".*?")
+// whose exit starts, past captures and no-ops, with one literal ASCII byte,
+// and returns that byte (-1 if not).
+func starSkip(prog *syntax.Prog, pc uint32) (int16, bool) {
+	in := &prog.Inst[pc]
+	body, exit, lazy := in.Out, in.Arg, false
+	if b := &prog.Inst[body]; b.Op != syntax.InstRuneAnyNotNL || b.Out != pc {
+		body, exit, lazy = in.Arg, in.Out, true
+		if b := &prog.Inst[body]; b.Op != syntax.InstRuneAnyNotNL || b.Out != pc {
+			return -1, false
+		}
+	}
+	x := &prog.Inst[exit]
+	for n := 0; (x.Op == syntax.InstCapture || x.Op == syntax.InstNop) && n < len(prog.Inst); n++ {
+		x = &prog.Inst[x.Out]
+	}
+	if x.Op != syntax.InstRune1 || x.Rune[0] >= utf8.RuneSelf || syntax.Flags(x.Arg)&syntax.FoldCase != 0 {
+		return -1, false
+	}
+	return int16(x.Rune[0]), lazy
+}
+
+// hasNullableLoop reports whether re has a * or + over an expression that
+// can match the empty string.
+func hasNullableLoop(re *syntax.Regexp) bool {
+	switch re.Op {
+	case syntax.OpStar, syntax.OpPlus:
+		if nullable(re.Sub[0]) {
+			return true
+		}
+	case syntax.OpRepeat:
+		if re.Max != re.Min && nullable(re.Sub[0]) {
+			return true
+		}
+	}
+	for _, s := range re.Sub {
+		if hasNullableLoop(s) {
+			return true
+		}
+	}
+	return false
+}
+
+func nullable(re *syntax.Regexp) bool {
+	switch re.Op {
+	case syntax.OpLiteral:
+		return len(re.Rune) == 0
+	case syntax.OpCharClass, syntax.OpAnyChar, syntax.OpAnyCharNotNL, syntax.OpNoMatch:
+		return false
+	case syntax.OpCapture, syntax.OpPlus:
+		return nullable(re.Sub[0])
+	case syntax.OpRepeat:
+		return re.Min == 0 || nullable(re.Sub[0])
+	case syntax.OpConcat:
+		for _, s := range re.Sub {
+			if !nullable(s) {
+				return false
+			}
+		}
+		return true
+	case syntax.OpAlternate:
+		for _, s := range re.Sub {
+			if nullable(s) {
+				return true
+			}
+		}
+		return false
+	}
+	// Empty-width assertions, EmptyMatch, Star, Quest.
+	return true
+}
+
+// maxExecLen is the longest message the backtracker takes (positions are
+// int32 in its stack).
+const maxExecLen = 1 << 30
+
+// stepBudget bounds the backtracking steps for a message of n bytes.
+func stepBudget(n int) int { return 1024 + 16*n }
+
+// find returns the submatch positions of m's regex in s, like
+// regexp.FindStringSubmatchIndex, in dst (of length ncap), or nil.
+func (m *matcher) find(s string, dst []int) []int {
+	if m.insts != nil && len(s) <= maxExecLen {
+		if ok, done := m.exec(s, dst); done {
+			if ok {
+				return dst
+			}
+			return nil
+		}
+	}
+	return m.re.FindStringSubmatchIndex(s)
+}
+
+// matchString reports whether m's regex matches s.
+func (m *matcher) matchString(s string) bool {
+	if m.insts != nil && m.ncap <= 32 && len(s) <= maxExecLen {
+		var buf [32]int
+		if ok, done := m.exec(s, buf[:m.ncap]); done {
+			return ok
+		}
+	}
+	return m.re.MatchString(s)
+}
+
+// exec runs the backtracker. done is false when the step budget ran out
+// (the result is then unknown).
+func (m *matcher) exec(s string, caps []int) (ok, done bool) {
+	for i := range caps {
+		caps[i] = -1
+	}
+	var stackBuf [32]frame
+	stack := stackBuf[:0]
+	choices := 0 // frames on the stack that resume a branch
+	budget := stepBudget(len(s))
+	insts := m.insts
+	pc, pos := m.start, 0
+	caps[0] = 0
+	for {
+		budget--
+		if budget < 0 {
+			return false, false
+		}
+		in := &insts[pc]
+		switch in.op {
+		case syntax.InstMatch:
+			caps[1] = pos
+			return true, true
+		case syntax.InstRune1, syntax.InstRune:
+			if in.lit != "" {
+				if !strings.HasPrefix(s[pos:], in.lit) {
+					goto fail
+				}
+				pos += len(in.lit)
+				pc = in.litOut
+				continue
+			}
+			if pos >= len(s) {
+				goto fail
+			}
+			if c := s[pos]; c < utf8.RuneSelf {
+				if in.tab[c>>6]&(1<<(c&63)) == 0 {
+					goto fail
+				}
+				pos++
+			} else {
+				r, w := utf8.DecodeRuneInString(s[pos:])
+				if !in.inst.MatchRune(r) {
+					goto fail
+				}
+				pos += w
+			}
+			pc = in.out
+		case syntax.InstRuneAnyNotNL:
+			if pos >= len(s) || s[pos] == '\n' {
+				goto fail
+			}
+			pos += runeWidth(s, pos)
+			pc = in.out
+		case syntax.InstRuneAny:
+			if pos >= len(s) {
+				goto fail
+			}
+			pos += runeWidth(s, pos)
+			pc = in.out
+		case syntax.InstAlt, syntax.InstAltMatch:
+			if in.skip >= 0 {
+				end := len(s)
+				if e := strings.IndexByte(s[pos:], '\n'); e >= 0 {
+					end = pos + e + 1 // the loop stops at '\n'; the byte may be '\n'
+				}
+				f := frame{kind: frameSkipDn, c: byte(in.skip), pc: in.arg, pos: int32(pos), hi: int32(end)}
+				if in.lazy {
+					f.kind, f.pc = frameSkipUp, in.out
+				}
+				stack = append(stack, f)
+				choices++
+				goto fail
+			}
+			outOK := viable(&in.outFirst, in.outNull, s, pos)
+			argOK := viable(&in.argFirst, in.argNull, s, pos)
+			switch {
+			case outOK && argOK:
+				stack = append(stack, frame{kind: frameResume, pc: in.arg, pos: int32(pos)})
+				choices++
+				pc = in.out
+			case outOK:
+				pc = in.out
+			case argOK:
+				pc = in.arg
+			default:
+				goto fail
+			}
+		case syntax.InstCapture:
+			if int(in.arg) < len(caps) {
+				if choices > 0 {
+					stack = append(stack, frame{kind: frameRestore, pc: in.arg, pos: int32(caps[in.arg])})
+				}
+				caps[in.arg] = pos
+			}
+			pc = in.out
+		case syntax.InstEmptyWidth:
+			r1, r2 := rune(-1), rune(-1)
+			if pos > 0 {
+				r1, _ = utf8.DecodeLastRuneInString(s[:pos])
+			}
+			if pos < len(s) {
+				r2, _ = utf8.DecodeRuneInString(s[pos:])
+			}
+			op := syntax.EmptyOp(in.arg)
+			if syntax.EmptyOpContext(r1, r2)&op != op {
+				goto fail
+			}
+			pc = in.out
+		case syntax.InstNop:
+			pc = in.out
+		default: // InstFail
+			goto fail
+		}
+		continue
+	fail:
+		for {
+			if len(stack) == 0 {
+				return false, true
+			}
+			budget--
+			f := &stack[len(stack)-1]
+			switch f.kind {
+			case frameResume:
+				pc, pos = f.pc, int(f.pos)
+				stack = stack[:len(stack)-1]
+				choices--
+			case frameRestore:
+				caps[f.pc] = int(f.pos)
+				stack = stack[:len(stack)-1]
+				continue
+			case frameSkipDn:
+				j := strings.LastIndexByte(s[f.pos:f.hi], f.c)
+				if j < 0 {
+					stack = stack[:len(stack)-1]
+					choices--
+					continue
+				}
+				pc, pos = f.pc, int(f.pos)+j
+				f.hi = int32(pos)
+			case frameSkipUp:
+				j := strings.IndexByte(s[f.pos:f.hi], f.c)
+				if j < 0 {
+					stack = stack[:len(stack)-1]
+					choices--
+					continue
+				}
+				pc, pos = f.pc, int(f.pos)+j
+				f.pos = int32(pos + 1)
+			}
+			break
+		}
+	}
+}
+
+// runeWidth is the width of the rune at s[pos] as package regexp steps.
+func runeWidth(s string, pos int) int {
+	if s[pos] < utf8.RuneSelf {
+		return 1
+	}
+	_, w := utf8.DecodeRuneInString(s[pos:])
+	return w
+}
