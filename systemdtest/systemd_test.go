@@ -1,0 +1,448 @@
+package systemdtest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/jailkeeper/jailkeeper/internal/testbed"
+)
+
+const (
+	unit = "jailkeeper"
+	// chain is the chain jailkeeper jumps to from INPUT (docs/daemon.md).
+	chain = "JAILKEEPER"
+	// testUser is an unprivileged user created in the container.
+	testUser = "jk-user"
+)
+
+// TestSystemdService runs jailkeeper under a real systemd exactly as the
+// README has a user run it, and checks each promise the unit makes.
+func TestSystemdService(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a container (about a minute, more on the first run)")
+	}
+	installPrereqs(t)
+	testbed.Require(t, "debootstrap", "systemd-nspawn", "nsenter", "ip", "make", "cp")
+	begin := time.Now()
+	repo, err := testbed.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	root := copyRootfs(t, cachedRootfs(t))
+	makeInstall(t, repo, root)
+	h := testbed.NewHosts(t)
+	c := bootContainer(t, root, h.Srv)
+	t.Cleanup(func() {
+		if t.Failed() {
+			// Structured lines only: a watchdog's SIGABRT makes the Go
+			// runtime dump every goroutine on stderr.
+			out, _ := c.Run("journalctl", "--no-pager", "-n", "80", "-u", unit, "-u", "dbus", "_TRANSPORT=journal")
+			t.Logf("container journal (jailkeeper, dbus):\n%s", out)
+		}
+	})
+
+	// step runs one check as a subtest; the scenario stops at the first
+	// failure, since later steps build on earlier ones.
+	step := func(name string, f func(t *testing.T)) {
+		if t.Failed() {
+			return
+		}
+		s := time.Now()
+		if t.Run(name, f) {
+			t.Logf("%-22s %v", name, time.Since(s).Round(time.Millisecond))
+		}
+	}
+
+	step("enable --now", func(t *testing.T) {
+		if got := strings.TrimSpace(c.Must(t, "readlink", "-f", "/usr/local/bin/jailkeeper")); got != "/usr/local/bin/jailkeeper" {
+			t.Fatalf("make install: /usr/local/bin/jailkeeper resolves to %q", got)
+		}
+		s := time.Now()
+		c.Must(t, "systemctl", "enable", "--now", unit)
+		t.Logf("systemctl enable --now returned after %v (Type=notify: after READY=1)", time.Since(s).Round(time.Millisecond))
+		for _, q := range [][2]string{{"is-enabled", "enabled"}, {"is-active", "active"}} {
+			if got := strings.TrimSpace(c.Must(t, "systemctl", q[0], unit)); got != q[1] {
+				t.Errorf("systemctl %s %s = %q, want %q", q[0], unit, got, q[1])
+			}
+		}
+		for prop, want := range map[string]string{"Type": "notify", "WatchdogUSec": "30s", "BusName": "org.jailkeeper", "NRestarts": "0"} {
+			if got := c.Show(t, unit, prop); got != want {
+				t.Errorf("%s = %q, want %q", prop, got, want)
+			}
+		}
+		// The daemon's STATUS= line, e.g. "1 jails (sshd), 0 bans".
+		if st := c.Show(t, unit, "StatusText"); !strings.Contains(st, "sshd") {
+			t.Errorf("StatusText = %q, want the daemon's STATUS= line naming the sshd jail", st)
+		}
+	})
+
+	step("status", func(t *testing.T) {
+		st := jsonStatus(t, c)
+		if len(st.Jails) != 1 || st.Jails[0].Name != "sshd" {
+			t.Errorf("jailkeeper status --json: jails %+v, want one named sshd", st.Jails)
+		}
+		if out := c.Must(t, "jailkeeper", "status"); !strings.Contains(out, "sshd") {
+			t.Errorf("jailkeeper status does not name sshd:\n%s", out)
+		}
+	})
+
+	step("firewall layout", func(t *testing.T) {
+		for _, tool := range []string{"iptables", "ip6tables"} {
+			first := firstRule(c.Must(t, tool, "-S", "INPUT"))
+			if first != "-A INPUT -j "+chain {
+				t.Errorf("%s -S INPUT: first rule %q, want the jump to %s", tool, first, chain)
+			}
+		}
+	})
+
+	step("ban, unban over D-Bus", func(t *testing.T) {
+		const addr = "203.0.113.7"
+		c.Must(t, "jailkeeper", "ban", "sshd", addr)
+		if _, ok := kernelBan(t, c, addr); !ok {
+			t.Fatalf("after jailkeeper ban: %s in no ipset", addr)
+		}
+		out := c.Must(t, "busctl", "call", "org.jailkeeper", "/org/jailkeeper", "org.jailkeeper.Manager1", "Unban", "s", addr)
+		if strings.TrimSpace(out) != "u 1" {
+			t.Errorf("busctl call … Unban s %s = %q, want \"u 1\"", addr, out)
+		}
+		if _, ok := kernelBan(t, c, addr); ok {
+			t.Errorf("after Unban: %s still in an ipset", addr)
+		}
+	})
+
+	step("journal", func(t *testing.T) {
+		const addr = "203.0.113.7"
+		want := []string{"^banned " + addr, "^unbanned " + addr}
+		c.WaitJournal(t, want, "-u", unit)
+		c.WaitJournal(t, want, "-u", unit, "JAIL=sshd")
+		c.WaitJournal(t, want, "-u", unit, "ADDRESS="+addr)
+	})
+
+	step("traffic", func(t *testing.T) {
+		// A listener on the server's port 22 (the container's network),
+		// dialled from the attacker: the ban must refuse it, the unban
+		// let it in again.
+		ln := listenIn(t, h.Srv, "198.51.100.1:22")
+		defer ln.Close()
+		if err := atkDial(h); err != nil {
+			t.Fatalf("before the ban: %v", err)
+		}
+		c.Must(t, "jailkeeper", "ban", "sshd", "198.51.100.2")
+		if err := atkDial(h); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("after banning the attacker: dial = %v, want connection refused (tcp-reset)", err)
+		}
+		c.Must(t, "busctl", "call", "org.jailkeeper", "/org/jailkeeper", "org.jailkeeper.Manager1", "Unban", "s", "198.51.100.2")
+		if err := atkDial(h); err != nil {
+			t.Fatalf("after Unban: %v", err)
+		}
+	})
+
+	step("bus policy", func(t *testing.T) {
+		c.Must(t, "useradd", "--no-create-home", testUser)
+		as := []string{"setpriv", "--reuid=" + testUser, "--regid=" + testUser, "--clear-groups"}
+		out, err := c.Run(append(as, "dbus-send", "--system", "--print-reply", "--dest=org.jailkeeper",
+			"/org/jailkeeper", "org.jailkeeper.Manager1.Unban", "string:203.0.113.9")...)
+		if err == nil || !testbed.RefusedByBus(out) {
+			t.Errorf("Unban by an unprivileged user: err %v, want the bus's policy to refuse it:\n%s", err, out)
+		}
+		if out, err := c.Run(append(as, "jailkeeper", "status", "--json")...); err != nil || !strings.Contains(out, `"sshd"`) {
+			t.Errorf("jailkeeper status by an unprivileged user: %v\n%s", err, out)
+		}
+	})
+
+	const kept = "203.0.113.8"
+	step("stop and restart keep bans", func(t *testing.T) {
+		c.Must(t, "jailkeeper", "ban", "sshd", kept, "--for", "1h")
+		pid := c.Show(t, unit, "MainPID")
+		c.Must(t, "systemctl", "stop", unit)
+		// Stopped: the layout and the ban stay in the kernel.
+		if first := firstRule(c.Must(t, "iptables", "-S", "INPUT")); first != "-A INPUT -j "+chain {
+			t.Errorf("stopped: first INPUT rule %q, want the jump to %s to stay", first, chain)
+		}
+		if _, ok := kernelBan(t, c, kept); !ok {
+			t.Errorf("stopped: %s no longer in the kernel", kept)
+		}
+		c.Must(t, "systemctl", "start", unit)
+		s := time.Now()
+		c.Must(t, "systemctl", "restart", unit)
+		t.Logf("systemctl restart took %v", time.Since(s).Round(time.Millisecond))
+		if now := c.Show(t, unit, "MainPID"); now == pid || now == "0" {
+			t.Errorf("MainPID %s after stop/start/restart, was %s: not restarted", now, pid)
+		}
+		timeout, ok := kernelBan(t, c, kept)
+		if !ok {
+			t.Fatalf("after restart: %s not in the kernel", kept)
+		}
+		if timeout < 3500 || timeout > 3600 {
+			t.Errorf("after restart: %s has timeout %d s, want its remaining hour", kept, timeout)
+		}
+		if st := jsonStatus(t, c); len(st.Jails) != 1 || !slices.Contains(st.Jails[0].Banned, kept) {
+			t.Errorf("after restart: status %+v does not list %s", st.Jails, kept)
+		}
+	})
+
+	step("reload", func(t *testing.T) {
+		pid := c.Show(t, unit, "MainPID")
+		cur := c.Cursor(t)
+		c.Must(t, "systemctl", "reload", unit)
+		c.WaitJournal(t, []string{"^configuration reloaded"}, "-u", unit, "--after-cursor="+cur)
+		if now := c.Show(t, unit, "MainPID"); now != pid {
+			t.Errorf("MainPID %s after reload, was %s", now, pid)
+		}
+	})
+
+	step("reload refuses a broken drop-in", func(t *testing.T) {
+		const file = "/etc/jailkeeper.d/20-broken.yaml"
+		writeFile(t, root, file, "jails:\n  sshd:\n    maxrety: 3\n")
+		pid := c.Show(t, unit, "MainPID")
+		cur := c.Cursor(t)
+		if out, err := c.Run("systemctl", "reload", unit); err == nil {
+			t.Errorf("systemctl reload with %s succeeded:\n%s", file, out)
+		}
+		if got := strings.TrimSpace(c.Must(t, "systemctl", "is-active", unit)); got != "active" {
+			t.Errorf("after the refused reload: is-active = %q", got)
+		}
+		if now := c.Show(t, unit, "MainPID"); now != pid {
+			t.Errorf("MainPID %s after the refused reload, was %s", now, pid)
+		}
+		out := c.WaitJournal(t, []string{file + ": line 3"}, "-u", unit, "--after-cursor="+cur)
+		if !hasLine(out, "maxrety") {
+			t.Errorf("journal does not name the key:\n%s", out)
+		}
+		if out, err := c.Run("jailkeeper", "check"); err == nil || !strings.Contains(out, file+": line 3") {
+			t.Errorf("jailkeeper check: %v, want an error naming %s line 3:\n%s", err, file, out)
+		}
+		if err := os.Remove(filepath.Join(root, file)); err != nil {
+			t.Fatal(err)
+		}
+		c.Must(t, "systemctl", "reload", unit)
+		if _, ok := kernelBan(t, c, kept); !ok {
+			t.Errorf("after the reloads: %s not in the kernel", kept)
+		}
+	})
+
+	step("bus activation", func(t *testing.T) {
+		c.Must(t, "systemctl", "stop", unit)
+		out := c.Must(t, "busctl", "call", "org.jailkeeper", "/org/jailkeeper", "org.jailkeeper.Manager1", "Status", "s", "")
+		if !strings.HasPrefix(out, `a(suuuuas) 1 "sshd"`) {
+			t.Errorf("Status while stopped: %q, want the sshd jail from a bus-activated daemon", out)
+		}
+		if got := strings.TrimSpace(c.Must(t, "systemctl", "is-active", unit)); got != "active" {
+			t.Errorf("after a call to org.jailkeeper: is-active = %q, want bus activation to start it", got)
+		}
+	})
+
+	step("watchdog", func(t *testing.T) {
+		const sec = 3
+		writeFile(t, root, "/etc/systemd/system/jailkeeper.service.d/test.conf", fmt.Sprintf("[Service]\nWatchdogSec=%ds\n", sec))
+		c.Must(t, "systemctl", "daemon-reload")
+		c.Must(t, "systemctl", "restart", unit)
+		if got := c.Show(t, unit, "WatchdogUSec"); got != fmt.Sprintf("%ds", sec) {
+			t.Fatalf("WatchdogUSec = %q after the drop-in", got)
+		}
+		pid := c.Show(t, unit, "MainPID")
+		restarts := c.Show(t, unit, "NRestarts")
+		// Healthy: pings keep it alive past WatchdogSec.
+		time.Sleep(sec*time.Second + 1500*time.Millisecond)
+		if now, n := c.Show(t, unit, "MainPID"), c.Show(t, unit, "NRestarts"); now != pid || n != restarts {
+			t.Fatalf("a healthy daemon was restarted (MainPID %s→%s, NRestarts %s→%s): no WATCHDOG=1 within %ds", pid, now, restarts, n, sec)
+		}
+		cur := c.Cursor(t)
+		c.Must(t, "systemctl", "kill", "--kill-whom=main", "--signal=SIGSTOP", unit)
+		stopped := time.Now()
+		for {
+			n := c.Show(t, unit, "NRestarts")
+			now := c.Show(t, unit, "MainPID")
+			state, _ := c.Run("systemctl", "is-active", unit) // exits 3 while not active
+			active := strings.TrimSpace(state) == "active"
+			if n != restarts && now != pid && now != "0" && active {
+				break
+			}
+			if time.Since(stopped) > 20*time.Second {
+				t.Fatalf("20s after SIGSTOP: NRestarts %s (was %s), MainPID %s (was %s), active %v", n, restarts, now, pid, active)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Logf("stopped daemon replaced %v after SIGSTOP (WatchdogSec=%ds, RestartSec=2s)", time.Since(stopped).Round(time.Millisecond), sec)
+		c.WaitJournal(t, []string{"Watchdog timeout", "Failed with result 'watchdog'"}, "-u", unit, "--after-cursor="+cur)
+		if _, ok := kernelBan(t, c, kept); !ok {
+			t.Errorf("after the watchdog restart: %s not in the kernel", kept)
+		}
+	})
+
+	step("security", func(t *testing.T) {
+		out := c.Must(t, "systemd-analyze", "security", "--no-pager", unit)
+		m := regexp.MustCompile(`Overall exposure level for jailkeeper\.service: ([0-9.]+)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no exposure level in:\n%s", out)
+		}
+		score, err := strconv.ParseFloat(m[1], 64)
+		if err != nil || score > 3.0 {
+			t.Errorf("systemd-analyze security %s: %s, want ≤ 3.0", unit, m[1])
+		}
+		t.Logf("systemd-analyze security: %s", m[1])
+	})
+
+	t.Logf("total %v", time.Since(begin).Round(time.Second))
+}
+
+// installPrereqs installs systemd-nspawn and debootstrap through the
+// project's scripts/deps.sh when they are missing and the test runs as
+// root (a fresh CI machine).
+func installPrereqs(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return
+	}
+	_, e1 := exec.LookPath("systemd-nspawn")
+	_, e2 := exec.LookPath("debootstrap")
+	if e1 == nil && e2 == nil {
+		return
+	}
+	repo, err := testbed.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("sh", filepath.Join(repo, "scripts/deps.sh"), "test").CombinedOutput(); err != nil {
+		t.Logf("scripts/deps.sh test: %v\n%s", err, out)
+	}
+}
+
+// makeInstall runs `make install DESTDIR=root` from the repository root,
+// as a user would (without DESTDIR).
+func makeInstall(t *testing.T, repo, root string) {
+	t.Helper()
+	goBin := "/usr/local/go/bin/go"
+	if p, err := exec.LookPath("go"); err == nil {
+		goBin = p
+	}
+	cmd := exec.Command("make", "install", "DESTDIR="+root, "GO="+goBin)
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(goBin)+":"+os.Getenv("PATH"))
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make install DESTDIR=%s: %v\n%s", root, err, out)
+	}
+	t.Logf("make install took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// status is `jailkeeper status --json`.
+type status struct {
+	Jails []struct {
+		Name            string   `json:"name"`
+		CurrentlyBanned int      `json:"currently_banned"`
+		Banned          []string `json:"banned"`
+	} `json:"jails"`
+}
+
+func jsonStatus(t *testing.T, c *container) status {
+	t.Helper()
+	out := c.Must(t, "jailkeeper", "status", "--json")
+	var st status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("jailkeeper status --json: %v\n%s", err, out)
+	}
+	return st
+}
+
+// firstRule returns the first -A line of `iptables -S CHAIN` output.
+func firstRule(out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "-A ") {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
+}
+
+// kernelBan looks addr up in every ipset of the container's namespace and
+// returns its remaining timeout in seconds (0 for none).
+func kernelBan(t *testing.T, c *container, addr string) (int, bool) {
+	t.Helper()
+	out := c.Must(t, "ipset", "list")
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || (f[0] != addr && f[0] != addr+"/32") {
+			continue
+		}
+		timeout := 0
+		if len(f) >= 3 && f[1] == "timeout" {
+			timeout, _ = strconv.Atoi(f[2])
+		}
+		return timeout, true
+	}
+	return 0, false
+}
+
+// listenIn opens a TCP listener in the named network namespace that
+// accepts and closes every connection until closed.
+func listenIn(t *testing.T, ns, addr string) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	err := inNetns(ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listening on %s in %s: %v", addr, ns, err)
+	}
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	return ln
+}
+
+// atkDial connects from the attacker to the server's port 22.
+func atkDial(h *testbed.Hosts) error {
+	conn, err := h.AtkDial("198.51.100.1:22", 2*time.Second)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// inNetns runs f on an OS thread switched into the named network
+// namespace; sockets f opens belong to it.
+func inNetns(name string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// The thread is never unlocked: it exits with this goroutine
+		// instead of serving others from the wrong namespace.
+		target, err := netns.GetFromName(name)
+		if err != nil {
+			errc <- fmt.Errorf("opening netns %s: %w", name, err)
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			errc <- fmt.Errorf("entering netns %s: %w", name, err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
