@@ -67,10 +67,20 @@ main() {
 		ensure_fail2ban || e2e_args="-no-fail2ban"
 		$GO build -o "$tmp/bench-e2e" ./internal/bench/e2e
 		# shellcheck disable=SC2086
-		"$tmp/bench-e2e" -cpuprofile "$tmp/cpu.prof" $e2e_args ${BENCH_E2E_ARGS:-} || status=1
+		perf_arg=""
+		command -v perf >/dev/null && perf_arg="-perf $tmp/daemon.perf"
+		# shellcheck disable=SC2086
+		"$tmp/bench-e2e" -cpuprofile "$tmp/cpu.prof" $perf_arg $e2e_args ${BENCH_E2E_ARGS:-} || status=1
+		if [ -s "$tmp/daemon.perf" ]; then
+			section "where the daemon's time goes: perf record -g of jailkeeper during live burst B (inclusive %, project code)"
+			perf report -i "$tmp/daemon.perf" --stdio --children --sort sym -g none --percent-limit 1 2>/dev/null |
+				grep -E '%.*(main\.|jailkeeper|bbolt|godbus|go-systemd|netlink\.|nftables)' | sed 's/ *$//' | head -25 || true
+			echo "by object (self %):"
+			perf report -i "$tmp/daemon.perf" --stdio --no-children --sort dso -g none 2>/dev/null | grep '%' | grep -v '^#' | sed 's/ *$//' | head -6 || true
+		fi
 		if [ -s "$tmp/cpu.prof" ]; then
-			section "where the time goes: CPU profile of journal.Reader -> jails.Engine over burst A (top 20, flat)"
-			$GO tool pprof -top -nodecount=20 "$tmp/bench-e2e" "$tmp/cpu.prof" 2>/dev/null | sed -n '/^Showing\|^ *flat/,$p' || true
+			section "where the time goes in process: pprof of journal.Reader -> jails.Engine over burst A (top 15, flat)"
+			$GO tool pprof -top -nodecount=15 "$tmp/bench-e2e" "$tmp/cpu.prof" 2>/dev/null | sed -n '/^Showing nodes/,$p' || true
 		fi
 	;; esac
 	case $skip in *" firewall "*) ;; *)

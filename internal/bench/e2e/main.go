@@ -29,10 +29,12 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -57,12 +59,12 @@ jails:
 const unit = "sshd.service"
 
 type options struct {
-	entries, addrs, maxRetry int
-	latency, f2bLatency, mem int
-	backend, cpuprofile      string
-	fail2banServer, skipF2B  bool
-	ceilingRuns              int
-	burstTimeout, f2bTimeout time.Duration
+	entries, addrs, maxRetry  int
+	latency, f2bLatency, mem  int
+	backend, cpuprofile, perf string
+	fail2banServer, skipF2B   bool
+	ceilingRuns               int
+	burstTimeout, f2bTimeout  time.Duration
 }
 
 func main() {
@@ -75,6 +77,7 @@ func main() {
 	flag.IntVar(&o.mem, "mem", 1_000_000, "distinct addresses for the memory measurement (0 = skip)")
 	flag.StringVar(&o.backend, "backend", "iptables", "jailkeeper's firewall backend (the latency probe reads ipset sets: iptables)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the in-process reader → engine run here")
+	flag.StringVar(&o.perf, "perf", "", "record the daemon with `perf record -g` during the live burst into this file")
 	flag.BoolVar(&o.fail2banServer, "fail2ban-server", true, "also measure fail2ban-server")
 	flag.BoolVar(&o.skipF2B, "no-fail2ban", false, "skip every fail2ban measurement")
 	flag.IntVar(&o.ceilingRuns, "ceiling-runs", 3, "runs of the ceiling loop (the best counts)")
@@ -198,6 +201,10 @@ func run(tb testing.TB, o options, res *results) {
 	// Burst B: written while the daemon runs.
 	wB := makeWorkload(o.entries, o.addrs, o.maxRetry, burst{v4: [2]byte{198, 19}, v6Group: 0xb, sentinel: netip.MustParseAddr("198.51.100.202")})
 	step(tb, "writing burst B (%d entries) while the daemon runs", len(wB.msgs))
+	var stopPerf func()
+	if o.perf != "" {
+		stopPerf = startPerf(tb, pid, o.perf)
+	}
 	cpu0, err = cpuTime(pid)
 	must(tb, err)
 	t0 = time.Now()
@@ -210,6 +217,9 @@ func run(tb testing.TB, o options, res *results) {
 	cpu1, err = cpuTime(pid)
 	must(tb, err)
 	res.liveCPU = cpu1 - cpu0
+	if stopPerf != nil {
+		stopPerf()
+	}
 	res.missedB = missing(ks, wB.attack)
 
 	step(tb, "jailkeeper ban latency, %d attackers one at a time", o.latency)
@@ -278,6 +288,45 @@ func run(tb testing.TB, o options, res *results) {
 	}
 }
 
+// startPerf attaches `perf record -g` to pid and returns a function that
+// stops it (SIGINT, as perf expects) and waits until its file is written.
+// Without perf it logs that and records nothing.
+func startPerf(tb testing.TB, pid int, file string) func() {
+	tb.Helper()
+	if _, err := exec.LookPath("perf"); err != nil {
+		step(tb, "perf not installed: no profile of the daemon")
+		return nil
+	}
+	cmd := exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(pid), "-o", file)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		step(tb, "perf record: %v", err)
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	stop := func() {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	tb.Cleanup(stop)
+	time.Sleep(500 * time.Millisecond) // perf attaches to every thread first
+	return stop
+}
+
 // writeBurst writes msgs as entries of sshd.service into jd and returns
 // the entries/s journald stored them at.
 func writeBurst(tb testing.TB, jd *testbed.Journald, msgs []string) float64 {
@@ -313,6 +362,8 @@ func measureLatency(tb testing.TB, jd *testbed.Journald, maxRetry int, addrs []n
 	must(tb, err)
 	defer w.Close()
 	var lat []time.Duration
+	var slow []string
+	first := time.Now()
 	for i, a := range addrs {
 		for k := 0; k < maxRetry-1; k++ {
 			must(tb, w.Write(fmt.Sprintf("Failed password for root from %s port %d ssh2", a, 50000+i)))
@@ -327,7 +378,14 @@ func measureLatency(tb testing.TB, jd *testbed.Journald, maxRetry int, addrs []n
 			tb.Errorf("latency: %v", err)
 			continue
 		}
-		lat = append(lat, seen.Sub(start))
+		l := seen.Sub(start)
+		lat = append(lat, l)
+		if l > 10*time.Millisecond {
+			slow = append(slow, fmt.Sprintf("%.0fms@+%.1fs", float64(l.Microseconds())/1000, start.Sub(first).Seconds()))
+		}
+	}
+	if len(slow) > 0 {
+		step(tb, "%d of %d bans took over 10 ms (latency@time into the run): %s", len(slow), len(addrs), strings.Join(slow[:min(len(slow), 30)], " "))
 	}
 	slices.Sort(lat)
 	return lat

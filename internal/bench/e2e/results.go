@@ -81,8 +81,8 @@ func (r *results) print(w io.Writer) {
 		fmt.Fprintln(w, "jailkeeper bench: no burst was written; nothing to show")
 		return
 	}
-	fmt.Fprintf(w, "\njailkeeper vs fail2ban — one run, %s sshd.service entries per burst (%d%% failures, %d attackers, 1 in 10 IPv6), maxretry %d, backend %s\n",
-		thousands(float64(n)), 30, o.addrs, o.maxRetry, o.backend)
+	fmt.Fprintf(w, "\njailkeeper vs fail2ban — one run, %s sshd.service entries per burst (30 %% failures from %d attackers, 1 in 10 IPv6), maxretry %d, backend %s\n",
+		thousands(float64(n)), o.addrs, o.maxRetry, o.backend)
 	fmt.Fprintf(w, "journald stored the burst at %s (daemon stopped) and %s (daemon running)\n\n", perSec(r.writeRate), perSec(r.liveWriteRate))
 
 	var rows []row
@@ -143,7 +143,7 @@ func (r *results) print(w io.Writer) {
 		add(row{"peak RSS (VmHWM)", mb(r.peakRSS), peer, "", "", ""})
 		add(row{"RSS after burst A", mb(r.afterRSS), "", "", "", ""})
 		if r.endRSS > 0 {
-			add(row{"RSS at the end (2 bursts, 10k bans)", mb(r.endRSS), "", "", "", ""})
+			add(row{fmt.Sprintf("RSS at the end (2 bursts, %d bans)", 2*(o.addrs+1)+len(r.latency)), mb(r.endRSS), "", "", "", ""})
 		}
 	}
 	if m := r.mem; m != nil {
