@@ -26,12 +26,14 @@ func TestWriteAsUnit(t *testing.T) {
 	jd := StartJournald(t)
 	for _, tc := range []struct {
 		name string
-		jd   *Journald
-		dir  string
-		n    int
+		jd     *Journald
+		dir    string
+		n      int
+		native bool
 	}{
-		{"system", nil, "", 50},
-		{"private", jd, jd.Dir(), 20000},
+		{"system", nil, "", 50, false},
+		{"private", jd, jd.Dir(), 20000, false},
+		{"private-native", jd, jd.Dir(), 2000, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			unit := "jk-test-" + Suffix() + ".service"
@@ -39,7 +41,16 @@ func TestWriteAsUnit(t *testing.T) {
 			for i := range msgs {
 				msgs[i] = fmt.Sprintf("entry %d", i)
 			}
-			if err := writeAsUnit(unit, msgs, tc.jd); err != nil {
+			w, err := NewUnitWriter(unit, WriterOptions{Journald: tc.jd, Native: tc.native})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range msgs {
+				if err := w.Write(m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := w.Close(); err != nil {
 				t.Fatal(err)
 			}
 			if got := countUnit(t, tc.dir, unit); got != tc.n {
