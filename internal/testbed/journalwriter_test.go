@@ -25,7 +25,7 @@ func TestWriteAsUnit(t *testing.T) {
 	Require(t, "systemd-cat", "journalctl", "unshare", "nsenter")
 	jd := StartJournald(t)
 	for _, tc := range []struct {
-		name string
+		name   string
 		jd     *Journald
 		dir    string
 		n      int
