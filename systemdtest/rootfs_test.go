@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,22 +87,53 @@ func cachedRootfs(t *testing.T) string {
 	return dir
 }
 
-// copyRootfs copies the cached tree next to it (same file system, so
-// cp can reflink) and removes the copy at cleanup.
-func copyRootfs(t *testing.T, cached string) string {
+// newRootfs returns a private root for one container: an overlay mount
+// whose lower layer is the cached tree (instant, and the cache stays
+// clean), or a copy of it where overlayfs is not available (e.g. a cache
+// that is itself on overlayfs). It is unmounted and removed at cleanup,
+// which runs after the container's poweroff.
+func newRootfs(t *testing.T, cached string) string {
 	t.Helper()
-	dir := filepath.Join(filepath.Dir(cached), "run-"+testbed.Suffix())
+	run := filepath.Join(filepath.Dir(cached), "run-"+testbed.Suffix())
+	root := filepath.Join(run, "root")
+	upper, work := filepath.Join(run, "upper"), filepath.Join(run, "work")
+	for _, d := range []string{root, upper, work} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatalf("creating %s: %v", d, err)
+		}
+	}
+	mounted := false
 	t.Cleanup(func() {
-		if err := os.RemoveAll(dir); err != nil {
-			t.Errorf("removing the container's root %s: %v", dir, err)
+		if mounted {
+			if err := syscall.Unmount(root, 0); err != nil {
+				t.Logf("unmounting %s: %v; detaching it", root, err)
+				if err := syscall.Unmount(root, syscall.MNT_DETACH); err != nil {
+					t.Errorf("detaching %s: %v (left in place)", root, err)
+					return
+				}
+			}
+		}
+		if err := os.RemoveAll(run); err != nil {
+			t.Errorf("removing the container's root %s: %v", run, err)
 		}
 	})
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", cached, upper, work)
+	err := syscall.Mount("overlay", root, "overlay", 0, opts)
+	if err == nil {
+		mounted = true
+		t.Logf("rootfs: overlay on %s at %s", cached, root)
+		return root
+	}
+	t.Logf("rootfs: overlay mount failed (%v); copying instead", err)
 	start := time.Now()
-	if out, err := exec.Command("cp", "-a", "--reflink=auto", cached, dir).CombinedOutput(); err != nil {
+	if err := os.Remove(root); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", "--reflink=auto", cached, root).CombinedOutput(); err != nil {
 		t.Fatalf("copying rootfs: %v\n%s", err, out)
 	}
-	t.Logf("rootfs: copied to %s in %v", dir, time.Since(start).Round(time.Millisecond))
-	return dir
+	t.Logf("rootfs: copied to %s in %v", root, time.Since(start).Round(time.Millisecond))
+	return root
 }
 
 // aptMirror returns the Debian mirror apt already uses for suite (so that
