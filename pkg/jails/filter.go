@@ -59,6 +59,7 @@ type failRegex struct {
 	m        *matcher
 	src      string
 	prefixes []string // empty: no prefilter
+	required []string // literals every match contains (a second prefilter)
 	hosts    []int    // submatch indexes of <HOST> groups
 	users    []int
 	ports    []int
@@ -130,7 +131,7 @@ func Compile(def FilterDef) (*Filter, error) {
 		if err != nil {
 			return nil, fmt.Errorf("failregex[%d] %q: %w", i, src, err)
 		}
-		fr := failRegex{m: m, src: src, prefixes: literalPrefixes(`^(?:` + exp + `)`)}
+		fr := failRegex{m: m, src: src, prefixes: literalPrefixes(`^(?:` + exp + `)`), required: requiredLiterals(`^(?:` + exp + `)`)}
 		for j, name := range m.re.SubexpNames() {
 			switch {
 			case strings.HasPrefix(name, "jkhost"):
@@ -244,6 +245,11 @@ func (f *Filter) try(i int, msg string, check bool) (Match, bool) {
 			return Match{}, false
 		}
 	}
+	for _, r := range fr.required {
+		if !strings.Contains(msg, r) {
+			return Match{}, false
+		}
+	}
 	var buf [32]int
 	var loc []int
 	if fr.m.ncap <= len(buf) {
@@ -284,6 +290,73 @@ func (f *Filter) try(i int, msg string, check bool) (Match, bool) {
 		}
 	}
 	return m, true
+}
+
+// maxRequired bounds the number of required literals kept per regex, and
+// minRequired is the shortest one worth a search.
+const (
+	maxRequired = 2
+	minRequired = 4
+)
+
+// requiredLiterals returns up to maxRequired literal strings that every
+// match of expr contains, longest first, leaving out the literal the
+// match starts with (the prefix prefilter checks that one).
+func requiredLiterals(expr string) []string {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	var lits []string
+	collectRequired(re.Simplify(), &lits, true)
+	sort.SliceStable(lits, func(i, j int) bool { return len(lits[i]) > len(lits[j]) })
+	var out []string
+	for _, l := range lits {
+		if len(l) >= minRequired && len(out) < maxRequired {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// collectRequired appends to lits literals that every match of re
+// contains. atStart tells that re starts the expression, whose leading
+// literal is not wanted.
+func collectRequired(re *syntax.Regexp, lits *[]string, atStart bool) {
+	switch re.Op {
+	case syntax.OpLiteral:
+		if re.Flags&syntax.FoldCase == 0 && !atStart {
+			*lits = append(*lits, string(re.Rune))
+		}
+	case syntax.OpCapture, syntax.OpPlus:
+		collectRequired(re.Sub[0], lits, atStart)
+	case syntax.OpRepeat:
+		if re.Min >= 1 {
+			collectRequired(re.Sub[0], lits, atStart)
+		}
+	case syntax.OpConcat:
+		var run []rune
+		for _, sub := range re.Sub {
+			switch {
+			case sub.Op == syntax.OpLiteral && sub.Flags&syntax.FoldCase == 0:
+				run = append(run, sub.Rune...)
+				continue
+			case sub.Op == syntax.OpBeginText || sub.Op == syntax.OpBeginLine:
+				continue
+			}
+			if len(run) > 0 {
+				if !atStart {
+					*lits = append(*lits, string(run))
+				}
+				run = nil
+			}
+			collectRequired(sub, lits, atStart && len(run) == 0 && sub.Op == syntax.OpCapture)
+			atStart = false
+		}
+		if len(run) > 0 && !atStart {
+			*lits = append(*lits, string(run))
+		}
+	}
 }
 
 // maxPrefixes bounds the number of literal prefixes kept per regex.

@@ -31,30 +31,40 @@ import (
 type matcher struct {
 	re    *regexp.Regexp
 	insts []vmInst // nil: always use re
+	runes []runeAux
+	alts  []altAux
 	start uint32
 	ncap  int
 }
 
+// vmInst is one instruction of the program, small so that a program stays
+// in the L1 cache; aux indexes runes (InstRune, InstRune1) or alts
+// (InstAlt, InstAltMatch).
 type vmInst struct {
-	op   syntax.InstOp
-	out  uint32
-	arg  uint32
-	tab  [2]uint64 // InstRune, InstRune1: the ASCII bytes accepted
+	out, arg uint32
+	aux      uint16
+	op       syntax.InstOp
+}
+
+type runeAux struct {
+	tab  [2]uint64 // the ASCII bytes accepted
 	inst *syntax.Inst
 	// lit is, for an InstRune1 that starts a chain of InstRune1 of ASCII
 	// bytes without case folding, the bytes of the chain (2 or more), and
 	// litOut the instruction after it.
 	lit    string
 	litOut uint32
-	// For InstAlt: the bytes that can start the out and arg branches
-	// (bytes ≥ 0x80 stand for any non-ASCII rune), and whether a branch
-	// can get past its first byte without consuming one (then it is
-	// always tried).
+}
+
+type altAux struct {
+	// The bytes that can start the out and arg branches (bytes ≥ 0x80
+	// stand for any non-ASCII rune), and whether a branch can get past its
+	// first byte without consuming one (then it is always tried).
 	outFirst, argFirst byteSet
 	outNull, argNull   bool
-	// skip is, for the InstAlt of a ".*" loop followed by a literal ASCII
-	// byte, that byte; -1 otherwise. lazy tells a ".*?" loop.
-	skip int16
+	// skip is, for the InstAlt of a ".*" loop whose exit starts with
+	// literal ASCII bytes, those bytes ("" otherwise); lazy tells ".*?".
+	skip string
 	lazy bool
 }
 
@@ -62,16 +72,15 @@ type vmInst struct {
 const (
 	frameResume  = iota // continue at pc, pos
 	frameRestore        // caps[pc] = pos
-	frameSkipDn         // greedy .* loop: next exit at the highest position < hi holding c
-	frameSkipUp         // lazy .*? loop: next exit at the lowest position ≥ pos holding c
+	frameSkipDn         // greedy .* loop from lo: exit at hi next, then at the previous occurrence of the skip literal
+	frameSkipUp         // lazy .*? loop up to hi: exit at lo next, then at the next occurrence
 )
 
 type frame struct {
-	pc   uint32
-	pos  int32
-	hi   int32
-	kind uint8
-	c    byte
+	pc     uint32
+	lo, hi int32
+	kind   uint8
+	aux    uint16
 }
 
 // byteSet is a set of bytes.
@@ -116,31 +125,40 @@ func newMatcher(expr string) (*matcher, error) {
 	if err != nil || prog.StartCond()&syntax.EmptyBeginText == 0 {
 		return m, nil
 	}
+	if len(prog.Inst) > 1<<16 {
+		return m, nil
+	}
 	m.start = uint32(prog.Start)
-	m.insts = make([]vmInst, len(prog.Inst))
+	insts := make([]vmInst, len(prog.Inst))
 	fs := firstSets{prog: prog, done: make([]bool, len(prog.Inst)), busy: make([]bool, len(prog.Inst)), sets: make([]byteSet, len(prog.Inst)), null: make([]bool, len(prog.Inst))}
 	for pc := range prog.Inst {
 		in := &prog.Inst[pc]
-		v := vmInst{op: in.Op, out: in.Out, arg: in.Arg, inst: in, skip: -1}
+		v := vmInst{op: in.Op, out: in.Out, arg: in.Arg}
 		switch in.Op {
 		case syntax.InstRune, syntax.InstRune1:
+			ra := runeAux{inst: in}
 			for b := 0; b < utf8.RuneSelf; b++ {
 				if in.MatchRune(rune(b)) {
-					v.tab[b>>6] |= 1 << (b & 63)
+					ra.tab[b>>6] |= 1 << (b & 63)
 				}
 			}
 			if lit, out := literalRun(prog, uint32(pc)); len(lit) >= 2 {
-				v.lit, v.litOut = lit, out
+				ra.lit, ra.litOut = lit, out
 			}
+			v.aux = uint16(len(m.runes))
+			m.runes = append(m.runes, ra)
 		case syntax.InstAlt, syntax.InstAltMatch:
-			v.skip, v.lazy = starSkip(prog, uint32(pc))
-			v.outFirst, v.outNull = fs.first(in.Out)
-			v.argFirst, v.argNull = fs.first(in.Arg)
+			var aa altAux
+			aa.skip, aa.lazy = starSkip(prog, uint32(pc))
+			aa.outFirst, aa.outNull = fs.first(in.Out)
+			aa.argFirst, aa.argNull = fs.first(in.Arg)
+			v.aux = uint16(len(m.alts))
+			m.alts = append(m.alts, aa)
 		}
-		m.insts[pc] = v
+		insts[pc] = v
 	}
-	if fs.cyclic {
-		m.insts = nil
+	if !fs.cyclic {
+		m.insts = insts
 	}
 	return m, nil
 }
@@ -214,25 +232,26 @@ func (f *firstSets) first(pc uint32) (byteSet, bool) {
 }
 
 // starSkip recognizes the InstAlt at pc as the loop of ".*" (or ".*?")
-// whose exit starts, past captures and no-ops, with one literal ASCII byte,
-// and returns that byte (-1 if not).
-func starSkip(prog *syntax.Prog, pc uint32) (int16, bool) {
+// whose exit starts, past captures and no-ops, with literal ASCII bytes,
+// and returns those bytes ("" if not).
+func starSkip(prog *syntax.Prog, pc uint32) (string, bool) {
 	in := &prog.Inst[pc]
 	body, exit, lazy := in.Out, in.Arg, false
 	if b := &prog.Inst[body]; b.Op != syntax.InstRuneAnyNotNL || b.Out != pc {
 		body, exit, lazy = in.Arg, in.Out, true
 		if b := &prog.Inst[body]; b.Op != syntax.InstRuneAnyNotNL || b.Out != pc {
-			return -1, false
+			return "", false
 		}
 	}
-	x := &prog.Inst[exit]
-	for n := 0; (x.Op == syntax.InstCapture || x.Op == syntax.InstNop) && n < len(prog.Inst); n++ {
-		x = &prog.Inst[x.Out]
+	for n := 0; n < len(prog.Inst); n++ {
+		if x := &prog.Inst[exit]; x.Op == syntax.InstCapture || x.Op == syntax.InstNop {
+			exit = x.Out
+			continue
+		}
+		break
 	}
-	if x.Op != syntax.InstRune1 || x.Rune[0] >= utf8.RuneSelf || syntax.Flags(x.Arg)&syntax.FoldCase != 0 {
-		return -1, false
-	}
-	return int16(x.Rune[0]), lazy
+	lit, _ := literalRun(prog, exit)
+	return lit, lazy
 }
 
 // hasNullableLoop reports whether re has a * or + over an expression that
@@ -341,25 +360,26 @@ func (m *matcher) exec(s string, caps []int) (ok, done bool) {
 			caps[1] = pos
 			return true, true
 		case syntax.InstRune1, syntax.InstRune:
-			if in.lit != "" {
-				if !strings.HasPrefix(s[pos:], in.lit) {
+			ra := &m.runes[in.aux]
+			if ra.lit != "" {
+				if !strings.HasPrefix(s[pos:], ra.lit) {
 					goto fail
 				}
-				pos += len(in.lit)
-				pc = in.litOut
+				pos += len(ra.lit)
+				pc = ra.litOut
 				continue
 			}
 			if pos >= len(s) {
 				goto fail
 			}
 			if c := s[pos]; c < utf8.RuneSelf {
-				if in.tab[c>>6]&(1<<(c&63)) == 0 {
+				if ra.tab[c>>6]&(1<<(c&63)) == 0 {
 					goto fail
 				}
 				pos++
 			} else {
 				r, w := utf8.DecodeRuneInString(s[pos:])
-				if !in.inst.MatchRune(r) {
+				if !ra.inst.MatchRune(r) {
 					goto fail
 				}
 				pos += w
@@ -378,24 +398,49 @@ func (m *matcher) exec(s string, caps []int) (ok, done bool) {
 			pos += runeWidth(s, pos)
 			pc = in.out
 		case syntax.InstAlt, syntax.InstAltMatch:
-			if in.skip >= 0 {
+			aa := &m.alts[in.aux]
+			if aa.skip != "" {
+				// The loop may exit at any position up to the first
+				// '\n' (included); only where the literal starts can
+				// the exit go on.
 				end := len(s)
 				if e := strings.IndexByte(s[pos:], '\n'); e >= 0 {
-					end = pos + e + 1 // the loop stops at '\n'; the byte may be '\n'
+					end = pos + e + 1
 				}
-				f := frame{kind: frameSkipDn, c: byte(in.skip), pc: in.arg, pos: int32(pos), hi: int32(end)}
-				if in.lazy {
+				f := frame{kind: frameSkipDn, pc: in.arg, aux: in.aux}
+				var q int
+				if aa.lazy {
 					f.kind, f.pc = frameSkipUp, in.out
+					q = skipUp(s, pos, end, aa.skip)
+				} else {
+					q = skipDn(s, pos, end, aa.skip)
 				}
-				stack = append(stack, f)
-				choices++
-				goto fail
+				if q < 0 {
+					goto fail
+				}
+				// Find the next exit now, so that no frame stays when
+				// there is none (and captures need no saving then).
+				if aa.lazy {
+					f.lo, f.hi = int32(skipUp(s, q+1, end, aa.skip)), int32(end)
+					if f.lo >= 0 {
+						stack = append(stack, f)
+						choices++
+					}
+				} else {
+					f.lo, f.hi = int32(pos), int32(skipDn(s, pos, q, aa.skip))
+					if f.hi >= 0 {
+						stack = append(stack, f)
+						choices++
+					}
+				}
+				pc, pos = f.pc, q
+				continue
 			}
-			outOK := viable(&in.outFirst, in.outNull, s, pos)
-			argOK := viable(&in.argFirst, in.argNull, s, pos)
+			outOK := viable(&aa.outFirst, aa.outNull, s, pos)
+			argOK := viable(&aa.argFirst, aa.argNull, s, pos)
 			switch {
 			case outOK && argOK:
-				stack = append(stack, frame{kind: frameResume, pc: in.arg, pos: int32(pos)})
+				stack = append(stack, frame{kind: frameResume, pc: in.arg, lo: int32(pos)})
 				choices++
 				pc = in.out
 			case outOK:
@@ -408,7 +453,7 @@ func (m *matcher) exec(s string, caps []int) (ok, done bool) {
 		case syntax.InstCapture:
 			if int(in.arg) < len(caps) {
 				if choices > 0 {
-					stack = append(stack, frame{kind: frameRestore, pc: in.arg, pos: int32(caps[in.arg])})
+					stack = append(stack, frame{kind: frameRestore, pc: in.arg, lo: int32(caps[in.arg])})
 				}
 				caps[in.arg] = pos
 			}
@@ -441,35 +486,55 @@ func (m *matcher) exec(s string, caps []int) (ok, done bool) {
 			f := &stack[len(stack)-1]
 			switch f.kind {
 			case frameResume:
-				pc, pos = f.pc, int(f.pos)
+				pc, pos = f.pc, int(f.lo)
 				stack = stack[:len(stack)-1]
 				choices--
 			case frameRestore:
-				caps[f.pc] = int(f.pos)
+				caps[f.pc] = int(f.lo)
 				stack = stack[:len(stack)-1]
 				continue
 			case frameSkipDn:
-				j := strings.LastIndexByte(s[f.pos:f.hi], f.c)
-				if j < 0 {
+				pc, pos = f.pc, int(f.hi)
+				if f.hi = int32(skipDn(s, int(f.lo), pos, m.alts[f.aux].skip)); f.hi < 0 {
 					stack = stack[:len(stack)-1]
 					choices--
-					continue
 				}
-				pc, pos = f.pc, int(f.pos)+j
-				f.hi = int32(pos)
 			case frameSkipUp:
-				j := strings.IndexByte(s[f.pos:f.hi], f.c)
-				if j < 0 {
+				pc, pos = f.pc, int(f.lo)
+				if f.lo = int32(skipUp(s, pos+1, int(f.hi), m.alts[f.aux].skip)); f.lo < 0 {
 					stack = stack[:len(stack)-1]
 					choices--
-					continue
 				}
-				pc, pos = f.pc, int(f.pos)+j
-				f.pos = int32(pos + 1)
 			}
 			break
 		}
 	}
+}
+
+// skipDn returns the last position q in [lo, hi) where lit starts in s,
+// or -1.
+func skipDn(s string, lo, hi int, lit string) int {
+	if hi <= lo {
+		return -1
+	}
+	end := min(len(s), hi-1+len(lit))
+	if j := strings.LastIndex(s[lo:end], lit); j >= 0 {
+		return lo + j
+	}
+	return -1
+}
+
+// skipUp returns the first position q in [lo, hi) where lit starts in s,
+// or -1.
+func skipUp(s string, lo, hi int, lit string) int {
+	if hi <= lo {
+		return -1
+	}
+	end := min(len(s), hi-1+len(lit))
+	if j := strings.Index(s[lo:end], lit); j >= 0 {
+		return lo + j
+	}
+	return -1
 }
 
 // runeWidth is the width of the rune at s[pos] as package regexp steps.

@@ -184,12 +184,15 @@ func TestMatcherAgreesWithRegexp(t *testing.T) {
 		{`^(?:(a|)+b)`, false},
 		{`^(?:((a|a)*)*c)`, false},
 		{`^(?:(a|a|aa)*c)`, true},
+		{`^(?:(?:(a)x|ay))`, true},        // a capture of a failed branch is undone
+		{`^(?:(a)?ab)`, true},             // ... of a skipped quest too
+		{`^(?:(.*) (b)?(\w)(x)?$)`, true}, // ... after a .* loop
 	}
 	inputs := []string{
 		"", "x", "Invalid user bob from 1.2.3.4 port 22", "Invalid user a from 1.2.3.4 from 5.6.7.8",
 		"Invalid user \n from 1.2.3.4", "axxbyyc", "abbbcbc", "ab\ncd", "a\nb\nc", "xx\nx", "\xffx\xe2\x82x",
 		"éaé", "hello FROM world", "Hello from World", "word, x", "abcd", "abcdd", "abbcd", "] xxx", "a] xx] x",
-		"aaab", "b", "ab", strings.Repeat("a", 60) + "c", strings.Repeat("a", 60) + "d", strings.Repeat("a", 30),
+		"aaab", "b", "ab", "ay", "ax", "aab", "q b bx", "q c bx", "q bx", strings.Repeat("a", 60) + "c", strings.Repeat("a", 60) + "d", strings.Repeat("a", 30),
 	}
 	for _, e := range exprs {
 		m, err := newMatcher(e.expr)

@@ -143,3 +143,24 @@ func TestWhitelist(t *testing.T) {
 		t.Error("bad entry accepted")
 	}
 }
+
+func TestRequiredLiterals(t *testing.T) {
+	tests := []struct {
+		re   string
+		want []string
+	}{
+		{`^(?:Received disconnect from <HOST>(?: port <PORT>)?:\s*3: \S+: Auth (?:fail|cancel))`, []string{": Auth "}},
+		{`^(?:Invalid user (.*) from ([0-9.]+) port ([0-9]+)$)`, []string{" from ", " port "}},
+		{`^(?:(?:a|b)cdef(?:gh)?ijkl)`, []string{"cdef", "ijkl"}},
+		{`^(?:(?i)abcdef x)`, nil},
+		{`^(?:abcdef(?:xyzw)+)`, []string{"xyzw"}},
+		{`^(?:(abcdef)|xyzw)`, nil},
+	}
+	for _, tc := range tests {
+		exp, _, _ := expand(tc.re)
+		got := requiredLiterals(exp)
+		if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("%s: %q, want %q", tc.re, got, tc.want)
+		}
+	}
+}
