@@ -29,7 +29,7 @@ fi
 # during the install (kept if one was already there), and the unit's
 # enablement symlink removed if the install created it.
 ensure_fail2ban() {
-	command -v fail2ban-regex >/dev/null && python3 -c 'import systemd.journal' 2>/dev/null && return 0
+	command -v fail2ban-regex >/dev/null && /usr/bin/python3 -c 'import systemd.journal' 2>/dev/null && return 0  # fail2ban's interpreter, not a pyenv one
 	command -v apt-get >/dev/null || { echo "bench: fail2ban missing and no apt-get: fail2ban not measured" >&2; return 1; }
 	wants=/etc/systemd/system/multi-user.target.wants/fail2ban.service
 	had_wants=false; [ -e "$wants" ] || [ -L "$wants" ] && had_wants=true
