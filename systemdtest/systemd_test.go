@@ -45,9 +45,10 @@ func TestSystemdService(t *testing.T) {
 	}
 
 	root := newRootfs(t, cachedRootfs(t))
-	makeInstall(t, repo, root)
 	h := testbed.NewHosts(t)
 	c := bootContainer(t, root, h.Srv)
+	// Installed into the running system, as on a real server.
+	makeInstall(t, repo, root)
 	t.Cleanup(func() {
 		if t.Failed() {
 			// Structured lines only: a watchdog's SIGABRT makes the Go
@@ -235,6 +236,38 @@ func TestSystemdService(t *testing.T) {
 		c.Must(t, "systemctl", "reload", unit)
 		if _, ok := kernelBan(t, c, kept); !ok {
 			t.Errorf("after the reloads: %s not in the kernel", kept)
+		}
+	})
+
+	step("start refuses a broken drop-in", func(t *testing.T) {
+		const file = "/etc/jailkeeper.d/20-broken.yaml"
+		writeFile(t, root, file, "jails:\n  sshd:\n    bantime: 3 fortnights\n")
+		cur := c.Cursor(t)
+		if out, err := c.Run("systemctl", "restart", unit); err == nil {
+			t.Errorf("systemctl restart with %s succeeded:\n%s", file, out)
+		}
+		// Priority err, naming the file and line, from the daemon itself.
+		c.WaitJournal(t, []string{file + ": line 3"}, "-u", unit, "-p", "err", "SYSLOG_IDENTIFIER=jailkeeper", "--after-cursor="+cur)
+		if st := c.Show(t, unit, "StatusText"); !strings.Contains(st, file) {
+			t.Errorf("StatusText = %q, want the error naming %s", st, file)
+		}
+		// It exits before touching the firewall: the layout and bans stay.
+		if first := firstRule(c.Must(t, "iptables", "-S", "INPUT")); first != "-A INPUT -j "+chain {
+			t.Errorf("after the refused start: first INPUT rule %q", first)
+		}
+		if _, ok := kernelBan(t, c, kept); !ok {
+			t.Errorf("after the refused start: %s not in the kernel", kept)
+		}
+		time.Sleep(3 * time.Second)
+		t.Logf("NRestarts %s, state %s 3 s after the refused start (Restart=on-failure, RestartSec=2s)",
+			c.Show(t, unit, "NRestarts"), c.Show(t, unit, "ActiveState"))
+		if err := os.Remove(filepath.Join(root, file)); err != nil {
+			t.Fatal(err)
+		}
+		c.Must(t, "systemctl", "reset-failed", unit)
+		c.Must(t, "systemctl", "restart", unit)
+		if st := jsonStatus(t, c); len(st.Jails) != 1 || !slices.Contains(st.Jails[0].Banned, kept) {
+			t.Errorf("after the refused start and a good one: status %+v does not list %s", st.Jails, kept)
 		}
 	})
 
