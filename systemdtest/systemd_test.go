@@ -78,6 +78,10 @@ func TestSystemdService(t *testing.T) {
 		s := time.Now()
 		c.Must(t, "systemctl", "enable", "--now", unit)
 		t.Logf("systemctl enable --now returned after %v (Type=notify: after READY=1)", time.Since(s).Round(time.Millisecond))
+		// READY=1 comes after the firewall layout is built.
+		if first := firstRule(c.Must(t, "iptables", "-S", "INPUT")); first != "-A INPUT -j "+chain {
+			t.Errorf("when enable --now returned: first INPUT rule %q, want the jump to %s", first, chain)
+		}
 		for _, q := range [][2]string{{"is-enabled", "enabled"}, {"is-active", "active"}} {
 			if got := strings.TrimSpace(c.Must(t, "systemctl", q[0], unit)); got != q[1] {
 				t.Errorf("systemctl %s %s = %q, want %q", q[0], unit, got, q[1])
