@@ -3,6 +3,7 @@ package jails
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -142,5 +143,27 @@ func TestTrackerBytesPerAddress(t *testing.T) {
 	t.Logf("tracker: %.0f bytes per tracked address (maxretry 5, %d addresses); node struct %d bytes", perAddr, n, unsafe.Sizeof(lruNode[netip.Prefix, trackEntry]{}))
 	if perAddr > 400 {
 		t.Errorf("%.0f bytes per tracked address, budget 400", perAddr)
+	}
+}
+
+// hostileSSHD are lines an attacker can make sshd log (the user name is
+// theirs) that make a backtracking matcher work hard.
+func hostileSSHD() []string {
+	return []string{
+		"Invalid user " + strings.Repeat("a from 1.2.3.4 port 1 x", 200) + " from 203.0.113.9 port 22",
+		"Invalid user " + strings.Repeat(" from ", 2000) + "203.0.113.9",
+		"Failed password for invalid user " + strings.Repeat("invalid user  from ::1:2:3:4:5:6 ", 100) + "from 203.0.113.9 port 22 ssh2",
+		"Connection closed by invalid user " + strings.Repeat("1.2.3.4 ", 500) + "x",
+		"Disconnecting invalid user " + strings.Repeat("2001:db8::1 port 1: ", 300),
+	}
+}
+
+func BenchmarkSSHDFilterHostile(b *testing.B) {
+	f := sshdFilter(b, "")
+	lines := hostileSSHD()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		f.Match(lines[i%len(lines)])
 	}
 }

@@ -48,9 +48,11 @@ type Filter struct {
 	units  []string
 
 	// Literal prefilter: a failregex is tried only if the message starts
-	// with one of its possible literal prefixes. byFirst indexes the
+	// with one of its possible literal prefixes and contains the literals
+	// every match contains (failRegex.required). byFirst indexes the
 	// candidates by the first byte of the message; always lists regexes
-	// without a usable prefix.
+	// without a usable prefix. The regexes then run on matcher, which
+	// gives what package regexp gives, faster (filter_exec.go).
 	byFirst [256][]int
 	always  []int
 }

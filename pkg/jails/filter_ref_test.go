@@ -154,6 +154,11 @@ func TestFilterAgreesWithReference(t *testing.T) {
 			for _, l := range sshdMix() {
 				agree(t, f, r, nm[0]+" on the sshd mix", l)
 			}
+			if nm[0] == "sshd" {
+				for _, l := range hostileSSHD() {
+					agree(t, f, r, "sshd hostile", l)
+				}
+			}
 			if n < 100 {
 				t.Errorf("%s: only %d lines compared", path, n)
 			}
@@ -238,6 +243,9 @@ func FuzzSSHD(f *testing.F) {
 		}
 	}
 	for _, l := range sshdMix()[:20] {
+		f.Add(l)
+	}
+	for _, l := range hostileSSHD() {
 		f.Add(l)
 	}
 	nf, nr := builtinPair(f, "sshd", "")
