@@ -1,10 +1,11 @@
 # jailkeeper — build, install, test, demo, bench.
-GO      ?= go
+# sudo's PATH usually lacks /usr/local/go/bin: fall back to it.
+GO      ?= $(or $(shell command -v go 2>/dev/null),/usr/local/go/bin/go)
 PREFIX  ?= /usr/local
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build install uninstall deps-build test test-unit demo bench clean
+.PHONY: all build install uninstall deps-build test test-systemd test-unit demo bench clean
 
 all: build
 
@@ -43,6 +44,11 @@ test: deps-build
 	@if command -v staticcheck >/dev/null; then echo staticcheck ./...; staticcheck ./...; fi
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -race -timeout 10m ./pkg/...
+
+# Only the real-systemd test (systemd-nspawn over a cached debootstrap).
+test-systemd: deps-build
+	@scripts/deps.sh test
+	$(GO) test -count=1 -v -run TestSystemdService ./systemdtest/
 
 test-unit:
 	$(GO) test -count=1 -short ./pkg/... ./cmd/...

@@ -56,14 +56,30 @@ func cmdDaemon(args []string, stdout, stderr io.Writer) int {
 	d := &daemon{cfgDir: *cfgDir, stateDir: *stateDir, log: newLogger(stderr), reloads: make(chan chan error)}
 	if err := d.run(); err != nil {
 		d.log.errorf(msgStopping, "jailkeeper: %v", err)
-		if d.log.journal {
+		// Under systemd stderr is the journal already: say it once.
+		if toJournal, _ := journal.StderrIsJournalStream(); d.log.journal && !toJournal {
 			fmt.Fprintf(stderr, "jailkeeper: %v\n", err)
 		}
 		sddaemon.SdNotify(false, "STATUS=failed: "+oneLine(err.Error()))
+		var ce configError
+		if errors.As(err, &ce) {
+			return exitConfig
+		}
 		return 1
 	}
 	return 0
 }
+
+// exitConfig is the exit status for a configuration that does not load
+// (EX_CONFIG); the unit's RestartPreventExitStatus= stops systemd from
+// restarting into the same error.
+const exitConfig = 78
+
+// configError marks errors of the configuration itself.
+type configError struct{ err error }
+
+func (e configError) Error() string { return e.err.Error() }
+func (e configError) Unwrap() error { return e.err }
 
 // daemon wires the stages: journal → engine → ban table → firewall, plus
 // the D-Bus service, sd_notify and the watchdog.
@@ -92,11 +108,11 @@ type daemon struct {
 func (d *daemon) run() error {
 	cfg, err := config.Load(d.cfgDir)
 	if err != nil {
-		return err
+		return configError{err}
 	}
 	rt, err := cfg.Resolve()
 	if err != nil {
-		return err
+		return configError{err}
 	}
 	for _, w := range rt.Warnings {
 		d.log.warnf("%s", w)
@@ -355,7 +371,7 @@ func (d *daemon) apply(bs []bans.Ban, manual bool) (int, error) {
 		if !b.Permanent() {
 			until = "until " + b.Expires.Format(time.RFC3339)
 		}
-		d.log.event(journal.PriNotice, msgBan, fmt.Sprintf("banned %s in jail %s %s: %s", b.Prefix, b.Jail, until, b.Reason),
+		d.log.event(journal.PriNotice, msgBan, fmt.Sprintf("banned %s in jail %s %s: %s", bannedString(b.Prefix), b.Jail, until, b.Reason),
 			"JAIL", b.Jail, "ADDRESS", bannedString(b.Prefix))
 		if d.bus != nil {
 			d.bus.Banned(b.Jail, b.Prefix, b.Expires, b.Reason)
@@ -380,7 +396,7 @@ func (d *daemon) expire() {
 		d.log.errorf(msgExpire, "removing %d expired bans from the firewall: %v", len(gone), err)
 	}
 	for _, b := range gone {
-		d.log.event(journal.PriInfo, msgExpire, fmt.Sprintf("ban of %s in jail %s expired", b.Prefix, b.Jail),
+		d.log.event(journal.PriInfo, msgExpire, fmt.Sprintf("ban of %s in jail %s expired", bannedString(b.Prefix), b.Jail),
 			"JAIL", b.Jail, "ADDRESS", bannedString(b.Prefix))
 		if d.bus != nil {
 			d.bus.Unbanned(b.Jail, b.Prefix)
@@ -486,7 +502,7 @@ func (d *daemon) Unban(jail string, p netip.Prefix) (int, error) {
 	}
 	for _, b := range gone {
 		d.engine.Forget(b.Jail, b.Prefix)
-		d.log.event(journal.PriNotice, msgUnban, fmt.Sprintf("unbanned %s in jail %s by an administrator", b.Prefix, b.Jail),
+		d.log.event(journal.PriNotice, msgUnban, fmt.Sprintf("unbanned %s in jail %s by an administrator", bannedString(b.Prefix), b.Jail),
 			"JAIL", b.Jail, "ADDRESS", bannedString(b.Prefix))
 		if d.bus != nil {
 			d.bus.Unbanned(b.Jail, b.Prefix)

@@ -122,7 +122,7 @@ func TestDaemonRefusesBadConfig(t *testing.T) {
 	t.Setenv("JAILKEEPER_LOG", "stderr")
 	t.Setenv("NOTIFY_SOCKET", "")
 	code, _, errOut := runCLI("", "daemon", "--config-dir", dir, "--state-dir", t.TempDir())
-	if code != 1 || !strings.Contains(errOut, "10.yaml: line 3: bad duration \"1x\"") {
+	if code != exitConfig || !strings.Contains(errOut, "10.yaml: line 3: bad duration \"1x\"") {
 		t.Fatalf("daemon on a bad config: exit %d, %q", code, errOut)
 	}
 }
