@@ -45,7 +45,7 @@ import (
 
 // benchConfig is the daemon's drop-in; the engine of the in-process runs
 // and fail2ban's jail use the same numbers.
-const benchConfig = `firewall: {backend: %s}
+const benchConfig = `firewall: {backend: %s, kill_connections: %t}
 jails:
   sshd:
     units: [sshd.service]
@@ -63,6 +63,7 @@ type options struct {
 	latency, f2bLatency, mem  int
 	backend, cpuprofile, perf string
 	fail2banServer, skipF2B   bool
+	killConnections           bool
 	ceilingRuns               int
 	burstTimeout, f2bTimeout  time.Duration
 }
@@ -75,10 +76,11 @@ func main() {
 	flag.IntVar(&o.latency, "latency", 200, "attackers for jailkeeper's ban latency (at most 250)")
 	flag.IntVar(&o.f2bLatency, "f2b-latency", 20, "attackers for fail2ban-server's ban latency (0 = skip)")
 	flag.IntVar(&o.mem, "mem", 1_000_000, "distinct addresses for the memory measurement (0 = skip)")
-	flag.StringVar(&o.backend, "backend", "iptables", "jailkeeper's firewall backend (the latency probe reads ipset sets: iptables)")
+	flag.StringVar(&o.backend, "backend", "iptables", "jailkeeper's firewall backend (only iptables: the kernel probe reads ipset sets)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the in-process reader → engine run here")
 	flag.StringVar(&o.perf, "perf", "", "record the daemon with `perf record -g` during the live burst into this file")
 	flag.BoolVar(&o.fail2banServer, "fail2ban-server", true, "also measure fail2ban-server")
+	flag.BoolVar(&o.killConnections, "kill-connections", true, "the daemon's firewall.kill_connections (its default: true)")
 	flag.BoolVar(&o.skipF2B, "no-fail2ban", false, "skip every fail2ban measurement")
 	flag.IntVar(&o.ceilingRuns, "ceiling-runs", 3, "runs of the ceiling loop (the best counts)")
 	flag.DurationVar(&o.burstTimeout, "burst-timeout", 2*time.Minute, "longest wait for jailkeeper to finish a burst")
@@ -86,7 +88,7 @@ func main() {
 	memChildN := flag.Int("mem-child", 0, "internal: run the memory measurement in this process")
 	flag.Parse()
 	if *memChildN > 0 {
-		if err := memChild(fmt.Sprintf(benchConfig, "none", o.maxRetry), *memChildN); err != nil {
+		if err := memChild(fmt.Sprintf(benchConfig, "none", true, o.maxRetry), *memChildN); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
@@ -127,7 +129,10 @@ func run(tb testing.TB, o options, res *results) {
 			}
 		}
 	}
-	cfg := fmt.Sprintf(benchConfig, o.backend, o.maxRetry)
+	if o.backend != "iptables" {
+		tb.Fatalf("-backend %s: the kernel probe reads ipset sets, so only the iptables backend is measured", o.backend)
+	}
+	cfg := fmt.Sprintf(benchConfig, o.backend, o.killConnections, o.maxRetry)
 
 	jd := testbed.StartJournald(tb)
 	h := testbed.NewHosts(tb)

@@ -40,7 +40,7 @@ func TestWorkload(t *testing.T) {
 			if v6 != c.addrs/10 {
 				t.Errorf("%d IPv6 attackers, want %d", v6, c.addrs/10)
 			}
-			engine, err := newEngine(fmt.Sprintf(benchConfig, "none", c.maxRetry))
+			engine, err := newEngine(fmt.Sprintf(benchConfig, "none", true, c.maxRetry))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -97,7 +97,7 @@ func TestWorkload(t *testing.T) {
 // TestBenignLines checks that no benign line counts as a failure, with
 // maxretry 1 so that one would be banned at once.
 func TestBenignLines(t *testing.T) {
-	engine, err := newEngine(fmt.Sprintf(benchConfig, "none", 1))
+	engine, err := newEngine(fmt.Sprintf(benchConfig, "none", true, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
