@@ -150,7 +150,7 @@ func run(tb testing.TB, o options, res *results) {
 	time.Sleep(2 * time.Second)
 	idle, err := memoryOf(pid)
 	must(tb, err)
-	res.idleRSS = idle.rss
+	res.idleRSS, res.idleParts = idle.rss, idle.parts()
 
 	// Burst A: written while the daemon is stopped, then read by
 	// everyone from the journal.
@@ -200,7 +200,7 @@ func run(tb testing.TB, o options, res *results) {
 	res.backlogCPU = cpu1 - cpu0
 	peak, err := memoryOf(pid)
 	must(tb, err)
-	res.peakRSS, res.afterRSS = peak.hwm, peak.rss
+	res.peakRSS, res.afterRSS, res.afterParts = peak.hwm, peak.rss, peak.parts()
 	res.missedA = missing(ks, wA.attack)
 
 	// Burst B: written while the daemon runs.
@@ -235,7 +235,7 @@ func run(tb testing.TB, o options, res *results) {
 	res.latency = measureLatency(tb, jd, o.maxRetry, addrs, ks.waitBanned, 100*time.Microsecond)
 	m, err := memoryOf(pid)
 	must(tb, err)
-	res.endRSS, res.peakRSS = m.rss, m.hwm
+	res.endRSS, res.peakRSS, res.endParts = m.rss, m.hwm, m.parts()
 	step(tb, "stopping jailkeeper")
 	must(tb, d.Stop(tb))
 

@@ -38,8 +38,16 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTick, nil
 }
 
-// memory is a process's resident set size now and at its peak, in bytes.
-type memory struct{ rss, hwm int64 }
+// memory is a process's resident set size now and at its peak, and the
+// parts of the current one: anonymous memory (heap, stacks), file pages
+// (the binary, libraries) and shared memory (journal files mmapped from
+// the tmpfs of a volatile journal), in bytes.
+type memory struct{ rss, hwm, anon, file, shmem int64 }
+
+// parts describes where the resident set lies.
+func (m memory) parts() string {
+	return fmt.Sprintf("anon %s, file %s, shmem %s", mb(m.anon), mb(m.file), mb(m.shmem))
+}
 
 // memoryOf reads VmRSS and VmHWM from /proc/PID/status.
 func memoryOf(pid int) (memory, error) {
@@ -59,6 +67,12 @@ func memoryOf(pid int) (memory, error) {
 			dst = &m.rss
 		case "VmHWM":
 			dst = &m.hwm
+		case "RssAnon":
+			dst = &m.anon
+		case "RssFile":
+			dst = &m.file
+		case "RssShmem":
+			dst = &m.shmem
 		default:
 			continue
 		}

@@ -31,6 +31,9 @@ type results struct {
 	missedB       int
 	latency       []time.Duration
 	endRSS        int64
+	idleParts     string
+	afterParts    string
+	endParts      string
 	mem           *memResult
 	f2b           *f2bResult
 }
@@ -190,6 +193,9 @@ func (r *results) print(w io.Writer) {
 			state = " (TIMED OUT: numbers are lower bounds)"
 		}
 		fmt.Fprintf(w, "fail2ban-server: burst C in %s wall, %s CPU, %d/%d attackers banned%s\n", secs(f.wall), secs(f.cpu), o.addrs-f.missed, o.addrs, state)
+	}
+	if r.idleParts != "" {
+		fmt.Fprintf(w, "jailkeeper RSS: idle %s; after burst A %s; at the end %s\n", r.idleParts, r.afterParts, r.endParts)
 	}
 	if r.pipe.entries > 0 {
 		fmt.Fprintf(w, "reader → engine in process: %d entries, %d decisions, %s wall, %s CPU\n", r.pipe.entries, r.pipe.decisions, secs(r.pipe.wall), secs(r.pipe.cpu))
