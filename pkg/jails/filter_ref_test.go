@@ -166,39 +166,45 @@ func TestFilterAgreesWithReference(t *testing.T) {
 	}
 }
 
+// matcherExprs exercise each path of the backtracker; vm tells whether it
+// runs them (no fallback to regexp at compile time).
+var matcherExprs = []struct {
+	expr string
+	vm   bool // the backtracker runs it (no fallback at compile time)
+}{
+	{`^(?:Invalid user (.*) from ([0-9.]+)(?: port ([0-9]+))?$)`, true},
+	{`^(?:a(.*?)b(.*)c)`, true},
+	{`^(?:(.*)\n(.*))`, true},
+	{`^(?:(.*)x)`, true},
+	{`^(?:(?s)(.*)x)`, true},
+	{`^(?:(.*)é)`, true},
+	{`^(?:(?i)(.*) FROM (\w+))`, true},
+	{`^(?:(\w+)\b(.*?)\B(.)$)`, true},
+	{`^(?:(a|ab)(c|bcd)(d*))`, true},
+	{`^(?:(?m)(.*)$\n^(.*))`, true},
+	{`^(?:[^\]]*\] (x+?)(x*))`, true},
+	{`^(?:(a*)*b)`, false},
+	{`^(?:(a|)+b)`, false},
+	{`^(?:((a|a)*)*c)`, false},
+	{`^(?:(a|a|aa)*c)`, true},
+	{`^(?:(?:(a)x|ay))`, true},        // a capture of a failed branch is undone
+	{`^(?:(a)?ab)`, true},             // ... of a skipped quest too
+	{`^(?:(.*) (b)?(\w)(x)?$)`, true}, // ... after a .* loop
+}
+
+var matcherInputs = []string{
+	"", "x", "Invalid user bob from 1.2.3.4 port 22", "Invalid user a from 1.2.3.4 from 5.6.7.8",
+	"Invalid user \n from 1.2.3.4", "axxbyyc", "abbbcbc", "ab\ncd", "a\nb\nc", "xx\nx", "\xffx\xe2\x82x",
+	"éaé", "hello FROM world", "Hello from World", "word, x", "abcd", "abcdd", "abbcd", "] xxx", "a] xx] x",
+	"aaab", "b", "ab", "ay", "ax", "aab", "q b bx", "q c bx", "q bx", strings.Repeat("a", 60) + "c", strings.Repeat("a", 60) + "d", strings.Repeat("a", 30),
+}
+
 // TestMatcherAgreesWithRegexp checks the backtracker against package
 // regexp on expressions that exercise each of its paths, including the
 // fallbacks (nullable loops, an exhausted step budget).
 func TestMatcherAgreesWithRegexp(t *testing.T) {
-	exprs := []struct {
-		expr string
-		vm   bool // the backtracker runs it (no fallback at compile time)
-	}{
-		{`^(?:Invalid user (.*) from ([0-9.]+)(?: port ([0-9]+))?$)`, true},
-		{`^(?:a(.*?)b(.*)c)`, true},
-		{`^(?:(.*)\n(.*))`, true},
-		{`^(?:(.*)x)`, true},
-		{`^(?:(?s)(.*)x)`, true},
-		{`^(?:(.*)é)`, true},
-		{`^(?:(?i)(.*) FROM (\w+))`, true},
-		{`^(?:(\w+)\b(.*?)\B(.)$)`, true},
-		{`^(?:(a|ab)(c|bcd)(d*))`, true},
-		{`^(?:(?m)(.*)$\n^(.*))`, true},
-		{`^(?:[^\]]*\] (x+?)(x*))`, true},
-		{`^(?:(a*)*b)`, false},
-		{`^(?:(a|)+b)`, false},
-		{`^(?:((a|a)*)*c)`, false},
-		{`^(?:(a|a|aa)*c)`, true},
-		{`^(?:(?:(a)x|ay))`, true},        // a capture of a failed branch is undone
-		{`^(?:(a)?ab)`, true},             // ... of a skipped quest too
-		{`^(?:(.*) (b)?(\w)(x)?$)`, true}, // ... after a .* loop
-	}
-	inputs := []string{
-		"", "x", "Invalid user bob from 1.2.3.4 port 22", "Invalid user a from 1.2.3.4 from 5.6.7.8",
-		"Invalid user \n from 1.2.3.4", "axxbyyc", "abbbcbc", "ab\ncd", "a\nb\nc", "xx\nx", "\xffx\xe2\x82x",
-		"éaé", "hello FROM world", "Hello from World", "word, x", "abcd", "abcdd", "abbcd", "] xxx", "a] xx] x",
-		"aaab", "b", "ab", "ay", "ax", "aab", "q b bx", "q c bx", "q bx", strings.Repeat("a", 60) + "c", strings.Repeat("a", 60) + "d", strings.Repeat("a", 30),
-	}
+	exprs := matcherExprs
+	inputs := matcherInputs
 	for _, e := range exprs {
 		m, err := newMatcher(e.expr)
 		if err != nil {
@@ -277,5 +283,31 @@ func FuzzBuiltin(f *testing.F) {
 	f.Fuzz(func(t *testing.T, which byte, msg string) {
 		i := int(which) % len(names)
 		agree(t, fs[i], rs[i], names[i], msg)
+	})
+}
+
+// FuzzMatcher compares the backtracker with package regexp on arbitrary
+// expressions (users write their own failregexes) and inputs.
+func FuzzMatcher(f *testing.F) {
+	for i, e := range matcherExprs {
+		f.Add(e.expr, matcherInputs[i%len(matcherInputs)])
+	}
+	for _, src := range builtins["sshd"].def.FailRegex {
+		exp, _, _ := expand(src)
+		f.Add(`^(?:`+exp+`)`, "Failed password for root from 203.0.113.1 port 22 ssh2")
+	}
+	f.Fuzz(func(t *testing.T, expr, in string) {
+		if len(expr) > 200 || len(in) > 1000 {
+			return
+		}
+		m, err := newMatcher(`^(?:` + expr + `)`)
+		if err != nil {
+			return
+		}
+		want := m.re.FindStringSubmatchIndex(in)
+		got := m.find(in, make([]int, m.ncap))
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s on %q: %v, regexp %v", expr, in, got, want)
+		}
 	})
 }
