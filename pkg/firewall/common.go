@@ -126,18 +126,29 @@ func jailIndex(l Layout) map[string]JailRules {
 // layout does not know.
 func prepare(bans []Ban, jails map[string]JailRules, now time.Time) ([]Ban, error) {
 	out := make([]Ban, 0, len(bans))
+	err := eachPrepared(bans, jails, now, func(b Ban) { out = append(out, b) })
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachPrepared calls fn with each ban normalised, skipping expired ones,
+// without copying the list; a ban of an unknown jail or an invalid prefix
+// stops it with an error.
+func eachPrepared(bans []Ban, jails map[string]JailRules, now time.Time, fn func(Ban)) error {
 	for _, b := range bans {
 		n, err := normalize(b)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if _, ok := jails[n.Jail]; !ok {
-			return nil, fmt.Errorf("banning %v: unknown jail %q", n.Prefix, n.Jail)
+			return fmt.Errorf("banning %v: unknown jail %q", n.Prefix, n.Jail)
 		}
 		if !n.Expires.IsZero() && !n.Expires.After(now) {
 			continue
 		}
-		out = append(out, n)
+		fn(n)
 	}
-	return out, nil
+	return nil
 }

@@ -232,19 +232,40 @@ func desiredSets(l Layout) []setSpec {
 	return sets
 }
 
-func (s setSpec) create(h *netlink.Handle, name string) error {
-	o := netlink.IpsetCreateOptions{Family: unix.AF_INET, MaxElements: ipsetMaxElem}
-	if s.v6 {
-		o.Family = unix.AF_INET6
+// setKey identifies a ban set without building its name.
+type setKey struct {
+	jail    string
+	v6, net bool
+}
+
+func setKeyOf(b Ban) setKey { return setKey{b.Jail, b.Prefix.Addr().Is6(), !isHost(b.Prefix)} }
+
+func (k setKey) name() string { return banSetName(k.jail, k.v6, k.net) }
+
+// ipsetGroups sorts prepared bans by set, as elements with their kernel
+// timeouts; bans expired by now are left out.
+func ipsetGroups(in []Ban, now time.Time) map[string][]ipsetElem {
+	counts := map[setKey]int{}
+	for _, bn := range in {
+		counts[setKeyOf(bn)]++
 	}
-	if s.timeout {
-		zero := uint32(0) // timeout support; each element carries its own
-		o.Timeout = &zero
+	byKey := make(map[setKey][]ipsetElem, len(counts))
+	for k, n := range counts {
+		byKey[k] = make([]ipsetElem, 0, n)
 	}
-	if err := h.IpsetCreate(name, s.typ, o); err != nil {
-		return fmt.Errorf("creating ipset %s (%s): %w", name, s.typ, err)
+	for _, bn := range in {
+		t, ok := timeoutSeconds(bn.Expires, now, ipsetMaxTimeout)
+		if !ok {
+			continue
+		}
+		k := setKeyOf(bn)
+		byKey[k] = append(byKey[k], ipsetElem{prefix: bn.Prefix, timeout: t, hasTimeout: true})
 	}
-	return nil
+	out := make(map[string][]ipsetElem, len(byKey))
+	for k, els := range byKey {
+		out[k.name()] = els
+	}
+	return out
 }
 
 // entry builds the ipset element of a prefix with a timeout (nil = none).
@@ -302,28 +323,11 @@ func (b *ipt) Setup(l Layout, bans []Ban) error {
 	if err != nil {
 		return fmt.Errorf("setting up iptables layout: %w", err)
 	}
-	bySet := map[string][]Ban{}
-	for _, bn := range in {
-		bySet[ipsetFor(bn)] = append(bySet[ipsetFor(bn)], bn)
-	}
+	bySet := ipsetGroups(in, now)
 	for _, s := range desiredSets(l) {
-		var entries []*netlink.IPSetEntry
-		switch s.name {
-		case wlSet4, wlSet6:
-			for _, p := range l.Whitelist {
-				if p.Addr().Is6() == s.v6 {
-					e := entry(p.Masked(), nil)
-					e.CIDR = uint8(p.Bits())
-					entries = append(entries, e)
-				}
-			}
-		default:
-			for _, bn := range bySet[s.name] {
-				t, ok := timeoutSeconds(bn.Expires, now, ipsetMaxTimeout)
-				if ok {
-					entries = append(entries, entry(bn.Prefix, &t))
-				}
-			}
+		entries := bySet[s.name]
+		if !s.timeout {
+			entries = whitelistElems(l, s.v6)
 		}
 		if err := b.loadSet(s, entries); err != nil {
 			return fmt.Errorf("setting up iptables layout: %w", err)
@@ -345,23 +349,37 @@ func (b *ipt) Setup(l Layout, bans []Ban) error {
 	return nil
 }
 
-// loadSet fills a temporary set and swaps it with the live one, so the
-// live set holds exactly entries at every instant.
-func (b *ipt) loadSet(s setSpec, entries []*netlink.IPSetEntry) error {
+// whitelistElems returns the whitelist's prefixes of one family.
+func whitelistElems(l Layout, v6 bool) []ipsetElem {
+	var out []ipsetElem
+	for _, p := range l.Whitelist {
+		if p.Addr().Is6() == v6 {
+			// A whitelisted /32 or /128 goes into the hash:net set with
+			// its CIDR like any other prefix.
+			out = append(out, ipsetElem{prefix: p.Masked()})
+		}
+	}
+	return out
+}
+
+// loadSet fills a temporary set, created with a hash size fitted to the
+// entries, and swaps it with the live one, so the live set holds exactly
+// entries at every instant.
+func (b *ipt) loadSet(s setSpec, entries []ipsetElem) error {
 	tmp := s.name + "-t"
 	if err := b.h.IpsetDestroy(tmp); err != nil && !isNotFound(err) {
 		return fmt.Errorf("destroying leftover ipset %s: %w", tmp, err)
 	}
-	if err := s.create(b.h, tmp); err != nil {
+	if err := b.bulk.create(s, tmp, len(entries), ipsetMaxElem); err != nil {
 		return err
 	}
-	if err := b.addEntries(tmp, entries); err != nil {
+	if err := b.bulk.add(tmp, entries); err != nil {
 		_ = b.h.IpsetDestroy(tmp)
 		return err
 	}
 	// Create the live set if missing (not listed: that would read every
 	// element); a live set of another type makes the swap fail.
-	if err := s.create(b.h, s.name); err != nil && !errors.Is(err, unix.EEXIST) {
+	if err := b.bulk.create(s, s.name, 0, ipsetMaxElem); err != nil && !errors.Is(err, unix.EEXIST) {
 		return err
 	}
 	if err := b.h.IpsetSwap(tmp, s.name); err != nil {
@@ -369,18 +387,6 @@ func (b *ipt) loadSet(s setSpec, entries []*netlink.IPSetEntry) error {
 	}
 	if err := b.h.IpsetDestroy(tmp); err != nil {
 		return fmt.Errorf("destroying ipset %s: %w", tmp, err)
-	}
-	return nil
-}
-
-func (b *ipt) addEntries(set string, entries []*netlink.IPSetEntry) error {
-	if len(entries) > 8 {
-		return b.bulk.add(set, entries)
-	}
-	for _, e := range entries {
-		if err := b.h.IpsetAdd(set, e); err != nil {
-			return fmt.Errorf("adding %v/%d to ipset %s: %w", e.IP, e.CIDR, set, err)
-		}
 	}
 	return nil
 }
@@ -488,23 +494,10 @@ func (b *ipt) Add(bans []Ban) error {
 	return nil
 }
 
-// addBans adds bans grouped by set, in bulk messages for large batches.
+// addBans adds bans grouped by set, many per message.
 func (b *ipt) addBans(in []Ban, now time.Time) error {
-	bySet := map[string][]*netlink.IPSetEntry{}
-	var order []string
-	for _, bn := range in {
-		t, ok := timeoutSeconds(bn.Expires, now, ipsetMaxTimeout)
-		if !ok {
-			continue
-		}
-		set := ipsetFor(bn)
-		if _, ok := bySet[set]; !ok {
-			order = append(order, set)
-		}
-		bySet[set] = append(bySet[set], entry(bn.Prefix, &t))
-	}
-	for _, set := range order {
-		if err := b.addEntries(set, bySet[set]); err != nil {
+	for set, els := range ipsetGroups(in, now) {
+		if err := b.bulk.add(set, els); err != nil {
 			return err
 		}
 	}
@@ -618,82 +611,76 @@ func parseBanSetName(name string) (string, bool) {
 	return "", false
 }
 
+// verifySlack is how close to its expiry (in whole seconds of kernel
+// timeout) a ban may be and still be missing from the kernel without that
+// counting as drift: the kernel and the daemon read different clocks.
+const verifySlack = 2
+
 // Verify checks sets, whitelist, bans, chain rules and the jump, and
-// repairs what it finds.
+// repairs what it finds. Ban sets are checked by their element count (the
+// set header), so a watchdog period costs the same at a million bans as at
+// ten: a set holding fewer elements than the ban table has bans for it
+// (not counting bans within verifySlack seconds of expiring) gets every
+// ban re-added in one batch, which refreshes present elements and restores
+// missing ones. A set holding more is not drift: entries outlive their
+// ban by up to a second (timeouts are rounded up).
 func (b *ipt) Verify(l Layout, bans []Ban) ([]string, error) {
 	if err := checkLayout(l); err != nil {
 		return nil, fmt.Errorf("verifying iptables layout: %w", err)
 	}
 	now := b.now()
-	in, err := prepare(bans, jailIndex(l), now)
+	jails := jailIndex(l)
+	want := map[setKey]int{} // bans each set must hold for sure
+	err := eachPrepared(bans, jails, now, func(bn Ban) {
+		if t, _ := timeoutSeconds(bn.Expires, now, ipsetMaxTimeout); t == 0 || t > verifySlack {
+			want[setKeyOf(bn)]++
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("verifying iptables layout: %w", err)
 	}
-	bySet := map[string][]Ban{}
-	for _, bn := range in {
-		bySet[ipsetFor(bn)] = append(bySet[ipsetFor(bn)], bn)
-	}
 	var found []string
+	var short []string // ban sets to refill
 	for _, s := range desiredSets(l) {
-		r, err := b.h.IpsetList(s.name)
-		have := map[netip.Prefix]uint32{}
-		switch {
-		case isNotFound(err):
-			found = append(found, fmt.Sprintf("ipset %s missing", s.name))
-			if err := s.create(b.h, s.name); err != nil {
+		if !s.timeout {
+			f, err := b.verifyWhitelist(l, s)
+			found = append(found, f...)
+			if err != nil {
 				return found, err
-			}
-		case err != nil:
-			return found, fmt.Errorf("listing ipset %s: %w", s.name, err)
-		default:
-			have = setContents(r)
-		}
-		if !s.timeout { // whitelist: exact contents
-			var want []netip.Prefix
-			for _, p := range l.Whitelist {
-				if p.Addr().Is6() == s.v6 {
-					want = append(want, p.Masked())
-				}
-			}
-			var missing []netip.Prefix
-			for _, p := range want {
-				if _, ok := have[p]; !ok {
-					missing = append(missing, p)
-				}
-			}
-			if len(missing) > 0 {
-				found = append(found, fmt.Sprintf("ipset %s lacks whitelisted %v", s.name, missing))
-				for _, p := range missing {
-					e := entry(p, nil)
-					e.CIDR = uint8(p.Bits())
-					if err := b.h.IpsetAdd(s.name, e); err != nil {
-						return found, fmt.Errorf("adding %v to ipset %s: %w", p, s.name, err)
-					}
-				}
-			}
-			for p := range have {
-				if !slices.Contains(want, p) {
-					found = append(found, fmt.Sprintf("ipset %s holds %v, not whitelisted", s.name, p))
-					e := entry(p, nil)
-					e.CIDR = uint8(p.Bits())
-					if err := b.h.IpsetDel(s.name, e); err != nil && !isAbsentElement(err) {
-						return found, fmt.Errorf("removing %v from ipset %s: %w", p, s.name, err)
-					}
-				}
 			}
 			continue
 		}
-		var missing []Ban
-		for _, bn := range bySet[s.name] {
-			if _, ok := have[bn.Prefix]; !ok {
-				missing = append(missing, bn)
-			}
-		}
-		if len(missing) > 0 {
-			found = append(found, fmt.Sprintf("ipset %s lacks %d of %d bans (first %v)", s.name, len(missing), len(bySet[s.name]), missing[0].Prefix))
-			if err := b.addBans(missing, now); err != nil {
+		jail, _ := parseBanSetName(s.name)
+		w := want[setKey{jail, s.v6, s.typ == "hash:net"}]
+		n, err := b.bulk.count(s.name)
+		switch {
+		case isNotFound(err):
+			found = append(found, fmt.Sprintf("ipset %s missing", s.name))
+			if err := b.bulk.create(s, s.name, w, ipsetMaxElem); err != nil {
 				return found, err
 			}
+		case err != nil:
+			return found, err
+		case n < w:
+			found = append(found, fmt.Sprintf("ipset %s holds %d elements, the ban table %d bans for it", s.name, n, w))
+		default:
+			continue
+		}
+		if w > 0 {
+			short = append(short, s.name)
+		}
+	}
+	if len(short) > 0 {
+		in, err := prepare(bans, jails, now)
+		if err != nil {
+			return found, fmt.Errorf("verifying iptables layout: %w", err)
+		}
+		groups := ipsetGroups(in, now)
+		for _, name := range short {
+			if err := b.bulk.add(name, groups[name]); err != nil {
+				return found, fmt.Errorf("repairing ipset %s: %w", name, err)
+			}
+			found = append(found, fmt.Sprintf("re-added %d bans to ipset %s", len(groups[name]), name))
 		}
 	}
 	err = inNetNS(b.ns, func() error {
@@ -707,6 +694,56 @@ func (b *ipt) Verify(l Layout, bans []Ban) ([]string, error) {
 	}
 	if err != nil {
 		return found, fmt.Errorf("repairing iptables layout: %w", err)
+	}
+	return found, nil
+}
+
+// verifyWhitelist makes a whitelist set exist and hold exactly the
+// whitelist of its family (it is small: read back in full).
+func (b *ipt) verifyWhitelist(l Layout, s setSpec) ([]string, error) {
+	var found []string
+	have := map[netip.Prefix]uint32{}
+	r, err := b.h.IpsetList(s.name)
+	switch {
+	case isNotFound(err):
+		found = append(found, fmt.Sprintf("ipset %s missing", s.name))
+		if err := b.bulk.create(s, s.name, 0, ipsetMaxElem); err != nil {
+			return found, err
+		}
+	case err != nil:
+		return found, fmt.Errorf("listing ipset %s: %w", s.name, err)
+	default:
+		have = setContents(r)
+	}
+	var want []netip.Prefix
+	for _, e := range whitelistElems(l, s.v6) {
+		want = append(want, e.prefix)
+	}
+	var missing []ipsetElem
+	for _, p := range want {
+		if _, ok := have[p]; !ok {
+			missing = append(missing, ipsetElem{prefix: p})
+		}
+	}
+	if len(missing) > 0 {
+		var ps []netip.Prefix
+		for _, e := range missing {
+			ps = append(ps, e.prefix)
+		}
+		found = append(found, fmt.Sprintf("ipset %s lacks whitelisted %v", s.name, ps))
+		if err := b.bulk.add(s.name, missing); err != nil {
+			return found, err
+		}
+	}
+	for p := range have {
+		if !slices.Contains(want, p) {
+			found = append(found, fmt.Sprintf("ipset %s holds %v, not whitelisted", s.name, p))
+			e := entry(p, nil)
+			e.CIDR = uint8(p.Bits())
+			if err := b.h.IpsetDel(s.name, e); err != nil && !isAbsentElement(err) {
+				return found, fmt.Errorf("removing %v from ipset %s: %w", p, s.name, err)
+			}
+		}
 	}
 	return found, nil
 }

@@ -4,9 +4,10 @@
 // 1M bans at start, TCP connect latency from an attacker namespace with 0,
 // 100k and 1M unrelated bans loaded, and beside them the per-address-rule
 // approach (one `iptables -I INPUT -s X -j REJECT` per ban, as fail2ban's
-// default action does) at 10k bans. It prints one table.
+// default action does) at 10k bans, and the time one Verify (the watchdog's
+// check) takes with 100k and 1M bans in place. It prints one table.
 //
-//	go run ./internal/bench/firewall [-backends iptables,nftables] [-max 1000000] [-connects 2000]
+//	go run ./internal/bench/firewall [-backends iptables,nftables] [-max 1000000] [-connects 2000] [-per-rule 10000]
 package main
 
 import (
@@ -240,6 +241,17 @@ func measureBackend(name string, max, connects int) {
 			fatal(err)
 		}
 		row(fmt.Sprintf("restart %s", count(n)), name, time.Since(t0).Round(time.Millisecond).String(), "Setup over the same bans (restart)")
+		t0 = time.Now()
+		found, err := b.Verify(layout, bans)
+		if err != nil {
+			fatal(err)
+		}
+		d = time.Since(t0)
+		note := "Verify with every ban in place (watchdog period cost)"
+		if len(found) > 0 {
+			note = fmt.Sprintf("Verify reported drift: %q", found)
+		}
+		row(fmt.Sprintf("verify %s", count(n)), name, d.Round(100*time.Microsecond).String(), note)
 		if n <= 100_000 { // reading a 1M nftables set back is quadratic in the kernel
 			got, err := b.List()
 			if err != nil {
