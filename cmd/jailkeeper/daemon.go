@@ -55,10 +55,17 @@ func cmdDaemon(args []string, stdout, stderr io.Writer) int {
 	}
 	d := &daemon{cfgDir: *cfgDir, stateDir: *stateDir, log: newLogger(stderr), reloads: make(chan chan error)}
 	if err := d.run(); err != nil {
-		d.log.errorf(msgStopping, "jailkeeper: %v", err)
-		// Under systemd stderr is the journal already: say it once.
-		if toJournal, _ := journal.StderrIsJournalStream(); d.log.journal && !toJournal {
-			fmt.Fprintf(stderr, "jailkeeper: %v\n", err)
+		// Under systemd stderr is the journal already, and it is the safer
+		// way to say a last word: a native entry sent right before exit can
+		// lose its _SYSTEMD_UNIT (journald reads the cgroup of a process
+		// that is gone), the stream cannot. Say it once, at priority err.
+		if toJournal, _ := journal.StderrIsJournalStream(); toJournal {
+			fmt.Fprintf(stderr, "<%d>jailkeeper: %s\n", journal.PriErr, oneLine(err.Error()))
+		} else {
+			d.log.errorf(msgStopping, "jailkeeper: %v", err)
+			if d.log.journal {
+				fmt.Fprintf(stderr, "jailkeeper: %v\n", err)
+			}
 		}
 		sddaemon.SdNotify(false, "STATUS=failed: "+oneLine(err.Error()))
 		var ce configError
