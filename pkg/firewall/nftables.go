@@ -42,6 +42,9 @@ func nftSetName(jail string, v6, net bool) string {
 	return strings.TrimPrefix(banSetName(jail, v6, net), setPrefix)
 }
 
+// nftName returns the nftables set of k.
+func (k setKey) nftName() string { return nftSetName(k.jail, k.v6, k.net) }
+
 // nftSetFor returns the set a ban belongs in.
 func nftSetFor(b Ban) string {
 	return nftSetName(b.Jail, b.Prefix.Addr().Is6(), !isHost(b.Prefix))
@@ -545,24 +548,22 @@ func (b *nft) Add(bans []Ban) error {
 // prefix containing narrower ones replaces them in the same transaction.
 // checkNested=false skips reading the sets (they are known to be empty).
 func (b *nft) add(in []Ban, now time.Time, checkNested bool) error {
-	hosts := map[string][]nftables.SetElement{}
+	hosts := map[setKey][]int32{} // indices into in, by set
 	nets := map[string][]Ban{}
-	for _, bn := range in {
-		to, ok := nftTimeout(bn.Expires, now)
-		if !ok {
+	for i, bn := range in {
+		if !bn.Expires.IsZero() && !bn.Expires.After(now) {
 			continue
 		}
-		name := nftSetFor(bn)
-		if isHost(bn.Prefix) {
-			hosts[name] = append(hosts[name], nftables.SetElement{Key: bn.Prefix.Addr().AsSlice(), Timeout: to})
+		k := setKeyOf(bn)
+		if k.net {
+			nets[k.nftName()] = append(nets[k.nftName()], bn)
 		} else {
-			nets[name] = append(nets[name], bn)
+			hosts[k] = append(hosts[k], int32(i))
 		}
 	}
-	for name, els := range hosts {
-		s := nftSpec{name: name, v6: len(els[0].Key) == 16, timeout: true}.set(b.table)
-		if err := b.flushChunks(s, els, false); err != nil {
-			return fmt.Errorf("adding %d addresses to set %s: %w", len(els), name, err)
+	for k, idx := range hosts {
+		if err := b.addHosts(k, in, idx, now); err != nil {
+			return fmt.Errorf("adding %d addresses to set %s: %w", len(idx), k.nftName(), err)
 		}
 	}
 	for name, bs := range nets {
@@ -574,6 +575,47 @@ func (b *nft) add(in []Ban, now time.Time, checkNested bool) error {
 		}
 		if err != nil {
 			return fmt.Errorf("adding %d prefixes to set %s: %w", len(bs), name, err)
+		}
+	}
+	return nil
+}
+
+// addHosts adds the host bans in[i] for i in idx to the plain set k, one
+// transaction per nftChunk elements built as it goes (a million
+// SetElements at once would cost more than the kernel's work).
+func (b *nft) addHosts(k setKey, in []Ban, idx []int32, now time.Time) error {
+	s := nftSpec{name: k.nftName(), v6: k.v6, timeout: true}.set(b.table)
+	klen := 4
+	if k.v6 {
+		klen = 16
+	}
+	els := make([]nftables.SetElement, 0, nftChunk)
+	for chunk := range slices.Chunk(idx, nftChunk) {
+		keys := make([]byte, klen*len(chunk)) // google/nftables keeps them until Flush
+		els = els[:0]
+		for j, i := range chunk {
+			to, ok := nftTimeout(in[i].Expires, now)
+			if !ok {
+				continue
+			}
+			key := keys[j*klen : (j+1)*klen : (j+1)*klen]
+			if a := in[i].Prefix.Addr(); k.v6 {
+				v := a.As16()
+				copy(key, v[:])
+			} else {
+				v := a.As4()
+				copy(key, v[:])
+			}
+			els = append(els, nftables.SetElement{Key: key, Timeout: to})
+		}
+		if len(els) == 0 {
+			continue
+		}
+		if err := b.c.SetAddElements(s, els); err != nil {
+			return err
+		}
+		if err := b.c.Flush(); err != nil {
+			return err
 		}
 	}
 	return nil
