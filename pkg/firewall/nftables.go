@@ -56,6 +56,7 @@ type nft struct {
 	opts   Options
 	ns     netns.NsHandle
 	c      *nftables.Conn
+	raw    *nftRaw         // large element batches and lookups
 	h      *netlink.Handle // conntrack, only with KillConnections
 	table  *nftables.Table
 	layout Layout
@@ -79,6 +80,10 @@ func newNFTables(opts Options) (*nft, error) {
 	if b.c, err = nftables.New(copts...); err != nil {
 		b.ns.Close()
 		return nil, fmt.Errorf("opening nftables netlink connection: %w", err)
+	}
+	if b.raw, err = newNFTRaw(b.ns); err != nil {
+		b.Close()
+		return nil, err
 	}
 	if opts.KillConnections {
 		if b.ns == netns.None() {
@@ -425,25 +430,13 @@ func readElems(els []nftables.SetElement, interval bool) []nftElem {
 	return out
 }
 
-// flushChunks sends elements of one set in transactions of nftChunk
-// elements (add or delete). nftChunk is even, so the start and end of an
-// interval never land in different transactions.
-func (b *nft) flushChunks(s *nftables.Set, els []nftables.SetElement, del bool) error {
-	for chunk := range slices.Chunk(els, nftChunk) {
-		var err error
-		if del {
-			err = b.c.SetDeleteElements(s, chunk)
-		} else {
-			err = b.c.SetAddElements(s, chunk)
-		}
-		if err != nil {
-			return err
-		}
-		if err := b.c.Flush(); err != nil {
-			return err
-		}
-	}
-	return nil
+// addElems adds elements (plain keys, or interval starts each followed
+// by its end) to set s in large transactions.
+func (b *nft) addElems(s *nftables.Set, els []nftables.SetElement) error {
+	return b.raw.add(s.Name, len(els), func(i int) nftRawElem {
+		a, _ := netip.AddrFromSlice(els[i].Key)
+		return nftRawElem{addr: a, timeout: uint64(els[i].Timeout.Milliseconds()), end: els[i].IntervalEnd}
+	})
 }
 
 // nftTimeout is the element timeout for a ban expiring at exp (0 =
@@ -580,45 +573,15 @@ func (b *nft) add(in []Ban, now time.Time, checkNested bool) error {
 	return nil
 }
 
-// addHosts adds the host bans in[i] for i in idx to the plain set k, one
-// transaction per nftChunk elements built as it goes (a million
-// SetElements at once would cost more than the kernel's work).
+// addHosts adds the host bans in[i] for i in idx to the plain set k,
+// encoded as it goes (a million google/nftables SetElements would cost
+// more than the kernel's work).
 func (b *nft) addHosts(k setKey, in []Ban, idx []int32, now time.Time) error {
-	s := nftSpec{name: k.nftName(), v6: k.v6, timeout: true}.set(b.table)
-	klen := 4
-	if k.v6 {
-		klen = 16
-	}
-	els := make([]nftables.SetElement, 0, nftChunk)
-	for chunk := range slices.Chunk(idx, nftChunk) {
-		keys := make([]byte, klen*len(chunk)) // google/nftables keeps them until Flush
-		els = els[:0]
-		for j, i := range chunk {
-			to, ok := nftTimeout(in[i].Expires, now)
-			if !ok {
-				continue
-			}
-			key := keys[j*klen : (j+1)*klen : (j+1)*klen]
-			if a := in[i].Prefix.Addr(); k.v6 {
-				v := a.As16()
-				copy(key, v[:])
-			} else {
-				v := a.As4()
-				copy(key, v[:])
-			}
-			els = append(els, nftables.SetElement{Key: key, Timeout: to})
-		}
-		if len(els) == 0 {
-			continue
-		}
-		if err := b.c.SetAddElements(s, els); err != nil {
-			return err
-		}
-		if err := b.c.Flush(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return b.raw.add(k.nftName(), len(idx), func(i int) nftRawElem {
+		bn := in[idx[i]]
+		to, _ := nftTimeout(bn.Expires, now) // expired bans were left out
+		return nftRawElem{addr: bn.Prefix.Addr(), timeout: uint64(to.Milliseconds())}
+	})
 }
 
 func (b *nft) addNets(name string, bs []Ban, now time.Time, checkNested bool) error {
@@ -687,7 +650,7 @@ func (b *nft) addNets(name string, bs []Ban, now time.Time, checkNested bool) er
 	if err := b.c.Flush(); err != nil {
 		return err
 	}
-	return b.flushChunks(s, adds[len(first):], false)
+	return b.addElems(s, adds[len(first):])
 }
 
 // Remove deletes each ban; each goes in its own transaction, so a ban the
@@ -879,6 +842,10 @@ func (b *nft) Close() error {
 	}
 	if b.h != nil {
 		b.h.Close()
+	}
+	if b.raw != nil {
+		b.raw.close()
+		b.raw = nil
 	}
 	if b.ns != netns.None() {
 		b.ns.Close()
