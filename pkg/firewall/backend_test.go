@@ -2,7 +2,9 @@ package firewall
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,6 +163,75 @@ func BenchmarkAdd(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "bans/s")
+		})
+	}
+}
+
+// TestVerifyLargeSets runs Verify the way it runs at a million bans (ipset:
+// header counts; nftables: sets above nftListMax, lowered here, checked by
+// looking up a sample) against partial and total loss of bans: each drift
+// is reported and repaired, after which the kernel holds every ban again
+// and the next Verify finds nothing.
+func TestVerifyLargeSets(t *testing.T) {
+	defer func(n int) { nftListMax = n }(nftListMax)
+	nftListMax = 500
+	l := Layout{Jails: []JailRules{{Name: "t", Ports: []uint16{22}}}}
+	exp := time.Now().Add(time.Hour)
+	var bans []Ban
+	var del []string // a third of the v4 addresses
+	for i := range 3000 {
+		a := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
+		bans = append(bans, Ban{Jail: "t", Prefix: netip.PrefixFrom(a, 32), Expires: exp})
+		if i%3 == 0 {
+			del = append(del, a.String())
+		}
+	}
+	for i := range 800 {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)})
+		bans = append(bans, Ban{Jail: "t", Prefix: netip.PrefixFrom(a, 128)})
+	}
+	bans = append(bans, Ban{Jail: "t", Prefix: netip.MustParsePrefix("203.0.113.0/24"), Expires: exp})
+	for _, c := range []struct {
+		backend string
+		drifts  map[string]string // name → shell line in the server namespace
+	}{
+		{"iptables", map[string]string{
+			"partial loss": "printf 'del jk-t-4 %s\\n' " + strings.Join(del, " ") + " | ipset restore",
+			"total loss":   "ipset flush jk-t-4 && ipset flush jk-t-6",
+			"one ban lost": "ipset del jk-t-4 10.0.0.1",
+		}},
+		{"nftables", map[string]string{
+			"partial loss": "nft delete element inet jailkeeper t-4 '{ " + strings.Join(del, ", ") + " }'",
+			"total loss":   "nft flush set inet jailkeeper t-4 && nft flush set inet jailkeeper t-6",
+			"table gone":   "nft delete table inet jailkeeper",
+		}},
+	} {
+		t.Run(c.backend, func(t *testing.T) {
+			e := newKernelEnv(t, c.backend)
+			b := e.backend(t)
+			defer b.Close()
+			if err := b.Setup(l, bans); err != nil {
+				t.Fatal(err)
+			}
+			if found, err := b.Verify(l, bans); err != nil || found != nil {
+				t.Fatalf("Verify after Setup: %q, %v", found, err)
+			}
+			for _, name := range slices.Sorted(maps.Keys(c.drifts)) {
+				e.sh(t, c.drifts[name])
+				if got, _ := b.List(); len(got) == len(bans) {
+					t.Fatalf("%s: drift changed nothing", name)
+				}
+				found, err := b.Verify(l, bans)
+				if err != nil || len(found) == 0 {
+					t.Fatalf("%s: Verify = %q, %v; want drift found", name, found, err)
+				}
+				if got, err := b.List(); err != nil || len(got) != len(bans) {
+					t.Fatalf("%s: after repair List has %d bans (%v), want %d", name, len(got), err, len(bans))
+				}
+				if found, err := b.Verify(l, bans); err != nil || found != nil {
+					t.Fatalf("%s: second Verify = %q, %v", name, found, err)
+				}
+			}
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os/exec"
 	"slices"
@@ -27,14 +28,15 @@ const (
 	// nftChunk is the most elements one message carries: google/nftables
 	// v0.3.0 silently truncates much larger element lists (LIBS.md §4.3).
 	nftChunk = 1000
-	// nftListMax is the largest set Setup and Verify read back: the
-	// kernel's set dump restarts from the first element for every message,
-	// so reading n elements costs O(n²) (2.3 s for 100k measured). Larger
-	// sets are checked for existence only.
-	nftListMax = 20_000
-	nftWL4     = "wl4"
-	nftWL6     = "wl6"
+	nftWL4   = "wl4"
+	nftWL6   = "wl6"
 )
+
+// nftListMax is the largest set Setup and Verify read back: the kernel's
+// set dump restarts from the first element for every message, so reading
+// n elements costs O(n²) (2.3 s for 100k measured). Larger sets are
+// checked by looking up a sample of their bans (a variable for tests).
+var nftListMax = 20_000
 
 // nftSetName returns a jail's set for one family, for host addresses (a
 // plain set) or prefixes (an interval set): <jail>-4, -n4, -6, -n6.
@@ -711,23 +713,62 @@ func (b *nft) List() ([]Ban, error) {
 	return out, nil
 }
 
+// nftSample is how many bans of a set too large to read back Verify looks
+// up in the kernel per call, chosen at random: a flushed or half-emptied
+// set is found at once, a set missing 1 % of its bans with a chance of
+// 1-0.99^512 > 99.4 % per watchdog period.
+const nftSample = 512
+
 // Verify checks the table, the chain's hook, priority and rules, the sets,
 // the whitelist and the bans; drift in the layout is repaired by rebuilding
-// it in one transaction, missing bans are added back.
+// it in one transaction, missing bans are added back. Sets of up to
+// nftListMax bans are read back in full; for larger ones (reading back is
+// quadratic in the kernel) nftSample random bans not about to expire are
+// looked up, and when one is missing every ban of that set is added again
+// (adding a present element only refreshes it).
 func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 	if err := checkLayout(l); err != nil {
 		return nil, fmt.Errorf("verifying nftables layout: %w", err)
 	}
 	now := b.now()
-	in, err := prepare(bans, jailIndex(l), now)
-	if err != nil {
+	jails := jailIndex(l)
+	perSet := map[setKey]int{}
+	if err := eachPrepared(bans, jails, now, func(bn Ban) { perSet[setKeyOf(bn)]++ }); err != nil {
 		return nil, fmt.Errorf("verifying nftables layout: %w", err)
 	}
+	// The bans of small sets, and a sample of the large ones.
+	small := map[setKey][]Ban{}
+	samples := map[setKey][]netip.Addr{}
+	seen := map[setKey]int{}
+	sure := now.Add(verifySlack * time.Second)
+	_ = eachPrepared(bans, jails, now, func(bn Ban) {
+		k := setKeyOf(bn)
+		if perSet[k] <= nftListMax {
+			small[k] = append(small[k], bn)
+			return
+		}
+		if !bn.Expires.IsZero() && bn.Expires.Before(sure) {
+			return
+		}
+		// Reservoir sampling: every ban equally likely.
+		n := seen[k]
+		seen[k]++
+		if n < nftSample {
+			samples[k] = append(samples[k], bn.Prefix.Addr())
+		} else if j := rand.IntN(n + 1); j < nftSample {
+			samples[k][j] = bn.Prefix.Addr()
+		}
+	})
 	var found []string
 	contents := map[string][]nftElem{}
-	trusted := map[string]bool{} // too large to read back: existence only
+	readAll := map[setKey]bool{} // large sets to fill again
 	if _, err := b.c.ListTableOfFamily(nftTable, nftables.TableFamilyINet); err != nil {
 		found = append(found, "table inet "+nftTable+" missing")
+		for k, n := range perSet {
+			if n > nftListMax {
+				readAll[k] = true
+			}
+		}
 	} else {
 		ch, err := b.c.ListChain(b.table, nftChain)
 		switch {
@@ -755,18 +796,26 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 		if err != nil {
 			return found, fmt.Errorf("listing sets: %w", err)
 		}
-		perSet := map[string]int{}
-		for _, bn := range in {
-			perSet[nftSetFor(bn)]++
-		}
 		for _, sp := range nftSets(l) {
 			i := slices.IndexFunc(sets, func(s *nftables.Set) bool { return s.Name == sp.name })
+			jail, _ := parseBanSetName(setPrefix + sp.name)
+			k := setKey{jail, sp.v6, sp.interval}
 			if i < 0 {
 				found = append(found, "set "+sp.name+" missing")
+				if perSet[k] > nftListMax {
+					readAll[k] = true
+				}
 				continue
 			}
-			if perSet[sp.name] > nftListMax {
-				trusted[sp.name] = true
+			if sp.timeout && perSet[k] > nftListMax {
+				miss, ok, err := b.raw.present(sp.name, samples[k])
+				if err != nil {
+					return found, err
+				}
+				if !ok {
+					found = append(found, fmt.Sprintf("set %s lacks %v, one of %d bans looked up of its %d", sp.name, miss, len(samples[k]), perSet[k]))
+					readAll[k] = true
+				}
 				continue
 			}
 			els, err := b.c.GetSetElements(sets[i])
@@ -802,21 +851,36 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 	}
 	b.layout = l
 	var missing []Ban
-	for _, bn := range in {
-		name := nftSetFor(bn)
-		present := trusted[name]
-		for _, e := range contents[name] {
-			if e.p.Bits() <= bn.Prefix.Bits() && e.p.Contains(bn.Prefix.Addr()) {
-				present = true
-				break
+	for k, bs := range small {
+		for _, bn := range bs {
+			present := false
+			for _, e := range contents[k.nftName()] {
+				if e.p.Bits() <= bn.Prefix.Bits() && e.p.Contains(bn.Prefix.Addr()) {
+					present = true
+					break
+				}
 			}
-		}
-		if !present {
-			missing = append(missing, bn)
+			if !present {
+				missing = append(missing, bn)
+			}
 		}
 	}
 	if len(missing) > 0 {
-		found = append(found, fmt.Sprintf("%d of %d bans missing from the sets (first %v in jail %s)", len(missing), len(in), missing[0].Prefix, missing[0].Jail))
+		found = append(found, fmt.Sprintf("%d bans missing from the sets (first %v in jail %s)", len(missing), missing[0].Prefix, missing[0].Jail))
+	}
+	refill := 0
+	if len(readAll) > 0 {
+		_ = eachPrepared(bans, jails, now, func(bn Ban) {
+			if readAll[setKeyOf(bn)] {
+				missing = append(missing, bn)
+				refill++
+			}
+		})
+	}
+	if refill > 0 {
+		found = append(found, fmt.Sprintf("re-adding all %d bans of the large sets", refill))
+	}
+	if len(missing) > 0 {
 		if err := b.add(missing, now, true); err != nil {
 			return found, fmt.Errorf("repairing nftables bans: %w", err)
 		}
