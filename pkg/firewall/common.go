@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/netip"
 	"regexp"
+	"slices"
 	"time"
 )
 
@@ -137,13 +138,17 @@ func prepare(bans []Ban, jails map[string]JailRules, now time.Time) ([]Ban, erro
 // without copying the list; a ban of an unknown jail or an invalid prefix
 // stops it with an error.
 func eachPrepared(bans []Ban, jails map[string]JailRules, now time.Time, fn func(Ban)) error {
+	known := "" // the last jail found in jails: bans come in runs of one jail
 	for _, b := range bans {
 		n, err := normalize(b)
 		if err != nil {
 			return err
 		}
-		if _, ok := jails[n.Jail]; !ok {
-			return fmt.Errorf("banning %v: unknown jail %q", n.Prefix, n.Jail)
+		if n.Jail != known || known == "" {
+			if _, ok := jails[n.Jail]; !ok {
+				return fmt.Errorf("banning %v: unknown jail %q", n.Prefix, n.Jail)
+			}
+			known = n.Jail
 		}
 		if !n.Expires.IsZero() && !n.Expires.After(now) {
 			continue
@@ -152,3 +157,47 @@ func eachPrepared(bans []Ban, jails map[string]JailRules, now time.Time, fn func
 	}
 	return nil
 }
+
+// setIDs numbers the ban sets of a layout 0…4·jails-1 (jail, family, host
+// or prefix) so that per-set tallies over a million bans are slice
+// indexing, not map lookups.
+type setIDs struct {
+	keys  []setKey
+	jails map[string]int
+	last  string
+	lastI int
+}
+
+func newSetIDs(l Layout) *setIDs {
+	x := &setIDs{jails: make(map[string]int, len(l.Jails)), lastI: -1}
+	for i, j := range l.Jails {
+		x.jails[j.Name] = i
+		for _, v6 := range []bool{false, true} {
+			for _, net := range []bool{false, true} {
+				x.keys = append(x.keys, setKey{j.Name, v6, net})
+			}
+		}
+	}
+	return x
+}
+
+// n is the number of sets.
+func (x *setIDs) n() int { return len(x.keys) }
+
+// id returns the set of a prepared ban (its jail is in the layout).
+func (x *setIDs) id(b Ban) int {
+	if b.Jail != x.last || x.lastI < 0 {
+		x.last, x.lastI = b.Jail, x.jails[b.Jail]
+	}
+	i := 4 * x.lastI
+	if b.Prefix.Addr().Is6() {
+		i += 2
+	}
+	if !isHost(b.Prefix) {
+		i++
+	}
+	return i
+}
+
+// idOf returns the set of k.
+func (x *setIDs) idOf(k setKey) int { return slices.Index(x.keys, k) }

@@ -611,9 +611,9 @@ func parseBanSetName(name string) (string, bool) {
 	return "", false
 }
 
-// verifySlack is how close to its expiry (in whole seconds of kernel
-// timeout) a ban may be and still be missing from the kernel without that
-// counting as drift: the kernel and the daemon read different clocks.
+// verifySlack is how close to its expiry (in seconds) a ban may be and
+// still be missing from the kernel without that counting as drift: the
+// kernel and the daemon read different clocks.
 const verifySlack = 2
 
 // Verify checks sets, whitelist, bans, chain rules and the jump, and
@@ -630,10 +630,12 @@ func (b *ipt) Verify(l Layout, bans []Ban) ([]string, error) {
 	}
 	now := b.now()
 	jails := jailIndex(l)
-	want := map[setKey]int{} // bans each set must hold for sure
+	ids := newSetIDs(l)
+	want := make([]int, ids.n()) // bans each set must hold for sure
+	sure := now.Add(verifySlack * time.Second)
 	err := eachPrepared(bans, jails, now, func(bn Ban) {
-		if t, _ := timeoutSeconds(bn.Expires, now, ipsetMaxTimeout); t == 0 || t > verifySlack {
-			want[setKeyOf(bn)]++
+		if bn.Expires.IsZero() || bn.Expires.After(sure) {
+			want[ids.id(bn)]++
 		}
 	})
 	if err != nil {
@@ -651,7 +653,7 @@ func (b *ipt) Verify(l Layout, bans []Ban) ([]string, error) {
 			continue
 		}
 		jail, _ := parseBanSetName(s.name)
-		w := want[setKey{jail, s.v6, s.typ == "hash:net"}]
+		w := want[ids.idOf(setKey{jail, s.v6, s.typ == "hash:net"})]
 		n, err := b.bulk.count(s.name)
 		switch {
 		case isNotFound(err):

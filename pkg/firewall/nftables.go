@@ -732,17 +732,19 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 	}
 	now := b.now()
 	jails := jailIndex(l)
-	perSet := map[setKey]int{}
-	if err := eachPrepared(bans, jails, now, func(bn Ban) { perSet[setKeyOf(bn)]++ }); err != nil {
+	ids := newSetIDs(l)
+	perSet := make([]int, ids.n())
+	if err := eachPrepared(bans, jails, now, func(bn Ban) { perSet[ids.id(bn)]++ }); err != nil {
 		return nil, fmt.Errorf("verifying nftables layout: %w", err)
 	}
 	// The bans of small sets, and a sample of the large ones.
-	small := map[setKey][]Ban{}
-	samples := map[setKey][]netip.Addr{}
-	seen := map[setKey]int{}
+	small := make([][]Ban, ids.n())
+	samples := make([][]netip.Addr, ids.n())
+	seen := make([]int, ids.n())
 	sure := now.Add(verifySlack * time.Second)
+	rnd := rand.New(rand.NewPCG(uint64(now.UnixNano()), 0))
 	_ = eachPrepared(bans, jails, now, func(bn Ban) {
-		k := setKeyOf(bn)
+		k := ids.id(bn)
 		if perSet[k] <= nftListMax {
 			small[k] = append(small[k], bn)
 			return
@@ -755,19 +757,19 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 		seen[k]++
 		if n < nftSample {
 			samples[k] = append(samples[k], bn.Prefix.Addr())
-		} else if j := rand.IntN(n + 1); j < nftSample {
+		} else if j := rnd.IntN(n + 1); j < nftSample {
 			samples[k][j] = bn.Prefix.Addr()
 		}
 	})
 	var found []string
 	contents := map[string][]nftElem{}
-	readAll := map[setKey]bool{} // large sets to fill again
+	readAll := make([]bool, ids.n()) // large sets to fill again
+	refill := false
 	if _, err := b.c.ListTableOfFamily(nftTable, nftables.TableFamilyINet); err != nil {
 		found = append(found, "table inet "+nftTable+" missing")
 		for k, n := range perSet {
-			if n > nftListMax {
-				readAll[k] = true
-			}
+			readAll[k] = n > nftListMax
+			refill = refill || readAll[k]
 		}
 	} else {
 		ch, err := b.c.ListChain(b.table, nftChain)
@@ -799,11 +801,12 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 		for _, sp := range nftSets(l) {
 			i := slices.IndexFunc(sets, func(s *nftables.Set) bool { return s.Name == sp.name })
 			jail, _ := parseBanSetName(setPrefix + sp.name)
-			k := setKey{jail, sp.v6, sp.interval}
+			k := ids.idOf(setKey{jail, sp.v6, sp.interval})
 			if i < 0 {
 				found = append(found, "set "+sp.name+" missing")
-				if perSet[k] > nftListMax {
+				if k >= 0 && perSet[k] > nftListMax {
 					readAll[k] = true
+					refill = true
 				}
 				continue
 			}
@@ -815,6 +818,7 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 				if !ok {
 					found = append(found, fmt.Sprintf("set %s lacks %v, one of %d bans looked up of its %d", sp.name, miss, len(samples[k]), perSet[k]))
 					readAll[k] = true
+					refill = true
 				}
 				continue
 			}
@@ -852,13 +856,17 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 	b.layout = l
 	var missing []Ban
 	for k, bs := range small {
+		have := contents[ids.keys[k].nftName()]
+		exact := make(map[netip.Prefix]bool, len(have))
+		for _, e := range have {
+			exact[e.p] = true
+		}
 		for _, bn := range bs {
-			present := false
-			for _, e := range contents[k.nftName()] {
-				if e.p.Bits() <= bn.Prefix.Bits() && e.p.Contains(bn.Prefix.Addr()) {
-					present = true
-					break
-				}
+			present := exact[bn.Prefix]
+			for i := 0; !present && i < len(have) && ids.keys[k].net; i++ {
+				// An interval set may hold a wider prefix instead.
+				e := have[i]
+				present = e.p.Bits() <= bn.Prefix.Bits() && e.p.Contains(bn.Prefix.Addr())
 			}
 			if !present {
 				missing = append(missing, bn)
@@ -868,17 +876,15 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 	if len(missing) > 0 {
 		found = append(found, fmt.Sprintf("%d bans missing from the sets (first %v in jail %s)", len(missing), missing[0].Prefix, missing[0].Jail))
 	}
-	refill := 0
-	if len(readAll) > 0 {
+	if refill {
+		n := 0
 		_ = eachPrepared(bans, jails, now, func(bn Ban) {
-			if readAll[setKeyOf(bn)] {
+			if readAll[ids.id(bn)] {
 				missing = append(missing, bn)
-				refill++
+				n++
 			}
 		})
-	}
-	if refill > 0 {
-		found = append(found, fmt.Sprintf("re-adding all %d bans of the large sets", refill))
+		found = append(found, fmt.Sprintf("re-adding all %d bans of the large sets", n))
 	}
 	if len(missing) > 0 {
 		if err := b.add(missing, now, true); err != nil {
