@@ -95,6 +95,7 @@ func in(name string, fn func() error) error {
 			errc <- err
 			return
 		}
+		defer orig.Close()
 		target, err := netns.GetFromName(name)
 		if err != nil {
 			errc <- err
