@@ -441,7 +441,7 @@ func (d *daemon) status() string {
 
 func (d *daemon) statusLocked() string {
 	names := d.cfg.JailNames()
-	return fmt.Sprintf("%d jails (%s), %d bans", len(names), strings.Join(names, ", "), len(d.table.Active(time.Now())))
+	return fmt.Sprintf("%d jails (%s), %d bans", len(names), strings.Join(names, ", "), d.table.Len())
 }
 
 func toFirewall(bs []bans.Ban) []firewall.Ban {

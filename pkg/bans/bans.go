@@ -310,6 +310,14 @@ func (t *Table) Active(now time.Time) []Ban {
 	return out
 }
 
+// Len returns how many bans the table holds (expired ones linger until the
+// next Expire, at most a second in the daemon). O(1), for status lines.
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.active)
+}
+
 // Lookup returns the active ban of p in jail.
 func (t *Table) Lookup(jail string, p netip.Prefix, now time.Time) (Ban, bool) {
 	t.mu.Lock()
