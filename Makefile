@@ -3,7 +3,7 @@
 GO      ?= $(or $(shell command -v go 2>/dev/null),/usr/local/go/bin/go)
 PREFIX  ?= /usr/local
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X main.version=$(VERSION)
+LDFLAGS := -s -w -X main.version=$(VERSION)
 
 .PHONY: all build install uninstall deps-build test test-systemd test-unit demo bench clean
 
