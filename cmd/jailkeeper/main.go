@@ -185,7 +185,7 @@ func cmdBan(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			if line == "" {
 				continue
 			}
-			if _, err := config.ParsePrefix(line); err != nil {
+			if _, err := dbusapi.ParsePrefix(line); err != nil {
 				return fail(stderr, "ban", fmt.Errorf("stdin line %d: %w; nothing banned", n, err))
 			}
 			addrs = append(addrs, line)
@@ -194,7 +194,7 @@ func cmdBan(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return fail(stderr, "ban", fmt.Errorf("reading stdin: %w; nothing banned", err))
 		}
 	} else {
-		if _, err := config.ParsePrefix(pos[1]); err != nil {
+		if _, err := dbusapi.ParsePrefix(pos[1]); err != nil {
 			return fail(stderr, "ban", err)
 		}
 		addrs = []string{pos[1]}
@@ -230,7 +230,7 @@ func cmdUnban(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "jailkeeper unban: want one ADDR")
 		return 2
 	}
-	if _, err := config.ParsePrefix(pos[0]); err != nil {
+	if _, err := dbusapi.ParsePrefix(pos[0]); err != nil {
 		return fail(stderr, "unban", err)
 	}
 	c, err := dbusapi.Dial()

@@ -318,14 +318,6 @@ func (t *Table) Len() int {
 	return len(t.active)
 }
 
-// Lookup returns the active ban of p in jail.
-func (t *Table) Lookup(jail string, p netip.Prefix, now time.Time) (Ban, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	b, ok := t.active[key{jail, p.Masked()}]
-	return b, ok && !b.Expired(now)
-}
-
 // Covered reports whether addr is inside an active ban of jail.
 func (t *Table) Covered(jail string, addr netip.Addr, now time.Time) bool {
 	t.mu.Lock()

@@ -126,8 +126,10 @@ func FromDBusError(err error) error {
 	return err
 }
 
-// parsePrefix parses an address or CIDR at the bus edge.
-func parsePrefix(s string) (netip.Prefix, error) {
+// ParsePrefix parses an address or CIDR as the bus edge and the CLI take
+// them: a bare address becomes a /32 or /128, IPv4-mapped IPv6 becomes
+// IPv4, a zone is dropped, and errors wrap ErrBadAddress.
+func ParsePrefix(s string) (netip.Prefix, error) {
 	if p, err := netip.ParsePrefix(s); err == nil {
 		if p.Addr().Is4In6() && p.Bits() >= 96 {
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)

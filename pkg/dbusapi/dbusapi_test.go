@@ -96,14 +96,14 @@ func TestParsePrefix(t *testing.T) {
 		"203.0.113.0/24": "203.0.113.0/24", "2001:db8::1/64": "2001:db8::/64", "fe80::1%eth0": "fe80::1/128",
 	}
 	for in, want := range good {
-		p, err := parsePrefix(in)
+		p, err := ParsePrefix(in)
 		if err != nil || p.String() != want {
-			t.Errorf("parsePrefix(%q) = %v, %v; want %s", in, p, err, want)
+			t.Errorf("ParsePrefix(%q) = %v, %v; want %s", in, p, err, want)
 		}
 	}
 	for _, bad := range []string{"", "203.0.113.300", "example.com", "1.2.3.4/33", "203.0.113.7 "} {
-		if _, err := parsePrefix(bad); err == nil {
-			t.Errorf("parsePrefix(%q) accepted", bad)
+		if _, err := ParsePrefix(bad); err == nil {
+			t.Errorf("ParsePrefix(%q) accepted", bad)
 		}
 	}
 }

@@ -120,7 +120,7 @@ func (x methods) Ban(sender dbus.Sender, jail, address string, secs uint64) *dbu
 	if e := x.s.check(sender); e != nil {
 		return e
 	}
-	p, err := parsePrefix(address)
+	p, err := ParsePrefix(address)
 	if err != nil {
 		return dbusErr(err)
 	}
@@ -135,7 +135,7 @@ func (x methods) BanMany(sender dbus.Sender, jail string, addresses []string, se
 	}
 	ps := make([]netip.Prefix, 0, len(addresses))
 	for i, a := range addresses {
-		p, err := parsePrefix(a)
+		p, err := ParsePrefix(a)
 		if err != nil {
 			return 0, dbusErr(fmt.Errorf("entry %d: %w", i+1, err))
 		}
@@ -155,7 +155,7 @@ func (x methods) UnbanJail(sender dbus.Sender, jail, address string) (uint32, *d
 	if e := x.s.check(sender); e != nil {
 		return 0, e
 	}
-	p, err := parsePrefix(address)
+	p, err := ParsePrefix(address)
 	if err != nil {
 		return 0, dbusErr(err)
 	}
