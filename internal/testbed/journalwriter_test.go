@@ -36,6 +36,9 @@ func TestWriteAsUnit(t *testing.T) {
 		{"private-native", jd, jd.Dir(), 2000, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.jd == nil {
+				EnsureJournald(t)
+			}
 			unit := "jk-test-" + Suffix() + ".service"
 			msgs := make([]string, tc.n)
 			for i := range msgs {

@@ -204,7 +204,7 @@ func newUnit() string { return "jk-test-" + testbed.Suffix() + ".service" }
 // opted in.
 func TestReaderUnitMatch(t *testing.T) {
 	testbed.Require(t, "systemd-cat", "journalctl", "logger")
-	testbed.SystemJournald(t)
+	testbed.EnsureJournald(t)
 	unit := newUnit()
 	ident := strings.TrimSuffix(unit, ".service")
 	bare := strings.TrimSuffix(unit, ".service") // no suffix: means .service
