@@ -182,18 +182,3 @@ func zombie(stat []byte) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
 }
-
-// waitOrKill waits for cmd to exit, sending SIGKILL after grace.
-func waitOrKill(cmd *exec.Cmd, grace time.Duration) {
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(grace):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
