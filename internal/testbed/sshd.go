@@ -60,6 +60,9 @@ func StartSSHDIn(t testing.TB, h *Hosts, jd *Journald) *SSHD {
 		"KbdInteractiveAuthentication no",
 		"UsePAM no",
 		"LogLevel INFO",
+		// A connection's process outlives the listener (and the test's
+		// namespaces): keep the time it may wait for a login short.
+		"LoginGraceTime 15",
 		"",
 	}, "\n")
 	if err := os.WriteFile(s.Config, []byte(cfg), 0o600); err != nil {
@@ -78,14 +81,20 @@ func StartSSHDIn(t testing.TB, h *Hosts, jd *Journald) *SSHD {
 }
 
 // stop sends SIGTERM to sshd itself (by the PID in its pid file), so that
-// systemd-cat sees the end of its input and flushes.
+// systemd-cat sees the end of its input and flushes, and to the processes
+// it forked for connections still open (they would otherwise wait out
+// LoginGraceTime after the test).
 func (s *SSHD) stop() {
 	b, err := os.ReadFile(s.PidFile)
 	if err != nil {
 		return
 	}
 	if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+		kids := childPIDs(pid)
 		_ = syscall.Kill(pid, syscall.SIGTERM)
+		for _, k := range kids {
+			_ = syscall.Kill(k, syscall.SIGTERM)
+		}
 	}
 	select {
 	case <-s.Proc.Done():
@@ -108,4 +117,33 @@ func (h *Hosts) waitListening(addr string, port int, timeout time.Duration) erro
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// childPIDs lists the processes whose parent is pid, from /proc.
+func childPIDs(pid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var kids []int
+	for _, e := range ents {
+		k, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		rest := string(st)
+		if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+			rest = rest[i+1:]
+		}
+		f := strings.Fields(rest)
+		if len(f) >= 2 && f[1] == strconv.Itoa(pid) {
+			kids = append(kids, k)
+		}
+	}
+	return kids
 }
