@@ -60,8 +60,9 @@ type ipt struct {
 	ns     string // namespace path, "" = current
 	mode   string // "nf_tables" or "legacy"
 	v4, v6 *iptables.IPTables
-	h      *netlink.Handle // one NETLINK_NETFILTER socket for ipset and conntrack
+	h      *netlink.Handle // NETLINK_NETFILTER socket for ipset
 	bulk   *ipsetBulk      // batched adds for Setup and large Add calls
+	killer *connKiller     // only with KillConnections
 	layout Layout
 	now    func() time.Time
 }
@@ -105,6 +106,13 @@ func newIPTables(opts Options) (*ipt, error) {
 	if b.bulk, err = newIpsetBulk(ns); err != nil {
 		b.h.Close()
 		return nil, err
+	}
+	if opts.KillConnections {
+		if b.killer, err = newConnKiller(ns, opts); err != nil {
+			b.h.Close()
+			b.bulk.close()
+			return nil, fmt.Errorf("opening conntrack netlink socket: %w", err)
+		}
 	}
 	opts.logf("firewall iptables: using iptables (%s) with ipset", b.mode)
 	return b, nil
@@ -488,8 +496,8 @@ func (b *ipt) Add(bans []Ban) error {
 	if err := b.addBans(in, now); err != nil {
 		return err
 	}
-	if b.opts.KillConnections {
-		killConnections(b.h, in, b.opts)
+	if b.killer != nil {
+		b.killer.kill(in)
 	}
 	return nil
 }
@@ -502,39 +510,6 @@ func (b *ipt) addBans(in []Ban, now time.Time) error {
 		}
 	}
 	return nil
-}
-
-// killConnections deletes the conntrack entries whose original source lies
-// in a banned prefix. Failures are logged, never fatal: the ban holds.
-func killConnections(h *netlink.Handle, bans []Ban, opts Options) {
-	var f4, f6 []netlink.CustomConntrackFilter
-	for _, bn := range bans {
-		f := &netlink.ConntrackFilter{}
-		ipn := &net.IPNet{IP: net.IP(bn.Prefix.Addr().AsSlice()), Mask: net.CIDRMask(bn.Prefix.Bits(), bn.Prefix.Addr().BitLen())}
-		if err := f.AddIPNet(netlink.ConntrackOrigSrcIP, ipn); err != nil {
-			opts.logf("firewall: conntrack filter for %v: %v", bn.Prefix, err)
-			continue
-		}
-		if bn.Prefix.Addr().Is4() {
-			f4 = append(f4, f)
-		} else {
-			f6 = append(f6, f)
-		}
-	}
-	for _, x := range []struct {
-		fam netlink.InetFamily
-		fs  []netlink.CustomConntrackFilter
-	}{{unix.AF_INET, f4}, {unix.AF_INET6, f6}} {
-		if len(x.fs) == 0 {
-			continue
-		}
-		n, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, x.fam, x.fs...)
-		if err != nil {
-			opts.logf("firewall: deleting conntrack entries of %d banned prefixes: %v", len(x.fs), err)
-		} else if n > 0 {
-			opts.logf("firewall: deleted %d conntrack entries of banned sources", n)
-		}
-	}
 }
 
 // Remove deletes each ban from its set; absent bans and unknown jails are
@@ -752,6 +727,9 @@ func (b *ipt) verifyWhitelist(l Layout, s setSpec) ([]string, error) {
 
 // Close releases the netlink socket and leaves the layout in the kernel.
 func (b *ipt) Close() error {
+	if b.killer != nil {
+		b.killer.close()
+	}
 	b.h.Close()
 	b.bulk.close()
 	return nil

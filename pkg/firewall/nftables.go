@@ -15,7 +15,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -59,7 +58,7 @@ type nft struct {
 	ns     netns.NsHandle
 	c      *nftables.Conn
 	raw    *nftRaw         // large element batches and lookups
-	h      *netlink.Handle // conntrack, only with KillConnections
+	killer *connKiller     // only with KillConnections
 	table  *nftables.Table
 	layout Layout
 	now    func() time.Time
@@ -88,12 +87,7 @@ func newNFTables(opts Options) (*nft, error) {
 		return nil, err
 	}
 	if opts.KillConnections {
-		if b.ns == netns.None() {
-			b.h, err = netlink.NewHandle(unix.NETLINK_NETFILTER)
-		} else {
-			b.h, err = netlink.NewHandleAt(b.ns, unix.NETLINK_NETFILTER)
-		}
-		if err != nil {
+		if b.killer, err = newConnKiller(b.ns, opts); err != nil {
 			b.Close()
 			return nil, fmt.Errorf("opening conntrack netlink socket: %w", err)
 		}
@@ -530,8 +524,8 @@ func (b *nft) Add(bans []Ban) error {
 	if err := b.add(in, now, true); err != nil {
 		return err
 	}
-	if b.opts.KillConnections && b.h != nil {
-		killConnections(b.h, in, b.opts)
+	if b.killer != nil {
+		b.killer.kill(in)
 	}
 	return nil
 }
@@ -910,8 +904,9 @@ func (b *nft) Close() error {
 	if b.c != nil {
 		err = b.c.CloseLasting()
 	}
-	if b.h != nil {
-		b.h.Close()
+	if b.killer != nil {
+		b.killer.close()
+		b.killer = nil
 	}
 	if b.raw != nil {
 		b.raw.close()
