@@ -329,9 +329,11 @@ func (d *daemon) handleBatch(batch []jjournal.Entry) {
 		for _, dec := range decisions {
 			bs = append(bs, banFromDecision(dec))
 		}
-		d.apply(bs, false)
-	}
-	if len(decisions) > 0 || time.Since(d.cursorSaved) >= cursorEvery {
+		// The bans and the cursor after the entries that decided them go
+		// into one transaction.
+		d.commit(d.lastCursor, bs, false)
+		d.cursorSaved = time.Now()
+	} else if time.Since(d.cursorSaved) >= cursorEvery {
 		if err := d.table.SaveCursor(d.lastCursor); err != nil {
 			d.log.errorf(msgJournal, "%v", err)
 		}
@@ -352,14 +354,46 @@ func banFromDecision(dec jails.Decision) bans.Ban {
 	return b
 }
 
-// apply records bans and pushes the new or extended ones to the firewall.
-// The table is written first: a crash in between restores the ban at start.
-// manual marks bans made by an administrator: the engine then forgets the
-// failures it tracked inside them (its own decisions already reset the
-// counters they needed to, and forgetting would also drop the addresses
-// from an ongoing distributed-attack count). Callers hold d.mu.
+// push adds bans to the firewall; an error is logged (the watchdog's
+// Verify adds what the table holds and the kernel misses).
+func (d *daemon) push(bs []bans.Ban) {
+	if err := d.fw.Add(toFirewall(bs)); err != nil {
+		d.log.errorf(msgBan, "adding %d bans to the firewall: %v (the watchdog will retry)", len(bs), err)
+	}
+}
+
+// apply is commit without a cursor: bans an administrator made.
 func (d *daemon) apply(bs []bans.Ban, manual bool) (int, error) {
-	changed, err := d.table.Add(bs...)
+	return d.commit("", bs, manual)
+}
+
+// commit pushes the new or extended bans among bs to the firewall, then
+// records them in the table, with the journal cursor when it is not ""
+// (one transaction). For the engine's decisions the kernel comes first,
+// so that a ban takes effect without waiting for the disk; a crash in
+// between loses nothing: the cursor is not saved either, so the restarted
+// daemon reads the entries that decided the bans again and decides them
+// again. manual marks bans made by an administrator: they are recorded
+// first (a failure to record them is the caller's error and leaves the
+// kernel alone), and the engine forgets the failures it tracked inside
+// them (its own decisions already reset the counters they needed to, and
+// forgetting would also drop the addresses from an ongoing
+// distributed-attack count). Callers hold d.mu.
+func (d *daemon) commit(cursor string, bs []bans.Ban, manual bool) (int, error) {
+	pushed := false
+	if !manual {
+		if pending := d.table.Changes(bs...); len(pending) > 0 {
+			d.push(pending)
+			pushed = true
+		}
+	}
+	var changed []bans.Ban
+	var err error
+	if cursor != "" {
+		changed, err = d.table.Commit(cursor, bs...)
+	} else {
+		changed, err = d.table.Add(bs...)
+	}
 	if err != nil {
 		d.log.errorf(msgBan, "%v", err)
 		return 0, err
@@ -367,25 +401,20 @@ func (d *daemon) apply(bs []bans.Ban, manual bool) (int, error) {
 	if len(changed) == 0 {
 		return 0, nil
 	}
-	if err := d.fw.Add(toFirewall(changed)); err != nil {
-		d.log.errorf(msgBan, "adding %d bans to the firewall: %v (the watchdog will retry)", len(changed), err)
+	if !pushed {
+		d.push(changed)
 	}
+	d.log.logBans(evBanned, changed)
 	for _, b := range changed {
 		if manual {
 			d.engine.Forget(b.Jail, b.Prefix)
 		}
-		until := "permanently"
-		if !b.Permanent() {
-			until = "until " + b.Expires.Format(time.RFC3339)
-		}
-		d.log.event(journal.PriNotice, msgBan, fmt.Sprintf("banned %s in jail %s %s: %s", bannedString(b.Prefix), b.Jail, until, b.Reason),
-			"JAIL", b.Jail, "ADDRESS", bannedString(b.Prefix))
 		if d.bus != nil {
 			d.bus.Banned(b.Jail, b.Prefix, b.Expires, b.Reason)
 		}
 	}
 	sddaemon.SdNotify(false, "STATUS="+d.statusLocked())
-	return len(changed), err
+	return len(changed), nil
 }
 
 func (d *daemon) expire() {
@@ -402,9 +431,8 @@ func (d *daemon) expire() {
 	if err := d.fw.Remove(toFirewall(gone)); err != nil {
 		d.log.errorf(msgExpire, "removing %d expired bans from the firewall: %v", len(gone), err)
 	}
+	d.log.logBans(evExpired, gone)
 	for _, b := range gone {
-		d.log.event(journal.PriInfo, msgExpire, fmt.Sprintf("ban of %s in jail %s expired", bannedString(b.Prefix), b.Jail),
-			"JAIL", b.Jail, "ADDRESS", bannedString(b.Prefix))
 		if d.bus != nil {
 			d.bus.Unbanned(b.Jail, b.Prefix)
 		}
@@ -507,10 +535,9 @@ func (d *daemon) Unban(jail string, p netip.Prefix) (int, error) {
 			return 0, fmt.Errorf("removing from the firewall: %w", err)
 		}
 	}
+	d.log.logBans(evUnbanned, gone)
 	for _, b := range gone {
 		d.engine.Forget(b.Jail, b.Prefix)
-		d.log.event(journal.PriNotice, msgUnban, fmt.Sprintf("unbanned %s in jail %s by an administrator", bannedString(b.Prefix), b.Jail),
-			"JAIL", b.Jail, "ADDRESS", bannedString(b.Prefix))
 		if d.bus != nil {
 			d.bus.Unbanned(b.Jail, b.Prefix)
 		}

@@ -144,9 +144,27 @@ func (t *Table) Close() error {
 // longer and is otherwise ignored. It returns the bans that are new or
 // extended, which the caller must push to the firewall.
 func (t *Table) Add(bs ...Ban) ([]Ban, error) {
+	return t.commit(nil, bs)
+}
+
+// Commit is Add plus the journal cursor up to which the bans were decided,
+// written in the same transaction (one sync instead of two).
+func (t *Table) Commit(cursor string, bs ...Ban) ([]Ban, error) {
+	return t.commit(&cursor, bs)
+}
+
+// Changes returns the bans Add would record as new or extended, without
+// recording anything: a caller may push them to the firewall first.
+func (t *Table) Changes(bs ...Ban) []Ban {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var changed, fresh []Ban
+	changed, _ := t.plan(bs)
+	return changed
+}
+
+// plan splits bs into the bans that are new or extended (changed) and,
+// among those, the new ones (fresh); the caller holds t.mu.
+func (t *Table) plan(bs []Ban) (changed, fresh []Ban) {
 	for _, b := range bs {
 		k := key{b.Jail, b.Prefix.Masked()}
 		b.Prefix = k.prefix
@@ -161,14 +179,27 @@ func (t *Table) Add(bs ...Ban) ([]Ban, error) {
 		changed = append(changed, b)
 		fresh = append(fresh, b)
 	}
-	if len(changed) == 0 {
+	return changed, fresh
+}
+
+func (t *Table) commit(cursor *string, bs []Ban) ([]Ban, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	changed, fresh := t.plan(bs)
+	if cursor != nil && *cursor == t.cursor {
+		cursor = nil
+	}
+	if len(changed) == 0 && cursor == nil {
 		return nil, nil
 	}
 	// Stage the new state, persist, then commit it to memory.
 	newHist := map[key][]time.Time{}
-	newTotals := map[string]int{}
-	for jail, n := range t.totals {
-		newTotals[jail] = n
+	var newTotals map[string]int
+	if len(fresh) > 0 {
+		newTotals = map[string]int{}
+		for jail, n := range t.totals {
+			newTotals[jail] = n
+		}
 	}
 	for _, b := range fresh {
 		k := key{b.Jail, b.Prefix}
@@ -183,7 +214,7 @@ func (t *Table) Add(bs ...Ban) ([]Ban, error) {
 		newHist[k] = h
 		newTotals[k.jail]++
 	}
-	if err := t.persist(changed, nil, newHist, newTotals); err != nil {
+	if err := t.persist(changed, nil, newHist, newTotals, cursor); err != nil {
 		return nil, err
 	}
 	for _, b := range changed {
@@ -192,7 +223,12 @@ func (t *Table) Add(bs ...Ban) ([]Ban, error) {
 	for k, h := range newHist {
 		t.history[k] = h
 	}
-	t.totals = newTotals
+	if newTotals != nil {
+		t.totals = newTotals
+	}
+	if cursor != nil {
+		t.cursor = *cursor
+	}
 	return changed, nil
 }
 
@@ -231,7 +267,7 @@ func (t *Table) drop(gone []Ban) error {
 	if len(gone) == 0 {
 		return nil
 	}
-	if err := t.persist(nil, gone, nil, nil); err != nil {
+	if err := t.persist(nil, gone, nil, nil, nil); err != nil {
 		return err
 	}
 	for _, b := range gone {
@@ -240,7 +276,9 @@ func (t *Table) drop(gone []Ban) error {
 	return nil
 }
 
-func (t *Table) persist(put, del []Ban, hist map[key][]time.Time, totals map[string]int) error {
+// persist writes one transaction: bans put and deleted, history, totals
+// (nil: unchanged) and the cursor (nil: unchanged).
+func (t *Table) persist(put, del []Ban, hist map[key][]time.Time, totals map[string]int, cursor *string) error {
 	if t.db == nil {
 		return nil
 	}
@@ -280,6 +318,11 @@ func (t *Table) persist(put, del []Ban, hist map[key][]time.Time, totals map[str
 				return err
 			}
 			if err := tx.Bucket(bucketMeta).Put(keyTotals, v); err != nil {
+				return err
+			}
+		}
+		if cursor != nil {
+			if err := tx.Bucket(bucketMeta).Put(keyCursor, []byte(*cursor)); err != nil {
 				return err
 			}
 		}

@@ -112,3 +112,49 @@ func TestSecondInstanceFailsFast(t *testing.T) {
 		t.Fatal("second Open waited too long")
 	}
 }
+
+// TestCommitAndChanges: Changes predicts what Add would change and records
+// nothing; Commit writes the bans and the cursor together, both survive a
+// reopen; a Commit with nothing new but a new cursor saves the cursor.
+func TestCommitAndChanges(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	tb, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ban("sshd", "198.51.100.2/32", t0, time.Hour)
+	b := ban("sshd", "203.0.113.9/32", t0, time.Hour)
+	if ch := tb.Changes(a, b); len(ch) != 2 {
+		t.Fatalf("Changes on an empty table = %v, want both", ch)
+	}
+	if n := tb.Len(); n != 0 {
+		t.Fatalf("Changes recorded %d bans", n)
+	}
+	ch, err := tb.Commit("s=x;i=10", a, b)
+	if err != nil || len(ch) != 2 {
+		t.Fatalf("Commit = %v, %v; want 2 changed", ch, err)
+	}
+	if ch := tb.Changes(a, ban("sshd", "203.0.113.9/32", t0, 2*time.Hour)); len(ch) != 1 || ch[0].Prefix != b.Prefix {
+		t.Fatalf("Changes with one repeat and one extension = %v, want the extension only", ch)
+	}
+	if ch, err := tb.Commit("s=x;i=11", a); err != nil || len(ch) != 0 {
+		t.Fatalf("Commit of a repeat = %v, %v; want nothing changed", ch, err)
+	}
+	if err := tb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tb, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	if c := tb.Cursor(); c != "s=x;i=11" {
+		t.Fatalf("Cursor after reopen = %q, want the last Commit's", c)
+	}
+	if n := tb.Len(); n != 2 {
+		t.Fatalf("%d bans after reopen, want 2", n)
+	}
+	if n := tb.Total("sshd"); n != 2 {
+		t.Fatalf("Total(sshd) = %d, want 2", n)
+	}
+}

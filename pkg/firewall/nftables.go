@@ -57,8 +57,8 @@ type nft struct {
 	opts   Options
 	ns     netns.NsHandle
 	c      *nftables.Conn
-	raw    *nftRaw         // large element batches and lookups
-	killer *connKiller     // only with KillConnections
+	raw    *nftRaw     // large element batches and lookups
+	killer *connKiller // only with KillConnections
 	table  *nftables.Table
 	layout Layout
 	now    func() time.Time
