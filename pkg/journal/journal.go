@@ -15,5 +15,5 @@ type Entry struct {
 	Message    string    // MESSAGE
 	Time       time.Time // _SOURCE_REALTIME_TIMESTAMP, else the receive time
 	PID        int       // _PID, 0 when absent
-	Cursor     string    // the entry's cursor, "" for offline input
+	Cursor     string    // the entry's cursor; the Reader sets it on the last entry of each batch only, offline input from __CURSOR
 }

@@ -113,8 +113,9 @@ func Open(opts Options) (*Reader, error) {
 }
 
 // Run follows the journal until ctx is done, sending the matching entries
-// on out in batches of at most 1024, each batch as soon as the journal has
-// no more entries right now. It recovers from rotation, vacuuming and
+// on out in batches of at most maxBatch, each batch as soon as the journal
+// has no more entries right now. The last entry of each batch carries the
+// cursor to save once the batch is handled; the others have none. It recovers from rotation, vacuuming and
 // journald restarts by itself, logging them. It returns ctx.Err() when ctx
 // is done, or ErrClosed after Close; entries read but not yet sent are kept
 // for the next Run. Only one Run works at a time; another call waits.
@@ -306,6 +307,7 @@ func (f *follower) follow(ctx context.Context, out chan<- []Entry) error {
 		batch := f.pending
 		f.pending = nil
 		var readErr error
+		read := 0
 		for len(batch) < maxBatch {
 			ok, err := f.sj.next(&f.cur)
 			if err != nil {
@@ -319,7 +321,22 @@ func (f *follower) follow(ctx context.Context, out chan<- []Entry) error {
 				batch = make([]Entry, 0, maxBatch)
 			}
 			batch = append(batch, f.cur)
-			f.cursor = f.cur.Cursor
+			read++
+		}
+		if read > 0 {
+			// One cursor per batch, on its last entry: what a consumer
+			// saves once it has handled the batch.
+			c, err := f.sj.cursor()
+			if err == nil {
+				f.cursor = c
+				batch[len(batch)-1].Cursor = c
+			} else {
+				// Resume after the last entry's time instead (entries
+				// logged in the same microsecond after it would be skipped).
+				f.logf("journal: %v; resuming after the last entry read, at %s", err, f.sj.received.Format(time.RFC3339Nano))
+				f.cursor, f.start = "", f.sj.received.Add(time.Microsecond)
+				readErr = errors.Join(readErr, err)
+			}
 		}
 		if len(batch) > 0 {
 			select {

@@ -238,9 +238,12 @@ func TestReaderUnitMatch(t *testing.T) {
 	got := byUnit.collect(t, len(want), 5*time.Second)
 	byUnit.quiet(t, 500*time.Millisecond)
 	checkExactlyOnce(t, got, want)
+	if got[len(got)-1].Cursor == "" {
+		t.Fatal("the last entry of the last batch has no cursor")
+	}
 	cursors := map[string]bool{}
 	for _, e := range got {
-		if e.Unit != unit || e.Identifier != ident || e.PID <= 0 || e.Cursor == "" || cursors[e.Cursor] {
+		if e.Unit != unit || e.Identifier != ident || e.PID <= 0 || e.Cursor != "" && cursors[e.Cursor] {
 			t.Fatalf("bad entry %+v", e)
 		}
 		cursors[e.Cursor] = true
@@ -310,24 +313,31 @@ func fieldOf(export, field string) string {
 	return ""
 }
 
-// TestReaderResume: a consumer persists the cursor of the last entry it
-// processed (in the middle of a batch), the reader is closed, more entries
-// are written, and a new reader from that cursor delivers every later
-// entry exactly once.
+// TestReaderResume: a consumer persists the cursor of the last batch it
+// handled, more entries arrive and are read but not handled, the reader
+// is closed, more entries are written, and a new reader from that cursor
+// delivers every later entry exactly once.
 func TestReaderResume(t *testing.T) {
 	testbed.Require(t, "journalctl", "nsenter")
 	jd := testbed.StartJournald(t)
 	unit := newUnit()
 	first := messages(300, "first %d")
 	second := messages(200, "second %d")
-	if err := jd.WriteAsUnit(unit, first); err != nil {
+	const processed = 137 // the consumer handled entries 0–137
+	if err := jd.WriteAsUnit(unit, first[:processed+1]); err != nil {
 		t.Fatal(err)
 	}
 	f := startFollow(t, Options{Units: []string{unit}, Path: jd.Dir(), LookBack: time.Hour})
-	got := f.collect(t, len(first), 5*time.Second)
-	checkExactlyOnce(t, got, first)
-	const processed = 137 // the consumer saved the cursor of entry 137
+	got := f.collect(t, processed+1, 5*time.Second)
 	saved := got[processed].Cursor
+	if saved == "" {
+		t.Fatal("the last entry of the last batch has no cursor")
+	}
+	if err := jd.WriteAsUnit(unit, first[processed+1:]); err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, f.collect(t, len(first)-processed-1, 5*time.Second)...)
+	checkExactlyOnce(t, got, first)
 	f.stop(t)
 
 	if err := jd.WriteAsUnit(unit, second); err != nil {

@@ -6,8 +6,10 @@ package journal
 // sdjournal costs one cgo call, one mutex, one C string and one Go string
 // per field (GetDataValue scans the entry's items once per field). Here one
 // C call per entry advances the read pointer, walks the entry's items once
-// and hands back pointers into the journal's mmap, which Go copies into a
-// single allocation. See bench_test.go for the numbers.
+// (stopping when it has what it needs) and hands back pointers into the
+// journal's mmap, which Go copies into a single allocation. The cursor,
+// which sd-journal formats with printf, is asked for once per batch, not
+// per entry. See bench_test.go for the numbers.
 //
 // Every method must be called from the goroutine that opened the handle,
 // with its OS thread locked: sd-journal objects are bound to one thread.
@@ -42,34 +44,48 @@ static int jk_open(sd_journal **j, const char *dir) {
 	if (l > sizeof(name) - 1 && memcmp(d, name, sizeof(name) - 1) == 0 && e->dst == NULL) { \
 		e->dst = (const char *)d + sizeof(name) - 1; e->dst##_len = l - (sizeof(name) - 1); continue; }
 
-// jk_next advances to the next entry and fills e. It returns 1 with an
-// entry, 0 at the end of the journal, or a negative errno. The field
-// pointers point into the journal's mmap and stay valid only until the next
-// call on j.
+#define JK_STDOUT "_TRANSPORT=stdout"
+
+// jk_next advances to the next entry and fills e (not its cursor). It
+// returns 1 with an entry, 0 at the end of the journal, or a negative
+// errno. The field pointers point into the journal's mmap and stay valid
+// only until the next call on j.
+//
+// The walk over the entry's fields (each one a data object to look up in
+// the mmap) stops once it has MESSAGE, _SYSTEMD_UNIT, SYSLOG_IDENTIFIER and
+// either _SOURCE_REALTIME_TIMESTAMP or _TRANSPORT=stdout (stdout streams
+// never carry a source timestamp). _PID is taken when it comes before.
 static int jk_next(sd_journal *j, jk_entry *e) {
 	const void *d;
 	size_t l;
-	char *c = NULL;
+	int is_stdout = 0;
 	int r = sd_journal_next(j);
 	if (r <= 0) return r;
 	e->msg = e->unit = e->ident = e->pid = e->srt = NULL;
 	e->msg_len = e->unit_len = e->ident_len = e->pid_len = e->srt_len = 0;
 	SD_JOURNAL_FOREACH_DATA(j, d, l) {
+		if (e->msg && e->unit && e->ident && (e->srt || is_stdout)) break;
 		JK_FIELD("MESSAGE=", msg)
 		JK_FIELD("_SYSTEMD_UNIT=", unit)
 		JK_FIELD("SYSLOG_IDENTIFIER=", ident)
 		JK_FIELD("_PID=", pid)
 		JK_FIELD("_SOURCE_REALTIME_TIMESTAMP=", srt)
+		if (l == sizeof(JK_STDOUT) - 1 && memcmp(d, JK_STDOUT, l) == 0) is_stdout = 1;
 	}
 	r = sd_journal_get_realtime_usec(j, &e->realtime);
-	if (r < 0) return r;
-	r = sd_journal_get_cursor(j, &c);
+	return r < 0 ? r : 1;
+}
+
+// jk_cursor puts the cursor of the current entry into e.
+static int jk_cursor(sd_journal *j, jk_entry *e) {
+	char *c = NULL;
+	int r = sd_journal_get_cursor(j, &c);
 	if (r < 0) return r;
 	e->cursor_len = strlen(c);
 	if (e->cursor_len >= sizeof(e->cursor)) { free(c); return -E2BIG; }
 	memcpy(e->cursor, c, e->cursor_len);
 	free(c);
-	return 1;
+	return 0;
 }
 
 // jk_seek_cursor positions j on the entry named by cursor, or nearest to
@@ -101,8 +117,9 @@ const (
 
 // sdJournal is one sd_journal handle and the scratch entry it reads into.
 type sdJournal struct {
-	j *C.sd_journal
-	e *C.jk_entry // C memory, reused for every entry
+	j        *C.sd_journal
+	e        *C.jk_entry // C memory, reused for every entry
+	received time.Time   // the receive time of the entry next read last
 }
 
 func errnoErr(r C.int) error { return syscall.Errno(-r) }
@@ -190,9 +207,10 @@ func (s *sdJournal) wait(d time.Duration) (int, error) {
 	return int(r), nil
 }
 
-// next advances to the next matching entry and copies it into e. It
-// returns false at the end of the journal. unit and ident are the previous
-// entry's values, reused (not copied again) when they repeat.
+// next advances to the next matching entry and copies it into e, with no
+// cursor (e.Cursor = ""; see cursor). It returns false at the end of the
+// journal. e's Unit and Identifier strings are reused, not copied again,
+// when the new entry's values are the same.
 func (s *sdJournal) next(e *Entry) (bool, error) {
 	r := C.jk_next(s.j, s.e)
 	if r < 0 {
@@ -208,7 +226,7 @@ func (s *sdJournal) next(e *Entry) (bool, error) {
 	// identifier repeat from entry to entry: reuse the previous strings.
 	sameUnit := string(unit) == e.Unit
 	sameIdent := string(ident) == e.Identifier
-	n := int(c.msg_len) + int(c.cursor_len)
+	n := int(c.msg_len)
 	if !sameUnit {
 		n += len(unit)
 	}
@@ -217,7 +235,6 @@ func (s *sdJournal) next(e *Entry) (bool, error) {
 	}
 	buf := make([]byte, 0, n)
 	buf = append(buf, fieldBytes(c.msg, c.msg_len)...)
-	buf = append(buf, unsafe.Slice((*byte)(unsafe.Pointer(&c.cursor[0])), c.cursor_len)...)
 	if !sameUnit {
 		buf = append(buf, unit...)
 	}
@@ -227,8 +244,7 @@ func (s *sdJournal) next(e *Entry) (bool, error) {
 	all := unsafe.String(unsafe.SliceData(buf), len(buf))
 	i := int(c.msg_len)
 	e.Message = all[:i]
-	e.Cursor = all[i : i+int(c.cursor_len)]
-	i += int(c.cursor_len)
+	e.Cursor = ""
 	if !sameUnit {
 		e.Unit = all[i : i+len(unit)]
 		i += len(unit)
@@ -237,14 +253,24 @@ func (s *sdJournal) next(e *Entry) (bool, error) {
 		e.Identifier = all[i : i+len(ident)]
 	}
 	e.PID = int(parseUint(fieldBytes(c.pid, c.pid_len)))
-	us := uint64(c.realtime)
+	s.received = time.UnixMicro(int64(c.realtime))
+	e.Time = s.received
 	if src := fieldBytes(c.srt, c.srt_len); len(src) > 0 {
 		if v := parseUint(src); v > 0 {
-			us = v
+			e.Time = time.UnixMicro(int64(v))
 		}
 	}
-	e.Time = time.UnixMicro(int64(us))
 	return true, nil
+}
+
+// cursor returns the cursor of the entry next read last. sd-journal keeps
+// that entry current when a later next finds nothing, so this works after
+// the end of the journal too.
+func (s *sdJournal) cursor() (string, error) {
+	if r := C.jk_cursor(s.j, s.e); r < 0 {
+		return "", fmt.Errorf("reading the journal cursor: %w", errnoErr(r))
+	}
+	return C.GoStringN(&s.e.cursor[0], C.int(s.e.cursor_len)), nil
 }
 
 // fieldBytes views a field value inside the journal's mmap; it is valid
