@@ -122,6 +122,9 @@ func TestKillConnections(t *testing.T) {
 			if n := count(); n == 0 {
 				t.Fatal("no conntrack entry of the attacker before the ban")
 			}
+			if n := kernelConntrackCount(t, e.hosts.Srv); n == 0 {
+				t.Fatal("conntrackCount = 0 with the attacker's entry in the table")
+			}
 			if err := b.Add([]Ban{{Jail: "ssh", Prefix: netip.PrefixFrom(atk4, 32), Expires: time.Now().Add(time.Hour)}}); err != nil {
 				t.Fatal(err)
 			}
@@ -136,6 +139,38 @@ func TestKillConnections(t *testing.T) {
 				t.Errorf("%d conntrack entries of the attacker left 2s after the ban", n)
 			}
 		})
+	}
+}
+
+// kernelConntrackCount asks the kernel through conntrackCount how many
+// connections namespace ns tracks.
+func kernelConntrackCount(t *testing.T, ns string) uint32 {
+	t.Helper()
+	h, err := openNetNS(nsPath(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	s, err := openStatsSocket(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	n, err := conntrackCount(s)
+	if err != nil {
+		t.Fatalf("conntrackCount: %v", err)
+	}
+	return n
+}
+
+// TestConntrackCountIdle: a namespace where no rule uses conntrack tracks
+// nothing, even after traffic, so the killer skips its dump there.
+func TestConntrackCountIdle(t *testing.T) {
+	testbed.Require(t, "ip")
+	e := newKernelEnv(t, "iptables")
+	e.probe(t, atk4, portOther)
+	if n := kernelConntrackCount(t, e.hosts.Srv); n != 0 {
+		t.Fatalf("conntrackCount = %d in a namespace without conntrack users, want 0", n)
 	}
 }
 

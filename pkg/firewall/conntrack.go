@@ -1,12 +1,17 @@
 package firewall
 
 import (
+	"encoding/binary"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -21,18 +26,20 @@ const killGap = 250 * time.Millisecond
 
 // connKiller removes the conntrack entries of banned sources (Options.
 // KillConnections) off the ban path: Add hands it the banned prefixes and
-// returns; its goroutine, with a netlink socket of its own, deletes them
+// returns; its goroutine, with netlink sockets of its own, deletes them
 // in one pass per family, at once when it was idle, else killGap after
-// the last pass. Failures are logged, never fatal: the ban holds.
+// the last pass, and skips the pass when the namespace tracks no
+// connection at all. Failures are logged, never fatal: the ban holds.
 type connKiller struct {
-	del  func(v4, v6 []netip.Prefix) // one pass; the real one or a test's
-	gap  time.Duration
-	mu   sync.Mutex
-	todo []netip.Prefix
-	wake chan struct{}
-	quit chan struct{}
-	done chan struct{}
-	h    *netlink.Handle
+	del   func(v4, v6 []netip.Prefix) // one pass; the real one or a test's
+	gap   time.Duration
+	mu    sync.Mutex
+	todo  []netip.Prefix
+	wake  chan struct{}
+	quit  chan struct{}
+	done  chan struct{}
+	h     *netlink.Handle   // the dumps
+	stats *nl.NetlinkSocket // the counts
 }
 
 // newConnKiller opens a NETLINK_NETFILTER socket in ns (netns.None() =
@@ -48,9 +55,93 @@ func newConnKiller(ns netns.NsHandle, opts Options) (*connKiller, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := startConnKiller(func(v4, v6 []netip.Prefix) { deleteConntrack(h, v4, v6, opts) }, killGap)
-	k.h = h
+	stats, err := openStatsSocket(ns)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	k := startConnKiller(func(v4, v6 []netip.Prefix) {
+		// A namespace that tracks no connection has nothing to delete:
+		// the count is one small message, the dump walks the kernel's
+		// whole hash table.
+		if n, err := conntrackCount(stats); err == nil && n == 0 {
+			return
+		}
+		deleteConntrack(h, v4, v6, opts)
+	}, killGap)
+	k.h, k.stats = h, stats
 	return k, nil
+}
+
+// Netlink constants of ctnetlink's statistics (linux/netfilter/
+// nfnetlink_conntrack.h), which vishvananda/netlink does not name.
+const (
+	ipctnlMsgCtGetStats   = 5 // IPCTNL_MSG_CT_GET_STATS
+	ctaStatsGlobalEntries = 1 // CTA_STATS_GLOBAL_ENTRIES, u32 big-endian
+)
+
+// conntrackCount returns the number of connections tracked in the
+// namespace of s (IPCTNL_MSG_CT_GET_STATS). The kernel answers with one
+// message flagged NLM_F_MULTI and no NLMSG_DONE after it (as `conntrack -C`
+// shows under strace), so this reads the answer itself instead of
+// NetlinkRequest.Execute, which would wait for the end of a dump. s must
+// have a receive timeout.
+func conntrackCount(s *nl.NetlinkSocket) (uint32, error) {
+	req := nl.NewNetlinkRequest(unix.NFNL_SUBSYS_CTNETLINK<<8|ipctnlMsgCtGetStats, 0)
+	req.AddData(&nl.Nfgenmsg{NfgenFamily: unix.AF_UNSPEC, Version: nl.NFNETLINK_V0})
+	req.Seq = statsSeq.Add(1)
+	if err := s.Send(req); err != nil {
+		return 0, err
+	}
+	for {
+		msgs, _, err := s.Receive()
+		if err != nil {
+			return 0, err
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != req.Seq {
+				continue // a late answer to an earlier request
+			}
+			if m.Header.Type == unix.NLMSG_ERROR {
+				if len(m.Data) >= 4 {
+					if errno := int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
+						return 0, syscall.Errno(-errno)
+					}
+				}
+				return 0, errors.New("conntrack statistics: empty error message")
+			}
+			if len(m.Data) < nl.SizeofNfgenmsg {
+				return 0, errors.New("conntrack statistics: short message")
+			}
+			attrs, err := nl.ParseRouteAttr(m.Data[nl.SizeofNfgenmsg:])
+			if err != nil {
+				return 0, err
+			}
+			for _, a := range attrs {
+				if a.Attr.Type&nl.NLA_TYPE_MASK == ctaStatsGlobalEntries && len(a.Value) == 4 {
+					return binary.BigEndian.Uint32(a.Value), nil
+				}
+			}
+			return 0, errors.New("conntrack statistics without an entry count")
+		}
+	}
+}
+
+// statsSeq numbers the statistics requests.
+var statsSeq atomic.Uint32
+
+// openStatsSocket opens a NETLINK_NETFILTER socket in ns for
+// conntrackCount, with a one-second receive timeout.
+func openStatsSocket(ns netns.NsHandle) (*nl.NetlinkSocket, error) {
+	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_NETFILTER)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.SetReceiveTimeout(&unix.Timeval{Sec: 1}); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 func startConnKiller(del func(v4, v6 []netip.Prefix), gap time.Duration) *connKiller {
