@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,6 +34,9 @@ const (
 	// cursorEvery bounds how often the journal cursor is saved when no ban
 	// forces a save.
 	cursorEvery = time.Second
+	// idleTrim is how long the journal must be quiet before the daemon
+	// hands its free heap back to the OS.
+	idleTrim = 30 * time.Second
 )
 
 func cmdDaemon(args []string, stdout, stderr io.Writer) int {
@@ -187,10 +191,17 @@ func (d *daemon) run() error {
 	expiry := time.NewTicker(time.Second)
 	defer expiry.Stop()
 
+	// Return the start's garbage (config, filters, restore) to the OS, and
+	// a burst's once the journal has been quiet for idleTrim: the Go heap
+	// otherwise keeps it resident until its next collection.
+	debug.FreeOSMemory()
+	lastBatch, trimmed := time.Now(), true
+
 	for {
 		select {
 		case batch := <-d.batches:
 			d.handleBatch(batch)
+			lastBatch, trimmed = time.Now(), false
 		case err := <-d.readerDone:
 			// The reader never stops by itself; restart it where it was.
 			d.log.errorf(msgJournal, "journal reader stopped: %v; restarting", err)
@@ -202,6 +213,10 @@ func (d *daemon) run() error {
 			resp <- d.reload()
 		case <-expiry.C:
 			d.expire()
+			if !trimmed && time.Since(lastBatch) >= idleTrim {
+				debug.FreeOSMemory()
+				trimmed = true
+			}
 		case <-wdTick:
 			d.watchdog()
 		case s := <-sigs:

@@ -31,27 +31,21 @@ const killGap = 250 * time.Millisecond
 // the last pass, and skips the pass when the namespace tracks no
 // connection at all. Failures are logged, never fatal: the ban holds.
 type connKiller struct {
-	del   func(v4, v6 []netip.Prefix) // one pass; the real one or a test's
-	gap   time.Duration
-	mu    sync.Mutex
-	todo  []netip.Prefix
-	wake  chan struct{}
-	quit  chan struct{}
-	done  chan struct{}
-	h     *netlink.Handle   // the dumps
-	stats *nl.NetlinkSocket // the counts
+	del    func(v4, v6 []netip.Prefix) // one pass; the real one or a test's
+	gap    time.Duration
+	mu     sync.Mutex
+	todo   []netip.Prefix
+	wake   chan struct{}
+	quit   chan struct{}
+	done   chan struct{}
+	closeH func()            // closes the handle of the dumps (a method value: see ipsetOps)
+	stats  *nl.NetlinkSocket // the counts
 }
 
 // newConnKiller opens a NETLINK_NETFILTER socket in ns (netns.None() =
 // the current namespace) and starts the goroutine.
 func newConnKiller(ns netns.NsHandle, opts Options) (*connKiller, error) {
-	var h *netlink.Handle
-	var err error
-	if ns == netns.None() {
-		h, err = netlink.NewHandle(unix.NETLINK_NETFILTER)
-	} else {
-		h, err = netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER)
-	}
+	h, err := openHandle(ns)
 	if err != nil {
 		return nil, err
 	}
@@ -67,9 +61,9 @@ func newConnKiller(ns netns.NsHandle, opts Options) (*connKiller, error) {
 		if n, err := conntrackCount(stats); err == nil && n == 0 {
 			return
 		}
-		deleteConntrack(h, v4, v6, opts)
+		deleteConntrack(h.ConntrackDeleteFilters, v4, v6, opts)
 	}, killGap)
-	k.h, k.stats = h, stats
+	k.closeH, k.stats = h.Close, stats
 	return k, nil
 }
 
@@ -169,8 +163,8 @@ func (k *connKiller) kill(bans []Ban) {
 func (k *connKiller) close() {
 	close(k.quit)
 	<-k.done
-	if k.h != nil {
-		k.h.Close()
+	if k.closeH != nil {
+		k.closeH()
 	}
 }
 
@@ -219,7 +213,7 @@ func (k *connKiller) pass() {
 
 // deleteConntrack deletes the conntrack entries whose original source lies
 // in one of the prefixes: one dump per family that has prefixes.
-func deleteConntrack(h *netlink.Handle, v4, v6 []netip.Prefix, opts Options) {
+func deleteConntrack(deleteFilters func(netlink.ConntrackTableType, netlink.InetFamily, ...netlink.CustomConntrackFilter) (uint, error), v4, v6 []netip.Prefix, opts Options) {
 	for _, x := range []struct {
 		fam netlink.InetFamily
 		ps  []netip.Prefix
@@ -237,7 +231,7 @@ func deleteConntrack(h *netlink.Handle, v4, v6 []netip.Prefix, opts Options) {
 			}
 			fs = append(fs, f)
 		}
-		n, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, x.fam, fs...)
+		n, err := deleteFilters(netlink.ConntrackTable, x.fam, fs...)
 		if err != nil {
 			opts.logf("firewall: deleting conntrack entries of %d banned prefixes: %v", len(fs), err)
 		} else if n > 0 {

@@ -14,7 +14,6 @@ import (
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -60,9 +59,9 @@ type ipt struct {
 	ns     string // namespace path, "" = current
 	mode   string // "nf_tables" or "legacy"
 	v4, v6 *iptables.IPTables
-	h      *netlink.Handle // NETLINK_NETFILTER socket for ipset
-	bulk   *ipsetBulk      // batched adds for Setup and large Add calls
-	killer *connKiller     // only with KillConnections
+	h      ipsetOps    // NETLINK_NETFILTER socket for ipset
+	bulk   *ipsetBulk  // batched adds for Setup and large Add calls
+	killer *connKiller // only with KillConnections
 	layout Layout
 	now    func() time.Time
 }
@@ -95,21 +94,16 @@ func newIPTables(opts Options) (*ipt, error) {
 		return nil, err
 	}
 	defer ns.Close()
-	if ns == netns.None() {
-		b.h, err = netlink.NewHandle(unix.NETLINK_NETFILTER)
-	} else {
-		b.h, err = netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER)
-	}
-	if err != nil {
+	if b.h, err = openIpsetOps(ns); err != nil {
 		return nil, fmt.Errorf("opening netfilter netlink socket: %w", err)
 	}
 	if b.bulk, err = newIpsetBulk(ns); err != nil {
-		b.h.Close()
+		b.h.close()
 		return nil, err
 	}
 	if opts.KillConnections {
 		if b.killer, err = newConnKiller(ns, opts); err != nil {
-			b.h.Close()
+			b.h.close()
 			b.bulk.close()
 			return nil, fmt.Errorf("opening conntrack netlink socket: %w", err)
 		}
@@ -347,7 +341,7 @@ func (b *ipt) Setup(l Layout, bans []Ban) error {
 	// Sets of jails dropped from the configuration, now unreferenced.
 	for _, s := range desiredSets(b.layout) {
 		if !slices.ContainsFunc(desiredSets(l), func(d setSpec) bool { return d.name == s.name }) {
-			if err := b.h.IpsetDestroy(s.name); err != nil && !isNotFound(err) {
+			if err := b.h.destroy(s.name); err != nil && !isNotFound(err) {
 				b.opts.logf("firewall iptables: destroying unused ipset %s: %v", s.name, err)
 			}
 		}
@@ -375,14 +369,14 @@ func whitelistElems(l Layout, v6 bool) []ipsetElem {
 // entries at every instant.
 func (b *ipt) loadSet(s setSpec, entries []ipsetElem) error {
 	tmp := s.name + "-t"
-	if err := b.h.IpsetDestroy(tmp); err != nil && !isNotFound(err) {
+	if err := b.h.destroy(tmp); err != nil && !isNotFound(err) {
 		return fmt.Errorf("destroying leftover ipset %s: %w", tmp, err)
 	}
 	if err := b.bulk.create(s, tmp, len(entries), ipsetMaxElem); err != nil {
 		return err
 	}
 	if err := b.bulk.add(tmp, entries); err != nil {
-		_ = b.h.IpsetDestroy(tmp)
+		_ = b.h.destroy(tmp)
 		return err
 	}
 	// Create the live set if missing (not listed: that would read every
@@ -390,10 +384,10 @@ func (b *ipt) loadSet(s setSpec, entries []ipsetElem) error {
 	if err := b.bulk.create(s, s.name, 0, ipsetMaxElem); err != nil && !errors.Is(err, unix.EEXIST) {
 		return err
 	}
-	if err := b.h.IpsetSwap(tmp, s.name); err != nil {
+	if err := b.h.swap(tmp, s.name); err != nil {
 		return fmt.Errorf("swapping ipset %s into %s (an existing set of another type must be destroyed first): %w", tmp, s.name, err)
 	}
-	if err := b.h.IpsetDestroy(tmp); err != nil {
+	if err := b.h.destroy(tmp); err != nil {
 		return fmt.Errorf("destroying ipset %s: %w", tmp, err)
 	}
 	return nil
@@ -521,7 +515,7 @@ func (b *ipt) Remove(bans []Ban) error {
 			return err
 		}
 		set := ipsetFor(n)
-		if err := b.h.IpsetDel(set, entry(n.Prefix, nil)); err != nil && !isAbsentElement(err) && !isNotFound(err) {
+		if err := b.h.del(set, entry(n.Prefix, nil)); err != nil && !isAbsentElement(err) && !isNotFound(err) {
 			return fmt.Errorf("removing %v from ipset %s: %w", n.Prefix, set, err)
 		}
 	}
@@ -539,7 +533,7 @@ func (b *ipt) List() ([]Ban, error) {
 			}
 		}
 	} else {
-		all, err := b.h.IpsetListAll()
+		all, err := b.h.listAll()
 		if err != nil {
 			return nil, fmt.Errorf("listing ipsets: %w", err)
 		}
@@ -553,7 +547,7 @@ func (b *ipt) List() ([]Ban, error) {
 	var out []Ban
 	for _, name := range names {
 		jail, _ := parseBanSetName(name)
-		r, err := b.h.IpsetList(name)
+		r, err := b.h.list(name)
 		if isNotFound(err) {
 			continue
 		}
@@ -680,7 +674,7 @@ func (b *ipt) Verify(l Layout, bans []Ban) ([]string, error) {
 func (b *ipt) verifyWhitelist(l Layout, s setSpec) ([]string, error) {
 	var found []string
 	have := map[netip.Prefix]uint32{}
-	r, err := b.h.IpsetList(s.name)
+	r, err := b.h.list(s.name)
 	switch {
 	case isNotFound(err):
 		found = append(found, fmt.Sprintf("ipset %s missing", s.name))
@@ -717,7 +711,7 @@ func (b *ipt) verifyWhitelist(l Layout, s setSpec) ([]string, error) {
 			found = append(found, fmt.Sprintf("ipset %s holds %v, not whitelisted", s.name, p))
 			e := entry(p, nil)
 			e.CIDR = uint8(p.Bits())
-			if err := b.h.IpsetDel(s.name, e); err != nil && !isAbsentElement(err) {
+			if err := b.h.del(s.name, e); err != nil && !isAbsentElement(err) {
 				return found, fmt.Errorf("removing %v from ipset %s: %w", p, s.name, err)
 			}
 		}
@@ -730,7 +724,7 @@ func (b *ipt) Close() error {
 	if b.killer != nil {
 		b.killer.close()
 	}
-	b.h.Close()
+	b.h.close()
 	b.bulk.close()
 	return nil
 }
@@ -765,14 +759,14 @@ func (b *ipt) Teardown() error {
 	if err != nil {
 		return fmt.Errorf("tearing down iptables layout: %w", err)
 	}
-	all, err := b.h.IpsetListAll()
+	all, err := b.h.listAll()
 	if err != nil {
 		return fmt.Errorf("tearing down iptables layout: listing ipsets: %w", err)
 	}
 	for _, r := range all {
 		_, ban := parseBanSetName(strings.TrimSuffix(r.SetName, "-t"))
 		if ban || r.SetName == wlSet4 || r.SetName == wlSet6 {
-			if err := b.h.IpsetDestroy(r.SetName); err != nil && !isNotFound(err) {
+			if err := b.h.destroy(r.SetName); err != nil && !isNotFound(err) {
 				return fmt.Errorf("tearing down iptables layout: destroying ipset %s: %w", r.SetName, err)
 			}
 		}
