@@ -90,7 +90,14 @@ func (s *SSHD) stop() {
 		return
 	}
 	if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
-		kids := childPIDs(pid)
+		// Per connection, sshd forks a monitor, which forks the
+		// unprivileged [net] process: take the whole tree.
+		var kids []int
+		for todo := childPIDs(pid); len(todo) > 0; {
+			k := todo[0]
+			todo = append(todo[1:], childPIDs(k)...)
+			kids = append(kids, k)
+		}
 		_ = syscall.Kill(pid, syscall.SIGTERM)
 		for _, k := range kids {
 			_ = syscall.Kill(k, syscall.SIGTERM)
