@@ -339,6 +339,7 @@ func (d *daemon) handleBatch(batch []jjournal.Entry) {
 	if c := batch[len(batch)-1].Cursor; c != "" {
 		d.lastCursor = c
 	}
+	jjournal.Release(batch)
 	if len(decisions) > 0 {
 		var bs []bans.Ban
 		for _, dec := range decisions {

@@ -61,3 +61,27 @@ func TestParseLine(t *testing.T) {
 		})
 	}
 }
+
+// TestReleaseClears: a released batch no longer references its entries'
+// strings (the pool would otherwise keep them alive), batches of another
+// capacity are not pooled, and newBatch always starts empty.
+func TestReleaseClears(t *testing.T) {
+	b := newBatch()
+	if len(b) != 0 || cap(b) != maxBatch {
+		t.Fatalf("newBatch: len %d cap %d, want 0, %d", len(b), cap(b), maxBatch)
+	}
+	b = append(b, Entry{Message: "Failed password for root from 203.0.113.1 port 22 ssh2", Unit: "sshd.service"})
+	kept := b[:1]
+	Release(b)
+	if kept[0] != (Entry{}) {
+		t.Fatalf("released batch still holds %+v", kept[0])
+	}
+	small := []Entry{{Message: "x"}}
+	Release(small)
+	if small[0].Message != "x" {
+		t.Fatal("a batch not made by the reader was cleared")
+	}
+	if n := newBatch(); len(n) != 0 {
+		t.Fatalf("newBatch after Release: len %d", len(n))
+	}
+}

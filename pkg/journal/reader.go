@@ -49,6 +49,32 @@ const (
 	invalidateLogEvery = 10 * time.Second // at most one note about file changes per interval
 )
 
+// batches recycles the slices of batches consumers hand back with Release:
+// a burst otherwise allocates a 100 KB slice per 1024 entries, about half
+// of what the reader allocates, and on a 2-CPU machine every garbage
+// collection takes a core's worth of time from the reader.
+var batches = sync.Pool{New: func() any { return new([]Entry) }}
+
+func newBatch() []Entry {
+	b := *batches.Get().(*[]Entry)
+	if b == nil {
+		b = make([]Entry, 0, maxBatch)
+	}
+	return b[:0]
+}
+
+// Release hands back a batch received from Run once it is handled, for
+// the reader to reuse. The batch must not be used afterwards; strings taken
+// from its entries stay valid. Not releasing a batch is fine.
+func Release(batch []Entry) {
+	if cap(batch) != maxBatch {
+		return
+	}
+	clear(batch[:cap(batch)]) // drop the references to the entries' strings
+	b := batch[:0]
+	batches.Put(&b)
+}
+
 // ErrClosed is returned by Run once the Reader is closed.
 var ErrClosed = errors.New("journal reader closed")
 
@@ -317,8 +343,8 @@ func (f *follower) follow(ctx context.Context, out chan<- []Entry) error {
 			if !ok {
 				break
 			}
-			if batch == nil { // allocated only when there is something to send
-				batch = make([]Entry, 0, maxBatch)
+			if batch == nil { // taken only when there is something to send
+				batch = newBatch()
 			}
 			batch = append(batch, f.cur)
 			read++

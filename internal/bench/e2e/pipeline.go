@@ -124,6 +124,7 @@ func pipeline(cfg, dir string, want int, profile string) (pipelineResult, error)
 				res.decisions += len(engine.Handle(e))
 			}
 			res.entries += len(batch)
+			journal.Release(batch) // as the daemon does
 		case <-time.After(10 * time.Second):
 			return res, fmt.Errorf("reader stalled after %d of %d entries", res.entries, want)
 		}
