@@ -37,6 +37,9 @@ const (
 	// idleTrim is how long the journal must be quiet before the daemon
 	// hands its free heap back to the OS.
 	idleTrim = 30 * time.Second
+	// maxGroup bounds the journal batches (of up to 1024 entries) handled
+	// and committed together when the reader is ahead.
+	maxGroup = 8
 )
 
 func cmdDaemon(args []string, stdout, stderr io.Writer) int {
@@ -168,7 +171,7 @@ func (d *daemon) run() error {
 		d.log.warnf("D-Bus unavailable, running without org.jailkeeper: %v", err)
 	}
 
-	d.batches = make(chan []jjournal.Entry, 4)
+	d.batches = make(chan []jjournal.Entry, maxGroup)
 	d.lastCursor = table.Cursor()
 	if err := d.startReader(); err != nil {
 		return err
@@ -200,7 +203,7 @@ func (d *daemon) run() error {
 	for {
 		select {
 		case batch := <-d.batches:
-			d.handleBatch(batch)
+			d.handleBatch(batch, d.queued()...)
 			lastBatch, trimmed = time.Now(), false
 		case err := <-d.readerDone:
 			// The reader never stops by itself; restart it where it was.
@@ -326,20 +329,42 @@ func (d *daemon) stop() error {
 	return errors.Join(errs...)
 }
 
-func (d *daemon) handleBatch(batch []jjournal.Entry) {
-	if len(batch) == 0 {
-		return
+// queued takes the batches the reader has already queued, up to
+// maxGroup-1: while it is ahead (a backlog, a flood), they are handled with
+// the one just received and committed together, so the per-commit costs
+// (the table's disk sync above all) are paid once per group, not per batch.
+// When the reader keeps up, nothing is queued and nothing waits.
+func (d *daemon) queued() [][]jjournal.Entry {
+	var more [][]jjournal.Entry
+	for len(more) < maxGroup-1 {
+		select {
+		case b := <-d.batches:
+			more = append(more, b)
+		default:
+			return more
+		}
 	}
+	return more
+}
+
+// handleBatch runs the engine over the entries of batch and more, in
+// order, and commits the bans decided with the cursor of the last entry.
+func (d *daemon) handleBatch(batch []jjournal.Entry, more ...[]jjournal.Entry) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var decisions []jails.Decision
-	for _, e := range batch {
-		decisions = append(decisions, d.engine.Handle(e)...)
+	for _, b := range append([][]jjournal.Entry{batch}, more...) {
+		if len(b) == 0 {
+			continue
+		}
+		for _, e := range b {
+			decisions = append(decisions, d.engine.Handle(e)...)
+		}
+		if c := b[len(b)-1].Cursor; c != "" {
+			d.lastCursor = c
+		}
+		jjournal.Release(b)
 	}
-	if c := batch[len(batch)-1].Cursor; c != "" {
-		d.lastCursor = c
-	}
-	jjournal.Release(batch)
 	if len(decisions) > 0 {
 		var bs []bans.Ban
 		for _, dec := range decisions {
