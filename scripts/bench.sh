@@ -72,7 +72,7 @@ main() {
 		# shellcheck disable=SC2086
 		"$tmp/bench-e2e" -cpuprofile "$tmp/cpu.prof" $perf_arg $e2e_args ${BENCH_E2E_ARGS:-} || status=1
 		if [ -s "$tmp/daemon.perf" ]; then
-			section "where the daemon's time goes: perf record -g of jailkeeper during the backlog run of burst A (inclusive %, project code)"
+			section "where the daemon's time goes: perf record -g of jailkeeper during live burst B (inclusive %, project code)"
 			perf report -i "$tmp/daemon.perf" --stdio --children --sort sym -g none --percent-limit 1 2>/dev/null |
 				grep -E '%.*(main\.|jailkeeper|bbolt|godbus|go-systemd|netlink\.|nftables)' | sed 's/ *$//' | head -25 || true
 			echo "by object (self %):"
