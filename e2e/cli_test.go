@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jailkeeper/jailkeeper/internal/testbed"
 )
@@ -100,4 +101,45 @@ func TestBlocklistImportAndReload(t *testing.T) {
 	if a := h.SSHAttempt(testbed.SrvAddr4, ""); a.Outcome != testbed.Denied {
 		t.Fatalf("after unban: %s, want %s", a.Outcome, testbed.Denied)
 	}
+}
+
+// TestReloadKeepsCounts: failures counted before `jailkeeper reload` still
+// count after it (the reader resumes after them, so a reload that dropped
+// them would give the attacker a fresh count): with maxretry 3, two failed
+// logins, a reload, and a third failed login ban the attacker.
+func TestReloadKeepsCounts(t *testing.T) {
+	bed, d := startDaemon(t, "")
+	h := bed.Hosts
+	failed := func(want int) testbed.JailStatus {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			st := d.Status(t, "sshd")
+			if len(st) == 1 && st[0].TotalFailed >= want {
+				return st[0]
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("status %+v: want total_failed %d within 5s", st, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if a := h.SSHAttempt(testbed.SrvAddr4, ""); a.Outcome != testbed.Denied {
+			t.Fatalf("attempt %d: %s, want %s", i+1, a.Outcome, testbed.Denied)
+		}
+	}
+	if st := failed(2); st.TotalFailed != 2 || st.CurrentlyFailed != 1 {
+		t.Fatalf("before reload: %+v, want 2 failures of 1 address", st)
+	}
+	if out, err := jk(d, "", "reload"); err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	if st := d.Status(t, "sshd"); len(st) != 1 || st[0].TotalFailed != 2 || st[0].CurrentlyFailed != 1 {
+		t.Fatalf("after reload: %+v, want the 2 failures kept", st)
+	}
+	if a := h.SSHAttempt(testbed.SrvAddr4, ""); a.Outcome != testbed.Denied {
+		t.Fatalf("third attempt: %s, want %s", a.Outcome, testbed.Denied)
+	}
+	waitBanned(t, h, []string{testbed.AtkAddr4}, 5*time.Second)
 }

@@ -699,6 +699,10 @@ func (d *daemon) swap(cfg *config.Config, rt *config.Runtime) error {
 	for _, w := range rt.Warnings {
 		d.log.warnf("%s", w)
 	}
+	// The reader resumes after the last entry handled, so the failures
+	// counted so far must come along: a reload gives no attacker a fresh
+	// count.
+	engine.Adopt(d.engine)
 	d.cfg, d.rt, d.engine = cfg, rt, engine
 	d.mu.Unlock()
 	return d.startReader()

@@ -443,6 +443,45 @@ func (e *Engine) Forget(jail string, p netip.Prefix) {
 	}
 }
 
+// Adopt takes over what old has counted for the jails both engines have
+// (same name): the failures inside findtime, the distributed-attack counts,
+// the escalated subnets and the failure total, so that a reload hands no
+// attacker a fresh count. Tracked failures are kept only where their keys
+// mean the same (same ipv6_prefix), distributed counts only where the
+// distributed settings are unchanged; the new maxretry, findtime and
+// max_tracked apply from the next failure on. old must not be used
+// afterwards.
+func (e *Engine) Adopt(old *Engine) {
+	if old == nil || old == e {
+		return
+	}
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	prev := map[string]*jailState{}
+	for _, js := range old.jails {
+		prev[js.Name] = js
+	}
+	for _, js := range e.jails {
+		o := prev[js.Name]
+		if o == nil {
+			continue
+		}
+		js.total = o.total
+		for sub, end := range o.escalated {
+			js.escalated[sub] = end
+		}
+		if o.IPv6Prefix == js.IPv6Prefix {
+			o.tracker.retune(js.MaxRetry, js.FindTime, js.MaxTracked)
+			js.tracker = o.tracker
+		}
+		if o.dist != nil && js.dist != nil && o.Distributed == js.Distributed && o.IPv6Prefix == js.IPv6Prefix {
+			js.dist = o.dist
+		}
+	}
+}
+
 // Stats returns the failure counters of every jail, in configuration
 // order.
 func (e *Engine) Stats() []JailStats {

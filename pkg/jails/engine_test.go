@@ -448,3 +448,61 @@ func TestNewEngineErrors(t *testing.T) {
 		t.Errorf("units %s", got)
 	}
 }
+
+// TestEngineAdopt: a reloaded engine takes over the counts of the jails it
+// shares with the old one — the third failure after a reload bans, the
+// totals carry on, a lowered maxretry applies to the carried count —, a
+// jail whose ipv6_prefix changed starts afresh, and a new jail starts empty.
+func TestEngineAdopt(t *testing.T) {
+	jail := func(name string, maxRetry, v6 int) Jail {
+		return Jail{Name: name, Filter: sshdFilter(t, ""), MaxRetry: maxRetry, FindTime: 10 * time.Minute, BanTime: time.Hour, IPv6Prefix: v6}
+	}
+	mk := func(js ...Jail) *Engine {
+		e, err := NewEngine(js, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	fail := func(e *Engine, at time.Duration, addr string, port int) []Decision {
+		return e.Handle(entry(at, "Failed password for root from %s port %d ssh2", addr, port))
+	}
+
+	old := mk(jail("sshd", 3, 64))
+	fail(old, 0, "203.0.113.7", 1)
+	fail(old, time.Second, "203.0.113.7", 2)
+	fail(old, 2*time.Second, "2001:db8::7", 3)
+	re := mk(jail("sshd", 3, 64))
+	re.Adopt(old)
+	if st := re.Stats(); st[0].TotalFailed != 3 || st[0].CurrentlyFailed != 2 {
+		t.Fatalf("stats after Adopt %+v, want total 3, 2 keys tracked", st)
+	}
+	if ds := fail(re, 3*time.Second, "203.0.113.7", 4); len(ds) != 1 || ds[0].Prefix != netip.MustParsePrefix("203.0.113.7/32") {
+		t.Fatalf("third failure after a reload: %+v, want a ban of 203.0.113.7", ds)
+	}
+
+	// maxretry lowered to 2 on reload: the carried IPv6 failure plus one ban.
+	lower := mk(jail("sshd", 2, 64), jail("web", 2, 64))
+	lower.Adopt(re)
+	if ds := fail(lower, 4*time.Second, "2001:db8::8", 5); len(ds) != 1 || ds[0].Prefix != netip.MustParsePrefix("2001:db8::/64") {
+		t.Fatalf("after lowering maxretry: %+v, want a ban of 2001:db8::/64", ds)
+	}
+	// web (same filter, so it saw that failure too) is new: only its own.
+	if st := lower.Stats(); st[1].Name != "web" || st[1].TotalFailed != 1 {
+		t.Fatalf("a new jail carried counts: %+v, want total 1", st[1])
+	}
+
+	// ipv6_prefix changed: the keys mean something else; nothing is carried
+	// but the total.
+	a := mk(jail("sshd", 3, 64))
+	fail(a, 0, "203.0.113.9", 1)
+	fail(a, time.Second, "203.0.113.9", 2)
+	b := mk(jail("sshd", 3, 128))
+	b.Adopt(a)
+	if st := b.Stats(); st[0].TotalFailed != 2 || st[0].CurrentlyFailed != 0 {
+		t.Fatalf("stats after Adopt across an ipv6_prefix change %+v, want total 2, nothing tracked", st)
+	}
+	if ds := fail(b, 2*time.Second, "203.0.113.9", 3); len(ds) != 0 {
+		t.Fatalf("counts carried across an ipv6_prefix change: %+v", ds)
+	}
+}

@@ -51,6 +51,19 @@ func NewTracker(maxRetry int, findTime time.Duration, maxTracked int) *Tracker {
 	return &Tracker{maxRetry: maxRetry, findTime: findTime, maxTracked: maxTracked, keys: newLRU[netip.Prefix, trackEntry]()}
 }
 
+// retune applies new settings to a tracker taken over by a reloaded
+// engine. Failures outside the new findtime leave at the next Add; a lower
+// max_tracked evicts the oldest keys at the next new key.
+func (t *Tracker) retune(maxRetry int, findTime time.Duration, maxTracked int) {
+	if maxTracked <= 0 {
+		maxTracked = DefaultMaxTracked
+	}
+	if maxRetry < 1 {
+		maxRetry = 1
+	}
+	t.maxRetry, t.findTime, t.maxTracked = maxRetry, findTime, maxTracked
+}
+
 // Add records a failure of addr (grouped under key) at time at, seen by
 // failregex regex with source port port (0 if unknown). It returns the
 // number of counted failures of key inside the window, and whether this
