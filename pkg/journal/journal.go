@@ -14,6 +14,6 @@ type Entry struct {
 	Identifier string    // SYSLOG_IDENTIFIER
 	Message    string    // MESSAGE
 	Time       time.Time // _SOURCE_REALTIME_TIMESTAMP, else the receive time
-	PID        int       // _PID, 0 when absent
+	PID        int       // _PID, 0 when absent (the reader takes it only when it comes before the fields it needs; nothing uses it)
 	Cursor     string    // the entry's cursor; the Reader sets it on the last entry of each batch only, offline input from __CURSOR
 }
