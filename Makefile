@@ -43,7 +43,15 @@ test: deps-build
 	$(GO) vet ./...
 	@if command -v staticcheck >/dev/null; then echo staticcheck ./...; staticcheck ./...; fi
 	$(GO) test -count=1 -timeout 20m ./...
-	$(GO) test -count=1 -race -timeout 10m ./pkg/...
+	$(GO) test -count=1 -race -timeout 10m ./pkg/... ./cmd/...
+	@# The daemon's own concurrency (journal reader, main loop, conntrack
+	@# killer, D-Bus handlers) runs only in the e2e tests: run them once more
+	@# against a race-detector build that dies on the first race.
+	@if [ "$$(id -u)" = 0 ]; then \
+		echo "e2e against a -race build of the daemon"; \
+		$(GO) build -race -o bin/jailkeeper-race ./cmd/jailkeeper && \
+		JAILKEEPER_BIN=$$PWD/bin/jailkeeper-race GORACE=halt_on_error=1 $(GO) test -count=1 -timeout 10m ./e2e; \
+	fi
 
 # Only the real-systemd test (systemd-nspawn over a cached debootstrap).
 test-systemd: deps-build

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -145,6 +146,11 @@ func NewDaemon(t testing.TB, h *Hosts, bus *Bus, configs map[string]string) *Dae
 	t.Cleanup(func() {
 		if d.Running() {
 			_ = d.stop(syscall.SIGTERM, 10*time.Second)
+		}
+		// A -race build of the daemon (JAILKEEPER_BIN, make test) reports
+		// here, whatever the test checked.
+		if strings.Contains(d.Output(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector reported a data race in the daemon")
 		}
 		if t.Failed() {
 			t.Logf("jailkeeper daemon output (%d runs):\n%s", d.runs, d.Output())
