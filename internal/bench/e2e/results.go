@@ -173,7 +173,8 @@ func (r *results) print(w io.Writer) {
 		add(row{"peak RSS (VmHWM)", mb(r.peakRSS), peer, "", "", ""})
 		add(row{"RSS after burst A", mb(r.afterRSS), "", "", "", ""})
 		if r.endRSS > 0 {
-			add(row{fmt.Sprintf("RSS at the end (2 bursts, %d bans)", 2*(o.addrs+1)+len(r.latency)), mb(r.endRSS), "", "", "", ""})
+			bursts := len(r.backlog) + 1 // the backlog runs and live burst B
+			add(row{fmt.Sprintf("RSS at the end (%d bursts, %d bans)", bursts, bursts*(o.addrs+1)+len(r.latency)), mb(r.endRSS), "", "", "", ""})
 		}
 	}
 	if m := r.mem; m != nil {
