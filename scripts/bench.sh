@@ -95,6 +95,8 @@ main() {
 	case $skip in *" gobench "*) ;; *)
 		section "3. go test -bench: sshd filter and engine (pkg/jails)"
 		$GO test ./pkg/jails -run '^$' -bench 'SSHDFilter|EngineHandle' -benchmem -count 1 || status=1
+		section "3c. go test -bench: one ban-path commit of 25 bans + cursor, synced to disk (pkg/bans)"
+		$GO test ./pkg/bans -run '^$' -bench 'Commit' -benchtime 200x -benchmem -count 1 || status=1
 		if grep -qs 'func BenchmarkRead' pkg/journal/*_test.go; then
 			section "3b. go test -bench: journal reader (pkg/journal, private journald)"
 			$GO test ./pkg/journal -run '^$' -bench 'Read' -benchtime 3x -count 1 || status=1

@@ -1,6 +1,7 @@
 package bans
 
 import (
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -156,5 +157,28 @@ func TestCommitAndChanges(t *testing.T) {
 	}
 	if n := tb.Total("sshd"); n != 2 {
 		t.Fatalf("Total(sshd) = %d, want 2", n)
+	}
+}
+
+// BenchmarkCommit measures one ban-path transaction on disk: 25 new bans
+// (a journal batch's worth in make bench's burst) and the cursor, synced.
+func BenchmarkCommit(b *testing.B) {
+	tb, err := Open(filepath.Join(b.TempDir(), FileName))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tb.Close()
+	now := time.Now()
+	batch := make([]Ban, 25)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for k := range batch {
+			v := uint32(0x0a000000 + i*len(batch) + k)
+			a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+			batch[k] = Ban{Jail: "sshd", Prefix: netip.PrefixFrom(a, 32), Start: now, Expires: now.Add(time.Hour), Reason: "5 failures within 10m0s"}
+		}
+		if _, err := tb.Commit(fmt.Sprintf("s=x;i=%x", i), batch...); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
