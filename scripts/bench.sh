@@ -70,7 +70,12 @@ main() {
 		perf_arg=""
 		command -v perf >/dev/null && perf_arg="-perf $tmp/daemon.perf"
 		# shellcheck disable=SC2086
-		"$tmp/bench-e2e" -cpuprofile "$tmp/cpu.prof" $perf_arg $e2e_args ${BENCH_E2E_ARGS:-} || status=1
+		JAILKEEPER_CPUPROFILE="$tmp/daemon.prof" "$tmp/bench-e2e" -cpuprofile "$tmp/cpu.prof" $perf_arg $e2e_args ${BENCH_E2E_ARGS:-} || status=1
+		if [ -s "$tmp/daemon.prof" ]; then
+			section "where the daemon's time goes over the whole run: its own pprof (JAILKEEPER_CPUPROFILE; cumulative, project code)"
+			$GO tool pprof -top -cum -nodecount=200 "$tmp/daemon.prof" 2>/dev/null |
+				grep -E '(main\.|jailkeeper/pkg|bbolt|godbus|netlink)' | head -20 || true
+		fi
 		if [ -s "$tmp/daemon.perf" ]; then
 			section "where the daemon's time goes: perf record -g of jailkeeper during live burst B (inclusive %, project code)"
 			perf report -i "$tmp/daemon.perf" --stdio --children --sort sym -g none --percent-limit 1 2>/dev/null |
