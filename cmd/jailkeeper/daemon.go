@@ -455,13 +455,13 @@ func (d *daemon) commit(cursor string, bs []bans.Ban, manual bool) (int, error) 
 		d.push(changed)
 	}
 	d.log.logBans(evBanned, changed)
-	for _, b := range changed {
-		if manual {
+	if manual {
+		for _, b := range changed {
 			d.engine.Forget(b.Jail, b.Prefix)
 		}
-		if d.bus != nil {
-			d.bus.Banned(b.Jail, b.Prefix, b.Expires, b.Reason)
-		}
+	}
+	if d.bus != nil {
+		announceBanned(d.bus, changed)
 	}
 	sddaemon.SdNotify(false, "STATUS="+d.statusLocked())
 	return len(changed), nil
@@ -482,10 +482,8 @@ func (d *daemon) expire() {
 		d.log.errorf(msgExpire, "removing %d expired bans from the firewall: %v", len(gone), err)
 	}
 	d.log.logBans(evExpired, gone)
-	for _, b := range gone {
-		if d.bus != nil {
-			d.bus.Unbanned(b.Jail, b.Prefix)
-		}
+	if d.bus != nil {
+		announceUnbanned(d.bus, gone)
 	}
 	sddaemon.SdNotify(false, "STATUS="+d.statusLocked())
 }
@@ -588,9 +586,9 @@ func (d *daemon) Unban(jail string, p netip.Prefix) (int, error) {
 	d.log.logBans(evUnbanned, gone)
 	for _, b := range gone {
 		d.engine.Forget(b.Jail, b.Prefix)
-		if d.bus != nil {
-			d.bus.Unbanned(b.Jail, b.Prefix)
-		}
+	}
+	if d.bus != nil {
+		announceUnbanned(d.bus, gone)
 	}
 	if len(gone) > 0 {
 		sddaemon.SdNotify(false, "STATUS="+d.statusLocked())

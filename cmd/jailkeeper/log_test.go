@@ -204,3 +204,80 @@ func readJournal(t *testing.T, match string) []journalEntry {
 	}
 	return entries
 }
+
+// fakeAnnouncer records the signals the daemon would emit.
+type fakeAnnouncer struct{ calls []string }
+
+func (f *fakeAnnouncer) Banned(jail string, p netip.Prefix, expires time.Time, reason string) error {
+	f.calls = append(f.calls, fmt.Sprintf("Banned %s %s %d %s", jail, p, expires.Unix(), reason))
+	return nil
+}
+
+func (f *fakeAnnouncer) BannedMany(jail string, ps []netip.Prefix, expires []time.Time) error {
+	f.calls = append(f.calls, fmt.Sprintf("BannedMany %s %d %s…%s %d", jail, len(ps), ps[0], ps[len(ps)-1], len(expires)))
+	return nil
+}
+
+func (f *fakeAnnouncer) Unbanned(jail string, p netip.Prefix) error {
+	f.calls = append(f.calls, fmt.Sprintf("Unbanned %s %s", jail, p))
+	return nil
+}
+
+func (f *fakeAnnouncer) UnbannedMany(jail string, ps []netip.Prefix) error {
+	f.calls = append(f.calls, fmt.Sprintf("UnbannedMany %s %d %s…%s", jail, len(ps), ps[0], ps[len(ps)-1]))
+	return nil
+}
+
+// TestAnnounce: up to 8 bans at once are one signal each; more are
+// BannedMany/UnbannedMany per jail, in order of first appearance, in
+// chunks of 1024 (the real signals are checked on a bus in pkg/dbusapi).
+func TestAnnounce(t *testing.T) {
+	exp := time.Unix(1900000000, 0)
+	mk := func(jail string, from, n int) []bans.Ban {
+		var bs []bans.Ban
+		for i := from; i < from+n; i++ {
+			a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+			bs = append(bs, bans.Ban{Jail: jail, Prefix: netip.PrefixFrom(a, 32), Expires: exp, Reason: "r"})
+		}
+		return bs
+	}
+	interleaved := func() []bans.Ban {
+		var bs []bans.Ban
+		s, w := mk("sshd", 0, 50), mk("web", 100, 20)
+		for i := range 50 {
+			bs = append(bs, s[i])
+			if i < 20 {
+				bs = append(bs, w[i])
+			}
+		}
+		return bs
+	}
+	cases := []struct {
+		name string
+		run  func(a announcer)
+		want []string
+	}{
+		{"two bans", func(a announcer) { announceBanned(a, mk("sshd", 0, 2)) },
+			[]string{"Banned sshd 10.0.0.0/32 1900000000 r", "Banned sshd 10.0.0.1/32 1900000000 r"}},
+		{"eight bans are still one signal each", func(a announcer) { announceBanned(a, mk("sshd", 0, 8)) }, nil},
+		{"a flood in two jails", func(a announcer) { announceBanned(a, interleaved()) },
+			[]string{"BannedMany sshd 50 10.0.0.0/32…10.0.0.49/32 50", "BannedMany web 20 10.0.0.100/32…10.0.0.119/32 20"}},
+		{"2100 bans in chunks", func(a announcer) { announceBanned(a, mk("sshd", 0, 2100)) },
+			[]string{"BannedMany sshd 1024 10.0.0.0/32…10.0.3.255/32 1024", "BannedMany sshd 1024 10.0.4.0/32…10.0.7.255/32 1024", "BannedMany sshd 52 10.0.8.0/32…10.0.8.51/32 52"}},
+		{"one unban", func(a announcer) { announceUnbanned(a, mk("web", 7, 1)) }, []string{"Unbanned web 10.0.0.7/32"}},
+		{"a mass expiry", func(a announcer) { announceUnbanned(a, mk("sshd", 0, 9)) }, []string{"UnbannedMany sshd 9 10.0.0.0/32…10.0.0.8/32"}},
+	}
+	for _, c := range cases {
+		f := &fakeAnnouncer{}
+		c.run(f)
+		if c.want == nil { // eight bans: count them
+			if len(f.calls) != 8 || !strings.HasPrefix(f.calls[7], "Banned sshd 10.0.0.7/32") {
+				t.Errorf("%s: %q", c.name, f.calls)
+			}
+			continue
+		}
+		if !slices.Equal(f.calls, c.want) {
+			t.Errorf("%s:\n got %q\nwant %q", c.name, f.calls, c.want)
+		}
+	}
+}

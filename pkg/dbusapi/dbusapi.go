@@ -88,6 +88,8 @@ const introspectXML = `<node>
     <method name="Reload"></method>
     <signal name="Banned"><arg name="jail" type="s"/><arg name="address" type="s"/><arg name="expires" type="x"/><arg name="reason" type="s"/></signal>
     <signal name="Unbanned"><arg name="jail" type="s"/><arg name="address" type="s"/></signal>
+    <signal name="BannedMany"><arg name="jail" type="s"/><arg name="addresses" type="as"/><arg name="expires" type="ax"/></signal>
+    <signal name="UnbannedMany"><arg name="jail" type="s"/><arg name="addresses" type="as"/></signal>
   </interface>` + introspect.IntrospectDeclarationString + `</node>`
 
 func dbusErr(err error) *dbus.Error {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -222,6 +223,29 @@ func TestOnRealBus(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no Banned signal")
+	}
+	many := []netip.Prefix{netip.MustParsePrefix("203.0.113.1/32"), netip.MustParsePrefix("2001:db8::/64")}
+	if err := srv.BannedMany("web", many, []time.Time{time.Unix(1900000000, 0), {}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.UnbannedMany("web", many); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []struct {
+		name string
+		body []any
+	}{
+		{"BannedMany", []any{"web", []string{"203.0.113.1/32", "2001:db8::/64"}, []int64{1900000000, 0}}},
+		{"UnbannedMany", []any{"web", []string{"203.0.113.1/32", "2001:db8::/64"}}},
+	} {
+		select {
+		case s := <-sigs:
+			if s.Name != Interface+"."+want.name || !reflect.DeepEqual(s.Body, want.body) {
+				t.Fatalf("signal = %s %#v, want %s %#v", s.Name, s.Body, want.name, want.body)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %s signal", want.name)
+		}
 	}
 	_ = os.Unsetenv("DBUS_SYSTEM_BUS_ADDRESS")
 }

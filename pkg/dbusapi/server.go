@@ -66,6 +66,34 @@ func (s *Server) Unbanned(jail string, p netip.Prefix) error {
 	return s.conn.Emit(Path, Interface+".Unbanned", jail, p.String())
 }
 
+// BannedMany emits the BannedMany signal: bans of one jail made at once
+// (a flood decided from one journal batch, a blocklist import), address i
+// expiring at expires[i] (zero: permanent). The daemon sends it instead of
+// one Banned per ban when more than a few bans happen at once: a signal
+// costs the daemon and dbus-daemon a message each.
+func (s *Server) BannedMany(jail string, ps []netip.Prefix, expires []time.Time) error {
+	addrs := make([]string, len(ps))
+	exps := make([]int64, len(ps))
+	for i, p := range ps {
+		addrs[i] = p.String()
+		if i < len(expires) && !expires[i].IsZero() {
+			exps[i] = expires[i].Unix()
+		}
+	}
+	return s.conn.Emit(Path, Interface+".BannedMany", jail, addrs, exps)
+}
+
+// UnbannedMany emits the UnbannedMany signal: bans of one jail lifted at
+// once (a mass expiry, an unban of a prefix), sent instead of one Unbanned
+// each when more than a few go at once.
+func (s *Server) UnbannedMany(jail string, ps []netip.Prefix) error {
+	addrs := make([]string, len(ps))
+	for i, p := range ps {
+		addrs[i] = p.String()
+	}
+	return s.conn.Emit(Path, Interface+".UnbannedMany", jail, addrs)
+}
+
 func (s *Server) defaultAuthorize(sender dbus.Sender) error {
 	var uid uint32
 	if err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, string(sender)).Store(&uid); err != nil {
