@@ -285,7 +285,7 @@ func (t *Table) persist(put, del []Ban, hist map[key][]time.Time, totals map[str
 	err := t.db.Update(func(tx *bolt.Tx) error {
 		bb := tx.Bucket(bucketBans)
 		for _, b := range put {
-			v, err := json.Marshal(b)
+			v, err := encodeBan(b)
 			if err != nil {
 				return err
 			}
@@ -300,11 +300,7 @@ func (t *Table) persist(put, del []Ban, hist map[key][]time.Time, totals map[str
 		}
 		hb := tx.Bucket(bucketHistory)
 		for k, starts := range hist {
-			v, err := json.Marshal(struct {
-				Jail   string       `json:"jail"`
-				Prefix netip.Prefix `json:"prefix"`
-				Starts []time.Time  `json:"starts"`
-			}{k.jail, k.prefix, starts})
+			v, err := encodeHistory(historyRecord{k.jail, k.prefix, starts})
 			if err != nil {
 				return err
 			}
