@@ -10,12 +10,13 @@ import (
 	"github.com/jailkeeper/jailkeeper/pkg/bans"
 )
 
-// How bans are logged and announced on D-Bus. Up to floodLog bans at once get one entry each,
-// with the reason. More (a flood decided in one journal batch, a blocklist
-// import, a mass expiry) are logged per jail in entries of up to logChunk
-// addresses: the message lists them and each is an ADDRESS= field of the
-// entry, so `journalctl ADDRESS=…` still finds it. One datagram per ban
-// was a quarter of the daemon's CPU in make bench's 5,000-ban burst.
+// How bans are logged (and, with the same threshold, announced on D-Bus,
+// below). Up to floodLog bans at once get one entry each, with the reason.
+// More (a flood decided in one journal batch, a blocklist import, a mass
+// expiry) are logged per jail in entries of up to logChunk addresses: the
+// message lists them and each is an ADDRESS= field of the entry, so
+// `journalctl ADDRESS=…` still finds it. One datagram per ban was a
+// quarter of the daemon's CPU in make bench's 5,000-ban burst.
 const (
 	floodLog = 8
 	logChunk = 64
