@@ -74,30 +74,39 @@ func (l *logger) logBans(ev banEvent, bs []bans.Ban) {
 		}
 		return
 	}
-	type groupKey struct{ jail, tail string }
-	var order []groupKey
-	groups := map[groupKey][]string{}
+	for _, g := range chunks(bs, func(b bans.Ban) string { return b.Jail + "\x00" + ev.group(b) }, logChunk) {
+		fields := make([]string, 0, 2+2*len(g))
+		fields = append(fields, "JAIL", g[0].Jail)
+		addrs := make([]string, len(g))
+		for i, b := range g {
+			addrs[i] = bannedString(b.Prefix)
+			fields = append(fields, "ADDRESS", addrs[i])
+		}
+		l.event(ev.pri, ev.msgID, ev.many(g[0].Jail, ev.group(g[0]), addrs), fields...)
+	}
+}
+
+// chunks splits bs into groups of equal key, in order of first appearance,
+// each cut into chunks of at most n.
+func chunks(bs []bans.Ban, key func(bans.Ban) string, n int) [][]bans.Ban {
+	var order []string
+	groups := map[string][]bans.Ban{}
 	for _, b := range bs {
-		k := groupKey{b.Jail, ev.group(b)}
+		k := key(b)
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
-		groups[k] = append(groups[k], bannedString(b.Prefix))
+		groups[k] = append(groups[k], b)
 	}
+	var out [][]bans.Ban
 	for _, k := range order {
-		addrs := groups[k]
-		for len(addrs) > 0 {
-			n := min(len(addrs), logChunk)
-			chunk := addrs[:n]
-			addrs = addrs[n:]
-			fields := make([]string, 0, 2+2*len(chunk))
-			fields = append(fields, "JAIL", k.jail)
-			for _, a := range chunk {
-				fields = append(fields, "ADDRESS", a)
-			}
-			l.event(ev.pri, ev.msgID, ev.many(k.jail, k.tail, chunk), fields...)
+		for g := groups[k]; len(g) > 0; {
+			m := min(len(g), n)
+			out = append(out, g[:m])
+			g = g[m:]
 		}
 	}
+	return out
 }
 
 // signalChunk bounds the addresses of one BannedMany or UnbannedMany
@@ -112,27 +121,7 @@ type announcer interface {
 	UnbannedMany(jail string, ps []netip.Prefix) error
 }
 
-// byJail splits bs per jail, in order of first appearance, in chunks of at
-// most n.
-func byJail(bs []bans.Ban, n int) [][]bans.Ban {
-	var order []string
-	groups := map[string][]bans.Ban{}
-	for _, b := range bs {
-		if _, ok := groups[b.Jail]; !ok {
-			order = append(order, b.Jail)
-		}
-		groups[b.Jail] = append(groups[b.Jail], b)
-	}
-	var out [][]bans.Ban
-	for _, j := range order {
-		for g := groups[j]; len(g) > 0; {
-			k := min(len(g), n)
-			out = append(out, g[:k])
-			g = g[k:]
-		}
-	}
-	return out
-}
+func jailOf(b bans.Ban) string { return b.Jail }
 
 // announceBanned emits Banned per ban, or, when more than floodLog bans
 // happen at once (the log's threshold), BannedMany per jail: in a
@@ -145,7 +134,7 @@ func announceBanned(a announcer, bs []bans.Ban) {
 		}
 		return
 	}
-	for _, g := range byJail(bs, signalChunk) {
+	for _, g := range chunks(bs, jailOf, signalChunk) {
 		ps := make([]netip.Prefix, len(g))
 		exps := make([]time.Time, len(g))
 		for i, b := range g {
@@ -163,7 +152,7 @@ func announceUnbanned(a announcer, bs []bans.Ban) {
 		}
 		return
 	}
-	for _, g := range byJail(bs, signalChunk) {
+	for _, g := range chunks(bs, jailOf, signalChunk) {
 		ps := make([]netip.Prefix, len(g))
 		for i, b := range g {
 			ps[i] = b.Prefix

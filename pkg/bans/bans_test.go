@@ -19,6 +19,19 @@ func ban(jail, p string, start time.Time, d time.Duration) Ban {
 	return b
 }
 
+// reopen closes tb and opens the database at path again.
+func reopen(t *testing.T, tb *Table, path string) *Table {
+	t.Helper()
+	if err := tb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tb, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tb
+}
+
 func TestPersistAcrossReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), FileName)
 	tb, err := Open(path)
@@ -36,13 +49,7 @@ func TestPersistAcrossReopen(t *testing.T) {
 	if err != nil || len(gone) != 1 {
 		t.Fatalf("Remove = %v, %v", gone, err)
 	}
-	if err := tb.Close(); err != nil {
-		t.Fatal(err)
-	}
-	tb, err = Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tb = reopen(t, tb, path)
 	defer tb.Close()
 	act := tb.Active(t0.Add(time.Minute))
 	if len(act) != 2 || act[0].Prefix.String() != "198.51.100.2/32" || !act[1].Permanent() {
@@ -141,13 +148,7 @@ func TestCommitAndChanges(t *testing.T) {
 	if ch, err := tb.Commit("s=x;i=11", a); err != nil || len(ch) != 0 {
 		t.Fatalf("Commit of a repeat = %v, %v; want nothing changed", ch, err)
 	}
-	if err := tb.Close(); err != nil {
-		t.Fatal(err)
-	}
-	tb, err = Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tb = reopen(t, tb, path)
 	defer tb.Close()
 	if c := tb.Cursor(); c != "s=x;i=11" {
 		t.Fatalf("Cursor after reopen = %q, want the last Commit's", c)

@@ -127,7 +127,7 @@ var statsSeq atomic.Uint32
 // openStatsSocket opens a NETLINK_NETFILTER socket in ns for
 // conntrackCount, with a one-second receive timeout.
 func openStatsSocket(ns netns.NsHandle) (*nl.NetlinkSocket, error) {
-	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_NETFILTER)
+	s, err := openNetfilterSocket(ns)
 	if err != nil {
 		return nil, err
 	}

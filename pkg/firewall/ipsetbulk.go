@@ -37,13 +37,7 @@ type ipsetBulk struct {
 }
 
 func newIpsetBulk(ns netns.NsHandle) (*ipsetBulk, error) {
-	var s *nl.NetlinkSocket
-	var err error
-	if ns == netns.None() {
-		s, err = nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_NETFILTER)
-	} else {
-		s, err = nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_NETFILTER)
-	}
+	s, err := openNetfilterSocket(ns)
 	if err != nil {
 		return nil, fmt.Errorf("opening netfilter netlink socket for ipset bulk adds: %w", err)
 	}

@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -43,4 +44,10 @@ func openIpsetOps(ns netns.NsHandle) (ipsetOps, error) {
 		listAll: h.IpsetListAll,
 		close:   h.Close,
 	}, nil
+}
+
+// openNetfilterSocket opens a NETLINK_NETFILTER socket in ns (netns.None()
+// = the current namespace) for the messages this package encodes itself.
+func openNetfilterSocket(ns netns.NsHandle) (*nl.NetlinkSocket, error) {
+	return nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_NETFILTER)
 }

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"syscall"
 
-	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -46,13 +45,7 @@ type nftRaw struct {
 
 // newNFTRaw opens the socket in namespace ns (netns.None() = current).
 func newNFTRaw(ns netns.NsHandle) (*nftRaw, error) {
-	var s *nl.NetlinkSocket
-	var err error
-	if ns == netns.None() {
-		s, err = nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_NETFILTER)
-	} else {
-		s, err = nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_NETFILTER)
-	}
+	s, err := openNetfilterSocket(ns)
 	if err != nil {
 		return nil, fmt.Errorf("opening netfilter netlink socket for nftables elements: %w", err)
 	}
