@@ -27,6 +27,16 @@ if [ "$what" = test ]; then
 	command -v setpriv >/dev/null || need_pkg util-linux
 	command -v journalctl >/dev/null || need_pkg systemd
 	[ -x /lib/systemd/systemd-journald ] || need_pkg systemd
+	# The conformance suite reads fail2ban's annotated sample logs.
+	[ -d /usr/lib/python3/dist-packages/fail2ban/tests/files/logs ] || need_pkg fail2ban
+	# Real sshd partners (beyond openssh-server above).
+
+	# Real mail daemons for the e2e tests.
+
+	# Real web servers for the e2e tests.
+
+	# Real FTP daemons for the e2e tests.
+
 fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
