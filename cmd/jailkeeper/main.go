@@ -31,6 +31,7 @@ commands:
   reload                                        re-read /etc/jailkeeper.d (the running config stays on error)
   check [--config-dir DIR] [--json]             validate the configuration
   test FILTER [FILE|-] [--json] [--mode M]      run a filter over log lines (like fail2ban-regex)
+  actions [--config-dir DIR] [--state-dir DIR]  run the companion: mail, webhooks, commands on bans
   version                                       print the version
 
 Every command takes --help. Flags may stand before or after arguments.
@@ -59,6 +60,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdReload(rest, stdout, stderr)
 	case "check":
 		return cmdCheck(rest, stdout, stderr)
+	case "actions":
+		return cmdActions(rest, stdout, stderr)
 	case "test":
 		return cmdTest(rest, stdin, stdout, stderr)
 	case "version", "--version":
