@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -49,9 +50,18 @@ func Run(cfgDir, stateDir string, log Logger) error {
 	if len(acts) == 0 {
 		return ErrNoActions
 	}
-	rt, err := cfg.Resolve()
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrConfig, err)
+	// The jails (units, findtime, compiled filter) are needed only to
+	// quote journal lines in mails: compiling every filter costs memory.
+	var js []jails.Jail
+	for _, a := range acts {
+		if a.Lines {
+			rt, err := cfg.Resolve()
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrConfig, err)
+			}
+			js = rt.Jails
+			break
+		}
 	}
 	host, _ := os.Hostname()
 	st, err := OpenStore(stateDir)
@@ -61,7 +71,7 @@ func Run(cfgDir, stateDir string, log Logger) error {
 	defer st.Close()
 	dl := map[string]Deliverer{}
 	for _, a := range acts {
-		dl[a.Name] = NewDeliverer(a, host, rt.Jails, log)
+		dl[a.Name] = NewDeliverer(a, host, js, log)
 	}
 	eng := New(Options{Actions: acts, Deliverers: dl, Store: st, Log: log})
 	if err := eng.Start(); err != nil {
@@ -77,6 +87,9 @@ func Run(cfgDir, stateDir string, log Logger) error {
 	defer stop()
 	Follow(ctx, eng, log, func(status string) {
 		_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS="+status)
+		// What loading and reconciling allocated is garbage now: hand it
+		// back, so that the idle service holds only what it uses.
+		debug.FreeOSMemory()
 	})
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	log.Log(journal.PriInfo, MsgStarted, "jailkeeper actions stopping: finishing the jobs in flight, the queued ones stay pending", nil)

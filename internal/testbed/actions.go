@@ -1,0 +1,175 @@
+package testbed
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Actions is `jailkeeper actions` for a Daemon: the same binary, config
+// directory, bus, namespace and private journal, its own state directory
+// (which outlives restarts), and an sd_notify listener per run.
+type Actions struct {
+	Bin       string
+	ConfigDir string
+	StateDir  string
+	Notify    *Notify
+
+	d    *Daemon
+	cmd  *exec.Cmd
+	out  bytes.Buffer
+	omu  sync.Mutex
+	done chan struct{}
+	runs int
+}
+
+// NewActions returns the actions service of d, not started. It is stopped
+// at cleanup, and its output logged if the test failed.
+func NewActions(t testing.TB, d *Daemon) *Actions {
+	t.Helper()
+	a := &Actions{Bin: d.Bin, ConfigDir: d.ConfigDir, StateDir: t.TempDir(), d: d}
+	t.Cleanup(func() {
+		if a.Running() {
+			a.stop(syscall.SIGTERM)
+		}
+		if strings.Contains(a.Output(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector reported a data race in jailkeeper actions")
+		}
+		if t.Failed() {
+			t.Logf("jailkeeper actions output (%d runs):\n%s", a.runs, a.Output())
+		}
+	})
+	return a
+}
+
+// Start starts the service and waits for READY=1 (failing the test if it
+// exits first or takes longer than timeout). env is added to its
+// environment.
+func (a *Actions) Start(t testing.TB, timeout time.Duration, env ...string) {
+	t.Helper()
+	if a.Running() {
+		t.Fatal("jailkeeper actions already running")
+	}
+	a.Notify = NewNotify(t)
+	a.runs++
+	argv := a.d.Hosts.SrvArgv(a.d.Journald, a.Bin, "actions", "--config-dir", a.ConfigDir, "--state-dir", a.StateDir)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="+a.Notify.Path, a.d.Bus.Env()), env...)
+	w := &lockedWriter{mu: &a.omu, w: &a.out}
+	fmt.Fprintf(w, "--- run %d ---\n", a.runs)
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting jailkeeper actions: %v", err)
+	}
+	a.cmd = cmd
+	done := make(chan struct{})
+	a.done = done
+	go func() {
+		err := cmd.Wait()
+		fmt.Fprintf(w, "--- run exited: %v ---\n", err)
+		close(done)
+	}()
+	ready := make(chan error, 1)
+	go func() {
+		_, _, err := a.Notify.Wait("READY=1", timeout)
+		ready <- err
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatalf("jailkeeper actions: %v\n%s", err, a.Output())
+		}
+	case <-done:
+		t.Fatalf("jailkeeper actions exited before READY=1:\n%s", a.Output())
+	}
+}
+
+// PID is the service's process ID (0 when it is not running).
+func (a *Actions) PID() int {
+	if !a.Running() {
+		return 0
+	}
+	return a.cmd.Process.Pid
+}
+
+// Running reports whether the process is alive.
+func (a *Actions) Running() bool {
+	if a.cmd == nil {
+		return false
+	}
+	select {
+	case <-a.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Stop sends SIGTERM and waits for the exit (SIGKILL after 20 s).
+func (a *Actions) Stop(t testing.TB) {
+	t.Helper()
+	if !a.Running() {
+		t.Fatal("jailkeeper actions not running")
+	}
+	a.stop(syscall.SIGTERM)
+}
+
+func (a *Actions) stop(sig syscall.Signal) {
+	_ = a.cmd.Process.Signal(sig)
+	select {
+	case <-a.done:
+	case <-time.After(20 * time.Second):
+		_ = a.cmd.Process.Kill()
+		<-a.done
+	}
+}
+
+// Output is what the service wrote to stdout and stderr over all runs.
+func (a *Actions) Output() string {
+	a.omu.Lock()
+	defer a.omu.Unlock()
+	return a.out.String()
+}
+
+// RSS returns the resident set size of the running service, in KiB, from
+// /proc/PID/status (VmRSS).
+func (a *Actions) RSS(t testing.TB) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.PID()))
+	if err != nil {
+		t.Fatalf("reading the status of jailkeeper actions: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.Atoi(f[1])
+			return kb
+		}
+	}
+	t.Fatal("no VmRSS in /proc/PID/status")
+	return 0
+}
+
+// ListenSrv opens a listener inside the server namespace (a webhook
+// receiver, a whois server, …), closed at cleanup.
+func (h *Hosts) ListenSrv(t testing.TB, network, addr string) net.Listener {
+	t.Helper()
+	var l net.Listener
+	err := inNetns(h.Srv, func() error {
+		var err error
+		l, err = net.Listen(network, addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listening on %s in %s: %v", addr, h.Srv, err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
