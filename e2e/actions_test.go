@@ -310,4 +310,3 @@ func cpuTicks(t *testing.T, pid int) int {
 	st, _ := strconv.Atoi(f[12])
 	return u + st
 }
-
