@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,7 +77,7 @@ func (r *receiver) waitBody(t *testing.T, event, addr string, timeout time.Durat
 
 // startWithActions starts a bed, the daemon and `jailkeeper actions` with
 // the drop-in actionsYAML next to the sshd jail.
-func startWithActions(t *testing.T, actionsYAML func(h *testbed.Hosts) string) (*testbed.Bed, *testbed.Daemon, *testbed.Actions) {
+func startWithActions(t *testing.T, actionsYAML func(h *testbed.Hosts) string, env ...func() string) (*testbed.Bed, *testbed.Daemon, *testbed.Actions) {
 	t.Helper()
 	testbed.Require(t, append(testbed.BedCommands, "whois")...)
 	bed := testbed.NewBed(t)
@@ -83,7 +85,11 @@ func startWithActions(t *testing.T, actionsYAML func(h *testbed.Hosts) string) (
 	d.Start(t)
 	d.WaitReady(t, readyTimeout)
 	a := testbed.NewActions(t, d)
-	a.Start(t, readyTimeout)
+	var vars []string
+	for _, e := range env {
+		vars = append(vars, e())
+	}
+	a.Start(t, readyTimeout, vars...)
 	return bed, d, a
 }
 
@@ -309,4 +315,124 @@ func cpuTicks(t *testing.T, pid int) int {
 	u, _ := strconv.Atoi(f[11])
 	st, _ := strconv.Atoi(f[12])
 	return u + st
+}
+
+// whoisRecord is what the test's whois server answers: a RIPE-style
+// record with an abuse-mailbox.
+const whoisRecord = `%% This is the test's own whois server.
+
+inetnum:        198.51.100.0 - 198.51.100.255
+netname:        TEST-NET-2
+descr:          Documentation addresses (RFC 5737)
+abuse-mailbox:  abuse@example.net
+source:         TEST
+`
+
+// startWhois serves whoisRecord on TCP 43 of the server's address, in the
+// server namespace; it returns a counter of the queries it answered.
+func startWhois(t *testing.T, h *testbed.Hosts) *atomic.Int32 {
+	t.Helper()
+	l := h.ListenSrv(t, "tcp", "198.51.100.1:43")
+	var n atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				q, err := bufio.NewReader(c).ReadString('\n')
+				if err != nil {
+					return
+				}
+				n.Add(1)
+				fmt.Fprintf(c, "%% query: %s\r\n", strings.TrimSpace(q))
+				fmt.Fprint(c, strings.ReplaceAll(whoisRecord, "\n", "\r\n"))
+			}()
+		}
+	}()
+	return &n
+}
+
+// TestActionsMail (issue 9): a real ban (three failures written to the
+// journal as sshd.service) is mailed through Debian's postfix (sendmail
+// -t -i) to the admin, with the whois record from the test's own whois
+// server (whois -h) and the failing journal lines, and to the abuse
+// contact of that record; a flood of 20 bans becomes one digest mail.
+func TestActionsMail(t *testing.T) {
+	t.Parallel()
+	testbed.Require(t, testbed.MTACommands...)
+	var mta *testbed.ActionsMTA
+	var whois *atomic.Int32
+	bed, d, _ := startWithActions(t, func(h *testbed.Hosts) string {
+		mta = testbed.StartActionsMTA(t, h)
+		whois = startWhois(t, h)
+		return `actions:
+  mail-admin: {type: mail, to: [admin@jk-test.example], whois: true, whois_server: 198.51.100.1, lines: true, min_bantime: 1h}
+  abuse:      {type: mail, to: [abuse], whois_server: 198.51.100.1, lines: true, min_bantime: 1h, rate: 20/h}
+  digest:     {type: mail, to: [digest@jk-test.example], digest: 2s}
+`
+	}, func() string { return mta.Env() })
+
+	// A flood of short bans: one digest mail, no per-ban mail.
+	var list strings.Builder
+	for i := 1; i <= 20; i++ {
+		fmt.Fprintf(&list, "203.0.113.%d\n", i)
+	}
+	if out, err := jk(d, list.String(), "ban", "sshd", "-", "--for", "10m"); err != nil {
+		t.Fatalf("ban: %v\n%s", err, out)
+	}
+	start := time.Now()
+	digest := mta.WaitMail(t, 15*time.Second, "To: digest@jk-test.example")
+	t.Logf("digest mail after %s", time.Since(start).Round(time.Millisecond))
+	for _, want := range []string{"Subject: [jailkeeper] ", ": 20 bans, 0 unbans", "  sshd: 20\n", "203.0.113.1 ", "203.0.113.20 "} {
+		if !strings.Contains(digest, want) {
+			t.Errorf("digest lacks %q:\n%s", want, digest)
+		}
+	}
+
+	// A ban the daemon decides from the journal.
+	fails := []string{
+		"Failed password for root from 198.51.100.2 port 40001 ssh2",
+		"Failed password for root from 198.51.100.2 port 40002 ssh2",
+		"Failed password for invalid user admin from 198.51.100.2 port 40003 ssh2",
+	}
+	if err := bed.Journald.WriteAsUnit("sshd.service", fails); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	admin := mta.WaitMail(t, 20*time.Second, "To: admin@jk-test.example", "198.51.100.2")
+	t.Logf("admin mail after %s", time.Since(start).Round(time.Millisecond))
+	for _, want := range append([]string{"Subject: [jailkeeper] ", "banned 198.51.100.2 in jail sshd", "Ban time:  1h0m0s",
+		"Whois record of 198.51.100.2", "netname:        TEST-NET-2", "% query: 198.51.100.2", "Log lines of sshd.service, ssh.service"}, fails...) {
+		if !strings.Contains(admin, want) {
+			t.Errorf("admin mail lacks %q:\n%s", want, admin)
+		}
+	}
+	abuse := mta.WaitMail(t, 20*time.Second, "To: abuse@example.net")
+	if !strings.Contains(abuse, "banned 198.51.100.2 in jail sshd") || !strings.Contains(abuse, fails[0]) || strings.Contains(abuse, "Whois record") {
+		t.Errorf("abuse mail:\n%s", abuse)
+	}
+	time.Sleep(3 * time.Second) // the digest period, for a second digest to show
+	mails := mta.Mails(t)
+	count := map[string]int{}
+	for _, m := range mails {
+		for _, to := range []string{"digest@", "admin@", "abuse@"} {
+			if strings.Contains(m, "To: "+to) {
+				count[to]++
+			}
+		}
+	}
+	// The detected ban is in a second digest; no per-ban mail for the 10m bans.
+	if len(mails) != 4 || count["digest@"] != 2 || count["admin@"] != 1 || count["abuse@"] != 1 {
+		t.Errorf("%d mails %v, want 2 digests, 1 admin, 1 abuse", len(mails), count)
+	}
+	if q := whois.Load(); q != 2 {
+		t.Errorf("%d whois queries, want 2 (admin, abuse)", q)
+	}
+	if n := journalCount(t, bed, "MESSAGE_ID="+actions.MsgDone, "ACTION=abuse", "ADDRESS=198.51.100.2", "JAIL=sshd"); n != 1 {
+		t.Errorf("%d done entries for the abuse mail, want 1", n)
+	}
 }
