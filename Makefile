@@ -17,6 +17,7 @@ install: build
 	install -D -m 0755 bin/jailkeeper $(DESTDIR)$(PREFIX)/bin/jailkeeper
 	install -D -m 0644 packaging/systemd/jailkeeper.service $(DESTDIR)/etc/systemd/system/jailkeeper.service
 	sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)/etc/systemd/system/jailkeeper.service
+	install -D -m 0644 packaging/systemd/jailkeeper-actions.service $(DESTDIR)/etc/systemd/system/jailkeeper-actions.service && sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)/etc/systemd/system/jailkeeper-actions.service
 	install -D -m 0644 packaging/systemd/org.jailkeeper.conf $(DESTDIR)/usr/share/dbus-1/system.d/org.jailkeeper.conf
 	install -D -m 0644 packaging/systemd/org.jailkeeper.service $(DESTDIR)/usr/share/dbus-1/system-services/org.jailkeeper.service
 	install -D -m 0644 packaging/systemd/org.jailkeeper.policy $(DESTDIR)/usr/share/polkit-1/actions/org.jailkeeper.policy

@@ -37,6 +37,8 @@ if [ "$what" = test ]; then
 
 	# Real FTP daemons for the e2e tests.
 
+	# jailkeeper actions: Debian's whois client and a real MTA.
+	command -v whois >/dev/null || need_pkg whois; [ -x /usr/sbin/postfix ] || need_pkg postfix
 fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
