@@ -205,3 +205,30 @@ func TestStoreSurvivesReopen(t *testing.T) {
 		t.Fatalf("after reopen: pending %v, seen %v", p, seen)
 	}
 }
+
+func TestExecTimeoutKillsTheGroup(t *testing.T) {
+	dir := t.TempDir()
+	pidfile := filepath.Join(dir, "pid")
+	a := config.ResolvedAction{Name: "slow", Argv: []string{"/bin/sh", "-c", "sleep 30 & echo $! > " + pidfile + "; wait"}, Timeout: 200 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), a.Timeout)
+	defer cancel()
+	start := time.Now()
+	err := NewExec(a, "gate", &recorder{}).Deliver(ctx, []Event{{Kind: Ban, Jail: "sshd", Prefix: netip.MustParsePrefix("203.0.113.7/32")}})
+	if err == nil || time.Since(start) > 3*time.Second {
+		t.Fatalf("error %v after %s, want a kill at the timeout", err, time.Since(start))
+	}
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stat := "/proc/" + strings.TrimSpace(string(b)) + "/stat"
+	for end := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		s, err := os.ReadFile(stat)
+		if err != nil || strings.Contains(string(s), ") Z ") {
+			return // gone, or a zombie waiting for its new parent
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the command's child outlived the timeout: %s", s)
+		}
+	}
+}

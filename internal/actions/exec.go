@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/journal"
@@ -46,7 +47,7 @@ func (x *Exec) Deliver(ctx context.Context, evs []Event) error {
 		}
 		var out limitedBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
-		cmd.WaitDelay = 2 * time.Second
+		killGroupOnCancel(cmd)
 		err := cmd.Run()
 		sc := bufio.NewScanner(bytes.NewReader(out.b.Bytes()))
 		for sc.Scan() {
@@ -75,4 +76,13 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 		l.b.Write(p[:min(len(p), room)])
 	}
 	return len(p), nil
+}
+
+// killGroupOnCancel runs cmd in a process group of its own and, when its
+// context ends, kills the whole group: sendmail's postdrop or a script's
+// children would otherwise outlive the timeout.
+func killGroupOnCancel(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
 }

@@ -206,7 +206,7 @@ func (m *Mail) sendmail(ctx context.Context, _ []string, msg []byte) error {
 	cmd.Stdin = bytes.NewReader(msg)
 	var out limitedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = 2 * time.Second
+	killGroupOnCancel(cmd)
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s -t -i: timed out", m.a.Sendmail)

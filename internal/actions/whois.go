@@ -19,6 +19,7 @@ func Whois(ctx context.Context, server string, addr netip.Addr) (string, error) 
 	}
 	args = append(args, "--", addr.String())
 	cmd := exec.CommandContext(ctx, "whois", args...)
+	killGroupOnCancel(cmd)
 	var out limitedBuffer
 	cmd.Stdout = &out
 	var stderr bytes.Buffer
