@@ -2,15 +2,11 @@ package e2e
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,60 +15,31 @@ import (
 	"github.com/jailkeeper/jailkeeper/internal/testbed"
 )
 
-// receiver is a webhook receiver in the server namespace: it records every
-// body with the time it arrived.
-type receiver struct {
-	URL   string
-	srv   *http.Server
-	delay time.Duration
-
-	mu     sync.Mutex
-	bodies []actions.WebhookBody
-	at     []time.Time
-}
-
-func newReceiver(t *testing.T, h *testbed.Hosts, delay time.Duration) *receiver {
-	t.Helper()
-	l := h.ListenSrv(t, "tcp", "198.51.100.1:0")
-	r := &receiver{URL: fmt.Sprintf("http://%s/hook", l.Addr()), delay: delay}
-	r.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		var b actions.WebhookBody
-		raw, _ := io.ReadAll(req.Body)
-		if err := json.Unmarshal(raw, &b); err != nil || req.Method != http.MethodPost || req.Header.Get("Content-Type") != "application/json" {
-			t.Errorf("webhook got %s %q (%s): %v", req.Method, raw, req.Header.Get("Content-Type"), err)
-		}
-		time.Sleep(r.delay)
-		r.mu.Lock()
-		r.bodies = append(r.bodies, b)
-		r.at = append(r.at, time.Now())
-		r.mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	})}
-	go func() { _ = r.srv.Serve(l) }()
-	t.Cleanup(func() { _ = r.srv.Close() })
-	return r
-}
-
-func (r *receiver) got() ([]actions.WebhookBody, []time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]actions.WebhookBody(nil), r.bodies...), append([]time.Time(nil), r.at...)
-}
-
-// waitBody waits for a body with event and address.
-func (r *receiver) waitBody(t *testing.T, event, addr string, timeout time.Duration) actions.WebhookBody {
+// waitHook waits for a webhook with event and address.
+func waitHook(t *testing.T, r *testbed.WebhookReceiver, event, addr string, timeout time.Duration) testbed.Hook {
 	t.Helper()
 	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		bodies, _ := r.got()
-		for _, b := range bodies {
-			if b.Event == event && b.Address == addr {
-				return b
+		hooks, _ := r.Hooks()
+		for _, h := range hooks {
+			if h.Event == event && h.Address == addr {
+				return h
 			}
 		}
 	}
-	bodies, _ := r.got()
-	t.Fatalf("no webhook %s %s within %s; got %+v", event, addr, timeout, bodies)
-	return actions.WebhookBody{}
+	hooks, bad := r.Hooks()
+	t.Fatalf("no webhook %s %s within %s; got %+v (malformed: %q)", event, addr, timeout, hooks, bad)
+	return testbed.Hook{}
+}
+
+// hookCount is the number of well-formed webhooks so far; malformed ones
+// fail the test.
+func hookCount(t *testing.T, r *testbed.WebhookReceiver) int {
+	t.Helper()
+	hooks, bad := r.Hooks()
+	if len(bad) > 0 {
+		t.Fatalf("malformed webhooks: %q", bad)
+	}
+	return len(hooks)
 }
 
 // startWithActions starts a bed, the daemon and `jailkeeper actions` with
@@ -122,9 +89,9 @@ func blackholes(t *testing.T, h *testbed.Hosts) string {
 // with MESSAGE_ID, JAIL=, ADDRESS=, ACTION=. Idle RSS is measured.
 func TestActionsWebhookAndExec(t *testing.T) {
 	t.Parallel()
-	var rcv *receiver
+	var rcv *testbed.WebhookReceiver
 	bed, d, a := startWithActions(t, func(h *testbed.Hosts) string {
-		rcv = newReceiver(t, h, 0)
+		rcv = testbed.NewWebhookReceiver(t, h, 0)
 		return fmt.Sprintf(`actions:
   chat: {type: webhook, url: %q, on: [ban, unban], retries: 2, timeout: 2s}
   blackhole:
@@ -138,7 +105,8 @@ func TestActionsWebhookAndExec(t *testing.T) {
 
 	time.Sleep(time.Second)
 	rss := a.RSS(t)
-	t.Logf("jailkeeper actions idle RSS: %.1f MB", float64(rss)/1024)
+	t.Logf("idle RSS: jailkeeper actions %.1f MB, the daemon (with the actions: section in its drop-ins) %.1f MB",
+		float64(rss)/1024, float64(rssOf(t, d.PID()))/1024)
 	// A race-detector build (JAILKEEPER_BIN in make test) is several times
 	// larger: the goal holds for the plain build only.
 	if os.Getenv("JAILKEEPER_BIN") == "" && rss > 15*1024 {
@@ -148,7 +116,7 @@ func TestActionsWebhookAndExec(t *testing.T) {
 	if out, err := jk(d, "", "ban", "sshd", "203.0.113.7", "--for", "1h"); err != nil {
 		t.Fatalf("ban: %v\n%s", err, out)
 	}
-	b := rcv.waitBody(t, "ban", "203.0.113.7", 5*time.Second)
+	b := waitHook(t, rcv, "ban", "203.0.113.7", 5*time.Second)
 	host, _ := os.Hostname()
 	if b.Jail != "sshd" || b.Host != host || b.Expires == "" || b.Expires == "permanent" {
 		t.Errorf("ban body %+v", b)
@@ -164,7 +132,7 @@ func TestActionsWebhookAndExec(t *testing.T) {
 	if out, err := jk(d, "", "unban", "203.0.113.7"); err != nil {
 		t.Fatalf("unban: %v\n%s", err, out)
 	}
-	rcv.waitBody(t, "unban", "203.0.113.7", 5*time.Second)
+	waitHook(t, rcv, "unban", "203.0.113.7", 5*time.Second)
 	waitJournal(t, bed, 1, 5*time.Second, "MESSAGE_ID="+actions.MsgDone, "ACTION=blackhole", "ADDRESS=203.0.113.7", "EVENT=unban")
 	if r := blackholes(t, h); strings.Contains(r, "203.0.113.7") {
 		t.Fatalf("blackhole route left after the unban: %q", r)
@@ -172,7 +140,7 @@ func TestActionsWebhookAndExec(t *testing.T) {
 
 	// The receiver goes away: two retries (1 s, 2 s), then the action
 	// gives up, and the next ban is still handled.
-	_ = rcv.srv.Close()
+	rcv.Close()
 	start := time.Now()
 	if out, err := jk(d, "", "ban", "sshd", "203.0.113.8"); err != nil {
 		t.Fatalf("ban: %v\n%s", err, out)
@@ -204,9 +172,9 @@ func TestActionsWebhookAndExec(t *testing.T) {
 func TestActionsRestartMidFlood(t *testing.T) {
 	t.Parallel()
 	const n = 3000
-	var rcv *receiver
+	var rcv *testbed.WebhookReceiver
 	_, d, a := startWithActions(t, func(h *testbed.Hosts) string {
-		rcv = newReceiver(t, h, 2*time.Millisecond)
+		rcv = testbed.NewWebhookReceiver(t, h, 2*time.Millisecond)
 		return fmt.Sprintf("actions:\n  chat: {type: webhook, url: %q}\n", rcv.URL)
 	})
 	var list strings.Builder
@@ -217,7 +185,7 @@ func TestActionsRestartMidFlood(t *testing.T) {
 		t.Fatalf("ban: %v\n%s", err, out)
 	}
 	for end := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if b, _ := rcv.got(); len(b) >= n/5 {
+		if hookCount(t, rcv) >= n/5 {
 			break
 		}
 		if time.Now().After(end) {
@@ -225,23 +193,22 @@ func TestActionsRestartMidFlood(t *testing.T) {
 		}
 	}
 	a.Stop(t)
-	before, _ := rcv.got()
-	t.Logf("restart after %d of %d webhooks", len(before), n)
-	if len(before) >= n {
-		t.Fatalf("the flood was over before the restart (%d webhooks): nothing tested", len(before))
+	before := hookCount(t, rcv)
+	t.Logf("restart after %d of %d webhooks", before, n)
+	if before >= n {
+		t.Fatalf("the flood was over before the restart (%d webhooks): nothing tested", before)
 	}
 	a.Start(t, readyTimeout)
 	for end := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if b, _ := rcv.got(); len(b) >= n {
+		if hookCount(t, rcv) >= n {
 			break
 		}
 		if time.Now().After(end) {
-			b, _ := rcv.got()
-			t.Fatalf("%d of %d webhooks within 30 s of the restart", len(b), n)
+			t.Fatalf("%d of %d webhooks within 30 s of the restart", hookCount(t, rcv), n)
 		}
 	}
 	time.Sleep(500 * time.Millisecond) // room for duplicates to show
-	bodies, _ := rcv.got()
+	bodies, _ := rcv.Hooks()
 	count := map[string]int{}
 	for _, b := range bodies {
 		count[b.Address]++
@@ -264,9 +231,9 @@ func TestActionsRestartMidFlood(t *testing.T) {
 func TestActionsBurst(t *testing.T) {
 	t.Parallel()
 	const n = 5000
-	var rcv *receiver
+	var rcv *testbed.WebhookReceiver
 	_, d, a := startWithActions(t, func(h *testbed.Hosts) string {
-		rcv = newReceiver(t, h, 0)
+		rcv = testbed.NewWebhookReceiver(t, h, 0)
 		return fmt.Sprintf("actions:\n  chat: {type: webhook, url: %q}\n", rcv.URL)
 	})
 	cpu0 := cpuTicks(t, a.PID())
@@ -280,18 +247,17 @@ func TestActionsBurst(t *testing.T) {
 	}
 	banned := time.Since(start)
 	for end := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if b, _ := rcv.got(); len(b) >= n {
+		if hookCount(t, rcv) >= n {
 			break
 		}
 		if time.Now().After(end) {
-			b, _ := rcv.got()
-			t.Fatalf("%d of %d webhooks within 20 s", len(b), n)
+			t.Fatalf("%d of %d webhooks within 20 s", hookCount(t, rcv), n)
 		}
 	}
-	_, at := rcv.got()
-	lat := make([]time.Duration, len(at))
-	for i, x := range at {
-		lat[i] = x.Sub(start)
+	hooks, _ := rcv.Hooks()
+	lat := make([]time.Duration, len(hooks))
+	for i, hk := range hooks {
+		lat[i] = hk.At.Sub(start)
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
@@ -437,4 +403,20 @@ func TestActionsMail(t *testing.T) {
 	if n := journalCount(t, bed, "MESSAGE_ID="+actions.MsgDone, "ACTION=abuse", "ADDRESS=198.51.100.2", "JAIL=sshd"); n != 1 {
 		t.Errorf("%d done entries for the abuse mail, want 1", n)
 	}
+}
+
+// rssOf returns VmRSS of pid in KiB.
+func rssOf(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.Atoi(f[1])
+			return kb
+		}
+	}
+	return 0
 }

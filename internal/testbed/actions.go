@@ -2,8 +2,11 @@ package testbed
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -173,3 +176,65 @@ func (h *Hosts) ListenSrv(t testing.TB, network, addr string) net.Listener {
 	t.Cleanup(func() { _ = l.Close() })
 	return l
 }
+
+// Hook is one webhook request a WebhookReceiver got: the JSON body of
+// `jailkeeper actions` (format json) and when it arrived.
+type Hook struct {
+	Event   string `json:"event"`
+	Jail    string `json:"jail"`
+	Address string `json:"address"`
+	Expires string `json:"expires"`
+	Reason  string `json:"reason"`
+	Host    string `json:"host"`
+	At      time.Time
+}
+
+// WebhookReceiver is an HTTP server in the server namespace recording
+// every POSTed JSON body.
+type WebhookReceiver struct {
+	URL string
+	// Delay is how long each request is held before its answer (a slow
+	// receiver).
+	Delay time.Duration
+
+	srv   *http.Server
+	mu    sync.Mutex
+	hooks []Hook
+	bad   []string
+}
+
+// NewWebhookReceiver listens on 198.51.100.1 (a free port) in h's server
+// namespace, and stops at cleanup.
+func NewWebhookReceiver(t testing.TB, h *Hosts, delay time.Duration) *WebhookReceiver {
+	t.Helper()
+	l := h.ListenSrv(t, "tcp", "198.51.100.1:0")
+	r := &WebhookReceiver{URL: fmt.Sprintf("http://%s/hook", l.Addr()), Delay: delay}
+	r.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var hk Hook
+		raw, _ := io.ReadAll(req.Body)
+		err := json.Unmarshal(raw, &hk)
+		time.Sleep(r.Delay)
+		hk.At = time.Now()
+		r.mu.Lock()
+		if err != nil || req.Method != http.MethodPost || req.Header.Get("Content-Type") != "application/json" {
+			r.bad = append(r.bad, fmt.Sprintf("%s %q (%s): %v", req.Method, raw, req.Header.Get("Content-Type"), err))
+		} else {
+			r.hooks = append(r.hooks, hk)
+		}
+		r.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	go func() { _ = r.srv.Serve(l) }()
+	t.Cleanup(func() { _ = r.srv.Close() })
+	return r
+}
+
+// Hooks returns the well-formed requests so far, and the malformed ones.
+func (r *WebhookReceiver) Hooks() (hooks []Hook, bad []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Hook(nil), r.hooks...), append([]string(nil), r.bad...)
+}
+
+// Close stops the receiver: connections are refused from then on.
+func (r *WebhookReceiver) Close() { _ = r.srv.Close() }
