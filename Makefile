@@ -11,10 +11,12 @@ all: build
 
 build: deps-build
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/jailkeeper ./cmd/jailkeeper
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/jailkeeper-actions ./cmd/jailkeeper-actions
 
 # Install the binary, the unit, the D-Bus policy and an example drop-in.
 install: build
 	install -D -m 0755 bin/jailkeeper $(DESTDIR)$(PREFIX)/bin/jailkeeper
+	install -D -m 0755 bin/jailkeeper-actions $(DESTDIR)$(PREFIX)/bin/jailkeeper-actions
 	install -D -m 0644 packaging/systemd/jailkeeper.service $(DESTDIR)/etc/systemd/system/jailkeeper.service
 	sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)/etc/systemd/system/jailkeeper.service
 	install -D -m 0644 packaging/systemd/jailkeeper-actions.service $(DESTDIR)/etc/systemd/system/jailkeeper-actions.service && sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)/etc/systemd/system/jailkeeper-actions.service

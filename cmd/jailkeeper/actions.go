@@ -1,52 +1,27 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
-
-	sd "github.com/coreos/go-systemd/v22/daemon"
-
-	"github.com/jailkeeper/jailkeeper/internal/actions"
+	"path/filepath"
+	"syscall"
 )
 
-// defaultActionsStateDir is the actions service's own state directory.
-const defaultActionsStateDir = "/var/lib/jailkeeper-actions"
+// actionsBinary is the executable of `jailkeeper actions`, installed next
+// to jailkeeper. The companion's HTTP, TLS and SMTP code lives there, not
+// in this binary: the daemon's resident memory grows with the size of the
+// binary it runs from (docs/actions.md).
+const actionsBinary = "jailkeeper-actions"
 
-// cmdActions runs `jailkeeper actions`, the companion that mails, calls
-// webhooks and runs commands on the daemon's bans (internal/actions).
-func cmdActions(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("actions", "actions [--config-dir DIR] [--state-dir DIR]", stderr)
-	cfgDir := fs.String("config-dir", defaultConfigDir, "directory of *.yaml drop-ins")
-	stateDir := fs.String("state-dir", "", "state directory (default $STATE_DIRECTORY or "+defaultActionsStateDir+")")
-	pos, err := parseInterspersed(fs, args)
+// cmdActions replaces this process with jailkeeper-actions (same PID, so
+// systemd's Type=notify and NotifyAccess=main hold).
+func cmdActions(args []string, stderr io.Writer) int {
+	self, err := os.Executable()
 	if err != nil {
-		return usageError(err)
+		return fail(stderr, "actions", fmt.Errorf("finding this executable: %w", err))
 	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "jailkeeper actions: unexpected argument %q\n", pos[0])
-		return 2
-	}
-	if *stateDir == "" {
-		*stateDir = defaultActionsStateDir
-		if s := os.Getenv("STATE_DIRECTORY"); s != "" {
-			*stateDir = strings.Split(s, ":")[0]
-		}
-	}
-	err = actions.Run(*cfgDir, *stateDir, actions.NewJournalLogger(stderr))
-	switch {
-	case errors.Is(err, actions.ErrNoActions):
-		// Nothing to do is not a failure: say so and end cleanly.
-		_, _ = sd.SdNotify(false, sd.SdNotifyReady+"\nSTATUS=no actions configured")
-		fmt.Fprintf(stderr, "jailkeeper actions: %s\n", err)
-		return 0
-	case errors.Is(err, actions.ErrConfig):
-		fmt.Fprintf(stderr, "jailkeeper actions: %s\n", oneLine(err.Error()))
-		return 78 // EX_CONFIG: restarting cannot help
-	case err != nil:
-		return fail(stderr, "actions", err)
-	}
-	return 0
+	bin := filepath.Join(filepath.Dir(self), actionsBinary)
+	err = syscall.Exec(bin, append([]string{bin, "actions"}, args...), os.Environ())
+	return fail(stderr, "actions", fmt.Errorf("running %s: %w", bin, err))
 }

@@ -61,7 +61,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "check":
 		return cmdCheck(rest, stdout, stderr)
 	case "actions":
-		return cmdActions(rest, stdout, stderr)
+		return cmdActions(rest, stderr)
 	case "test":
 		return cmdTest(rest, stdin, stdout, stderr)
 	case "version", "--version":

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,11 +35,88 @@ type Actions struct {
 	runs int
 }
 
-// NewActions returns the actions service of d, not started. It is stopped
-// at cleanup, and its output logged if the test failed.
+// actionsBuild is the process-wide build of `jailkeeper actions`.
+var actionsBuild struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// BuildActions returns a directory holding jailkeeper-actions, built from
+// this tree once per process (with -race when GORACE is set, as make test's
+// race pass sets it; JAILKEEPER_ACTIONS_BIN names a ready binary instead),
+// next to a hard link (or copy) of the daemon's binary d.Bin: running that
+// `jailkeeper actions` execs the sibling exactly as installed.
+// RemoveActionsBuild deletes it.
+func BuildActions(t testing.TB, daemonBin string) string {
+	t.Helper()
+	actionsBuild.once.Do(func() {
+		dir, err := os.MkdirTemp("", "jk-actions-build-")
+		if err != nil {
+			actionsBuild.err = err
+			return
+		}
+		actionsBuild.dir = dir
+		bin := filepath.Join(dir, "jailkeeper-actions")
+		if b := os.Getenv("JAILKEEPER_ACTIONS_BIN"); b != "" {
+			if err := linkOrCopy(b, bin); err != nil {
+				actionsBuild.err = err
+				return
+			}
+		} else {
+			root, err := RepoRoot()
+			if err != nil {
+				actionsBuild.err = err
+				return
+			}
+			args := []string{"build", "-o", bin}
+			if os.Getenv("GORACE") != "" {
+				args = append(args, "-race")
+			}
+			cmd := exec.Command(goTool(), append(args, "./cmd/jailkeeper-actions")...)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				actionsBuild.err = fmt.Errorf("go build ./cmd/jailkeeper-actions: %w\n%s", err, out)
+				return
+			}
+		}
+		actionsBuild.err = linkOrCopy(daemonBin, filepath.Join(dir, "jailkeeper"))
+		actionsBuild.bin = filepath.Join(dir, "jailkeeper")
+	})
+	if actionsBuild.err != nil {
+		t.Fatal(actionsBuild.err)
+	}
+	return actionsBuild.bin
+}
+
+// RemoveActionsBuild deletes what BuildActions built.
+func RemoveActionsBuild() {
+	if actionsBuild.dir != "" {
+		_ = os.RemoveAll(actionsBuild.dir)
+	}
+}
+
+func linkOrCopy(src, dst string) error {
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("copying %s: %w", src, err)
+	}
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		return fmt.Errorf("copying %s: %w", src, err)
+	}
+	return nil
+}
+
+// NewActions returns the actions service of d, not started: `jailkeeper
+// actions` from BuildActions. It is stopped at cleanup, and its output
+// logged if the test failed.
 func NewActions(t testing.TB, d *Daemon) *Actions {
 	t.Helper()
-	a := &Actions{Bin: d.Bin, ConfigDir: d.ConfigDir, StateDir: t.TempDir(), d: d}
+	a := &Actions{Bin: BuildActions(t, d.Bin), ConfigDir: d.ConfigDir, StateDir: t.TempDir(), d: d}
 	t.Cleanup(func() {
 		if a.Running() {
 			a.stop(syscall.SIGTERM)
