@@ -179,7 +179,7 @@ func TestActionsRestartMidFlood(t *testing.T) {
 	})
 	var list strings.Builder
 	for i := 0; i < n; i++ {
-		fmt.Fprintf(&list, "203.0.%d.%d\n", 100+i/250, i%250+1)
+		fmt.Fprintf(&list, "2001:db8:100::%x\n", i+1)
 	}
 	if out, err := jk(d, list.String(), "ban", "sshd", "-"); err != nil {
 		t.Fatalf("ban: %v\n%s", err, out)
@@ -239,7 +239,7 @@ func TestActionsBurst(t *testing.T) {
 	cpu0 := cpuTicks(t, a.PID())
 	var list strings.Builder
 	for i := 0; i < n; i++ {
-		fmt.Fprintf(&list, "203.0.%d.%d\n", 100+i/250, i%250+1)
+		fmt.Fprintf(&list, "2001:db8:100::%x\n", i+1)
 	}
 	start := time.Now()
 	if out, err := jk(d, list.String(), "ban", "sshd", "-"); err != nil {
