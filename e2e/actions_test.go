@@ -121,7 +121,7 @@ func TestActionsWebhookAndExec(t *testing.T) {
 	if b.Jail != "sshd" || b.Host != host || b.Expires == "" || b.Expires == "permanent" {
 		t.Errorf("ban body %+v", b)
 	}
-	if exp, err := time.Parse(time.RFC3339, b.Expires); err != nil || exp.Sub(time.Now()) < 59*time.Minute || exp.Sub(time.Now()) > 61*time.Minute {
+	if exp, err := time.Parse(time.RFC3339, b.Expires); err != nil || time.Until(exp) < 59*time.Minute || time.Until(exp) > 61*time.Minute {
 		t.Errorf("ban body expires %q, want an hour from now", b.Expires)
 	}
 	waitJournal(t, bed, 1, 5*time.Second, "MESSAGE_ID="+actions.MsgDone, "ACTION=blackhole", "ADDRESS=203.0.113.7", "JAIL=sshd", "EVENT=ban")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Store is the actions service's memory across restarts, one bbolt file in
@@ -70,7 +71,7 @@ func OpenStore(dir string) (*Store, error) {
 	path := filepath.Join(dir, "actions.db")
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("opening %s: another jailkeeper actions holds it", path)
 		}
 		return nil, fmt.Errorf("opening %s: %w", path, err)
