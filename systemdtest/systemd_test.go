@@ -28,6 +28,9 @@ const (
 	chain = "JAILKEEPER"
 	// testUser is an unprivileged user created in the container.
 	testUser = "jk-user"
+	// testAdmin is a user created in the container whom a polkit rule
+	// grants org.jailkeeper.manage.
+	testAdmin = "jk-admin"
 )
 
 // TestSystemdService runs jailkeeper under a real systemd exactly as the
@@ -141,33 +144,87 @@ func TestSystemdService(t *testing.T) {
 	})
 
 	step("traffic", func(t *testing.T) {
-		// A listener on the server's port 22 (the container's network),
-		// dialled from the attacker: the ban must refuse it, the unban
-		// let it in again.
-		ln := listenIn(t, h.Srv, "198.51.100.1:22")
-		defer ln.Close()
-		if err := atkDial(h); err != nil {
-			t.Fatalf("before the ban: %v", err)
+		// The container's own sshd (ssh.service), dialled from the
+		// attacker: the ban must refuse it, the unban let it in again.
+		if b, err := h.AtkBanner("198.51.100.1:22", 2*time.Second); err != nil || !strings.HasPrefix(b, "SSH-") {
+			t.Fatalf("before the ban: banner %q, %v; want sshd's", b, err)
 		}
 		c.Must(t, "jailkeeper", "ban", "sshd", "198.51.100.2")
 		if err := atkDial(h); !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Fatalf("after banning the attacker: dial = %v, want connection refused (tcp-reset)", err)
 		}
 		c.Must(t, "busctl", "call", "org.jailkeeper", "/org/jailkeeper", "org.jailkeeper.Manager1", "Unban", "s", "198.51.100.2")
-		if err := atkDial(h); err != nil {
-			t.Fatalf("after Unban: %v", err)
+		if b, err := h.AtkBanner("198.51.100.1:22", 2*time.Second); err != nil || !strings.HasPrefix(b, "SSH-") {
+			t.Fatalf("after Unban: banner %q, %v; want sshd's", b, err)
 		}
 	})
 
-	step("bus policy", func(t *testing.T) {
+	step("polkit", func(t *testing.T) {
+		// The bus lets everyone's changing calls through to the daemon,
+		// which asks polkit about callers other than root: refused
+		// without a rule, granted to the one user a rule names.
+		const addr = "203.0.113.9"
 		c.Must(t, "useradd", "--no-create-home", testUser)
-		as := []string{"setpriv", "--reuid=" + testUser, "--regid=" + testUser, "--clear-groups"}
-		out, err := c.Run(append(as, "dbus-send", "--system", "--print-reply", "--dest=org.jailkeeper",
-			"/org/jailkeeper", "org.jailkeeper.Manager1.Unban", "string:203.0.113.9")...)
-		if err == nil || !testbed.RefusedByBus(out) {
-			t.Errorf("Unban by an unprivileged user: err %v, want the bus's policy to refuse it:\n%s", err, out)
+		c.Must(t, "useradd", "--no-create-home", testAdmin)
+		as := func(user string, argv ...string) (string, error) {
+			return c.Run(append([]string{"setpriv", "--reuid=" + user, "--regid=" + user, "--clear-groups"}, argv...)...)
 		}
-		if out, err := c.Run(append(as, "jailkeeper", "status", "--json")...); err != nil || !strings.Contains(out, `"sshd"`) {
+		// refused checks that user can neither ban nor unban addr nor
+		// reload, and that addr stays banned or not as it was.
+		refused := func(user string, banned bool) {
+			t.Helper()
+			verb := []string{"jailkeeper", "ban", "sshd", addr}
+			if banned {
+				verb = []string{"jailkeeper", "unban", addr}
+			}
+			out, err := as(user, verb...)
+			if err == nil || !strings.Contains(out, "uid ") || !strings.Contains(out, "polkit does not grant org.jailkeeper.manage") {
+				t.Errorf("%s as %s: %v, want the daemon's refusal naming polkit's action:\n%s", strings.Join(verb, " "), user, err, out)
+			}
+			out, err = as(user, "dbus-send", "--system", "--print-reply", "--dest=org.jailkeeper",
+				"/org/jailkeeper", "org.jailkeeper.Manager1.Reload")
+			if err == nil || testbed.RefusedByBus(out) || !strings.Contains(out, "org.jailkeeper.Error.PermissionDenied") {
+				t.Errorf("Reload by %s: %v, want org.jailkeeper.Error.PermissionDenied from the daemon:\n%s", user, err, out)
+			}
+			if _, ok := kernelBan(t, c, addr); ok != banned {
+				t.Fatalf("in the kernel after refused calls by %s: %s %v, want %v", user, addr, ok, banned)
+			}
+		}
+		refused(testAdmin, false)
+		refused(testUser, false)
+
+		writeFile(t, root, "/etc/polkit-1/rules.d/50-jailkeeper-test.rules", `polkit.addRule(function(action, subject) {
+    if (action.id == "org.jailkeeper.manage" && subject.user == "`+testAdmin+`") {
+        return polkit.Result.YES;
+    }
+});
+`)
+		// polkitd reloads its rules when the directory changes.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out, err := as(testAdmin, "jailkeeper", "ban", "sshd", addr)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("jailkeeper ban as %s with a polkit rule granting it: %v\n%s", testAdmin, err, out)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if _, ok := kernelBan(t, c, addr); !ok {
+			t.Fatalf("after jailkeeper ban by %s: %s in no ipset", testAdmin, addr)
+		}
+		refused(testUser, true) // the rule names one user
+		if out, err := as(testAdmin, "jailkeeper", "unban", addr); err != nil {
+			t.Fatalf("jailkeeper unban as %s: %v\n%s", testAdmin, err, out)
+		}
+		if _, ok := kernelBan(t, c, addr); ok {
+			t.Errorf("after jailkeeper unban by %s: %s still in an ipset", testAdmin, addr)
+		}
+		if out, err := as(testAdmin, "jailkeeper", "reload"); err != nil {
+			t.Errorf("jailkeeper reload as %s: %v\n%s", testAdmin, err, out)
+		}
+		if out, err := as(testUser, "jailkeeper", "status", "--json"); err != nil || !strings.Contains(out, `"sshd"`) {
 			t.Errorf("jailkeeper status by an unprivileged user: %v\n%s", err, out)
 		}
 	})
