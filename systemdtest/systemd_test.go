@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,14 +51,16 @@ func TestSystemdService(t *testing.T) {
 	c := bootContainer(t, root, h.Srv)
 	// Installed into the running system, as on a real server.
 	makeInstall(t, repo, root)
-	t.Cleanup(func() {
+	// Deferred, not a cleanup: it must run before the container's
+	// poweroff, which is a cleanup of whichever container booted last.
+	defer func() {
 		if t.Failed() {
 			// Structured lines only: a watchdog's SIGABRT makes the Go
 			// runtime dump every goroutine on stderr.
 			out, _ := c.Run("journalctl", "--no-pager", "-n", "80", "-u", unit, "-u", "dbus", "_TRANSPORT=journal")
 			t.Logf("container journal (jailkeeper, dbus):\n%s", out)
 		}
-	})
+	}()
 
 	// step runs one check as a subtest; the scenario stops at the first
 	// failure, since later steps build on earlier ones.
@@ -227,6 +228,84 @@ func TestSystemdService(t *testing.T) {
 		if out, err := as(testUser, "jailkeeper", "status", "--json"); err != nil || !strings.Contains(out, `"sshd"`) {
 			t.Errorf("jailkeeper status by an unprivileged user: %v\n%s", err, out)
 		}
+	})
+
+	// Reboot with persisted bans, the network namespace recreated empty as
+	// after a real reboot: from the first packet on, banned sources (a
+	// permanent ban and a timed one) must never reach the container's
+	// sshd, probed every 10 ms from before nspawn starts until well after
+	// ssh.service is up. An address not banned reaches it, so the probes
+	// could have seen a window.
+	const permBanned, timedBanned, notBanned = "198.51.100.2", "198.51.100.4", "198.51.100.5"
+	step("reboot: bans persisted", func(t *testing.T) {
+		h.AddAttackerAddr(t, timedBanned+"/24")
+		h.AddAttackerAddr(t, notBanned+"/24")
+		c.Must(t, "jailkeeper", "ban", "sshd", permBanned, "--for", "permanent")
+		c.Must(t, "jailkeeper", "ban", "sshd", timedBanned, "--for", "1h")
+		for _, a := range []string{permBanned, timedBanned} {
+			if _, ok := kernelBan(t, c, a); !ok {
+				t.Fatalf("%s not in the kernel before the reboot", a)
+			}
+		}
+		c.poweroff(t)
+	})
+	var (
+		stopProbes chan struct{}
+		probes     []<-chan *probe
+		booted     time.Time
+	)
+	if ok {
+		recreateSrvNetns(t, h, timedBanned+"/24", notBanned+"/24")
+		stopProbes = make(chan struct{})
+		for _, src := range []string{permBanned, timedBanned} {
+			probes = append(probes, startProbe(h, src, "198.51.100.1:22", 10*time.Millisecond, stopProbes))
+		}
+		time.Sleep(50 * time.Millisecond) // probing before the boot starts
+		booted = time.Now()
+		c = bootContainer(t, root, h.Srv)
+	}
+	step("reboot: no banned connection reaches sshd", func(t *testing.T) {
+		waitActive(t, c, 30*time.Second, unit, "ssh.service")
+		time.Sleep(500 * time.Millisecond)
+		close(stopProbes)
+		for _, ch := range probes {
+			p := <-ch
+			t.Logf("probe %v", p)
+			if len(p.reached) > 0 {
+				t.Errorf("banned %s reached sshd %d times after the reboot, the first %v after systemd-nspawn started",
+					p.src, len(p.reached), p.reached[0].Sub(booted).Round(time.Millisecond))
+			}
+			if p.tries < 50 || p.refused < p.tries*9/10 {
+				t.Errorf("probe from %s: %v; want at least 50 attempts, nearly all refused", p.src, p)
+			}
+		}
+		jk := monotonic(t, c, unit, "ActiveEnterTimestampMonotonic")
+		ssh := monotonic(t, c, "ssh.service", "ExecMainStartTimestampMonotonic")
+		t.Logf("after boot: jailkeeper ready at %.3f s, sshd started at %.3f s (monotonic)", float64(jk)/1e6, float64(ssh)/1e6)
+		if jk > ssh {
+			t.Errorf("jailkeeper ready at %d µs, after sshd started at %d µs", jk, ssh)
+		}
+		if b, err := bannerFrom(h, notBanned); err != nil || !strings.HasPrefix(b, "SSH-") {
+			t.Errorf("from %s, not banned, after the reboot: banner %q, %v; want sshd's", notBanned, b, err)
+		}
+		for _, a := range []string{permBanned, timedBanned} {
+			timeout, ok := kernelBan(t, c, a)
+			if !ok {
+				t.Errorf("after the reboot: %s not in the kernel", a)
+			}
+			if a == permBanned && timeout != 0 {
+				t.Errorf("after the reboot: permanent ban of %s has timeout %d", a, timeout)
+			}
+		}
+		// journalctl --grep exits 1 when nothing matches.
+		if out, err := c.Run("journalctl", "--no-pager", "-o", "cat", "-b", "--grep", "ordering cycle"); err == nil {
+			t.Errorf("the boot found an ordering cycle:\n%s", out)
+		}
+		// Started before dbus at boot, the daemon takes its name later.
+		bus, _ := c.Run("journalctl", "--no-pager", "-o", "cat", "-b", "-u", unit, "--grep", "bus")
+		t.Logf("the daemon's lines about the bus at boot:\n%s", bus)
+		c.Must(t, "jailkeeper", "unban", permBanned)
+		c.Must(t, "jailkeeper", "unban", timedBanned)
 	})
 
 	const kept = "203.0.113.8"
@@ -501,31 +580,6 @@ func kernelBan(t *testing.T, c *container, addr string) (int, bool) {
 		return timeout, true
 	}
 	return 0, false
-}
-
-// listenIn opens a TCP listener in the named network namespace that
-// accepts and closes every connection until closed.
-func listenIn(t *testing.T, ns, addr string) net.Listener {
-	t.Helper()
-	var ln net.Listener
-	err := inNetns(ns, func() error {
-		var err error
-		ln, err = net.Listen("tcp", addr)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("listening on %s in %s: %v", addr, ns, err)
-	}
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
-	return ln
 }
 
 // atkDial connects from the attacker to the server's port 22.

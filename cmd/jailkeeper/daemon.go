@@ -176,8 +176,23 @@ func (d *daemon) run() error {
 	}
 	d.cfg, d.rt, d.engine = cfg, rt, engine
 
-	if err := d.connectBus(); err != nil {
-		d.log.warnf("D-Bus unavailable, running without org.jailkeeper: %v", err)
+	// At boot the daemon starts before the system bus (the unit is ordered
+	// like a firewall, before network-pre.target): without a bus it keeps
+	// trying in the background and takes org.jailkeeper when dbus is up.
+	busUp := make(chan *dbusapi.Server, 1)
+	if srv, err := d.dialBus(); err != nil {
+		d.log.warnf("D-Bus unavailable, running without org.jailkeeper until the system bus is up: %v", err)
+		go func() {
+			for {
+				time.Sleep(time.Second)
+				if srv, err := d.dialBus(); err == nil {
+					busUp <- srv
+					return
+				}
+			}
+		}()
+	} else {
+		d.bus = srv
 	}
 
 	d.batches = make(chan []jjournal.Entry, maxGroup)
@@ -221,6 +236,11 @@ func (d *daemon) run() error {
 			if err := d.startReader(); err != nil {
 				d.log.errorf(msgJournal, "restarting journal reader: %v", err)
 			}
+		case srv := <-busUp:
+			d.mu.Lock()
+			d.bus = srv
+			d.mu.Unlock()
+			d.log.infof(msgStarted, "system bus up: took %s", dbusapi.BusName)
 		case resp := <-d.reloads:
 			resp <- d.reload()
 		case <-expiry.C:
@@ -265,18 +285,18 @@ func (d *daemon) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ba
 	return keep
 }
 
-func (d *daemon) connectBus() error {
+// dialBus connects to the system bus and serves org.jailkeeper on it.
+func (d *daemon) dialBus() (*dbusapi.Server, error) {
 	conn, err := dbus.ConnectSystemBus()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	srv, err := dbusapi.Serve(conn, d)
 	if err != nil {
 		conn.Close()
-		return err
+		return nil, err
 	}
-	d.bus = srv
-	return nil
+	return srv, nil
 }
 
 func (d *daemon) startReader() error {
