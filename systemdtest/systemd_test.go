@@ -420,9 +420,9 @@ func TestSystemdService(t *testing.T) {
 		if !strings.HasPrefix(out, `a(suuuuas) 1 "sshd"`) {
 			t.Errorf("Status while stopped: %q, want the sshd jail from a bus-activated daemon", out)
 		}
-		if got := strings.TrimSpace(c.Must(t, "systemctl", "is-active", unit)); got != "active" {
-			t.Errorf("after a call to org.jailkeeper: is-active = %q, want bus activation to start it", got)
-		}
+		// The daemon answers once it holds its name, shortly before
+		// READY=1 (it opens the journal in between).
+		waitActive(t, c, 5*time.Second, unit)
 	})
 
 	step("watchdog", func(t *testing.T) {
@@ -474,6 +474,91 @@ func TestSystemdService(t *testing.T) {
 			t.Errorf("systemd-analyze security %s: %s, want ≤ 3.0", unit, m[1])
 		}
 		t.Logf("systemd-analyze security: %s", m[1])
+	})
+
+	step("stop and remove, as docs/daemon.md says", func(t *testing.T) {
+		// Stop for good: no D-Bus activation by anyone's `jailkeeper
+		// status`, then the layout torn down: the banned source gets in.
+		c.Must(t, "jailkeeper", "ban", "sshd", "198.51.100.2", "--for", "permanent")
+		if err := atkDial(h); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("banned: dial = %v, want connection refused", err)
+		}
+		if out, err := c.Run("jailkeeper", "teardown"); err == nil || !strings.Contains(out, "jailkeeper is running") {
+			t.Errorf("jailkeeper teardown while the daemon runs: %v, want a refusal:\n%s", err, out)
+		}
+		c.Must(t, "systemctl", "disable", unit)
+		c.Must(t, "systemctl", "mask", "--now", unit)
+		as := []string{"setpriv", "--reuid=" + testUser, "--regid=" + testUser, "--clear-groups"}
+		out, err := c.Run(append(as, "jailkeeper", "status")...)
+		t.Logf("jailkeeper status, masked: %v: %s", err, out)
+		if err == nil {
+			t.Errorf("jailkeeper status with the service masked succeeded:\n%s", out)
+		}
+		if got, _ := c.Run("systemctl", "is-active", unit); strings.TrimSpace(got) == "active" {
+			t.Fatalf("masked, a D-Bus call started jailkeeper again")
+		}
+		out = c.Must(t, "jailkeeper", "teardown")
+		t.Logf("jailkeeper teardown:\n%s", out)
+		noLayout(t, c)
+		if b, err := h.AtkBanner("198.51.100.1:22", 2*time.Second); err != nil || !strings.HasPrefix(b, "SSH-") {
+			t.Errorf("after teardown: banner %q, %v; want the banned source let in", b, err)
+		}
+		c.Must(t, "systemctl", "unmask", unit)
+		c.Must(t, "systemctl", "enable", "--now", unit)
+		if err := atkDial(h); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("started again: dial = %v, want the persisted ban back (connection refused)", err)
+		}
+	})
+
+	step("make uninstall, make purge", func(t *testing.T) {
+		// `sudo make uninstall` on the server itself, from a copy of the
+		// source tree's Makefile next to the built binary.
+		src := "/root/jailkeeper-src"
+		for _, f := range []string{"Makefile", "bin/jailkeeper"} {
+			b, err := os.ReadFile(filepath.Join(repo, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, root, filepath.Join(src, f), string(b))
+		}
+		out, err := c.Run("make", "-C", src, "uninstall")
+		t.Logf("make uninstall:\n%s", out)
+		if err != nil {
+			t.Fatalf("make uninstall: %v", err)
+		}
+		if got, _ := c.Run("systemctl", "is-active", unit); strings.TrimSpace(got) == "active" {
+			t.Errorf("after make uninstall: %s still active", unit)
+		}
+		if st := c.Show(t, unit, "LoadState"); st != "not-found" {
+			t.Errorf("after make uninstall: LoadState %q, want not-found", st)
+		}
+		if _, err := c.Run("test", "-e", "/usr/local/bin/jailkeeper"); err == nil {
+			t.Errorf("after make uninstall: /usr/local/bin/jailkeeper still there")
+		}
+		noLayout(t, c)
+		if b, err := h.AtkBanner("198.51.100.1:22", 2*time.Second); err != nil || !strings.HasPrefix(b, "SSH-") {
+			t.Errorf("after make uninstall: banner %q, %v; want the banned source let in", b, err)
+		}
+		// Nothing answers for org.jailkeeper any more, and nothing rebuilt
+		// the layout on the call.
+		if out, err := c.Run("busctl", "call", "org.jailkeeper", "/org/jailkeeper", "org.jailkeeper.Manager1", "Status", "s", ""); err == nil {
+			t.Errorf("after make uninstall: a call to org.jailkeeper succeeded: %s", out)
+		}
+		noLayout(t, c)
+		for _, f := range []string{"/etc/jailkeeper.d/10-sshd.yaml", "/var/lib/jailkeeper"} {
+			if _, err := c.Run("test", "-e", f); err != nil {
+				t.Errorf("make uninstall removed %s; it keeps configuration and state", f)
+			}
+		}
+		out, err = c.Run("make", "-C", src, "purge")
+		if err != nil {
+			t.Fatalf("make purge after make uninstall: %v\n%s", err, out)
+		}
+		for _, f := range []string{"/etc/jailkeeper.d", "/var/lib/jailkeeper"} {
+			if _, err := c.Run("test", "-e", f); err == nil {
+				t.Errorf("make purge left %s", f)
+			}
+		}
 	})
 
 	t.Logf("total %v", time.Since(begin).Round(time.Second))
@@ -612,4 +697,24 @@ func inNetns(name string, f func() error) error {
 		errc <- f()
 	}()
 	return <-errc
+}
+
+// noLayout fails the test when the container's kernel holds any of
+// jailkeeper's firewall layout: a jump or chain in iptables or ip6tables,
+// a jk-* ipset, or table inet jailkeeper.
+func noLayout(t *testing.T, c *container) {
+	t.Helper()
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		if out := c.Must(t, tool, "-S"); strings.Contains(out, chain) {
+			t.Errorf("%s -S still shows %s:\n%s", tool, chain, out)
+		}
+	}
+	for _, l := range strings.Split(c.Must(t, "ipset", "list", "-n"), "\n") {
+		if strings.HasPrefix(l, "jk-") {
+			t.Errorf("ipset %s still there", l)
+		}
+	}
+	if out := c.Must(t, "nft", "list", "tables"); strings.Contains(out, "jailkeeper") {
+		t.Errorf("nft list tables still shows jailkeeper:\n%s", out)
+	}
 }
