@@ -2,6 +2,7 @@ package dbusapi
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -50,8 +51,14 @@ func (c *Client) call(method string, out []any, args ...any) error {
 	}
 	call := <-c.conn.Send(msg, make(chan *dbus.Call, 1)).Done
 	if call.Err != nil {
-		if de, ok := call.Err.(dbus.Error); ok && de.Name == "org.freedesktop.DBus.Error.ServiceUnknown" {
-			return fmt.Errorf("jailkeeper is not running (no %s on the system bus)", BusName)
+		if de, ok := call.Err.(dbus.Error); ok {
+			switch {
+			case de.Name == "org.freedesktop.DBus.Error.ServiceUnknown":
+				return fmt.Errorf("jailkeeper is not running (no %s on the system bus)", BusName)
+			case strings.HasPrefix(de.Name, "org.freedesktop.systemd1."), strings.HasPrefix(de.Name, "org.freedesktop.DBus.Error.Spawn"):
+				// D-Bus activation failed, e.g. the unit is masked.
+				return fmt.Errorf("jailkeeper is not running and the bus could not start it: %w", FromDBusError(call.Err))
+			}
 		}
 		return FromDBusError(call.Err)
 	}
