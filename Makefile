@@ -27,7 +27,8 @@ install: build
 	install -d -m 0755 $(DESTDIR)/etc/jailkeeper.d
 	test -e $(DESTDIR)/etc/jailkeeper.d/10-sshd.yaml || install -m 0644 packaging/examples/10-sshd.yaml $(DESTDIR)/etc/jailkeeper.d/10-sshd.yaml
 	@if [ -f $(DESTDIR)/etc/systemd/system/jailkeeper.service ] && [ ! -L $(DESTDIR)/etc/systemd/system/jailkeeper.service ]; then \
-		echo "note: /etc/systemd/system/jailkeeper.service (from an earlier make install?) overrides $(UNITDIR)/jailkeeper.service; remove it"; fi
+		echo "note: /etc/systemd/system/jailkeeper.service (an earlier make install's?) overrides $(UNITDIR)/jailkeeper.service;"; \
+		echo "      to use the new unit: systemctl disable jailkeeper; rm /etc/systemd/system/jailkeeper.service; systemctl daemon-reload; systemctl enable jailkeeper"; fi
 	-[ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ] && systemctl daemon-reload && systemctl reload dbus 2>/dev/null; true
 
 # Stop and disable the service and mask it until its files are gone (no
