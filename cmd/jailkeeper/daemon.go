@@ -27,6 +27,7 @@ import (
 	"github.com/jailkeeper/jailkeeper/pkg/firewall"
 	"github.com/jailkeeper/jailkeeper/pkg/jails"
 	jjournal "github.com/jailkeeper/jailkeeper/pkg/journal"
+	"github.com/jailkeeper/jailkeeper/pkg/journal/sdjournal"
 )
 
 const (
@@ -123,7 +124,7 @@ type daemon struct {
 
 	readerCancel context.CancelFunc
 	readerDone   chan error
-	reader       *jjournal.Reader
+	reader       *sdjournal.Reader
 	batches      chan []jjournal.Entry
 	reloads      chan chan error
 }
@@ -284,7 +285,7 @@ func (d *daemon) startReader() error {
 	for _, j := range d.rt.Jails {
 		lookBack = max(lookBack, j.FindTime)
 	}
-	r, err := jjournal.Open(jjournal.Options{
+	r, err := sdjournal.Open(sdjournal.Options{
 		Units:       d.engine.Units(),
 		Identifiers: d.engine.Identifiers(),
 		Cursor:      d.lastCursor,
@@ -372,7 +373,7 @@ func (d *daemon) handleBatch(batch []jjournal.Entry, more ...[]jjournal.Entry) {
 		if c := b[len(b)-1].Cursor; c != "" {
 			d.lastCursor = c
 		}
-		jjournal.Release(b)
+		sdjournal.Release(b)
 	}
 	if len(decisions) > 0 {
 		var bs []bans.Ban

@@ -107,19 +107,6 @@ type jailState struct {
 	total     int
 }
 
-// unitSuffixes are the systemd unit types a unit name may end in.
-var unitSuffixes = []string{".service", ".socket", ".scope", ".slice", ".target", ".mount", ".timer", ".path", ".device", ".swap", ".automount"}
-
-// NormUnit returns name with ".service" added when it has no unit suffix.
-func NormUnit(name string) string {
-	for _, s := range unitSuffixes {
-		if strings.HasSuffix(name, s) {
-			return name
-		}
-	}
-	return name + ".service"
-}
-
 // NewEngine checks jails and returns an engine for them. wl may be nil
 // (loopback only); h may be nil (no history: no increments, no subnet
 // escalation beyond the current batch).
@@ -187,7 +174,7 @@ func NewEngine(jails []Jail, wl *Whitelist, h History) (*Engine, error) {
 		}
 		j.Units = nil
 		for _, u := range units {
-			u = NormUnit(u)
+			u = journal.UnitName(u)
 			j.Units = append(j.Units, u)
 			if base, ok := strings.CutSuffix(u, "@.service"); ok {
 				e.byPrefix[base+"@"] = append(e.byPrefix[base+"@"], i)
