@@ -145,3 +145,14 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	a = a.Unmap().WithZone("")
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
+
+// FormatPrefix prints a banned prefix as every output of jailkeeper shows
+// it (signals, Status, ListBans, the journal, the CLI): a single address
+// without its /32 or /128 (198.51.100.7), a real prefix in CIDR form
+// (198.51.100.0/24). ParsePrefix reads both forms back.
+func FormatPrefix(p netip.Prefix) string {
+	if p.Bits() == p.Addr().BitLen() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
