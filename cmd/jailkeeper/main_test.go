@@ -114,15 +114,29 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestDaemonRefusesBadConfig: a configuration that does not load makes
+// check fail and the daemon exit 78 (EX_CONFIG) before it touches
+// anything, with the file and line; a jail name too long for the
+// firewall's object names is such an error too.
 func TestDaemonRefusesBadConfig(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "10.yaml"), []byte("jails:\n  sshd:\n    bantime: 1x\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("JAILKEEPER_LOG", "stderr")
-	t.Setenv("NOTIFY_SOCKET", "")
-	code, _, errOut := runCLI("", "daemon", "--config-dir", dir, "--state-dir", t.TempDir())
-	if code != exitConfig || !strings.Contains(errOut, "10.yaml: line 3: bad duration \"1x\"") {
-		t.Fatalf("daemon on a bad config: exit %d, %q", code, errOut)
+	for _, c := range []struct{ name, body, want string }{
+		{"bad duration", "jails:\n  sshd:\n    bantime: 1x\n", "10.yaml: line 3: bad duration \"1x\""},
+		{"jail name of 20 characters", "jails:\n  twenty-characters-ab:\n    filter: sshd\n", "10.yaml: line 2: bad jail name \"twenty-characters-ab\""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "10.yaml"), []byte(c.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if code, _, errOut := runCLI("", "check", "--config-dir", dir); code != 1 || !strings.Contains(errOut, c.want) {
+				t.Errorf("check: exit %d, %q; want exit 1 and %q", code, errOut, c.want)
+			}
+			t.Setenv("JAILKEEPER_LOG", "stderr")
+			t.Setenv("NOTIFY_SOCKET", "")
+			code, _, errOut := runCLI("", "daemon", "--config-dir", dir, "--state-dir", t.TempDir())
+			if code != exitConfig || !strings.Contains(errOut, c.want) {
+				t.Fatalf("daemon: exit %d, %q; want exit %d and %q", code, errOut, exitConfig, c.want)
+			}
+		})
 	}
 }

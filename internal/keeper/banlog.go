@@ -8,7 +8,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/journal"
 	"github.com/jailkeeper/jailkeeper/pkg/bans"
-	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // How bans are logged (and, with the same threshold, announced on D-Bus,
@@ -35,7 +35,7 @@ type banEvent struct {
 var (
 	evBanned = banEvent{journal.PriNotice, MsgBan,
 		func(b bans.Ban) string {
-			return fmt.Sprintf("banned %s in jail %s %s: %s", dbusapi.FormatPrefix(b.Prefix), b.Jail, banUntil(b), b.Reason)
+			return fmt.Sprintf("banned %s in jail %s %s: %s", prefix.Format(b.Prefix), b.Jail, banUntil(b), b.Reason)
 		},
 		func(jail, tail string, addrs []string) string {
 			return fmt.Sprintf("banned %d addresses in jail %s %s: %s", len(addrs), jail, tail, strings.Join(addrs, ", "))
@@ -43,7 +43,7 @@ var (
 		banUntil}
 	evExpired = banEvent{journal.PriInfo, MsgExpire,
 		func(b bans.Ban) string {
-			return fmt.Sprintf("ban of %s in jail %s expired", dbusapi.FormatPrefix(b.Prefix), b.Jail)
+			return fmt.Sprintf("ban of %s in jail %s expired", prefix.Format(b.Prefix), b.Jail)
 		},
 		func(jail, _ string, addrs []string) string {
 			return fmt.Sprintf("bans of %d addresses in jail %s expired: %s", len(addrs), jail, strings.Join(addrs, ", "))
@@ -51,7 +51,7 @@ var (
 		func(bans.Ban) string { return "" }}
 	evUnbanned = banEvent{journal.PriNotice, MsgUnban,
 		func(b bans.Ban) string {
-			return fmt.Sprintf("unbanned %s in jail %s by an administrator", dbusapi.FormatPrefix(b.Prefix), b.Jail)
+			return fmt.Sprintf("unbanned %s in jail %s by an administrator", prefix.Format(b.Prefix), b.Jail)
 		},
 		func(jail, _ string, addrs []string) string {
 			return fmt.Sprintf("unbanned %d addresses in jail %s by an administrator: %s", len(addrs), jail, strings.Join(addrs, ", "))
@@ -71,7 +71,7 @@ func banUntil(b bans.Ban) string {
 func logBans(l *Logger, ev banEvent, bs []bans.Ban) {
 	if len(bs) <= floodLog {
 		for _, b := range bs {
-			l.Event(ev.pri, ev.msgID, ev.one(b), "JAIL", b.Jail, "ADDRESS", dbusapi.FormatPrefix(b.Prefix))
+			l.Event(ev.pri, ev.msgID, ev.one(b), "JAIL", b.Jail, "ADDRESS", prefix.Format(b.Prefix))
 		}
 		return
 	}
@@ -80,7 +80,7 @@ func logBans(l *Logger, ev banEvent, bs []bans.Ban) {
 		fields = append(fields, "JAIL", g[0].Jail)
 		addrs := make([]string, len(g))
 		for i, b := range g {
-			addrs[i] = dbusapi.FormatPrefix(b.Prefix)
+			addrs[i] = prefix.Format(b.Prefix)
 			fields = append(fields, "ADDRESS", addrs[i])
 		}
 		l.Event(ev.pri, ev.msgID, ev.many(g[0].Jail, ev.group(g[0]), addrs), fields...)

@@ -23,6 +23,7 @@ import (
 	"github.com/jailkeeper/jailkeeper/pkg/firewall"
 	"github.com/jailkeeper/jailkeeper/pkg/jails"
 	jjournal "github.com/jailkeeper/jailkeeper/pkg/journal"
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // CursorEvery bounds how often the journal cursor is saved when no ban
@@ -248,11 +249,11 @@ func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ba
 			continue
 		}
 		if _, err := k.table.Remove(b.Jail, b.Prefix); err != nil {
-			k.log.Errorf(MsgUnban, "dropping ban of %s in removed jail %s: %v", dbusapi.FormatPrefix(b.Prefix), b.Jail, err)
+			k.log.Errorf(MsgUnban, "dropping ban of %s in removed jail %s: %v", prefix.Format(b.Prefix), b.Jail, err)
 			continue
 		}
-		k.log.Event(journal.PriNotice, MsgUnban, fmt.Sprintf("unbanned %s: jail %s is no longer configured", dbusapi.FormatPrefix(b.Prefix), b.Jail),
-			"JAIL", b.Jail, "ADDRESS", dbusapi.FormatPrefix(b.Prefix))
+		k.log.Event(journal.PriNotice, MsgUnban, fmt.Sprintf("unbanned %s: jail %s is no longer configured", prefix.Format(b.Prefix), b.Jail),
+			"JAIL", b.Jail, "ADDRESS", prefix.Format(b.Prefix))
 	}
 	return keep
 }
@@ -456,7 +457,7 @@ func (k *Keeper) Ban(jail string, prefixes []netip.Prefix, dur time.Duration) (i
 	bs := make([]bans.Ban, 0, len(prefixes))
 	for _, p := range prefixes {
 		if k.rt.Whitelist.Overlaps(p) {
-			return 0, fmt.Errorf("%w: %s overlaps the whitelist; nothing banned", dbusapi.ErrWhitelisted, dbusapi.FormatPrefix(p))
+			return 0, fmt.Errorf("%w: %s overlaps the whitelist; nothing banned", dbusapi.ErrWhitelisted, prefix.Format(p))
 		}
 		b := bans.Ban{Jail: jail, Prefix: p, Start: now, Reason: "banned by an administrator"}
 		if dur > 0 {
@@ -531,7 +532,7 @@ func (k *Keeper) Status(jail string) ([]dbusapi.JailStatus, error) {
 		}
 		for _, b := range active {
 			if b.Jail == n {
-				st.Banned = append(st.Banned, dbusapi.FormatPrefix(b.Prefix))
+				st.Banned = append(st.Banned, prefix.Format(b.Prefix))
 			}
 		}
 		st.CurrentlyBanned = uint32(len(st.Banned))
@@ -545,7 +546,7 @@ func (k *Keeper) ListBans() []dbusapi.BanInfo {
 	active := k.table.Active(time.Now())
 	out := make([]dbusapi.BanInfo, len(active))
 	for i, b := range active {
-		out[i] = dbusapi.BanInfo{Jail: b.Jail, Prefix: dbusapi.FormatPrefix(b.Prefix), Start: b.Start.Unix(), Reason: b.Reason}
+		out[i] = dbusapi.BanInfo{Jail: b.Jail, Prefix: prefix.Format(b.Prefix), Start: b.Start.Unix(), Reason: b.Reason}
 		if !b.Permanent() {
 			out[i].Expires = b.Expires.Unix()
 		}

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,6 +20,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 //go:embed defaults.yaml
@@ -146,13 +147,7 @@ func checkAddress(s string) error {
 	looksNumeric := strings.Trim(s, "0123456789abcdefABCDEF.:/%") == "" &&
 		(strings.Contains(s, ":") || strings.Trim(s, "0123456789./") == "")
 	if strings.Contains(s, "/") || looksNumeric {
-		if strings.Contains(s, "/") {
-			if _, err := netip.ParsePrefix(s); err != nil {
-				return fmt.Errorf("bad address %q: %w", s, err)
-			}
-			return nil
-		}
-		if _, err := netip.ParseAddr(s); err != nil {
+		if _, err := prefix.Parse(s); err != nil {
 			return fmt.Errorf("bad address %q: %w", s, err)
 		}
 		return nil

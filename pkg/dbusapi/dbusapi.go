@@ -12,6 +12,8 @@ import (
 
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
+
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // Bus names of the service.
@@ -129,30 +131,12 @@ func FromDBusError(err error) error {
 }
 
 // ParsePrefix parses an address or CIDR as the bus edge and the CLI take
-// them: a bare address becomes a /32 or /128, IPv4-mapped IPv6 becomes
-// IPv4, a zone is dropped, and errors wrap ErrBadAddress.
+// them (prefix.Parse: a bare address becomes a /32 or /128, IPv4-mapped
+// IPv6 becomes IPv4, a zone is dropped); errors wrap ErrBadAddress.
 func ParsePrefix(s string) (netip.Prefix, error) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		if p.Addr().Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
+	p, err := prefix.Parse(s)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%w %q: not an IPv4/IPv6 address or CIDR", ErrBadAddress, s)
+		return netip.Prefix{}, fmt.Errorf("%w %v", ErrBadAddress, err)
 	}
-	a = a.Unmap().WithZone("")
-	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
-// FormatPrefix prints a banned prefix as every output of jailkeeper shows
-// it (signals, Status, ListBans, the journal, the CLI): a single address
-// without its /32 or /128 (198.51.100.7), a real prefix in CIDR form
-// (198.51.100.0/24). ParsePrefix reads both forms back.
-func FormatPrefix(p netip.Prefix) string {
-	if p.Bits() == p.Addr().BitLen() {
-		return p.Addr().String()
-	}
-	return p.String()
+	return p, nil
 }

@@ -231,12 +231,22 @@ func TestOnRealBus(t *testing.T) {
 	if err := srv.UnbannedMany("web", many); err != nil {
 		t.Fatal(err)
 	}
+	if err := srv.Banned("web", netip.MustParsePrefix("203.0.113.7/32"), time.Time{}, "by hand"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Unbanned("web", netip.MustParsePrefix("2001:db8::1/128")); err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []struct {
 		name string
 		body []any
 	}{
-		{"BannedMany", []any{"web", []string{"203.0.113.1/32", "2001:db8::/64"}, []int64{1900000000, 0}}},
-		{"UnbannedMany", []any{"web", []string{"203.0.113.1/32", "2001:db8::/64"}}},
+		{"BannedMany", []any{"web", []string{"203.0.113.1", "2001:db8::/64"}, []int64{1900000000, 0}}},
+		{"UnbannedMany", []any{"web", []string{"203.0.113.1", "2001:db8::/64"}}},
+		// A single address is printed bare, as Status, ListBans and the
+		// journal print it.
+		{"Banned", []any{"web", "203.0.113.7", int64(0), "by hand"}},
+		{"Unbanned", []any{"web", "2001:db8::1"}},
 	} {
 		select {
 		case s := <-sigs:

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // FilterDef is a filter as written by a person: the YAML shape of a filter
@@ -271,7 +273,7 @@ func (f *Filter) try(i int, msg string, check bool) (Match, bool) {
 		if err != nil {
 			return Match{}, false
 		}
-		m.Addr = a.Unmap().WithZone("")
+		m.Addr = prefix.Addr(a)
 		break
 	}
 	if !m.Addr.IsValid() {
