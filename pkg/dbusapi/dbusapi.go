@@ -79,7 +79,10 @@ type Manager interface {
 	Reload() error
 }
 
-const introspectXML = `<node>
+// introspectXML describes the object: the document type declaration
+// first, then one node with the manager interface and the standard
+// Introspectable and Peer interfaces (godbus answers Peer's methods).
+const introspectXML = introspectDoctype + `<node>
   <interface name="org.jailkeeper.Manager1">
     <method name="Ban"><arg name="jail" type="s" direction="in"/><arg name="address" type="s" direction="in"/><arg name="seconds" type="t" direction="in"/></method>
     <method name="BanMany"><arg name="jail" type="s" direction="in"/><arg name="addresses" type="as" direction="in"/><arg name="seconds" type="t" direction="in"/><arg name="changed" type="u" direction="out"/></method>
@@ -92,7 +95,15 @@ const introspectXML = `<node>
     <signal name="Unbanned"><arg name="jail" type="s"/><arg name="address" type="s"/></signal>
     <signal name="BannedMany"><arg name="jail" type="s"/><arg name="addresses" type="as"/><arg name="expires" type="ax"/></signal>
     <signal name="UnbannedMany"><arg name="jail" type="s"/><arg name="addresses" type="as"/></signal>
-  </interface>` + introspect.IntrospectDeclarationString + `</node>`
+  </interface>` + introspect.IntrospectDataString + `  <interface name="org.freedesktop.DBus.Peer">
+    <method name="Ping"></method>
+    <method name="GetMachineId"><arg name="machine_uuid" type="s" direction="out"/></method>
+  </interface>
+</node>`
+
+const introspectDoctype = `<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">
+`
 
 func dbusErr(err error) *dbus.Error {
 	if err == nil {

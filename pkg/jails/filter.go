@@ -15,7 +15,7 @@ import (
 // inside a jail, under the top-level `filters: NAME:` key, or in a
 // standalone filter file.
 //
-// Each failregex is a Go RE2 expression, anchored at the start of the
+// Each failregex is a Go regexp (RE2 syntax), anchored at the start of the
 // journal MESSAGE, in which these macros expand:
 //
 //	<HOST>  a strict IPv4 or IPv6 address (required in every failregex);
