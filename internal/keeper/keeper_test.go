@@ -45,9 +45,9 @@ type bed struct {
 	sigs  *fakeAnnouncer
 }
 
-// runtime is a configuration of the named jails (sshd filter, port 22,
+// testRuntime is a configuration of the named jails (sshd filter, port 22,
 // maxretry 2, bantime 1h) on backend, with 198.51.100.3 whitelisted.
-func runtime(t *testing.T, backend string, names ...string) *config.Runtime {
+func testRuntime(t *testing.T, backend string, names ...string) *config.Runtime {
 	t.Helper()
 	def, err := jails.Builtin("sshd", "")
 	if err != nil {
@@ -118,7 +118,7 @@ func pfx(s string) netip.Prefix {
 // handled in order as one group; signals and the log name the address in
 // the one format.
 func TestHandleBatch(t *testing.T) {
-	b := newBed(t, nil, runtime(t, "iptables", "sshd"))
+	b := newBed(t, nil, testRuntime(t, "iptables", "sshd"))
 	b.k.HandleBatch(
 		[]journal.Entry{failure("203.0.113.9", "")},
 		[]journal.Entry{failure("203.0.113.9", "c=2"), failure("198.51.100.3", "")},
@@ -189,7 +189,7 @@ func TestBanRules(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			b := newBed(t, nil, runtime(t, "nftables", "sshd"))
+			b := newBed(t, nil, testRuntime(t, "nftables", "sshd"))
 			var ps []netip.Prefix
 			for _, s := range c.prefixes {
 				ps = append(ps, pfx(s))
@@ -231,7 +231,7 @@ func TestBanRules(t *testing.T) {
 // TestUnbanAndExpire: Unban lifts bans (an address also a prefix holding
 // it), from the kernel and the table; Expire lifts those whose time is up.
 func TestUnbanAndExpire(t *testing.T) {
-	b := newBed(t, nil, runtime(t, "iptables", "sshd", "web"))
+	b := newBed(t, nil, testRuntime(t, "iptables", "sshd", "web"))
 	if _, err := b.k.Ban("sshd", []netip.Prefix{pfx("203.0.113.0/24"), pfx("198.51.100.7")}, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func TestUnbanAndExpire(t *testing.T) {
 // TestStatusFormat: Status and ListBans print a single address bare and a
 // real prefix in CIDR form, and name the jails on an unknown one.
 func TestStatusFormat(t *testing.T) {
-	b := newBed(t, nil, runtime(t, "iptables", "sshd", "web"))
+	b := newBed(t, nil, testRuntime(t, "iptables", "sshd", "web"))
 	if _, err := b.k.Ban("sshd", []netip.Prefix{pfx("198.51.100.7/32"), pfx("203.0.113.0/24"), pfx("2001:db8::1"), pfx("2001:db8:1::/64")}, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func TestStatusFormat(t *testing.T) {
 
 // TestVerifyRepairs: drift is repaired and logged once.
 func TestVerifyRepairs(t *testing.T) {
-	b := newBed(t, nil, runtime(t, "iptables", "sshd"))
+	b := newBed(t, nil, testRuntime(t, "iptables", "sshd"))
 	if _, err := b.k.Ban("sshd", []netip.Prefix{pfx("203.0.113.9")}, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +345,7 @@ func TestStartAndSwap(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	b := newBed(t, table, runtime(t, "iptables", "sshd", "web"))
+	b := newBed(t, table, testRuntime(t, "iptables", "sshd", "web"))
 	if b.k.Restored() != 2 {
 		t.Errorf("restored %d bans, want 2", b.k.Restored())
 	}
@@ -367,13 +367,13 @@ func TestStartAndSwap(t *testing.T) {
 		backend string
 		verdict map[string]firewall.Verdict // on backend after the swap
 	}{
-		{"same backend, web removed", runtime(t, "iptables", "sshd"), "iptables",
+		{"same backend, web removed", testRuntime(t, "iptables", "sshd"), "iptables",
 			map[string]firewall.Verdict{"203.0.113.1": "reject", "198.51.100.9": "accept"}},
-		{"switch to nftables", runtime(t, "nftables", "sshd"), "nftables",
+		{"switch to nftables", testRuntime(t, "nftables", "sshd"), "nftables",
 			map[string]firewall.Verdict{"203.0.113.1": "reject", "203.0.113.2": "reject"}},
-		{"auto keeps a kernel backend", runtime(t, "auto", "sshd"), "nftables",
+		{"auto keeps a kernel backend", testRuntime(t, "auto", "sshd"), "nftables",
 			map[string]firewall.Verdict{"203.0.113.2": "reject"}},
-		{"back to iptables", runtime(t, "iptables", "sshd"), "iptables",
+		{"back to iptables", testRuntime(t, "iptables", "sshd"), "iptables",
 			map[string]firewall.Verdict{"203.0.113.1": "reject", "203.0.113.2": "reject"}},
 	}
 	for _, s := range steps {
@@ -413,7 +413,7 @@ func TestStartAndSwap(t *testing.T) {
 
 	// A layout that cannot be built keeps the running one.
 	b.fws["nftables"].Fail = errors.New("no nf_tables")
-	next, err := b.k.Prepare(runtime(t, "nftables", "sshd"))
+	next, err := b.k.Prepare(testRuntime(t, "nftables", "sshd"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +428,7 @@ func TestStartAndSwap(t *testing.T) {
 // TestConcurrentCalls runs D-Bus-like calls beside the ban path (go test
 // -race finds unguarded state).
 func TestConcurrentCalls(t *testing.T) {
-	b := newBed(t, nil, runtime(t, "iptables", "sshd"))
+	b := newBed(t, nil, testRuntime(t, "iptables", "sshd"))
 	var wg sync.WaitGroup
 	for i := range 4 {
 		wg.Add(1)
