@@ -2,9 +2,12 @@
 // an administrator's requests into bans in the kernel and in the ban table
 // (the kernel-before-disk ban path), validates bans, lifts and expires
 // them, verifies the firewall layout, aggregates status, and swaps in a
-// reloaded configuration. It implements dbusapi.Manager. It owns no
-// goroutine, no journal reader and no sd_notify: cmd/jailkeeper wires it to
-// those, and serialises nothing itself beyond the Keeper's own lock.
+// reloaded configuration. It implements dbusapi.Manager, and logs every
+// event to the journal with a fixed MESSAGE_ID per kind (Logger). It starts
+// no goroutine and owns neither the journal reader nor the select loop nor
+// sd_notify: cmd/jailkeeper wires it to those. Its methods are safe for
+// concurrent use (one lock serialises the engine, the table's writes and
+// the firewall).
 package keeper
 
 import (
@@ -57,7 +60,7 @@ type Options struct {
 }
 
 // Keeper holds the running configuration, the engine, the ban table and
-// the firewall. Its methods are safe for concurrent use.
+// the firewall.
 type Keeper struct {
 	opts  Options
 	log   *Logger

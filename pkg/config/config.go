@@ -3,7 +3,10 @@
 // directory in lexical order, later files overriding earlier ones key by key
 // (systemd drop-in habits). Decoding is strict: an unknown key, a bad
 // duration, a bad address or an unknown filter is an error that names the
-// file and line. Defaults live here and nowhere else.
+// file and line. Every configurable default is in the vendor file
+// (defaults.yaml); the engine applies the same values to a jails.Jail left
+// zero (its tests and benchmarks build jails directly), and a test here
+// holds the two equal.
 package config
 
 import (
