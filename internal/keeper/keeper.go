@@ -102,7 +102,7 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 		k.log.Infof(MsgExpire, "%d bans expired while jailkeeper was stopped", len(gone))
 	}
 	active := k.keepConfigured(rt, table.Active(now))
-	k.tearDownOthers(fw.Name(), rt)
+	k.tearDownOthers(fw.Name())
 	if err := fw.Setup(rt.Layout, toFirewall(active)); err != nil {
 		fw.Close()
 		return nil, fmt.Errorf("building firewall layout (%s): %w", fw.Name(), err)
@@ -140,7 +140,7 @@ var kernelBackends = []string{"iptables", "nftables"}
 // the bans they hold, and nobody could lift them. Under "none" the kernel
 // is left alone. A backend that cannot be opened (its tools missing) has
 // nothing to tear down.
-func (k *Keeper) tearDownOthers(using string, rt *config.Runtime) {
+func (k *Keeper) tearDownOthers(using string) {
 	if using != "iptables" && using != "nftables" {
 		return
 	}
