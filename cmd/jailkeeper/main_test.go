@@ -80,7 +80,7 @@ func TestUsageAndErrors(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	dir := t.TempDir()
-	good := "whitelist: [198.51.100.3, 2001:db8::3]\nignoreself: false\nfirewall: {backend: iptables}\njails:\n  sshd:\n    units: [sshd.service, ssh.service]\n    filter: sshd\n    maxretry: 3\n    findtime: 10m\n    bantime: 1h\n    ports: [22]\n"
+	good := "whitelist: [198.51.100.3, 2001:db8::3]\nignoreself: false\nfirewall: {backend: iptables}\njails:\n  sshd:\n    units: [sshd.service, ssh]\n    filter: sshd\n    maxretry: 3\n    findtime: 10m\n    bantime: 1h\n    ports: [22]\n"
 	if err := os.WriteFile(filepath.Join(dir, "10-sshd.yaml"), []byte(good), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -100,8 +100,13 @@ func TestCheck(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("check --json output %q: %v", out, err)
 	}
-	if got.Backend != "iptables" || len(got.Jails) != 1 || got.Jails[0].MaxRetry != 3 || len(got.Jails[0].Units) != 2 {
+	if got.Backend != "iptables" || len(got.Jails) != 1 || got.Jails[0].MaxRetry != 3 ||
+		strings.Join(got.Jails[0].Units, " ") != "sshd.service ssh.service" {
 		t.Fatalf("check --json = %+v", got)
+	}
+	// Addresses print as everywhere else: a single address bare.
+	if strings.Join(got.Whitelist, " ") != "127.0.0.0/8 ::1 198.51.100.3 2001:db8::3" {
+		t.Errorf("check --json whitelist = %q", got.Whitelist)
 	}
 	bad := "jails:\n  sshd:\n    maxrety: 3\n"
 	if err := os.WriteFile(filepath.Join(dir, "20-bad.yaml"), []byte(bad), 0o644); err != nil {
