@@ -159,7 +159,7 @@ func eachPrepared(bans []Ban, jails map[string]JailRules, now time.Time, fn func
 		}
 		if n.Jail != known || known == "" {
 			if _, ok := jails[n.Jail]; !ok {
-				return fmt.Errorf("banning %v: unknown jail %q", n.Prefix, n.Jail)
+				return fmt.Errorf("banning %s: unknown jail %q", prefix.Format(n.Prefix), n.Jail)
 			}
 			known = n.Jail
 		}
