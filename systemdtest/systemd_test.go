@@ -526,6 +526,10 @@ func TestSystemdService(t *testing.T) {
 		if err != nil {
 			t.Fatalf("make uninstall: %v", err)
 		}
+		// The layout it tore down held the permanent ban at least.
+		if !strings.Contains(out, "iptables: no JAILKEEPER chain, INPUT jump or jk-* ipset left (bans it held: ") {
+			t.Errorf("make uninstall did not report tearing down a layout with bans")
+		}
 		if got, _ := c.Run("systemctl", "is-active", unit); strings.TrimSpace(got) == "active" {
 			t.Errorf("after make uninstall: %s still active", unit)
 		}

@@ -83,13 +83,18 @@ func teardownBackend(name string) (string, error) {
 		return "", fmt.Errorf("opening the backend: %w", err)
 	}
 	defer b.Close()
+	held, _ := b.List() // nothing to list is no error here
 	if err := b.Teardown(); err != nil {
 		return "", err
 	}
+	gone := "no table inet jailkeeper left"
 	if name == "iptables" {
-		return "no JAILKEEPER chain, INPUT jump or jk-* ipset left", nil
+		gone = "no JAILKEEPER chain, INPUT jump or jk-* ipset left"
 	}
-	return "no table inet jailkeeper left", nil
+	if len(held) > 0 {
+		gone = fmt.Sprintf("%s (bans it held: %d)", gone, len(held))
+	}
+	return gone, nil
 }
 
 // daemonRunning reports whether org.jailkeeper has an owner on the system
