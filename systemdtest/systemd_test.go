@@ -228,6 +228,42 @@ func TestSystemdService(t *testing.T) {
 		if out, err := as(testUser, "jailkeeper", "status", "--json"); err != nil || !strings.Contains(out, `"sshd"`) {
 			t.Errorf("jailkeeper status by an unprivileged user: %v\n%s", err, out)
 		}
+
+		// A rule asking for authentication: a call without the
+		// ALLOW_INTERACTIVE_AUTHORIZATION flag (dbus-send sets none) is
+		// told so; one with it (jailkeeper's) lets polkit try an agent,
+		// and there is none here.
+		const authRule = "/etc/polkit-1/rules.d/50-jailkeeper-test-auth.rules"
+		writeFile(t, root, authRule, `polkit.addRule(function(action, subject) {
+    if (action.id == "org.jailkeeper.manage" && subject.user == "`+testUser+`") {
+        return polkit.Result.AUTH_ADMIN;
+    }
+});
+`)
+		deadline = time.Now().Add(10 * time.Second)
+		for {
+			out, _ := as(testUser, "dbus-send", "--system", "--print-reply", "--dest=org.jailkeeper",
+				"/org/jailkeeper", "org.jailkeeper.Manager1.Reload")
+			if strings.Contains(out, "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Reload by %s under an AUTH_ADMIN rule, no interactive flag: want InteractiveAuthorizationRequired:\n%s", testUser, out)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		start := time.Now()
+		out, err := as(testUser, "jailkeeper", "ban", "sshd", addr)
+		t.Logf("jailkeeper ban by %s under an AUTH_ADMIN rule, interactive, no agent (%v): %v: %s", testUser, time.Since(start).Round(time.Millisecond), err, out)
+		if err == nil || !strings.Contains(out, "did not authenticate for org.jailkeeper.manage") {
+			t.Errorf("jailkeeper ban by %s under an AUTH_ADMIN rule without an agent: %v, want refused as not authenticated:\n%s", testUser, err, out)
+		}
+		if _, ok := kernelBan(t, c, addr); ok {
+			t.Errorf("%s banned by an unauthenticated user", addr)
+		}
+		if err := os.Remove(filepath.Join(root, authRule)); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	// Reboot with persisted bans, the network namespace recreated empty as

@@ -152,7 +152,8 @@ func authorize(a authority, c Caller) error {
 			uid, PolkitAction)}
 	case challenge:
 		return &authError{ErrNamePermission, fmt.Sprintf(
-			"permission denied: uid %d did not authenticate for %s (polkit)", uid, PolkitAction)}
+			"permission denied: uid %d did not authenticate for %s: polkit asked for a password and got none (no polkit agent in the caller's session, or it was dismissed)",
+			uid, PolkitAction)}
 	default:
 		return &authError{ErrNamePermission, fmt.Sprintf(
 			"permission denied: uid %d may not change bans: polkit does not grant %s to it (root may; a polkit rule can grant it)",
