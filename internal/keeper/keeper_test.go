@@ -456,3 +456,29 @@ func TestConcurrentCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestKernelFailureOnBanPath: when the kernel refuses a ban the engine
+// decided, the ban is still recorded with its cursor (the log says the
+// watchdog will retry), and the next Verify puts it into the kernel.
+func TestKernelFailureOnBanPath(t *testing.T) {
+	b := newBed(t, nil, testRuntime(t, "iptables", "sshd"))
+	fw := b.fws["iptables"]
+	fw.Fail = errors.New("ipset: out of memory")
+	b.k.HandleBatch([]journal.Entry{failure("203.0.113.9", ""), failure("203.0.113.9", "c=9")})
+	if got := b.table.Active(time.Now()); len(got) != 1 || b.table.Cursor() != "c=9" {
+		t.Fatalf("table %v, cursor %q: want the ban and c=9 recorded", got, b.table.Cursor())
+	}
+	if !strings.Contains(b.log.String(), "the watchdog will retry") {
+		t.Errorf("the failed push is not logged:\n%s", b.log)
+	}
+	fw.Fail = nil
+	if v := b.verdict("iptables", "203.0.113.9"); v != firewall.VerdictAccept {
+		t.Fatalf("the refused ban is in the fake kernel: %s", v)
+	}
+	if err := b.k.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	if v := b.verdict("iptables", "203.0.113.9"); v != firewall.VerdictReject {
+		t.Errorf("after Verify 203.0.113.9 meets %s, want reject", v)
+	}
+}
