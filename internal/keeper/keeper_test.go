@@ -84,6 +84,9 @@ func newBed(t *testing.T, table *bans.Table, rt *config.Runtime) *bed {
 			if f, ok := b.fws[name]; ok {
 				return f, nil
 			}
+			if name == "none" {
+				return &firewall.None{Logf: func(string, ...any) {}}, nil
+			}
 			return nil, fmt.Errorf("no backend %q", name)
 		},
 	})
@@ -480,5 +483,34 @@ func TestKernelFailureOnBanPath(t *testing.T) {
 	}
 	if v := b.verdict("iptables", "203.0.113.9"); v != firewall.VerdictReject {
 		t.Errorf("after Verify 203.0.113.9 meets %s, want reject", v)
+	}
+}
+
+// TestSwapOntoNone: a reload onto "none" removes the layout of the kernel
+// backend it leaves (its bans could not be lifted otherwise); a start on
+// "none" touches no kernel backend.
+func TestSwapOntoNone(t *testing.T) {
+	b := newBed(t, nil, testRuntime(t, "nftables", "sshd"))
+	if _, err := b.k.Ban("sshd", []netip.Prefix{pfx("203.0.113.9")}, -1); err != nil {
+		t.Fatal(err)
+	}
+	next, err := b.k.Prepare(testRuntime(t, "none", "sshd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.k.Swap(next); err != nil {
+		t.Fatal(err)
+	}
+	if _, up := b.fws["nftables"].Layout(); up || b.k.Backend() != "none" {
+		t.Errorf("after the reload onto none: nftables layout up %v, backend %s", up, b.k.Backend())
+	}
+	if len(b.table.Active(time.Now())) != 1 {
+		t.Error("the ban left the table")
+	}
+	n := newBed(t, nil, testRuntime(t, "none", "sshd"))
+	for name, f := range n.fws {
+		if f.teardowns != 0 || len(f.Calls()) != 0 {
+			t.Errorf("a start on none called the %s backend: %q", name, f.Calls())
+		}
 	}
 }
