@@ -499,6 +499,23 @@ func TestSystemdService(t *testing.T) {
 		}
 	})
 
+	step("system bus after the daemon", func(t *testing.T) {
+		// As at boot, where jailkeeper starts before dbus: started without
+		// a bus it runs, and takes org.jailkeeper once the bus is up.
+		c.Must(t, "systemctl", "stop", "dbus.socket", "dbus.service")
+		cur := c.Cursor(t)
+		c.Must(t, "systemctl", "restart", unit)
+		c.WaitJournal(t, []string{"D-Bus unavailable, running without org.jailkeeper until the system bus is up"}, "-u", unit, "--after-cursor="+cur)
+		if _, ok := kernelBan(t, c, kept); !ok {
+			t.Errorf("started without a bus: %s not in the kernel", kept)
+		}
+		c.Must(t, "systemctl", "start", "dbus.socket", "dbus.service")
+		c.WaitJournal(t, []string{"system bus up: took org.jailkeeper"}, "-u", unit, "--after-cursor="+cur)
+		if st := jsonStatus(t, c); len(st.Jails) != 1 || !slices.Contains(st.Jails[0].Banned, kept) {
+			t.Errorf("over the late bus: status %+v does not list %s", st.Jails, kept)
+		}
+	})
+
 	step("security", func(t *testing.T) {
 		out := c.Must(t, "systemd-analyze", "security", "--no-pager", unit)
 		m := regexp.MustCompile(`Overall exposure level for jailkeeper\.service: ([0-9.]+)`).FindStringSubmatch(out)
