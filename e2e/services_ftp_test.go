@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	osuser "os/user"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,9 @@ func TestFTPServices(t *testing.T) {
 		// syslog: its own lines too; an unknown user and root count once
 		// by its own line, a wrong password once by PAM's.
 		{kind: "proftpd", ownLog: true, target: testbed.SrvAddr4, users: []string{"nosuch", "", "root"}},
+		// Its own line (PAM's names no client), over IPv6; most of its
+		// failure lines reach the journal without _SYSTEMD_UNIT.
+		{kind: "pure-ftpd", target: testbed.SrvAddr6, users: []string{"", "nosuch", ""}},
 	} {
 		name := c.kind
 		if c.ownLog {
@@ -73,7 +77,6 @@ func testFTPService(t *testing.T, c ftpCase) {
 	d := testbed.NewDaemon(t, h, bus, map[string]string{"10-ftp.yaml": fmt.Sprintf(ftpJailConfig, c.kind)})
 	d.Journald = jd
 	t.Cleanup(func() {
-		logUnitless(t, jd, c.kind)
 		if t.Failed() {
 			out, _ := jd.Command("journalctl", "--no-pager", "-o", "short-precise", "-n", "200").CombinedOutput()
 			t.Logf("the bed's journal:\n%s", out)
@@ -118,6 +121,46 @@ func testFTPService(t *testing.T, c ftpCase) {
 	if _, ok := h.SrvBanned(t, good); ok {
 		t.Errorf("%s, which logged in, is banned", good)
 	}
+
+	logUnitless(t, jd, c.kind)
+
+	// An unprivileged user writing the daemon's failure line, with its
+	// identifier and no unit, gets nobody banned: entries without a unit
+	// count only with the kernel-supplied _UID 0.
+	testbed.EnsureUser(t, unprivUser)
+	forged := forgedFTPLine(c.kind, good, user)
+	jd.WriteOutsideUnits(t, unprivUser, c.kind, []string{forged, forged, forged, forged, forged})
+	out, _ := jd.Command("journalctl", "--no-pager", "-o", "json", "SYSLOG_IDENTIFIER="+c.kind, "_UID="+uidOf(t, unprivUser)).Output()
+	if strings.Count(string(out), `"_SYSTEMD_UNIT"`) > 0 || strings.Count(string(out), `"MESSAGE"`) != 5 {
+		t.Fatalf("want 5 forged entries without _SYSTEMD_UNIT, journal has:\n%s", out)
+	}
+	time.Sleep(time.Second)
+	if _, ok := h.SrvBanned(t, good); ok {
+		t.Errorf("%s banned by lines an unprivileged user wrote as %s", good, c.kind)
+	}
+	if st := d.Status(t, c.kind); len(st) != 1 || st[0].CurrentlyBanned != 1 {
+		t.Errorf("status after the forged lines = %+v, want only %s banned", st, attacker)
+	}
+}
+
+// forgedFTPLine is a failure line of kind naming addr.
+func forgedFTPLine(kind, addr, user string) string {
+	switch kind {
+	case "pure-ftpd":
+		return fmt.Sprintf("(?@%s) [WARNING] Authentication failed for user [%s]", addr, user)
+	case "proftpd":
+		return fmt.Sprintf("vm (%[1]s[%[1]s]) - USER nosuch: no such user found from %[1]s [%[1]s] to ::ffff:198.51.100.1:21", addr)
+	}
+	return fmt.Sprintf("pam_unix(%s:auth): authentication failure; logname= uid=0 euid=0 tty=ftp ruser=%s rhost=%s  user=%s", kind, user, addr, user)
+}
+
+func uidOf(t *testing.T, name string) string {
+	t.Helper()
+	u, err := osuser.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Uid
 }
 
 // logUnitless logs how many of the daemon's journal entries lack

@@ -287,6 +287,7 @@ func (d *daemon) startReader() error {
 	r, err := jjournal.Open(jjournal.Options{
 		Units:       d.engine.Units(),
 		Identifiers: d.engine.Identifiers(),
+		Unitless:    d.engine.Unitless(),
 		Cursor:      d.lastCursor,
 		LookBack:    lookBack,
 		Logf: func(format string, args ...any) {

@@ -343,3 +343,27 @@ func FTPUser(t testing.TB, password string) string {
 	}
 	return name
 }
+
+// WriteOutsideUnits writes msgs to the private journal jd with
+// SYSLOG_IDENTIFIER ident as the local user name, from a process in the
+// root cgroup, so that journald gives the entries no _SYSTEMD_UNIT: what
+// any local user can do with `logger -t ident` (here systemd-cat, to the
+// journal's stream socket, whose peer credentials give _UID).
+func (j *Journald) WriteOutsideUnits(t testing.TB, name, ident string, msgs []string) {
+	t.Helper()
+	var enter strings.Builder
+	for _, root := range cgroupRoots {
+		if _, err := os.Stat(filepath.Join(root, "cgroup.procs")); err == nil {
+			fmt.Fprintf(&enter, "echo $$ > %s/cgroup.procs || exit 97\n", root)
+		}
+	}
+	cmd := j.Command("sh", "-c", enter.String()+shellJoin([]string{"setpriv", "--reuid=" + name, "--regid=" + name,
+		"--clear-groups", "systemd-cat", "-t", ident}))
+	cmd.Stdin = strings.NewReader(strings.Join(msgs, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("writing as %s with identifier %s: %v\n%s", name, ident, err, out)
+	}
+	if err := j.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
