@@ -30,6 +30,8 @@ type ftpCase struct {
 // another address is never banned.
 func TestFTPServices(t *testing.T) {
 	testbed.Require(t, testbed.BedCommands...)
+	// Created here, not in the parallel subtests: they all write as it.
+	testbed.EnsureUser(t, unprivUser)
 	for _, c := range []ftpCase{
 		// Default: only PAM's line reaches the journal; vsftpd writes it
 		// for unknown users too.
@@ -127,7 +129,6 @@ func testFTPService(t *testing.T, c ftpCase) {
 	// An unprivileged user writing the daemon's failure line, with its
 	// identifier and no unit, gets nobody banned: entries without a unit
 	// count only with the kernel-supplied _UID 0.
-	testbed.EnsureUser(t, unprivUser)
 	forged := forgedFTPLine(c.kind, good, user)
 	jd.WriteOutsideUnits(t, unprivUser, c.kind, []string{forged, forged, forged, forged, forged})
 	out, _ := jd.Command("journalctl", "--no-pager", "-o", "json", "SYSLOG_IDENTIFIER="+c.kind, "_UID="+uidOf(t, unprivUser)).Output()
