@@ -14,6 +14,12 @@ package jails
 // failures PAM never sees (unknown users, root logins, ftpusers, user
 // lists) count in every format.
 //
+// Mode "nopam" is for servers whose wrong passwords leave no pam_unix
+// line with the address (proftpd with AuthPAM off or virtual users in an
+// AuthUserFile; vsftpd with pam_userdb or another PAM module): it counts
+// the daemon's own password-failure line in syslog too. Where pam_unix
+// does check the passwords, each wrong password then counts twice.
+//
 // PAM's line: ruser is the name the client sent. pure-ftpd fills PAM's
 // rhost with its own host name, so only its own line counts. A PAM line
 // whose ruser holds white space is not counted (the rest of the line could
@@ -28,9 +34,13 @@ package jails
 // SYSLOG_IDENTIFIER is the daemon's and whose kernel-supplied _UID is 0
 // (see FilterDef.Unitless), which no unprivileged user can send.
 func init() {
-	add := func(name string, units []string, fail []string) {
-		builtins[name] = builtinFilter{def: FilterDef{Units: units, FailRegex: fail,
+	add := func(name string, units []string, fail []string, nopam ...string) {
+		b := builtinFilter{def: FilterDef{Units: units, FailRegex: fail,
 			Unitless: []UnitlessSender{{Identifier: name, UID: 0}}}}
+		if len(nopam) > 0 {
+			b.modes = map[string][]string{"nopam": nopam}
+		}
+		builtins[name] = b
 	}
 	pam := func(service string) string {
 		return `^pam_unix\(` + service + `:auth\): authentication failure; logname=\S* uid=[0-9]+ euid=[0-9]+ tty=\S* ruser=(?P<user>\S*) rhost=<HOST>(?:\s+user=\S*)?$`
@@ -43,7 +53,7 @@ func init() {
 		`^\[pid [0-9]+\] \[<USER>\] FAIL LOGIN: Client "<HOST>"(?:, "[^"]*")?$`,
 		// syslog_enable=YES, with the reason some builds add (no PAM line).
 		`^\[<USER>\] FAIL LOGIN: Client "<HOST>", "[^"]*"$`,
-	})
+	}, `^\[<USER>\] FAIL LOGIN: Client "<HOST>"$`)
 	// proftpd: "SERVER (NAME[H]) - MSG" in syslog, "SERVER (NAME[H]): MSG"
 	// in its SystemLog file. NAME is the client's forward-confirmed DNS
 	// name or its address; H is always the address.
@@ -54,7 +64,7 @@ func init() {
 		proClient + `: USER (?P<user>.*) \(Login failed\): Incorrect password`,
 		proClient + `(?: -|:) USER (?P<user>.*): (?:no such user found|user is not a UserAlias) from `,
 		proClient + `(?: -|:) (?:Maximum login attempts \([0-9]+\) exceeded|SECURITY VIOLATION: (?P<user>\S+) login attempted)`,
-	})
+	}, proClient+` - USER (?P<user>.*) \(Login failed\): Incorrect password`)
 	add("pure-ftpd", []string{"pure-ftpd.service"}, []string{
 		`^\(\S+@<HOST>\) \[WARNING\] Authentication failed for user \[(?P<user>.*)\]$`,
 	})
