@@ -16,6 +16,8 @@ import (
 
 	"github.com/jailkeeper/jailkeeper/pkg/config"
 	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
+	"github.com/jailkeeper/jailkeeper/pkg/journal"
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -30,6 +32,7 @@ commands:
   unban ADDR|CIDR [--jail JAIL]                 lift a ban (from every jail by default)
   reload                                        re-read /etc/jailkeeper.d (the running config stays on error)
   check [--config-dir DIR] [--json]             validate the configuration
+  teardown [--backend B] [--force]              remove jailkeeper's chains, sets and tables (stop the service first)
   test FILTER [FILE|-] [--json] [--mode M]      run a filter over log lines (like fail2ban-regex)
   actions [--config-dir DIR] [--state-dir DIR]  run the companion: mail, webhooks, commands on bans
   version                                       print the version
@@ -64,6 +67,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdActions(rest, stderr)
 	case "test":
 		return cmdTest(rest, stdin, stdout, stderr)
+	case "teardown":
+		return cmdTeardown(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "jailkeeper %s\n", version)
 		return 0
@@ -316,11 +321,15 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		out.Warnings = []string{}
 	}
 	for _, p := range rt.Layout.Whitelist {
-		out.Whitelist = append(out.Whitelist, p.String())
+		out.Whitelist = append(out.Whitelist, prefix.Format(p))
 	}
 	for _, j := range rt.Jails {
 		bt := config.Duration(j.BanTime).String()
-		out.Jails = append(out.Jails, jailOut{j.Name, j.Units, j.MaxRetry, j.FindTime.String(), bt})
+		units := make([]string, len(j.Units))
+		for i, u := range j.Units {
+			units[i] = journal.UnitName(u) // as the reader matches it
+		}
+		out.Jails = append(out.Jails, jailOut{j.Name, units, j.MaxRetry, j.FindTime.String(), bt})
 	}
 	if *asJSON {
 		return writeJSON(stdout, stderr, out)

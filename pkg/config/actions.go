@@ -184,7 +184,8 @@ func (c *Config) resolveAction(name string) (ResolvedAction, error) {
 	r := ResolvedAction{Name: name, Type: a.Type, Jails: a.Jails, To: a.To, From: a.From, Whois: a.Whois,
 		WhoisServer: a.WhoisServer, Lines: a.Lines, SMTP: a.SMTP, Sendmail: a.Sendmail, URL: a.URL,
 		Format: a.Format, Template: a.Template, Headers: a.Headers, Argv: a.Argv, Queue: DefaultActionQueue}
-	if !jailNameRE.MatchString(name) {
+	// Action names have the shape of filter names.
+	if !filterNameRE.MatchString(name) {
 		return r, c.errAt(at, "bad action name %q: use lower-case letters, digits, - and _", name)
 	}
 	errf := func(key, format string, args ...any) error {

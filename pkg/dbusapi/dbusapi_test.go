@@ -1,16 +1,20 @@
 package dbusapi
 
 import (
+	"encoding/xml"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5/introspect"
 
 	"github.com/jailkeeper/jailkeeper/internal/testbed"
 )
@@ -137,6 +141,17 @@ func TestOnRealBus(t *testing.T) {
 		t.Fatalf("second Serve err = %v, want already owned", err)
 	}
 
+	// Introspection and Peer, as a client on the bus sees them.
+	obj := conn2.Object(BusName, Path)
+	var doc string
+	if err := obj.Call("org.freedesktop.DBus.Introspectable.Introspect", 0).Store(&doc); err != nil {
+		t.Fatalf("Introspect: %v", err)
+	}
+	checkIntrospection(t, doc)
+	if err := obj.Call("org.freedesktop.DBus.Peer.Ping", 0).Err; err != nil {
+		t.Errorf("Peer.Ping: %v", err)
+	}
+
 	// Signals reach a subscriber.
 	sigConn, err := dbus.ConnectSystemBus()
 	if err != nil {
@@ -167,11 +182,12 @@ func TestOnRealBus(t *testing.T) {
 		t.Fatalf("unknown jail accepted: %q %v", out, err)
 	}
 
-	// Unprivileged: the bus policy refuses changes, allows reading.
+	// Unprivileged: the bus policy lets the changing calls through to the
+	// daemon, which refuses them (no polkit on this bus); reading is open.
 	for _, call := range [][]string{{"Ban", "sst", "sshd", "203.0.113.8", "0"}, {"Unban", "s", "203.0.113.8"}, {"Reload", ""}} {
 		out, err := bus.BusCallAs("65534", call[0], call[1], call[2:]...)
-		if err == nil || !strings.Contains(out, "Access denied") && !strings.Contains(out, "AccessDenied") {
-			t.Errorf("nobody %s = %q, %v; want refused by the bus", call[0], out, err)
+		if err == nil || testbed.RefusedByBus(out) || !strings.Contains(out, "uid 65534 may not change bans") {
+			t.Errorf("nobody %s = %q, %v; want refused by the daemon, naming the uid", call[0], out, err)
 		}
 	}
 	if _, n, reloads := m.get("sshd", "203.0.113.8/32"); n != 0 || reloads != 0 {
@@ -181,13 +197,35 @@ func TestOnRealBus(t *testing.T) {
 		t.Fatalf("nobody Status = %q, %v", out, err)
 	}
 
-	// The daemon's own check refuses a non-root caller even if a policy
-	// let it through: simulate by asking Authorize about our own name when
-	// we pretend to be uid 65534.
-	srv.SetAuthorizer(func(dbus.Sender) error { return fmt.Errorf("uid 65534 may not change bans") })
-	if out, err := bus.BusCall("Ban", "sst", "sshd", "203.0.113.9", "0"); err == nil || !strings.Contains(out, "may not change bans") {
+	// The daemon's own check is consulted for every changing call, with
+	// the caller's bus name and its interactive-authorization flag.
+	var (
+		callersMu sync.Mutex
+		callers   []Caller
+	)
+	srv.SetAuthorizer(func(c Caller) error {
+		callersMu.Lock()
+		defer callersMu.Unlock()
+		callers = append(callers, c)
+		return fmt.Errorf("uid 65534 may not change bans")
+	})
+	if out, err := bus.BusSendAs("", "Ban", "string:sshd", "string:203.0.113.9", "uint64:0"); err == nil ||
+		!strings.Contains(out, ErrNamePermission+": uid 65534 may not change bans") {
 		t.Fatalf("Authorize not consulted: %q %v", out, err)
 	}
+	cl, err := Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Reload(); err == nil || !strings.Contains(err.Error(), "may not change bans") {
+		t.Fatalf("client Reload past a refusing authorizer: %v", err)
+	}
+	cl.Close()
+	callersMu.Lock()
+	if len(callers) != 2 || !strings.HasPrefix(callers[0].Name, ":") || callers[0].Interactive || !callers[1].Interactive {
+		t.Fatalf("authorizer saw %+v; want dbus-send's call (no interactive authorization) and the client's (allowing it)", callers)
+	}
+	callersMu.Unlock()
 	srv.SetAuthorizer(nil)
 
 	// The Go client, including the batch call and signals.
@@ -231,12 +269,22 @@ func TestOnRealBus(t *testing.T) {
 	if err := srv.UnbannedMany("web", many); err != nil {
 		t.Fatal(err)
 	}
+	if err := srv.Banned("web", netip.MustParsePrefix("203.0.113.7/32"), time.Time{}, "by hand"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Unbanned("web", netip.MustParsePrefix("2001:db8::1/128")); err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []struct {
 		name string
 		body []any
 	}{
-		{"BannedMany", []any{"web", []string{"203.0.113.1/32", "2001:db8::/64"}, []int64{1900000000, 0}}},
-		{"UnbannedMany", []any{"web", []string{"203.0.113.1/32", "2001:db8::/64"}}},
+		{"BannedMany", []any{"web", []string{"203.0.113.1", "2001:db8::/64"}, []int64{1900000000, 0}}},
+		{"UnbannedMany", []any{"web", []string{"203.0.113.1", "2001:db8::/64"}}},
+		// A single address is printed bare, as Status, ListBans and the
+		// journal print it.
+		{"Banned", []any{"web", "203.0.113.7", int64(0), "by hand"}},
+		{"Unbanned", []any{"web", "2001:db8::1"}},
 	} {
 		select {
 		case s := <-sigs:
@@ -248,4 +296,70 @@ func TestOnRealBus(t *testing.T) {
 		}
 	}
 	_ = os.Unsetenv("DBUS_SYSTEM_BUS_ADDRESS")
+}
+
+// checkIntrospection parses an introspection document strictly: a
+// document type declaration only before the root element (ElementTree and
+// other strict parsers reject one inside it), one <node>, and the
+// interfaces Manager1 (with every method the service exports), the
+// standard Introspectable and Peer.
+func checkIntrospection(t *testing.T, doc string) {
+	t.Helper()
+	dec := xml.NewDecoder(strings.NewReader(doc))
+	depth, roots := 0, 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("introspection XML: %v\n%s", err, doc)
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			if depth == 0 {
+				roots++
+			}
+			depth++
+		case xml.EndElement:
+			depth--
+		case xml.Directive:
+			if depth > 0 || roots > 0 {
+				t.Errorf("introspection XML: directive <!%s> outside the prolog", tok)
+			}
+		}
+	}
+	if roots != 1 {
+		t.Errorf("introspection XML has %d root elements", roots)
+	}
+	var node introspect.Node
+	if err := xml.Unmarshal([]byte(doc), &node); err != nil {
+		t.Fatal(err)
+	}
+	ifaces := map[string]introspect.Interface{}
+	for _, i := range node.Interfaces {
+		ifaces[i.Name] = i
+	}
+	for _, want := range []string{Interface, "org.freedesktop.DBus.Introspectable", "org.freedesktop.DBus.Peer"} {
+		if _, ok := ifaces[want]; !ok {
+			t.Errorf("introspection lacks interface %s", want)
+		}
+	}
+	var declared []string
+	for _, m := range ifaces[Interface].Methods {
+		declared = append(declared, m.Name)
+	}
+	var exported []string
+	mt := reflect.TypeOf(methods{})
+	for i := range mt.NumMethod() {
+		exported = append(exported, mt.Method(i).Name)
+	}
+	slices.Sort(declared)
+	if !slices.Equal(declared, exported) {
+		t.Errorf("introspection declares methods %q, the service exports %q", declared, exported)
+	}
+}
+
+func TestIntrospectionXML(t *testing.T) {
+	checkIntrospection(t, introspectXML)
 }

@@ -11,12 +11,16 @@ import (
 // ParseLine turns one line of offline input into an Entry. It accepts:
 //
 //   - `journalctl -o json` lines (an object with MESSAGE, _SYSTEMD_UNIT,
-//     SYSLOG_IDENTIFIER, _PID, __REALTIME_TIMESTAMP, __CURSOR …; MESSAGE
+//     SYSLOG_IDENTIFIER, __REALTIME_TIMESTAMP, __CURSOR …; MESSAGE
 //     may be a string or, for binary data, an array of bytes);
 //   - classic syslog lines, `Nov 22 10:00:00 host ident[123]: message`
 //     (also journalctl's short format) and rsyslog's
 //     `2025-03-01T10:00:00.123456+00:00 host ident[123]: message`: the
-//     prefix is stripped and becomes Identifier, PID and Time;
+//     prefix is stripped and becomes Identifier and Time;
+//   - the log files FTP daemons write themselves: vsftpd's
+//     `Sun Nov 29 09:38:16 2026 [pid 1] …` (the date is stripped) and
+//     proftpd's SystemLog `2026-11-29 09:39:50,167 host proftpd[1] …`
+//     (date, host and tag, which has no colon there, are stripped);
 //   - anything else: a bare message.
 //
 // A line starting with "{" that is not a JSON object with a MESSAGE is an
@@ -56,9 +60,6 @@ func parseJSON(line string) (Entry, error) {
 	e.Unit = str("_SYSTEMD_UNIT")
 	e.Identifier = str("SYSLOG_IDENTIFIER")
 	e.Cursor = str("__CURSOR")
-	if p, err := strconv.Atoi(str("_PID")); err == nil {
-		e.PID = p
-	}
 	for _, k := range []string{"_SOURCE_REALTIME_TIMESTAMP", "__REALTIME_TIMESTAMP"} {
 		if us, err := strconv.ParseInt(str(k), 10, 64); err == nil && us > 0 {
 			e.Time = time.UnixMicro(us)
@@ -103,6 +104,9 @@ var months = map[string]time.Month{
 func parseSyslog(line string) (Entry, bool) {
 	var e Entry
 	rest := line
+	if e, ok := parseDaemonFile(line); ok {
+		return e, true
+	}
 	switch {
 	case len(line) >= 16 && months[line[:3]] != 0 && line[3] == ' ':
 		// "Nov 22 10:00:00 " (day may be space-padded: "Nov  2")
@@ -151,9 +155,6 @@ func parseSyslog(line string) (Entry, bool) {
 		return Entry{}, false
 	}
 	if i := strings.IndexByte(tag, '['); i > 0 && strings.HasSuffix(tag, "]") {
-		if p, err := strconv.Atoi(tag[i+1 : len(tag)-1]); err == nil {
-			e.PID = p
-		}
 		tag = tag[:i]
 	}
 	e.Identifier = tag
@@ -161,4 +162,37 @@ func parseSyslog(line string) (Entry, bool) {
 		e.Message = rest[colon+2:]
 	}
 	return e, true
+}
+
+// parseDaemonFile reads the lines of the log files vsftpd and proftpd
+// write themselves (see ParseLine).
+func parseDaemonFile(line string) (Entry, bool) {
+	const ctime = "Mon Jan _2 15:04:05 2006"
+	if len(line) > len(ctime) && line[3] == ' ' && line[len(ctime)] == ' ' {
+		if t, err := time.ParseInLocation(ctime, line[:len(ctime)], time.Local); err == nil {
+			return Entry{Time: t, Message: line[len(ctime)+1:]}, true
+		}
+	}
+	const iso = "2006-01-02 15:04:05,000"
+	if len(line) <= len(iso) || line[10] != ' ' || line[19] != ',' || line[len(iso)] != ' ' {
+		return Entry{}, false
+	}
+	t, err := time.ParseInLocation(iso, line[:len(iso)], time.Local)
+	if err != nil {
+		return Entry{}, false
+	}
+	// HOST TAG[PID] MESSAGE
+	f := strings.SplitN(line[len(iso)+1:], " ", 3)
+	if len(f) != 3 {
+		return Entry{}, false
+	}
+	tag, ok := strings.CutSuffix(f[1], "]")
+	i := strings.IndexByte(tag, '[')
+	if !ok || i <= 0 {
+		return Entry{}, false
+	}
+	if _, err := strconv.Atoi(tag[i+1:]); err != nil {
+		return Entry{}, false
+	}
+	return Entry{Time: t, Identifier: tag[:i], Message: f[2]}, true
 }

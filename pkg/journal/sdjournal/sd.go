@@ -1,4 +1,4 @@
-package journal
+package sdjournal
 
 // This file is the thin cgo binding to libsystemd's sd-journal that the
 // Reader uses. It is not go-systemd's sdjournal on purpose: the Reader needs
@@ -28,8 +28,8 @@ typedef struct {
 	const char *msg;   size_t msg_len;
 	const char *unit;  size_t unit_len;
 	const char *ident; size_t ident_len;
-	const char *pid;   size_t pid_len;
 	const char *srt;   size_t srt_len;
+	const char *uid;   size_t uid_len;
 	uint64_t realtime;
 	size_t cursor_len;
 	char cursor[256];
@@ -54,21 +54,22 @@ static int jk_open(sd_journal **j, const char *dir) {
 // The walk over the entry's fields (each one a data object to look up in
 // the mmap) stops once it has MESSAGE, _SYSTEMD_UNIT, SYSLOG_IDENTIFIER and
 // either _SOURCE_REALTIME_TIMESTAMP or _TRANSPORT=stdout (stdout streams
-// never carry a source timestamp). _PID is taken when it comes before.
+// never carry a source timestamp). _UID is taken when it comes before
+// (always, for an entry without _SYSTEMD_UNIT).
 static int jk_next(sd_journal *j, jk_entry *e) {
 	const void *d;
 	size_t l;
 	int is_stdout = 0;
 	int r = sd_journal_next(j);
 	if (r <= 0) return r;
-	e->msg = e->unit = e->ident = e->pid = e->srt = NULL;
-	e->msg_len = e->unit_len = e->ident_len = e->pid_len = e->srt_len = 0;
+	e->msg = e->unit = e->ident = e->srt = e->uid = NULL;
+	e->msg_len = e->unit_len = e->ident_len = e->srt_len = e->uid_len = 0;
 	SD_JOURNAL_FOREACH_DATA(j, d, l) {
 		if (e->msg && e->unit && e->ident && (e->srt || is_stdout)) break;
 		JK_FIELD("MESSAGE=", msg)
 		JK_FIELD("_SYSTEMD_UNIT=", unit)
 		JK_FIELD("SYSLOG_IDENTIFIER=", ident)
-		JK_FIELD("_PID=", pid)
+		JK_FIELD("_UID=", uid)
 		JK_FIELD("_SOURCE_REALTIME_TIMESTAMP=", srt)
 		if (l == sizeof(JK_STDOUT) - 1 && memcmp(d, JK_STDOUT, l) == 0) is_stdout = 1;
 	}
@@ -103,6 +104,7 @@ import "C"
 
 import (
 	"fmt"
+	"github.com/jailkeeper/jailkeeper/pkg/journal"
 	"syscall"
 	"time"
 	"unsafe"
@@ -120,6 +122,8 @@ type sdJournal struct {
 	j        *C.sd_journal
 	e        *C.jk_entry // C memory, reused for every entry
 	received time.Time   // the receive time of the entry next read last
+	uid      uint32      // its _UID, when hasUID
+	hasUID   bool
 }
 
 func errnoErr(r C.int) error { return syscall.Errno(-r) }
@@ -211,7 +215,7 @@ func (s *sdJournal) wait(d time.Duration) (int, error) {
 // cursor (e.Cursor = ""; see cursor). It returns false at the end of the
 // journal. e's Unit and Identifier strings are reused, not copied again,
 // when the new entry's values are the same.
-func (s *sdJournal) next(e *Entry) (bool, error) {
+func (s *sdJournal) next(e *journal.Entry) (bool, error) {
 	r := C.jk_next(s.j, s.e)
 	if r < 0 {
 		return false, fmt.Errorf("reading the journal: %w", errnoErr(r))
@@ -252,7 +256,10 @@ func (s *sdJournal) next(e *Entry) (bool, error) {
 	if !sameIdent {
 		e.Identifier = all[i : i+len(ident)]
 	}
-	e.PID = int(parseUint(fieldBytes(c.pid, c.pid_len)))
+	uid := fieldBytes(c.uid, c.uid_len)
+	v := parseUint(uid)
+	s.hasUID = len(uid) > 0 && v <= 1<<32-1 && (v > 0 || string(uid) == "0")
+	s.uid = uint32(v)
 	s.received = time.UnixMicro(int64(c.realtime))
 	e.Time = s.received
 	if src := fieldBytes(c.srt, c.srt_len); len(src) > 0 {
