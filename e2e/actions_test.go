@@ -223,6 +223,19 @@ func TestActionsRestartMidFlood(t *testing.T) {
 	if len(count) != n || len(twice) > 0 {
 		t.Fatalf("%d webhooks for %d distinct addresses (want %d, each once); more than once: %v", len(bodies), len(count), n, twice)
 	}
+
+	// A first start (an empty state directory) adopts the daemon's 3,000
+	// bans without posting them.
+	a.Stop(t)
+	a.StateDir = t.TempDir()
+	a.Start(t, readyTimeout)
+	if _, st, _ := a.Notify.Find("STATUS="); !strings.Contains(st, "3000 active bans adopted on first start") {
+		t.Errorf("first start's status: %q", st)
+	}
+	time.Sleep(time.Second)
+	if c := hookCount(t, rcv); c != n {
+		t.Fatalf("%d webhooks after a first start, want still %d", c, n)
+	}
 }
 
 // TestActionsBurst (issue 9): a 5,000-ban burst reaches the webhook, every

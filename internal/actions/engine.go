@@ -145,7 +145,48 @@ func (e *Engine) Handle(events []Event) error {
 
 // Reconcile compares the daemon's active bans with the store: bans not
 // seen yet are handled as new, bans seen but no longer active as lifted.
-func (e *Engine) Reconcile(bans []dbusapi.BanInfo) (newBans, lifted int, err error) {
+// The first reconciliation of a new store only adopts the active bans
+// (adopted reports how many) without acting on them: installing the
+// service must not mail or post every ban the host already has.
+func (e *Engine) Reconcile(bans []dbusapi.BanInfo) (newBans, lifted, adopted int, err error) {
+	base, err := e.opts.Store.HasBaseline()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if !base {
+		n, err := e.adopt(bans)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		return 0, 0, n, e.opts.Store.SetBaseline()
+	}
+	newBans, lifted, err = e.reconcile(bans)
+	return newBans, lifted, 0, err
+}
+
+// adopt records bans as seen, creating no job.
+func (e *Engine) adopt(bans []dbusapi.BanInfo) (int, error) {
+	var events []Event
+	for _, b := range bans {
+		p, err := dbusapi.ParsePrefix(b.Prefix)
+		if err != nil {
+			continue
+		}
+		ev := Event{Kind: Ban, Jail: b.Jail, Prefix: p, Start: time.Unix(b.Start, 0)}
+		if b.Expires != 0 {
+			ev.Expires = time.Unix(b.Expires, 0)
+		}
+		events = append(events, ev)
+	}
+	for i := 0; i < len(events); i += 1024 {
+		if _, err := e.opts.Store.Apply(events[i:min(i+1024, len(events))], func(Event) []Job { return nil }); err != nil {
+			return 0, err
+		}
+	}
+	return len(events), nil
+}
+
+func (e *Engine) reconcile(bans []dbusapi.BanInfo) (newBans, lifted int, err error) {
 	now := e.opts.Now()
 	active := map[SeenBan]bool{}
 	var events []Event

@@ -143,30 +143,36 @@ func TestReconcile(t *testing.T) {
 	e, st := newEngine(t, t.TempDir(), rec, a)
 	defer st.Close()
 	defer e.Stop()
+	// First start: the daemon's bans are adopted, not acted on.
+	if n, lifted, adopted, err := e.Reconcile([]dbusapi.BanInfo{{Jail: "sshd", Prefix: "198.51.100.7/32", Start: 1}}); err != nil || n != 0 || lifted != 0 || adopted != 1 {
+		t.Fatalf("first Reconcile = %d new, %d lifted, %d adopted, %v; want 0, 0, 1", n, lifted, adopted, err)
+	}
 	if err := e.Handle([]Event{ban("sshd", "203.0.113.1/32"), ban("sshd", "203.0.113.2/32")}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "2 deliveries", func() bool { return rec.count() == 2 })
 	// .1 was lifted while we were away, .2 stays, .3 is new.
-	n, lifted, err := e.Reconcile([]dbusapi.BanInfo{
+	// .1 was lifted while we were away (and the adopted ban too), .2
+	// stays, .3 is new.
+	n, lifted, _, err := e.Reconcile([]dbusapi.BanInfo{
 		{Jail: "sshd", Prefix: "203.0.113.2/32", Start: 1, Expires: 0},
 		{Jail: "sshd", Prefix: "203.0.113.3", Start: 1, Expires: 0},
 	})
-	if err != nil || n != 1 || lifted != 1 {
-		t.Fatalf("Reconcile = %d new, %d lifted, %v; want 1, 1", n, lifted, err)
+	if err != nil || n != 1 || lifted != 2 {
+		t.Fatalf("Reconcile = %d new, %d lifted, %v; want 1, 2", n, lifted, err)
 	}
-	waitFor(t, "4 deliveries", func() bool { return rec.count() == 4 })
+	waitFor(t, "5 deliveries", func() bool { return rec.count() == 5 })
 	rec.mu.Lock()
 	got := map[string]bool{}
 	for _, c := range rec.calls[2:] {
 		got[c[0].Kind.String()+" "+c[0].Address()] = true
 	}
 	rec.mu.Unlock()
-	if !got["unban 203.0.113.1"] || !got["ban 203.0.113.3"] {
+	if !got["unban 203.0.113.1"] || !got["ban 203.0.113.3"] || !got["unban 198.51.100.7"] {
 		t.Fatalf("reconciliation delivered %v", got)
 	}
 	// Again: nothing new.
-	if n, lifted, _ := e.Reconcile([]dbusapi.BanInfo{{Jail: "sshd", Prefix: "203.0.113.2/32"}, {Jail: "sshd", Prefix: "203.0.113.3/32"}}); n != 0 || lifted != 0 {
+	if n, lifted, _, _ := e.Reconcile([]dbusapi.BanInfo{{Jail: "sshd", Prefix: "203.0.113.2/32"}, {Jail: "sshd", Prefix: "203.0.113.3/32"}}); n != 0 || lifted != 0 {
 		t.Fatalf("second Reconcile = %d new, %d lifted; want 0, 0", n, lifted)
 	}
 }

@@ -85,6 +85,16 @@ func Run(cfgDir, stateDir string, log Logger) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// SIGHUP would end the process: the configuration is read at start,
+	// so say how to apply a change instead.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer func() { signal.Stop(hup); close(hup) }()
+	go func() {
+		for range hup {
+			log.Log(journal.PriNotice, MsgStarted, "SIGHUP: the configuration is read at start; systemctl restart jailkeeper-actions applies a change without losing a ban", nil)
+		}
+	}()
 	Follow(ctx, eng, log, func(status string) {
 		_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS="+status)
 		// What loading and reconciling allocated is garbage now: hand it

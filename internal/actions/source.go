@@ -13,6 +13,10 @@ import (
 	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
 )
 
+// ReconcileEvery is how often Follow reconciles with ListBans besides
+// its start and the daemon's restarts.
+const ReconcileEvery = 15 * time.Minute
+
 // Follow connects to the system bus, subscribes to the daemon's ban
 // signals, reconciles with ListBans, and then hands every signal to eng
 // until ctx ends. It reconnects after losing the bus (with a growing pause,
@@ -62,10 +66,16 @@ func follow(ctx context.Context, eng *Engine, log Logger, ready func(string)) er
 
 	status := reconcile(conn, eng, log)
 	ready(status)
+	// A safety net: a batch the store failed to record, a signal the bus
+	// dropped, are found by the next reconciliation.
+	tick := time.NewTicker(ReconcileEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-tick.C:
+			reconcile(conn, eng, log)
 		case <-conn.Context().Done():
 			return errors.New("connection lost")
 		case sig, ok := <-ch:
@@ -124,10 +134,15 @@ func reconcile(conn *dbus.Conn, eng *Engine, log Logger) string {
 		log.Log(journal.PriWarning, MsgBus, fmt.Sprintf("ListBans: %v", err), nil)
 		return "ListBans failed"
 	}
-	n, lifted, err := eng.Reconcile(bans)
+	n, lifted, adopted, err := eng.Reconcile(bans)
 	if err != nil {
 		log.Log(journal.PriErr, MsgFailed, fmt.Sprintf("reconciling: %v", err), nil)
 		return "reconciling failed"
+	}
+	if adopted > 0 {
+		log.Log(journal.PriInfo, MsgBus, fmt.Sprintf("first start: %d active bans adopted without acting on them; bans from now on are acted on", adopted),
+			map[string]string{"BANS": fmt.Sprint(len(bans)), "ADOPTED": fmt.Sprint(adopted)})
+		return fmt.Sprintf("following jailkeeper: %d active bans adopted on first start", adopted)
 	}
 	s := fmt.Sprintf("following jailkeeper: %d active bans, %d new since the last run, %d lifted meanwhile", len(bans), n, lifted)
 	log.Log(journal.PriInfo, MsgBus, "reconciled with ListBans: "+s[len("following jailkeeper: "):], map[string]string{

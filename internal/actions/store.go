@@ -25,8 +25,10 @@ type Store struct {
 }
 
 var (
-	bucketBans = []byte("bans") // jail \x00 prefix → seenBan (JSON)
-	bucketJobs = []byte("jobs") // sequence (8 bytes, big endian) → Job (JSON)
+	bucketBans  = []byte("bans") // jail \x00 prefix → seenBan (JSON)
+	bucketJobs  = []byte("jobs") // sequence (8 bytes, big endian) → Job (JSON)
+	bucketMeta  = []byte("meta") // "baseline" → set once the first reconciliation is recorded
+	keyBaseline = []byte("baseline")
 )
 
 // seenBan is what the store keeps per active ban.
@@ -77,7 +79,7 @@ func OpenStore(dir string) (*Store, error) {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketBans, bucketJobs} {
+		for _, b := range [][]byte{bucketBans, bucketJobs, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -249,4 +251,29 @@ func timeOf(s int64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(s, 0)
+}
+
+// HasBaseline reports whether a first reconciliation has been recorded: a
+// store without one has never seen the daemon's bans.
+func (s *Store) HasBaseline() (bool, error) {
+	var ok bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ok = tx.Bucket(bucketMeta).Get(keyBaseline) != nil
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("reading the store's baseline: %w", err)
+	}
+	return ok, nil
+}
+
+// SetBaseline records that the first reconciliation is done.
+func (s *Store) SetBaseline() error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyBaseline, []byte(time.Now().UTC().Format(time.RFC3339)))
+	})
+	if err != nil {
+		return fmt.Errorf("recording the store's baseline: %w", err)
+	}
+	return nil
 }

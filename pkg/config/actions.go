@@ -267,6 +267,11 @@ func (c *Config) resolveAction(name string) (ResolvedAction, error) {
 				return r, errf("digest", "digest must be a positive period such as 10m")
 			}
 			r.Digest = a.Digest.Std()
+			for _, to := range a.To {
+				if to == AbuseRecipient {
+					return r, errf("digest", "a digest cannot go to abuse contacts (each address has its own)")
+				}
+			}
 		}
 		if r.Sendmail == "" {
 			r.Sendmail = DefaultSendmail

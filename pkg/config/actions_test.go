@@ -74,6 +74,7 @@ func TestActionErrors(t *testing.T) {
 		{"actions:\n  x: {type: mail, to: [\"root\\nBcc: x\"]}\n", `bad recipient`},
 		{"actions:\n  x: {type: mail, to: [root], url: \"http://x/\"}\n", `url does not apply to a mail action`},
 		{"actions:\n  x: {type: mail, to: [root], digest: 0}\n", `digest must be a positive period`},
+		{"actions:\n  x: {type: mail, to: [root, abuse], digest: 1h}\n", `a.yaml: line 2: action x: a digest cannot go to abuse contacts`},
 		{"actions:\n  x: {type: mail, to: [root], mailto: [root]}\n", `a.yaml: line 2: unknown key "mailto"`},
 		{"actions:\n  x: {type: webhook, url: \"ftp://x/\"}\n", `needs url: http(s)`},
 		{"actions:\n  x: {type: webhook, url: \"http://x/\", format: template}\n", `format template needs template:`},
