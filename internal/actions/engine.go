@@ -229,6 +229,10 @@ func (e *Engine) reconcile(bans []dbusapi.BanInfo) (newBans, lifted int, err err
 	return newBans, lifted, nil
 }
 
+// banTimeSlack is how much shorter than min_bantime a ban may look and
+// still count: the time between a ban and its signal's arrival.
+const banTimeSlack = 10 * time.Second
+
 // decide returns the jobs an event creates: one per action that wants it.
 func (e *Engine) decide(ev Event) []Job {
 	var jobs []Job
@@ -241,8 +245,10 @@ func (e *Engine) decide(ev Event) []Job {
 			continue
 		}
 		if a.MinBanTime != 0 {
+			// A signal carries the ban's end, not its start: the ban time
+			// is measured from the signal's arrival, a little late.
 			bt := ev.BanTime()
-			if !ev.Start.IsZero() && bt >= 0 && (a.MinBanTime < 0 || bt < a.MinBanTime) {
+			if !ev.Start.IsZero() && bt >= 0 && (a.MinBanTime < 0 || bt+banTimeSlack < a.MinBanTime) {
 				continue
 			}
 		}

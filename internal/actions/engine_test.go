@@ -291,17 +291,20 @@ func TestFilters(t *testing.T) {
 	defer e.Stop()
 	perm := ban("web", "203.0.113.9/32")
 	perm.Expires = time.Time{}
-	if err := e.Handle([]Event{ban("sshd", "203.0.113.1/32"), ban("web", "203.0.113.2/32"), perm, ban("sshd", "203.0.113.3/32"), unban("sshd", "203.0.113.1/32")}); err != nil {
+	late := ban("web", "203.0.113.10/32") // a day's ban whose signal came 2 s late: long enough
+	late.Expires = late.Start.Add(24*time.Hour - 2*time.Second)
+	if err := e.Handle([]Event{ban("sshd", "203.0.113.1/32"), ban("web", "203.0.113.2/32"), perm, late, ban("sshd", "203.0.113.3/32"), unban("sshd", "203.0.113.1/32")}); err != nil {
 		t.Fatal(err)
 	}
-	// sshd-only: 2 bans; long: the permanent ban; rated: 2 of 5 events.
-	waitFor(t, "5 deliveries", func() bool { return rec.count() == 5 })
+	// sshd-only: 2 bans; long: the permanent and the late day's ban;
+	// rated: 2 of 6 events.
+	waitFor(t, "6 deliveries", func() bool { return rec.count() == 6 })
 	time.Sleep(50 * time.Millisecond)
-	if n := rec.count(); n != 5 {
-		t.Fatalf("%d deliveries, want 5", n)
+	if n := rec.count(); n != 6 {
+		t.Fatalf("%d deliveries, want 6", n)
 	}
-	if n := len(rec.logged(MsgDropped)); n != 3 {
-		t.Fatalf("%d rate-limit entries, want 3: %v", n, rec.logged(MsgDropped))
+	if n := len(rec.logged(MsgDropped)); n != 4 {
+		t.Fatalf("%d rate-limit entries, want 4: %v", n, rec.logged(MsgDropped))
 	}
 }
 
