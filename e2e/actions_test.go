@@ -341,7 +341,8 @@ func startWhois(t *testing.T, h *testbed.Hosts) *atomic.Int32 {
 // journal as sshd.service) is mailed through Debian's postfix (sendmail
 // -t -i) to the admin, with the whois record from the test's own whois
 // server (whois -h) and the failing journal lines, and to the abuse
-// contact of that record; a flood of 20 bans becomes one digest mail.
+// contact of that record, and once more by SMTP to postfix on localhost;
+// a flood of 20 bans becomes one digest mail.
 func TestActionsMail(t *testing.T) {
 	t.Parallel()
 	testbed.Require(t, append(testbed.MTACommands, "whois")...)
@@ -354,6 +355,7 @@ func TestActionsMail(t *testing.T) {
   mail-admin: {type: mail, to: [admin@jk-test.example], whois: true, whois_server: 198.51.100.1, lines: true, min_bantime: 1h}
   abuse:      {type: mail, to: [abuse], whois_server: 198.51.100.1, lines: true, min_bantime: 1h, rate: 20/h}
   digest:     {type: mail, to: [digest@jk-test.example], digest: 2s}
+  by-smtp:    {type: mail, to: [smtp@jk-test.example], smtp: "127.0.0.1:25", min_bantime: 1h}
 `
 	}, func() string { return mta.Env() })
 
@@ -392,6 +394,10 @@ func TestActionsMail(t *testing.T) {
 			t.Errorf("admin mail lacks %q:\n%s", want, admin)
 		}
 	}
+	bySMTP := mta.WaitMail(t, 20*time.Second, "To: smtp@jk-test.example")
+	if !strings.Contains(bySMTP, "banned 198.51.100.2 in jail sshd") || !strings.Contains(bySMTP, "Received: from ") {
+		t.Errorf("mail handed over by SMTP:\n%s", bySMTP)
+	}
 	abuse := mta.WaitMail(t, 20*time.Second, "To: abuse@example.net")
 	if !strings.Contains(abuse, "banned 198.51.100.2 in jail sshd") || !strings.Contains(abuse, fails[0]) || strings.Contains(abuse, "Whois record") {
 		t.Errorf("abuse mail:\n%s", abuse)
@@ -400,15 +406,15 @@ func TestActionsMail(t *testing.T) {
 	mails := mta.Mails(t)
 	count := map[string]int{}
 	for _, m := range mails {
-		for _, to := range []string{"digest@", "admin@", "abuse@"} {
+		for _, to := range []string{"digest@", "admin@", "abuse@", "smtp@"} {
 			if strings.Contains(m, "To: "+to) {
 				count[to]++
 			}
 		}
 	}
 	// The detected ban is in a second digest; no per-ban mail for the 10m bans.
-	if len(mails) != 4 || count["digest@"] != 2 || count["admin@"] != 1 || count["abuse@"] != 1 {
-		t.Errorf("%d mails %v, want 2 digests, 1 admin, 1 abuse", len(mails), count)
+	if len(mails) != 5 || count["digest@"] != 2 || count["admin@"] != 1 || count["abuse@"] != 1 || count["smtp@"] != 1 {
+		t.Errorf("%d mails %v, want 2 digests, 1 admin, 1 abuse, 1 by SMTP", len(mails), count)
 	}
 	if q := whois.Load(); q != 2 {
 		t.Errorf("%d whois queries, want 2 (admin, abuse)", q)
