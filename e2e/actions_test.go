@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -86,7 +87,8 @@ func blackholes(t *testing.T, h *testbed.Hosts) string {
 // the test's namespace as JSON and makes an exec action add a blackhole
 // route in that namespace; the unban removes it and is announced too.
 // With the receiver gone, the webhook is retried and then given up, logged
-// with MESSAGE_ID, JAIL=, ADDRESS=, ACTION=. Idle RSS is measured.
+// with MESSAGE_ID, JAIL=, ADDRESS=, ACTION=. A Banned signal forged by a
+// local user is ignored. Idle RSS is measured.
 func TestActionsWebhookAndExec(t *testing.T) {
 	t.Parallel()
 	var rcv *testbed.WebhookReceiver
@@ -136,6 +138,27 @@ func TestActionsWebhookAndExec(t *testing.T) {
 	waitJournal(t, bed, 1, 5*time.Second, "MESSAGE_ID="+actions.MsgDone, "ACTION=blackhole", "ADDRESS=203.0.113.7", "EVENT=unban")
 	if r := blackholes(t, h); strings.Contains(r, "203.0.113.7") {
 		t.Fatalf("blackhole route left after the unban: %q", r)
+	}
+
+	// Any local user may emit a signal named Banned on the bus: the
+	// actions service takes them only from the daemon's connection.
+	forger := "jkact" + testbed.Suffix()
+	testbed.EnsureUser(t, forger)
+	forge := exec.Command("setpriv", "--reuid="+forger, "--regid="+forger, "--clear-groups",
+		"busctl", "--system", "emit", "/org/jailkeeper", "org.jailkeeper.Manager1", "Banned", "ssxs", "sshd", "203.0.113.66", "0", "forged")
+	forge.Env = append(os.Environ(), bed.Bus.Env())
+	if out, err := forge.CombinedOutput(); err != nil {
+		t.Fatalf("busctl emit as %s: %v\n%s", forger, err, out)
+	}
+	if out, err := jk(d, "", "ban", "sshd", "203.0.113.67"); err != nil {
+		t.Fatalf("ban: %v\n%s", err, out)
+	}
+	waitHook(t, rcv, "ban", "203.0.113.67", 5*time.Second)
+	if hooks, _ := rcv.Hooks(); strings.Contains(fmt.Sprint(hooks), "203.0.113.66") {
+		t.Fatalf("a Banned signal forged by a local user was acted on: %+v", hooks)
+	}
+	if r := blackholes(t, h); strings.Contains(r, "203.0.113.66") {
+		t.Fatalf("a forged signal added a route: %q", r)
 	}
 
 	// The receiver goes away: two retries (1 s, 2 s), then the action

@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godbus/dbus/v5"
+
 	"github.com/jailkeeper/jailkeeper/pkg/config"
+	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
 	"github.com/jailkeeper/jailkeeper/pkg/jails"
 )
 
@@ -230,5 +233,36 @@ func TestExecTimeoutKillsTheGroup(t *testing.T) {
 		if time.Now().After(end) {
 			t.Fatalf("the command's child outlived the timeout: %s", s)
 		}
+	}
+}
+
+func TestDecodeTrustsOnlyTheDaemon(t *testing.T) {
+	now := time.Now()
+	banned := func(sender string) *dbus.Signal {
+		return &dbus.Signal{Sender: sender, Path: dbusapi.Path, Name: dbusapi.Interface + ".Banned",
+			Body: []any{"sshd", "203.0.113.7/32", int64(0), "3 failures"}}
+	}
+	if evs, _, _ := decode(banned(":1.5"), ":1.5", now); len(evs) != 1 || evs[0].Address() != "203.0.113.7" || evs[0].Reason != "3 failures" {
+		t.Fatalf("the daemon's Banned: %+v", evs)
+	}
+	if evs, _, _ := decode(banned(":1.9"), ":1.5", now); len(evs) != 0 {
+		t.Fatalf("a Banned forged by another connection was taken: %+v", evs)
+	}
+	if evs, _, _ := decode(banned(":1.5"), "", now); len(evs) != 0 {
+		t.Fatalf("a Banned while the daemon is not on the bus was taken: %+v", evs)
+	}
+	many := &dbus.Signal{Sender: ":1.5", Path: dbusapi.Path, Name: dbusapi.Interface + ".BannedMany",
+		Body: []any{"sshd", []string{"203.0.113.1/32", "2001:db8::/64"}, []int64{1700000000, 0}}}
+	if evs, _, _ := decode(many, ":1.5", now); len(evs) != 2 || evs[1].Prefix.Bits() != 64 || !evs[1].Expires.IsZero() || evs[0].Expires.Unix() != 1700000000 {
+		t.Fatalf("BannedMany: %+v", evs)
+	}
+	owner := func(sender string) *dbus.Signal {
+		return &dbus.Signal{Sender: sender, Name: "org.freedesktop.DBus.NameOwnerChanged", Body: []any{dbusapi.BusName, ":1.5", ":1.6"}}
+	}
+	if _, n, changed := decode(owner("org.freedesktop.DBus"), ":1.5", now); !changed || n != ":1.6" {
+		t.Fatalf("the bus's NameOwnerChanged: %q %v", n, changed)
+	}
+	if _, _, changed := decode(owner(":1.9"), ":1.5", now); changed {
+		t.Fatal("a NameOwnerChanged forged by a client was taken")
 	}
 }

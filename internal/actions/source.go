@@ -53,17 +53,26 @@ func follow(ctx context.Context, eng *Engine, log Logger, ready func(string)) er
 		return fmt.Errorf("connecting: %w", err)
 	}
 	defer conn.Close()
-	if err := conn.AddMatchSignal(dbus.WithMatchObjectPath(dbusapi.Path), dbus.WithMatchInterface(dbusapi.Interface)); err != nil {
+	if err := conn.AddMatchSignal(dbus.WithMatchSender(dbusapi.BusName), dbus.WithMatchObjectPath(dbusapi.Path),
+		dbus.WithMatchInterface(dbusapi.Interface)); err != nil {
 		return fmt.Errorf("subscribing to %s: %w", dbusapi.Interface, err)
 	}
-	if err := conn.AddMatchSignal(dbus.WithMatchInterface("org.freedesktop.DBus"), dbus.WithMatchMember("NameOwnerChanged"),
-		dbus.WithMatchArg(0, dbusapi.BusName)); err != nil {
+	if err := conn.AddMatchSignal(dbus.WithMatchSender(busDaemon), dbus.WithMatchInterface(busDaemon),
+		dbus.WithMatchMember("NameOwnerChanged"), dbus.WithMatchArg(0, dbusapi.BusName)); err != nil {
 		return fmt.Errorf("subscribing to NameOwnerChanged: %w", err)
 	}
 	ch := make(chan *dbus.Signal, 256)
 	conn.Signal(ch)
 	defer conn.RemoveSignal(ch)
 
+	// Signals are trusted only from the daemon's own connection: the bus
+	// lets any client emit a signal named Banned (and send one straight
+	// to us, whatever our match rules), and an action may mail or run a
+	// command.
+	var owner string
+	if err := conn.BusObject().Call(busDaemon+".GetNameOwner", 0, dbusapi.BusName).Store(&owner); err != nil {
+		owner = "" // not on the bus yet: NameOwnerChanged will say
+	}
 	status := reconcile(conn, eng, log)
 	ready(status)
 	// A safety net: a batch the store failed to record, a signal the bus
@@ -86,9 +95,12 @@ func follow(ctx context.Context, eng *Engine, log Logger, ready func(string)) er
 			again := false
 		drain:
 			for {
-				evs, owner := decode(sig, time.Now())
+				evs, newOwner, changed := decode(sig, owner, time.Now())
+				if changed {
+					owner = newOwner
+				}
 				batch = append(batch, evs...)
-				again = again || owner
+				again = again || changed && newOwner != ""
 				if len(batch) >= 4096 {
 					break
 				}
@@ -150,19 +162,29 @@ func reconcile(conn *dbus.Conn, eng *Engine, log Logger) string {
 	return s
 }
 
-// decode turns one signal into events; owner reports a NameOwnerChanged
-// that gave org.jailkeeper a new owner (a daemon start or restart).
-func decode(sig *dbus.Signal, now time.Time) (evs []Event, owner bool) {
+// busDaemon is the bus's own name and interface.
+const busDaemon = "org.freedesktop.DBus"
+
+// decode turns one signal into events. Signals of the daemon's interface
+// count only when sent by owner, the current owner of org.jailkeeper;
+// changed reports a NameOwnerChanged of org.jailkeeper from the bus, and
+// newOwner the name's new owner ("" when the daemon left).
+func decode(sig *dbus.Signal, owner string, now time.Time) (evs []Event, newOwner string, changed bool) {
 	if sig == nil {
-		return nil, false
+		return nil, "", false
+	}
+	if sig.Name == busDaemon+".NameOwnerChanged" {
+		if sig.Sender != busDaemon || len(sig.Body) != 3 {
+			return nil, "", false
+		}
+		name, _ := sig.Body[0].(string)
+		newOwner, _ = sig.Body[2].(string)
+		return nil, newOwner, name == dbusapi.BusName
+	}
+	if owner == "" || sig.Sender != owner || sig.Path != dbusapi.Path {
+		return nil, "", false
 	}
 	switch sig.Name {
-	case "org.freedesktop.DBus.NameOwnerChanged":
-		if len(sig.Body) == 3 {
-			name, _ := sig.Body[0].(string)
-			newOwner, _ := sig.Body[2].(string)
-			return nil, name == dbusapi.BusName && newOwner != ""
-		}
 	case dbusapi.Interface + ".Banned":
 		var jail, addr, reason string
 		var exp int64
@@ -204,7 +226,7 @@ func decode(sig *dbus.Signal, now time.Time) (evs []Event, owner bool) {
 			}
 		}
 	}
-	return evs, false
+	return evs, "", false
 }
 
 func banEvent(jail string, p netip.Prefix, exp int64, reason string, now time.Time) Event {
