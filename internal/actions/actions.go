@@ -12,6 +12,8 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // Kind is what happened to a ban.
@@ -57,14 +59,9 @@ func (e Event) BanTime() time.Duration {
 	return e.Expires.Sub(e.Start).Round(time.Second)
 }
 
-// Address is the banned prefix as the daemon prints it: a bare address for
-// a single host, CIDR otherwise.
-func (e Event) Address() string {
-	if e.Prefix.IsSingleIP() {
-		return e.Prefix.Addr().String()
-	}
-	return e.Prefix.String()
-}
+// Address is the banned prefix as jailkeeper prints every address: a bare
+// address for a single host, CIDR otherwise.
+func (e Event) Address() string { return prefix.Format(e.Prefix) }
 
 // Fields returns the event's placeholder values (see config.Placeholders).
 func (e Event) Fields(host, action string) map[string]string {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jailkeeper/jailkeeper/pkg/config"
 	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // Deliverer carries out one action: a single event, or (for a mail digest)
@@ -168,7 +169,7 @@ func (e *Engine) Reconcile(bans []dbusapi.BanInfo) (newBans, lifted, adopted int
 func (e *Engine) adopt(bans []dbusapi.BanInfo) (int, error) {
 	var events []Event
 	for _, b := range bans {
-		p, err := dbusapi.ParsePrefix(b.Prefix)
+		p, err := prefix.Parse(b.Prefix)
 		if err != nil {
 			continue
 		}
@@ -191,7 +192,7 @@ func (e *Engine) reconcile(bans []dbusapi.BanInfo) (newBans, lifted int, err err
 	active := map[SeenBan]bool{}
 	var events []Event
 	for _, b := range bans {
-		p, perr := dbusapi.ParsePrefix(b.Prefix)
+		p, perr := prefix.Parse(b.Prefix)
 		if perr != nil {
 			continue
 		}
@@ -429,4 +430,4 @@ func (b *bucket) take(now time.Time) bool {
 }
 
 // prefixOf parses an address as the daemon's signals carry it.
-func prefixOf(s string) (netip.Prefix, error) { return dbusapi.ParsePrefix(s) }
+func prefixOf(s string) (netip.Prefix, error) { return prefix.Parse(s) }
