@@ -30,10 +30,23 @@ type System struct {
 	Dirs   []string
 }
 
-// NewSystem returns the System of this machine.
+// NewSystem returns the System of this machine. Like systemd, it reads
+// unit files from $SYSTEMD_UNIT_PATH when that is set (a list separated by
+// ':'; an empty last element appends UnitDirs).
 func NewSystem() System {
 	_, err := os.Stat("/run/systemd/system")
-	return System{Booted: err == nil, Dirs: UnitDirs}
+	return System{Booted: err == nil, Dirs: unitDirs(os.Getenv("SYSTEMD_UNIT_PATH"))}
+}
+
+func unitDirs(env string) []string {
+	if env == "" {
+		return UnitDirs
+	}
+	dirs := filepath.SplitList(env)
+	if dirs[len(dirs)-1] == "" {
+		return append(dirs[:len(dirs)-1], UnitDirs...)
+	}
+	return dirs
 }
 
 // UnitExists implements Host.

@@ -141,3 +141,15 @@ func TestParseJSONMessages(t *testing.T) {
 		t.Error("bad output accepted")
 	}
 }
+
+func TestUnitDirs(t *testing.T) {
+	if got := unitDirs(""); !slices.Equal(got, UnitDirs) {
+		t.Errorf("unitDirs(\"\") = %v", got)
+	}
+	if got := unitDirs("/a:/b"); !slices.Equal(got, []string{"/a", "/b"}) {
+		t.Errorf("unitDirs(/a:/b) = %v", got)
+	}
+	if got := unitDirs("/a:"); len(got) != 1+len(UnitDirs) || got[0] != "/a" || got[1] != UnitDirs[0] {
+		t.Errorf("unitDirs(/a:) = %v", got)
+	}
+}
