@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jailkeeper/jailkeeper/internal/testbed"
 )
@@ -112,4 +113,100 @@ func TestCheckWarnsAboutSilentJails(t *testing.T) {
 	if err != nil || strings.Contains(string(text), "warning:") {
 		t.Errorf("jailkeeper check --config-only: %v\n%s", err, text)
 	}
+}
+
+// TestDebianSSHDBanned runs sshd as Debian's openssh-server package does
+// (ssh.service, syslog to /dev/log, UsePAM yes) and the vendor's sshd jail
+// enabled by name only: password guesses from the attacker over SSH are
+// banned after exactly maxretry (3) failures, whatever the user (unknown,
+// root, a real account), while a client of another address that logs in
+// with the right password after two typos is never banned.
+func TestDebianSSHDBanned(t *testing.T) {
+	testbed.Require(t, append(testbed.BedCommands, "sshpass", "chpasswd", "useradd")...)
+	t.Parallel()
+	h := testbed.NewHosts(t)
+	jd := testbed.StartJournald(t)
+	bus := testbed.NewBus(t)
+	testbed.StartDebianSSHD(t, h, jd)
+	const user, pw = "jk-ssh-ok", "correct horse battery"
+	testbed.EnsurePasswordUser(t, user, pw)
+	d := testbed.NewDaemon(t, h, bus, map[string]string{"10-sshd.yaml": "firewall: {backend: iptables}\njails:\n  sshd: {maxretry: 3, bantime: 1h}\n"})
+	d.Journald = jd
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := jd.Command("journalctl", "--no-pager", "-o", "verbose", "--output-fields=MESSAGE,_SYSTEMD_UNIT,_COMM,SYSLOG_IDENTIFIER", "-n", "200").CombinedOutput()
+			t.Logf("the journal:\n%s", out)
+		}
+	})
+	d.Start(t)
+	d.WaitReady(t, readyTimeout)
+
+	const good = "198.51.100.4"
+	h.AddAttackerAddr(t, good+"/24")
+	for i, p := range []string{"typo", "typo again", pw, pw, pw} {
+		a := h.SSHPasswordAttempt(testbed.SrvAddr4, good, user, p)
+		want := a.Outcome != testbed.Denied && a.Outcome != testbed.Refused
+		if p != pw {
+			want = a.Outcome == testbed.Denied
+		}
+		if !want {
+			t.Fatalf("login %d from %s with password %q: %s; ssh said %q", i+1, good, p, a.Outcome, a.Output)
+		}
+	}
+
+	for i, u := range []string{"admin", "root", user} {
+		if set, ok := h.SrvBanned(t, testbed.AtkAddr4); ok {
+			t.Fatalf("%s in set %s after %d failures", testbed.AtkAddr4, set, i)
+		}
+		a := h.SSHPasswordAttempt(testbed.SrvAddr4, "", u, "wrong")
+		t.Logf("attempt %d (%s): %s (%v)", i+1, u, a.Outcome, a.Took.Round(time.Millisecond))
+		if a.Outcome != testbed.Denied {
+			t.Fatalf("attempt %d as %s: %s, want %s; ssh said %q", i+1, u, a.Outcome, testbed.Denied, a.Output)
+		}
+	}
+	deadline := time.Now().Add(banTimeout)
+	for {
+		if _, ok := h.SrvBanned(t, testbed.AtkAddr4); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not banned %v after its 3rd failure", testbed.AtkAddr4, banTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if a := h.SSHPasswordAttempt(testbed.SrvAddr4, "", "admin", "wrong"); a.Outcome != testbed.Refused {
+		t.Errorf("attempt 4: %s, want %s; ssh said %q", a.Outcome, testbed.Refused, a.Output)
+	}
+	if set, ok := h.SrvBanned(t, good); ok {
+		t.Errorf("%s, which logged in, is in set %s", good, set)
+	}
+	st := d.Status(t, "sshd")
+	if len(st) != 1 || st[0].CurrentlyBanned != 1 || !containsAddr(st[0].Banned, testbed.AtkAddr4) {
+		t.Errorf("jailkeeper status sshd = %+v, want %s banned alone", st, testbed.AtkAddr4)
+	}
+
+	// What sshd wrote, as journald stored it: every line of a failure
+	// must carry the trusted unit, or the jail cannot see it.
+	out, err := jd.Command("journalctl", "--no-pager", "-o", "json", "SYSLOG_IDENTIFIER=sshd").Output()
+	if err != nil {
+		t.Fatalf("journalctl: %v", err)
+	}
+	var withUnit, without int
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var e struct {
+			Message string `json:"MESSAGE"`
+			Unit    string `json:"_SYSTEMD_UNIT"`
+			Comm    string `json:"_COMM"`
+		}
+		if json.Unmarshal([]byte(l), &e) != nil {
+			continue
+		}
+		if e.Unit == "ssh.service" {
+			withUnit++
+		} else {
+			without++
+			t.Logf("without _SYSTEMD_UNIT (_COMM=%s): %s", e.Comm, e.Message)
+		}
+	}
+	t.Logf("sshd wrote %d lines with _SYSTEMD_UNIT=ssh.service, %d without", withUnit, without)
 }
