@@ -77,21 +77,39 @@ func (s System) UnitExists(unit string) (bool, error) {
 	return false, nil
 }
 
-// Messages implements Host with `journalctl -o json`.
+// Messages implements Host with `journalctl -o json`, one run per unit. A
+// template unit (name@.service) reads every instance (journalctl's
+// `--unit=name@*.service`).
 func (s System) Messages(units []string, since time.Time, max int) ([]string, error) {
-	args := []string{"--no-pager", "--quiet", "-o", "json", "--output-fields=MESSAGE",
-		"--since=@" + strconv.FormatInt(since.Unix(), 10), "-n", strconv.Itoa(max)}
+	var all []string
 	for _, u := range units {
-		args = append(args, "_SYSTEMD_UNIT="+u) // the same field twice: either one
+		args := []string{"--no-pager", "--quiet", "-o", "json", "--output-fields=MESSAGE",
+			"--since=@" + strconv.FormatInt(since.Unix(), 10), "-n", strconv.Itoa(max)}
+		if base, ok := strings.CutSuffix(u, "@.service"); ok {
+			args = append(args, "--unit="+base+"@*.service")
+		} else {
+			args = append(args, "_SYSTEMD_UNIT="+u)
+		}
+		var errBuf bytes.Buffer
+		cmd := exec.Command("journalctl", args...)
+		cmd.Stderr = &errBuf
+		out, err := cmd.Output()
+		if err != nil && strings.Contains(u, "@.") && strings.Contains(errBuf.String(), "No data available") {
+			continue // no instance of the template in the journal
+		}
+		if err != nil {
+			return nil, fmt.Errorf("journalctl: %w: %s", err, strings.TrimSpace(errBuf.String()))
+		}
+		msgs, err := parseJSONMessages(out)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, msgs...)
 	}
-	var errBuf bytes.Buffer
-	cmd := exec.Command("journalctl", args...)
-	cmd.Stderr = &errBuf
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("journalctl: %w: %s", err, strings.TrimSpace(errBuf.String()))
+	if len(all) > max {
+		all = all[len(all)-max:]
 	}
-	return parseJSONMessages(out)
+	return all, nil
 }
 
 // parseJSONMessages returns the MESSAGE fields of `journalctl -o json`
