@@ -19,7 +19,9 @@ const (
 	// it cannot start inside a user name.
 	sshAuthInfo = `(?: ssh[12])?(?:: .*)?`
 	// sshSolaris is the message-ID tag Solaris' syslog puts before a message.
-	sshSolaris = `(?:\[ID [0-9]+ [a-z]+\.[a-z]+\] )?`
+	sshSolaris = `\[ID [0-9]+ [a-z]+\.[a-z]+\] `
+	// sshMethod is every authentication method but publickey.
+	sshMethod = `(?:password|keyboard-interactive(?:/[a-z]+)?|none|hostbased|gssapi-with-mic|gssapi-keyex|unknown)`
 )
 
 func init() {
@@ -30,7 +32,8 @@ func init() {
 				// Failed <method> for [invalid user] U from H port P ssh2[: info]
 				// (publickey only for an invalid user: an agent offering a
 				// valid user's keys one by one fails all but one).
-				`^(?:error: )?` + sshSolaris + `Failed (?:password|keyboard-interactive(?:/[a-z]+)?|none|hostbased|gssapi-with-mic|gssapi-keyex|unknown) for ` + sshFailUser + ` from <HOST>` + sshPort + sshAuthInfo + `$`,
+				`^(?:error: )?Failed ` + sshMethod + ` for ` + sshFailUser + ` from <HOST>` + sshPort + sshAuthInfo + `$`,
+				`^` + sshSolaris + `Failed ` + sshMethod + ` for ` + sshFailUser + ` from <HOST>` + sshPort + sshAuthInfo + `$`,
 				`^(?:error: )?Failed publickey for (?:invalid|illegal) user (?P<user>[^:]*) from <HOST>` + sshPort + sshAuthInfo + `$`,
 				`^(?:Invalid|Illegal) user <USER> from <HOST>` + sshPort + sshPreauth + `$`,
 				`^User <USER> from <HOST> not allowed because (?:not listed in AllowUsers|listed in DenyUsers|not in any group|a group is listed in DenyGroups|none of user's groups are listed in AllowGroups)$`,
