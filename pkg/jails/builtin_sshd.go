@@ -8,11 +8,14 @@ package jails
 // address too (the auth info after "ssh2: " of a hostbased failure names
 // the client's user and host): the user cannot run past the first ':', so
 // the address found is the one right after the user, before any such text.
+// Only one split of such a line matches (after an address inside the user
+// comes more of the user, never ':' or the end), so the user may be lazy,
+// which is faster than greedy here.
 const (
 	sshPort     = `(?: port <PORT>)?`
 	sshPreauth  = `(?: \[preauth\])?`
 	sshUser     = `(?:invalid user |illegal user )?<USER>`
-	sshFailUser = `(?:invalid user |illegal user )?(?P<user>[^:]*)`
+	sshFailUser = `(?:invalid user |illegal user )?(?P<user>[^:]*?)`
 	// sshAuthInfo is what may follow "from H port P" in a Failed line:
 	// the protocol, then auth info (a key type and fingerprint, the client
 	// user and host of hostbased). It starts with ':' or ends the line, so
@@ -34,7 +37,7 @@ func init() {
 				// valid user's keys one by one fails all but one).
 				`^(?:error: )?Failed ` + sshMethod + ` for ` + sshFailUser + ` from <HOST>` + sshPort + sshAuthInfo + `$`,
 				`^` + sshSolaris + `Failed ` + sshMethod + ` for ` + sshFailUser + ` from <HOST>` + sshPort + sshAuthInfo + `$`,
-				`^(?:error: )?Failed publickey for (?:invalid|illegal) user (?P<user>[^:]*) from <HOST>` + sshPort + sshAuthInfo + `$`,
+				`^(?:error: )?Failed publickey for (?:invalid|illegal) user (?P<user>[^:]*?) from <HOST>` + sshPort + sshAuthInfo + `$`,
 				`^(?:Invalid|Illegal) user <USER> from <HOST>` + sshPort + sshPreauth + `$`,
 				`^User <USER> from <HOST> not allowed because (?:not listed in AllowUsers|listed in DenyUsers|not in any group|a group is listed in DenyGroups|none of user's groups are listed in AllowGroups)$`,
 				`^(?:error: )?maximum authentication attempts exceeded for ` + sshUser + ` from <HOST>` + sshPort + `(?: ssh2)?` + sshPreauth + `$`,
@@ -42,7 +45,7 @@ func init() {
 				`^Disconnecting (?:authenticating|invalid) user <USER> <HOST>` + sshPort + `: Too many authentication failures` + sshPreauth + `$`,
 				// The old and new (user, service) after "not allowed: " are
 				// client-written; the user before the address has no ':'.
-				`^Disconnecting (?:authenticating |invalid )?user (?P<user>[^:]*) <HOST> port <PORT>: Change of username or service not allowed: .*$`,
+				`^Disconnecting (?:authenticating |invalid )?user (?P<user>[^:]*?) <HOST> port <PORT>: Change of username or service not allowed: .*$`,
 				`^(?:error: )?PAM: (?:[Aa]uthentication (?:failure|error)|User not known to the underlying authentication module) for (?:illegal user )?<USER> from <HOST>(?: via \S+)? ?$`,
 				// The text after "3: " is the client's; the address comes first.
 				`^(?:error: )?Received disconnect from <HOST>` + sshPort + `: ?3: .*: Auth (?:fail|cancel)`,
