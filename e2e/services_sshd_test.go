@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,4 +210,91 @@ func TestDebianSSHDBanned(t *testing.T) {
 		}
 	}
 	t.Logf("sshd wrote %d lines with _SYSTEMD_UNIT=ssh.service, %d without", withUnit, without)
+}
+
+// TestSSHDProbesAggressive checks mode aggressive against what Debian's
+// sshd really writes for connections that never reach authentication: an
+// HTTP request on the SSH port ("banner exchange: … invalid format"), a
+// client offering only an obsolete key exchange ("Unable to negotiate …"),
+// and a client that sends its banner and resets ("Connection reset by H
+// port P [preauth]"). Three such probes ban; the bare "Connection closed by
+// H port P" of a client that only read the banner (the bed's own readiness
+// checks) never counts.
+func TestSSHDProbesAggressive(t *testing.T) {
+	testbed.Require(t, append(testbed.BedCommands, "ssh")...)
+	t.Parallel()
+	h := testbed.NewHosts(t)
+	jd := testbed.StartJournald(t)
+	bus := testbed.NewBus(t)
+	testbed.StartDebianSSHD(t, h, jd)
+	d := testbed.NewDaemon(t, h, bus, map[string]string{"10-sshd.yaml": "firewall: {backend: iptables}\njails:\n  sshd: {mode: aggressive, maxretry: 3, bantime: 1h}\n"})
+	d.Journald = jd
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := jd.Command("journalctl", "--no-pager", "-o", "cat", "SYSLOG_IDENTIFIER=sshd").CombinedOutput()
+			t.Logf("sshd's lines in the journal:\n%s", out)
+		}
+	})
+	d.Start(t)
+	d.WaitReady(t, readyTimeout)
+
+	hp := net.JoinHostPort(testbed.SrvAddr4, "22")
+	probes := []struct {
+		name string
+		run  func() error
+	}{
+		{"HTTP on the SSH port", func() error {
+			c, err := h.AtkDial(hp, 3*time.Second)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, _ = c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+			_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			_, _ = c.Read(make([]byte, 512)) // sshd's banner, then it closes
+			return nil
+		}},
+		{"obsolete key exchange", func() error {
+			out, _ := exec.Command("ip", "netns", "exec", h.Atk, "ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+				"-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=3", "-o", "KexAlgorithms=diffie-hellman-group1-sha1",
+				"nobody@"+testbed.SrvAddr4, "true").CombinedOutput()
+			if !strings.Contains(string(out), "Unable to negotiate") {
+				return fmt.Errorf("ssh said %q", out)
+			}
+			return nil
+		}},
+		{"banner, then reset", func() error {
+			c, err := h.AtkDial(hp, 3*time.Second)
+			if err != nil {
+				return err
+			}
+			_, _ = c.Write([]byte("SSH-2.0-probe\r\n"))
+			time.Sleep(300 * time.Millisecond)
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0) // RST
+			}
+			return c.Close()
+		}},
+	}
+	for i, p := range probes {
+		if set, ok := h.SrvBanned(t, testbed.AtkAddr4); ok {
+			t.Fatalf("%s in set %s before probe %d (%s)", testbed.AtkAddr4, set, i+1, p.name)
+		}
+		if err := p.run(); err != nil {
+			t.Fatalf("probe %d (%s): %v", i+1, p.name, err)
+		}
+	}
+	deadline := time.Now().Add(banTimeout)
+	for {
+		if _, ok := h.SrvBanned(t, testbed.AtkAddr4); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not banned %v after its 3rd probe", testbed.AtkAddr4, banTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if a := h.SSHAttempt(testbed.SrvAddr4, ""); a.Outcome != testbed.Refused {
+		t.Errorf("after the ban: %s, want %s; ssh said %q", a.Outcome, testbed.Refused, a.Output)
+	}
 }
