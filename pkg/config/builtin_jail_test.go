@@ -42,7 +42,7 @@ func TestJailByNameOnly(t *testing.T) {
 	if units["postfix"] != "postfix@-.service postfix.service" || units["myapp"] != "myapp.service" {
 		t.Errorf("units = %v", units)
 	}
-	if !slices.Equal(ports["postfix"], []uint16{25, 465, 587}) || ports["myapp"] != nil {
+	if !slices.Equal(ports["postfix"], []uint16{25, 465, 587}) || len(ports["myapp"]) != 0 {
 		t.Errorf("firewall ports = %v", ports)
 	}
 }
