@@ -71,7 +71,7 @@ var sshDDoS = []string{
 	`^(?:error: )?kex_exchange_identification: Connection from <HOST>` + sshPort + `: `,
 	`^(?:error: )?ssh_dispatch_run_fatal: Connection from <HOST>` + sshPort + `: `,
 	`^(?:error: )?Protocol major versions differ for <HOST>` + sshPort + `: `,
-	// Without [preauth] these end a session normally: never counted.
+	// Only with [preauth]: without it, the same lines end a session normally.
 	`^Connection (?:closed|reset) by <HOST>` + sshPort + ` \[preauth\]$`,
 	`^Disconnected from <HOST>` + sshPort + ` \[preauth\]$`,
 	// OpenSSH before 9.8 (the session process), and 9.8's listener.
