@@ -83,7 +83,7 @@ func (s System) UnitExists(unit string) (bool, error) {
 func (s System) Messages(units []string, since time.Time, max int) ([]string, error) {
 	var all []string
 	for _, u := range units {
-		args := []string{"--no-pager", "--quiet", "-o", "json", "--output-fields=MESSAGE",
+		args := []string{"--no-pager", "-o", "json", "--output-fields=MESSAGE",
 			"--since=@" + strconv.FormatInt(since.Unix(), 10), "-n", strconv.Itoa(max)}
 		if base, ok := strings.CutSuffix(u, "@.service"); ok {
 			args = append(args, "--unit="+base+"@*.service")
@@ -99,6 +99,11 @@ func (s System) Messages(units []string, since time.Time, max int) ([]string, er
 		}
 		if err != nil {
 			return nil, fmt.Errorf("journalctl: %w: %s", err, strings.TrimSpace(errBuf.String()))
+		}
+		if strings.Contains(errBuf.String(), "not seeing messages from other users") {
+			// A user outside the journal's groups sees only their own
+			// entries: "nothing written" would be wrong.
+			return nil, errors.New("journalctl shows this user's entries only (run as root or as a member of group systemd-journal or adm)")
 		}
 		msgs, err := parseJSONMessages(out)
 		if err != nil {
