@@ -153,3 +153,33 @@ func TestUnitDirs(t *testing.T) {
 		t.Errorf("unitDirs(/a:) = %v", got)
 	}
 }
+
+// TestSystemMessages runs System.Messages against a stand-in journalctl
+// that prints what the real one prints for a user outside the journal's
+// groups, and for a root user.
+func TestSystemMessages(t *testing.T) {
+	dir := t.TempDir()
+	script := `#!/bin/sh
+case "$*" in
+*_SYSTEMD_UNIT=mine.service*) echo 'Hint: You are currently not seeing messages from other users and the system.' >&2 ;;
+*_SYSTEMD_UNIT=ssh.service*) echo '{"MESSAGE":"Invalid user a from 203.0.113.9 port 1"}' ;;
+*'--unit=ssh@*.service'*) echo 'Failed to add filter for units: No data available' >&2; exit 1 ;;
+*) echo 'Failed to open journal' >&2; exit 1 ;;
+esac
+`
+	if err := os.WriteFile(filepath.Join(dir, "journalctl"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	s := System{}
+	since := time.Now().Add(-Window)
+	if m, err := s.Messages([]string{"ssh.service", "ssh@.service"}, since, 10); err != nil || len(m) != 1 {
+		t.Errorf("Messages(ssh, ssh@) = %q, %v; want one line", m, err)
+	}
+	if _, err := s.Messages([]string{"mine.service"}, since, 10); err == nil || !strings.Contains(err.Error(), "systemd-journal") {
+		t.Errorf("Messages(mine) = %v; want an error naming group systemd-journal", err)
+	}
+	if _, err := s.Messages([]string{"other.service"}, since, 10); err == nil || !strings.Contains(err.Error(), "Failed to open journal") {
+		t.Errorf("Messages(other) = %v; want journalctl's error", err)
+	}
+}
