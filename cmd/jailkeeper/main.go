@@ -18,6 +18,8 @@ import (
 	"github.com/jailkeeper/jailkeeper/pkg/config"
 	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
 	"github.com/jailkeeper/jailkeeper/pkg/jails"
+	"github.com/jailkeeper/jailkeeper/pkg/journal"
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -317,12 +319,16 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		out.Warnings = []string{}
 	}
 	for _, p := range rt.Layout.Whitelist {
-		out.Whitelist = append(out.Whitelist, p.String())
+		out.Whitelist = append(out.Whitelist, prefix.Format(p))
 	}
 	host := jailcheck.NewSystem()
 	for _, j := range rt.Jails {
 		bt := config.Duration(j.BanTime).String()
-		jo := jailOut{j.Name, j.Units, j.MaxRetry, j.FindTime.String(), bt, []jailcheck.Warning{}}
+		units := make([]string, len(j.Units))
+		for i, u := range j.Units {
+			units[i] = journal.UnitName(u) // as the reader matches it
+		}
+		jo := jailOut{j.Name, units, j.MaxRetry, j.FindTime.String(), bt, []jailcheck.Warning{}}
 		if !*configOnly {
 			// Warnings about the host never change the exit code.
 			if ws := jailcheck.Check(checkedJail(cfg, j), host, time.Now()); ws != nil {

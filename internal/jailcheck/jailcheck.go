@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/pkg/jails"
+	"github.com/jailkeeper/jailkeeper/pkg/journal"
 )
 
 // Window is how far back the journal is read.
@@ -63,7 +64,7 @@ type Host interface {
 func Check(j Jail, h Host, now time.Time) []Warning {
 	units := make([]string, len(j.Units))
 	for i, u := range j.Units {
-		units[i] = jails.NormUnit(u)
+		units[i] = journal.UnitName(u)
 	}
 	if len(units) == 0 {
 		return nil // identifier matching only: nothing to look up
