@@ -53,6 +53,13 @@ func init() {
 				`^refused connect from \S+ \(<HOST>\)$`,
 			},
 			IgnoreRegex: []string{},
+			// A probe's line is the last its per-connection process
+			// writes, and journald may handle it after the process has
+			// gone, without _SYSTEMD_UNIT. sshd (and OpenSSH 9.8's
+			// sshd-session) runs as root: such entries are read when
+			// their kernel-supplied _UID is 0 and their identifier is
+			// sshd's, which no unprivileged user can send.
+			Unitless: []UnitlessSender{{Identifier: "sshd", UID: 0}, {Identifier: "sshd-session", UID: 0}},
 		},
 		modes: map[string][]string{
 			"ddos":       sshDDoS,
