@@ -174,6 +174,13 @@ func (d *daemon) run() error {
 	if err != nil {
 		return fmt.Errorf("starting jails: %w", err)
 	}
+	// Failure counts and totals survive restarts: restored from the table,
+	// then saved with the journal cursor (docs/daemon.md).
+	counted, err := engine.RestoreState(table.EachState, now)
+	if err != nil {
+		d.log.warnf("%v", err)
+	}
+	table.AttachState(engine)
 	d.cfg, d.rt, d.engine = cfg, rt, engine
 
 	if err := d.connectBus(); err != nil {
@@ -190,8 +197,8 @@ func (d *daemon) run() error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	d.log.event(journal.PriNotice, msgStarted, fmt.Sprintf("jailkeeper %s started: backend %s, %d jails (%s), %d bans restored",
-		version, fw.Name(), len(rt.Jails), strings.Join(cfg.JailNames(), ", "), len(active)))
+	d.log.event(journal.PriNotice, msgStarted, fmt.Sprintf("jailkeeper %s started: backend %s, %d jails (%s), %d bans restored, failures of %d addresses restored",
+		version, fw.Name(), len(rt.Jails), strings.Join(cfg.JailNames(), ", "), len(active), counted))
 	sddaemon.SdNotify(false, "READY=1\nSTATUS="+d.status())
 
 	var wdTick <-chan time.Time
@@ -710,6 +717,7 @@ func (d *daemon) swap(cfg *config.Config, rt *config.Runtime) error {
 	// counted so far must come along: a reload gives no attacker a fresh
 	// count.
 	engine.Adopt(d.engine)
+	d.table.AttachState(engine)
 	d.cfg, d.rt, d.engine = cfg, rt, engine
 	d.mu.Unlock()
 	return d.startReader()

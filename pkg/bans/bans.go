@@ -26,6 +26,7 @@ var (
 	bucketBans    = []byte("bans")
 	bucketHistory = []byte("history")
 	bucketMeta    = []byte("meta")
+	bucketState   = []byte("state")
 	keyCursor     = []byte("cursor")
 	keyTotals     = []byte("totals")
 )
@@ -62,6 +63,10 @@ type Table struct {
 	cursor  string
 	// HistoryKeep bounds the history kept per prefix.
 	historyKeep int
+	// src is the state saved with the cursor (AttachState); pending holds
+	// its changes taken but not yet written (nil value: delete).
+	src     StateSource
+	pending map[string][]byte
 }
 
 // NewMemory returns a table that persists nothing (tests, dry runs).
@@ -82,7 +87,7 @@ func Open(path string) (*Table, error) {
 	t := NewMemory()
 	t.db = db
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketBans, bucketHistory, bucketMeta} {
+		for _, b := range [][]byte{bucketBans, bucketHistory, bucketMeta, bucketState} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -148,7 +153,8 @@ func (t *Table) Add(bs ...Ban) ([]Ban, error) {
 }
 
 // Commit is Add plus the journal cursor up to which the bans were decided,
-// written in the same transaction (one sync instead of two).
+// written in the same transaction (one sync instead of two), with the
+// attached state's changes (AttachState).
 func (t *Table) Commit(cursor string, bs ...Ban) ([]Ban, error) {
 	return t.commit(&cursor, bs)
 }
@@ -183,6 +189,9 @@ func (t *Table) plan(bs []Ban) (changed, fresh []Ban) {
 }
 
 func (t *Table) commit(cursor *string, bs []Ban) ([]Ban, error) {
+	if cursor != nil {
+		t.takeState()
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	changed, fresh := t.plan(bs)
@@ -277,9 +286,13 @@ func (t *Table) drop(gone []Ban) error {
 }
 
 // persist writes one transaction: bans put and deleted, history, totals
-// (nil: unchanged) and the cursor (nil: unchanged).
+// (nil: unchanged) and the cursor (nil: unchanged) with the pending state
+// changes.
 func (t *Table) persist(put, del []Ban, hist map[key][]time.Time, totals map[string]int, cursor *string) error {
 	if t.db == nil {
+		if cursor != nil {
+			clear(t.pending)
+		}
 		return nil
 	}
 	err := t.db.Update(func(tx *bolt.Tx) error {
@@ -321,11 +334,15 @@ func (t *Table) persist(put, del []Ban, hist map[key][]time.Time, totals map[str
 			if err := tx.Bucket(bucketMeta).Put(keyCursor, []byte(*cursor)); err != nil {
 				return err
 			}
+			return putState(tx, t.pending)
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("saving bans: %w", err)
+	}
+	if cursor != nil {
+		clear(t.pending)
 	}
 	return nil
 }
@@ -409,8 +426,10 @@ func (t *Table) Cursor() string {
 	return t.cursor
 }
 
-// SaveCursor persists the cursor of the last journal entry processed.
+// SaveCursor persists the cursor of the last journal entry processed,
+// with the attached state's changes (AttachState).
 func (t *Table) SaveCursor(c string) error {
+	t.takeState()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if c == t.cursor {
@@ -418,11 +437,112 @@ func (t *Table) SaveCursor(c string) error {
 	}
 	if t.db != nil {
 		if err := t.db.Update(func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketMeta).Put(keyCursor, []byte(c))
+			if err := tx.Bucket(bucketMeta).Put(keyCursor, []byte(c)); err != nil {
+				return err
+			}
+			return putState(tx, t.pending)
 		}); err != nil {
 			return fmt.Errorf("saving journal cursor: %w", err)
 		}
 	}
+	clear(t.pending)
 	t.cursor = c
+	return nil
+}
+
+// StateSource is state of another stage that must be saved together with
+// the journal cursor: the engine's failure counts, which must be those of
+// the entries up to the saved cursor, no more and no less. Its records are
+// opaque to the table.
+type StateSource interface {
+	// TakeState calls put with every record changed since its last call
+	// (a nil value deletes the record); the table keeps the slices.
+	TakeState(put func(key, value []byte))
+}
+
+// AttachState makes every later write of the journal cursor (Commit,
+// SaveCursor) take src's changes and write them in the same transaction.
+// Changes taken from a previous source and not yet written are written
+// with the next cursor too. A nil src detaches.
+func (t *Table) AttachState(src StateSource) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.src = src
+}
+
+// takeState collects the attached source's changes into t.pending. It
+// calls the source without holding t.mu: the engine calls the table
+// (History) while holding its own lock.
+func (t *Table) takeState() {
+	t.mu.Lock()
+	src := t.src
+	t.mu.Unlock()
+	if src == nil {
+		return
+	}
+	var keys []string
+	var vals [][]byte
+	src.TakeState(func(k, v []byte) {
+		keys = append(keys, string(k))
+		vals = append(vals, v)
+	})
+	if len(keys) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.pending == nil {
+		t.pending = make(map[string][]byte, len(keys))
+	}
+	for i, k := range keys {
+		t.pending[k] = vals[i]
+	}
+}
+
+// putState writes state changes into the state bucket, in key order (the
+// cheapest for bbolt).
+func putState(tx *bolt.Tx, changes map[string][]byte) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(changes))
+	for k := range changes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b := tx.Bucket(bucketState)
+	for _, k := range keys {
+		var err error
+		if v := changes[k]; v == nil {
+			err = b.Delete([]byte(k))
+		} else {
+			err = b.Put([]byte(k), v)
+		}
+		if err != nil {
+			return fmt.Errorf("saving state %q: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// EachState calls fn with every saved state record, in key order, inside
+// one read transaction: fn must copy what it keeps. An in-memory table
+// holds no saved state.
+func (t *Table) EachState(fn func(key, value []byte)) error {
+	t.mu.Lock()
+	db := t.db
+	t.mu.Unlock()
+	if db == nil {
+		return nil
+	}
+	err := db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketState).ForEach(func(k, v []byte) error {
+			fn(k, v)
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("reading saved state: %w", err)
+	}
 	return nil
 }

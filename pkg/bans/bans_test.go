@@ -183,3 +183,104 @@ func BenchmarkCommit(b *testing.B) {
 		}
 	}
 }
+
+// fakeState is a StateSource handing out what was queued on it.
+type fakeState struct{ queued map[string][]byte }
+
+func (f *fakeState) TakeState(put func(k, v []byte)) {
+	for k, v := range f.queued {
+		put([]byte(k), v)
+	}
+	f.queued = map[string][]byte{}
+}
+
+func savedState(t *testing.T, tb *Table) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	if err := tb.EachState(func(k, v []byte) { m[string(k)] = string(v) }); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestStateSavedWithCursor: the attached state's changes are written only
+// with the journal cursor (Commit, SaveCursor), in its transaction, and
+// read back after a reopen; an Add without cursor keeps them pending.
+func TestStateSavedWithCursor(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	tb, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &fakeState{queued: map[string][]byte{"a": []byte("1"), "b": []byte("2")}}
+	tb.AttachState(src)
+	if _, err := tb.Add(ban("sshd", "198.51.100.2/32", t0, time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if m := savedState(t, tb); len(m) != 0 {
+		t.Fatalf("state written without a cursor: %v", m)
+	}
+	if _, err := tb.Commit("c1", ban("sshd", "198.51.100.3/32", t0, time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if m := savedState(t, tb); m["a"] != "1" || m["b"] != "2" || len(m) != 2 {
+		t.Fatalf("after Commit: %v", m)
+	}
+	// Same cursor: nothing written, the change stays pending.
+	src.queued = map[string][]byte{"a": nil, "c": []byte("3")}
+	if err := tb.SaveCursor("c1"); err != nil {
+		t.Fatal(err)
+	}
+	if m := savedState(t, tb); m["a"] != "1" || len(m) != 2 {
+		t.Fatalf("written with an unchanged cursor: %v", m)
+	}
+	src.queued = map[string][]byte{"d": []byte("4")}
+	if err := tb.SaveCursor("c2"); err != nil {
+		t.Fatal(err)
+	}
+	tb = reopen(t, tb, path)
+	defer tb.Close()
+	m := savedState(t, tb)
+	if len(m) != 3 || m["b"] != "2" || m["c"] != "3" || m["d"] != "4" {
+		t.Fatalf("after SaveCursor and reopen: %v, want b c d", m)
+	}
+	if tb.Cursor() != "c2" {
+		t.Fatalf("cursor %q", tb.Cursor())
+	}
+}
+
+// BenchmarkCommitState is BenchmarkCommit with the engine's state changes
+// of a journal batch of 1024 failures from distinct addresses (a record of
+// about 60 bytes each): the cost the saved failure counts add on the ban
+// path in a flood of new addresses.
+func BenchmarkCommitState(b *testing.B) {
+	tb, err := Open(filepath.Join(b.TempDir(), FileName))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tb.Close()
+	src := &fakeState{}
+	tb.AttachState(src)
+	now := time.Now()
+	batch := make([]Ban, 25)
+	val := make([]byte, 46)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		src.queued = make(map[string][]byte, 1024)
+		for k := 0; k < 1024; k++ {
+			v := uint32(0xc6120000 + i*1024 + k)
+			a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+			src.queued["fsshd\x00"+a.String()+"/32"] = val
+		}
+		for k := range batch {
+			v := uint32(0x0a000000 + i*len(batch) + k)
+			a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+			batch[k] = Ban{Jail: "sshd", Prefix: netip.PrefixFrom(a, 32), Start: now, Expires: now.Add(time.Hour), Reason: "5 failures within 10m0s"}
+		}
+		b.StartTimer()
+		if _, err := tb.Commit(fmt.Sprintf("s=x;i=%x", i), batch...); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

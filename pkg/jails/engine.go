@@ -97,6 +97,10 @@ type Engine struct {
 	hist     History
 	units    []string
 	idents   []string
+	// state: changes are recorded for TakeState; gone holds the keys of
+	// records to delete (state.go).
+	state bool
+	gone  [][]byte
 }
 
 type jailState struct {
@@ -105,6 +109,8 @@ type jailState struct {
 	dist      *distTracker
 	escalated map[netip.Prefix]time.Time // subnet → end of its ban
 	total     int
+	// totalDirty: total changed since the last TakeState.
+	totalDirty bool
 }
 
 // unitSuffixes are the systemd unit types a unit name may end in.
@@ -319,6 +325,7 @@ func (e *Engine) fail(js *jailState, m Match, at time.Time) []Decision {
 		return nil
 	}
 	js.total++
+	js.totalDirty = true
 	var out []Decision
 	if n >= js.MaxRetry {
 		js.tracker.Reset(key)
@@ -463,21 +470,40 @@ func (e *Engine) Adopt(old *Engine) {
 	for _, js := range old.jails {
 		prev[js.Name] = js
 	}
+	// The saved state follows: records of what is not carried over are
+	// deleted at the next TakeState.
+	if old.state {
+		e.recordState()
+		e.gone = append(e.gone, old.gone...)
+	}
+	carried := map[string]bool{}
 	for _, js := range e.jails {
 		o := prev[js.Name]
 		if o == nil {
 			continue
 		}
+		carried[js.Name] = true
 		js.total = o.total
+		js.totalDirty = o.totalDirty
 		for sub, end := range o.escalated {
 			js.escalated[sub] = end
 		}
 		if o.IPv6Prefix == js.IPv6Prefix {
 			o.tracker.retune(js.MaxRetry, js.FindTime, js.MaxTracked)
+			if e.state && o.tracker.changed == nil {
+				o.tracker.changed = map[netip.Prefix]struct{}{}
+			}
 			js.tracker = o.tracker
+		} else {
+			e.dropState(o, true, false)
 		}
 		if o.dist != nil && js.dist != nil && o.Distributed == js.Distributed && o.IPv6Prefix == js.IPv6Prefix {
 			js.dist = o.dist
+		}
+	}
+	for _, o := range old.jails {
+		if !carried[o.Name] {
+			e.dropState(o, true, true)
 		}
 	}
 }

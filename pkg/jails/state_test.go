@@ -1,0 +1,198 @@
+package jails
+
+import (
+	"bytes"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// memState is a store of the engine's state records, as the ban table
+// keeps them.
+type memState map[string][]byte
+
+func (m memState) take(e *Engine) (puts, dels int) {
+	e.TakeState(func(k, v []byte) {
+		if v == nil {
+			delete(m, string(k))
+			dels++
+			return
+		}
+		m[string(k)] = bytes.Clone(v)
+		puts++
+	})
+	return puts, dels
+}
+
+func (m memState) each(fn func(k, v []byte)) error {
+	for k, v := range m {
+		fn([]byte(k), v)
+	}
+	return nil
+}
+
+func stateJail(t testing.TB, name string, maxRetry, v6 int) Jail {
+	return Jail{Name: name, Filter: sshdFilter(t, ""), MaxRetry: maxRetry, FindTime: 10 * time.Minute, BanTime: time.Hour, IPv6Prefix: v6}
+}
+
+func newTestEngine(t testing.TB, js ...Jail) *Engine {
+	t.Helper()
+	e, err := NewEngine(js, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// TestStateSurvivesRestart: with maxretry 2, one failure, a restart (a
+// new engine restored from the saved state), one failure → banned; the
+// total is kept, and the closing line of the connection counted before
+// the restart does not count again.
+func TestStateSurvivesRestart(t *testing.T) {
+	store := memState{}
+	a := newTestEngine(t, stateJail(t, "sshd", 2, 64))
+	if n, err := a.RestoreState(store.each, t0); err != nil || n != 0 {
+		t.Fatalf("RestoreState of nothing = %d, %v", n, err)
+	}
+	a.Handle(entry(0, "Failed password for root from 203.0.113.7 port 4711 ssh2"))
+	a.Handle(entry(time.Second, "Failed password for root from 2001:db8::7 port 4712 ssh2"))
+	if puts, dels := store.take(a); puts != 3 || dels != 0 {
+		t.Fatalf("first TakeState: %d puts, %d deletes; want 3 (two keys, the total), 0", puts, dels)
+	}
+	if puts, dels := store.take(a); puts+dels != 0 {
+		t.Fatalf("TakeState without changes: %d puts, %d deletes", puts, dels)
+	}
+
+	b := newTestEngine(t, stateJail(t, "sshd", 2, 64))
+	n, err := b.RestoreState(store.each, t0.Add(time.Minute))
+	if err != nil || n != 2 {
+		t.Fatalf("RestoreState = %d, %v; want 2 keys", n, err)
+	}
+	if st := b.Stats(); st[0].TotalFailed != 2 || st[0].CurrentlyFailed != 2 {
+		t.Fatalf("stats after restore %+v, want total 2, 2 keys", st)
+	}
+	// The closing line of the connection counted before the restart.
+	if ds := b.Handle(entry(2*time.Second, "Connection closed by authenticating user root 203.0.113.7 port 4711 [preauth]")); len(ds) != 0 {
+		t.Fatalf("the closing line of a counted connection decided %v", prefixes(ds))
+	}
+	ds := b.Handle(entry(3*time.Second, "Failed password for root from 203.0.113.7 port 4800 ssh2"))
+	if len(ds) != 1 || ds[0].Prefix != netip.MustParsePrefix("203.0.113.7/32") {
+		t.Fatalf("second failure after the restart decided %v, want 203.0.113.7/32", prefixes(ds))
+	}
+	if st := b.Stats(); st[0].TotalFailed != 3 {
+		t.Fatalf("total after the restart %+v, want 3", st)
+	}
+	// The ban reset the key: its record says so, and a third engine does
+	// not ban at the next failure.
+	store.take(b)
+	c := newTestEngine(t, stateJail(t, "sshd", 2, 64))
+	if _, err := c.RestoreState(store.each, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if ds := c.Handle(entry(4*time.Second, "Failed password for root from 203.0.113.7 port 4900 ssh2")); len(ds) != 0 {
+		t.Fatalf("a failure after the ban and a restart decided %v", prefixes(ds))
+	}
+	if ds := c.Handle(entry(5*time.Second, "Failed password for root from 2001:db8::7:1 port 5000 ssh2")); len(ds) != 1 {
+		t.Fatalf("the restored IPv6 /64 did not reach maxretry: %v", prefixes(ds))
+	}
+}
+
+// TestStateRestoreDrops: records of removed jails, of another
+// ipv6_prefix, older than findtime or undecodable are not restored and are
+// deleted at the next TakeState; the rest is.
+func TestStateRestoreDrops(t *testing.T) {
+	store := memState{}
+	a := newTestEngine(t, stateJail(t, "sshd", 3, 64), stateJail(t, "old", 3, 64))
+	a.RestoreState(store.each, t0)
+	a.Handle(entry(0, "Failed password for root from 203.0.113.7 port 1 ssh2"))
+	a.Handle(entry(9*time.Minute, "Failed password for root from 203.0.113.8 port 2 ssh2"))
+	a.Handle(entry(9*time.Minute, "Failed password for root from 2001:db8::8 port 3 ssh2"))
+	store.take(a)
+	store[string(trackKey("sshd", netip.MustParsePrefix("198.51.100.9/32")))] = []byte{9, 9, 9}
+	before := maps.Clone(store)
+
+	// 11 minutes on: 203.0.113.7's failure left findtime; "old" is gone;
+	// ipv6_prefix is now 56, so the /64 key means nothing.
+	b := newTestEngine(t, stateJail(t, "sshd", 3, 56))
+	n, err := b.RestoreState(store.each, t0.Add(11*time.Minute))
+	if err == nil || !strings.Contains(err.Error(), "198.51.100.9/32") {
+		t.Fatalf("RestoreState error %v, want the bad record named", err)
+	}
+	if n != 1 {
+		t.Fatalf("restored %d keys, want 1 (203.0.113.8)", n)
+	}
+	if st := b.Stats(); st[0].TotalFailed != 3 || st[0].CurrentlyFailed != 1 {
+		t.Fatalf("stats %+v, want total 3, 1 key", st)
+	}
+	_, dels := store.take(b)
+	// old: 3 keys + total; sshd: 203.0.113.7, the /64, the bad record.
+	if dels != 7 {
+		t.Fatalf("%d records deleted, want 7; left %q (of %q)", dels, keysOf(store), keysOf(before))
+	}
+	for k := range store {
+		if !strings.HasPrefix(k, "fsshd\x00203.0.113.8/") && k != "tsshd" {
+			t.Errorf("record %q left in the store", k)
+		}
+	}
+}
+
+// TestStateFollowsAdopt: a reload's engine carries the saved state: the
+// records of a removed jail, and of a tracker not carried over, are
+// deleted; the rest keeps being recorded.
+func TestStateFollowsAdopt(t *testing.T) {
+	store := memState{}
+	a := newTestEngine(t, stateJail(t, "sshd", 3, 64), stateJail(t, "gone", 3, 64))
+	a.RestoreState(store.each, t0)
+	a.Handle(entry(0, "Failed password for root from 203.0.113.7 port 1 ssh2"))
+	store.take(a)
+	a.Handle(entry(time.Second, "Failed password for root from 203.0.113.8 port 2 ssh2"))
+
+	b := newTestEngine(t, stateJail(t, "sshd", 3, 64))
+	b.Adopt(a)
+	store.take(b)
+	want := []string{"fsshd\x00203.0.113.7/32", "fsshd\x00203.0.113.8/32", "tsshd"}
+	if got := keysOf(store); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("records after a reload: %q, want %q", got, want)
+	}
+	c := newTestEngine(t, stateJail(t, "sshd", 3, 128))
+	c.Adopt(b)
+	store.take(c)
+	if got := keysOf(store); strings.Join(got, ",") != "tsshd" {
+		t.Fatalf("records after an ipv6_prefix change: %q, want only the total", got)
+	}
+}
+
+func keysOf(m memState) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// BenchmarkTakeState measures what the ban path pays per journal batch
+// for the saved counts: TakeState after 1024 failures of distinct
+// addresses (encoding their 1024 records; the failures are not timed).
+func BenchmarkTakeState(b *testing.B) {
+	e := newTestEngine(b, stateJail(b, "sshd", 5, 64))
+	e.RestoreState(memState{}.each, t0)
+	msgs := make([]string, 1024)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		for k := range msgs {
+			v := uint32(0xc6120000 + (i*len(msgs)+k)%(1<<17))
+			msgs[k] = "Failed password for root from " + netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String() + " port 22 ssh2"
+		}
+		for k, m := range msgs {
+			e.Handle(entry(time.Duration(i*len(msgs)+k)*time.Millisecond, "%s", m))
+		}
+		b.StartTimer()
+		n := 0
+		e.TakeState(func(k, v []byte) { n += len(k) + len(v) })
+	}
+}
