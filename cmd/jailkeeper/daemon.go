@@ -209,6 +209,14 @@ func (d *daemon) run() error {
 	}
 	expiry := time.NewTicker(time.Second)
 	defer expiry.Stop()
+	// Drift between watchdog periods (another program's nftables change,
+	// an emptied ipset) is noticed by the firewall's Watcher and repaired
+	// at once.
+	drift, err := firewall.Watch(fw)
+	if err != nil {
+		d.log.warnf("not watching the firewall for drift, the watchdog alone repairs it: %v", err)
+	}
+	defer drift.Close()
 
 	// Return the start's garbage (config, filters, restore) to the OS, and
 	// a burst's once the journal has been quiet for idleTrim: the Go heap
@@ -238,6 +246,8 @@ func (d *daemon) run() error {
 			}
 		case <-wdTick:
 			d.watchdog()
+		case <-drift.Wake():
+			d.repairDrift(drift)
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
 				d.reload()
@@ -495,16 +505,35 @@ func (d *daemon) expire() {
 	sddaemon.SdNotify(false, "STATUS="+d.statusLocked())
 }
 
-// watchdog verifies the firewall (repairing drift) and the journal loop,
-// and pings WATCHDOG=1 only when both are healthy.
-func (d *daemon) watchdog() {
+// verifyFirewall verifies the firewall against the table, repairing and
+// logging (once) any drift.
+func (d *daemon) verifyFirewall() error {
 	d.mu.Lock()
 	found, err := d.fw.Verify(d.rt.Layout, toFirewall(d.table.Active(time.Now())))
 	d.mu.Unlock()
 	if len(found) > 0 {
 		d.log.event(journal.PriWarning, msgRepair, fmt.Sprintf("firewall drift repaired: %s", strings.Join(found, "; ")))
 	}
-	if err != nil {
+	return err
+}
+
+// repairDrift verifies the firewall now if the watcher says it may have
+// drifted.
+func (d *daemon) repairDrift(w *firewall.Watcher) {
+	d.mu.Lock()
+	drifted := w.Check()
+	d.mu.Unlock()
+	if drifted {
+		if err := d.verifyFirewall(); err != nil {
+			d.log.errorf(msgRepair, "firewall repair failed: %v", err)
+		}
+	}
+}
+
+// watchdog verifies the firewall (repairing drift) and the journal loop,
+// and pings WATCHDOG=1 only when both are healthy.
+func (d *daemon) watchdog() {
+	if err := d.verifyFirewall(); err != nil {
 		d.log.errorf(msgRepair, "firewall repair failed, withholding watchdog ping: %v", err)
 		return
 	}
