@@ -9,8 +9,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netlink/nl"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -73,13 +71,15 @@ type nftTableID struct {
 // backend built (see above). Its methods may be called on a nil Watcher,
 // which never wakes anyone.
 type Watcher struct {
-	b     watchable
-	wake  chan struct{}
-	quit  chan struct{}
-	wg    sync.WaitGroup
-	sock  *nl.NetlinkSocket
-	now   func() time.Time
-	timer *time.Timer // re-arms a wake held back by minGap
+	b    watchable
+	wake chan struct{}
+	quit chan struct{}
+	wg   sync.WaitGroup
+	// sockFile is the notification socket, in the runtime's poller (its
+	// Close ends a pending read); nil without notifications.
+	sockFile *os.File
+	now      func() time.Time
+	timer    *time.Timer // re-arms a wake held back by minGap
 
 	mu       sync.Mutex
 	notified bool // a foreign change was notified since the last alarm
@@ -99,20 +99,11 @@ func Watch(b Backend) (*Watcher, error) {
 	ns, tables, tick := wb.watchSpec()
 	w := &Watcher{b: wb, wake: make(chan struct{}, 1), quit: make(chan struct{}), now: time.Now}
 	if len(tables) > 0 {
-		h, err := openNetNS(ns)
+		f, err := subscribeNFTables(ns)
 		if err != nil {
 			return nil, err
 		}
-		w.sock, err = nl.SubscribeAt(h, netns.None(), unix.NETLINK_NETFILTER, unix.NFNLGRP_NFTABLES)
-		h.Close()
-		if err != nil {
-			return nil, fmt.Errorf("subscribing to nftables change notifications: %w", err)
-		}
-		// Room for a large transaction's notifications; beyond it the
-		// kernel reports ENOBUFS, which counts as a change.
-		if err := w.sock.SetReceiveBufferSize(4<<20, true); err != nil {
-			_ = w.sock.SetReceiveBufferSize(4<<20, false)
-		}
+		w.sockFile = f
 		w.wg.Add(1)
 		go w.listen(tables)
 	}
@@ -206,8 +197,8 @@ func (w *Watcher) Close() {
 		return
 	}
 	close(w.quit)
-	if w.sock != nil {
-		w.sock.Close() // ends the pending Receive
+	if w.sockFile != nil {
+		w.sockFile.Close() // ends the pending read
 	}
 	w.wg.Wait()
 	w.mu.Lock()
@@ -217,13 +208,29 @@ func (w *Watcher) Close() {
 	w.mu.Unlock()
 }
 
-// listen reads nftables notifications until Close.
+// listen reads nftables notifications until Close. Its own changes make
+// the kernel notify each element it adds: read them with one buffer and no
+// allocation.
 func (w *Watcher) listen(tables []nftTableID) {
 	defer w.wg.Done()
 	pid := os.Getpid()
 	touched := false // the transaction being notified touched our tables
+	buf := make([]byte, 1<<16)
+	raw, err := w.sockFile.SyscallConn()
+	if err != nil {
+		w.noteError()
+		return
+	}
 	for {
-		msgs, _, err := w.sock.Receive()
+		var n int
+		var rerr error
+		err := raw.Read(func(fd uintptr) bool {
+			n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
+			return rerr != unix.EAGAIN
+		})
+		if err == nil {
+			err = rerr
+		}
 		if err != nil {
 			select {
 			case <-w.quit:
@@ -239,31 +246,67 @@ func (w *Watcher) listen(tables []nftTableID) {
 				touched = false
 				continue
 			}
-			w.mu.Lock()
-			w.errs++
-			w.mu.Unlock()
+			w.noteError()
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		for _, m := range msgs {
-			typ := m.Header.Type
-			if typ>>8 != unix.NFNL_SUBSYS_NFTABLES || len(m.Data) < 4 {
+		for b := buf[:n]; len(b) >= unix.NLMSG_HDRLEN; {
+			l := int(binary.NativeEndian.Uint32(b))
+			if l < unix.NLMSG_HDRLEN || l > len(b) {
+				break
+			}
+			typ := binary.NativeEndian.Uint16(b[4:])
+			data := b[unix.NLMSG_HDRLEN:l]
+			b = b[min((l+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1), len(b)):]
+			if typ>>8 != unix.NFNL_SUBSYS_NFTABLES || len(data) < 4 {
 				continue
 			}
-			switch msg := typ & 0xff; msg {
-			case unix.NFT_MSG_NEWGEN:
-				if touched && !ownThread(pid, genPID(m.Data[4:])) {
+			if typ&0xff == unix.NFT_MSG_NEWGEN {
+				if touched && !ownThread(pid, genPID(data[4:])) {
 					w.mu.Lock()
 					w.notified = true
 					w.mu.Unlock()
 					w.poke()
 				}
 				touched = false
-			default:
-				touched = touched || touches(m.Data, tables)
+				continue
 			}
+			touched = touched || touches(data, tables)
 		}
 	}
+}
+
+// subscribeNFTables opens a netlink socket in the namespace at ns ("" =
+// current) subscribed to nftables' change notifications.
+func subscribeNFTables(ns string) (*os.File, error) {
+	var fd int
+	err := inNetNS(ns, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_NETFILTER)
+		if err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: 1 << (unix.NFNLGRP_NFTABLES - 1)}); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribing to nftables change notifications: %w", err)
+	}
+	// Room for a large transaction's notifications; beyond it the kernel
+	// reports ENOBUFS, which counts as a change.
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	}
+	return os.NewFile(uintptr(fd), "nftables-notifications"), nil
+}
+
+func (w *Watcher) noteError() {
+	w.mu.Lock()
+	w.errs++
+	w.mu.Unlock()
 }
 
 // touches reports whether an nftables object message (nfgenmsg, then
