@@ -63,10 +63,8 @@ type Table struct {
 	cursor  string
 	// HistoryKeep bounds the history kept per prefix.
 	historyKeep int
-	// src is the state saved with the cursor (AttachState); pending holds
-	// its changes taken but not yet written (nil value: delete).
-	src     StateSource
-	pending map[string][]byte
+	// The state saved with the cursor (state.go).
+	st stateLog
 }
 
 // NewMemory returns a table that persists nothing (tests, dry runs).
@@ -116,6 +114,7 @@ func Open(path string) (*Table, error) {
 		}); err != nil {
 			return err
 		}
+		t.st.open(tx)
 		meta := tx.Bucket(bucketMeta)
 		t.cursor = string(meta.Get(keyCursor))
 		if v := meta.Get(keyTotals); v != nil {
@@ -291,7 +290,7 @@ func (t *Table) drop(gone []Ban) error {
 func (t *Table) persist(put, del []Ban, hist map[key][]time.Time, totals map[string]int, cursor *string) error {
 	if t.db == nil {
 		if cursor != nil {
-			clear(t.pending)
+			t.st.written()
 		}
 		return nil
 	}
@@ -334,7 +333,7 @@ func (t *Table) persist(put, del []Ban, hist map[key][]time.Time, totals map[str
 			if err := tx.Bucket(bucketMeta).Put(keyCursor, []byte(*cursor)); err != nil {
 				return err
 			}
-			return putState(tx, t.pending)
+			return t.st.write(tx)
 		}
 		return nil
 	})
@@ -342,7 +341,7 @@ func (t *Table) persist(put, del []Ban, hist map[key][]time.Time, totals map[str
 		return fmt.Errorf("saving bans: %w", err)
 	}
 	if cursor != nil {
-		clear(t.pending)
+		t.st.written()
 	}
 	return nil
 }
@@ -440,109 +439,12 @@ func (t *Table) SaveCursor(c string) error {
 			if err := tx.Bucket(bucketMeta).Put(keyCursor, []byte(c)); err != nil {
 				return err
 			}
-			return putState(tx, t.pending)
+			return t.st.write(tx)
 		}); err != nil {
 			return fmt.Errorf("saving journal cursor: %w", err)
 		}
 	}
-	clear(t.pending)
+	t.st.written()
 	t.cursor = c
-	return nil
-}
-
-// StateSource is state of another stage that must be saved together with
-// the journal cursor: the engine's failure counts, which must be those of
-// the entries up to the saved cursor, no more and no less. Its records are
-// opaque to the table.
-type StateSource interface {
-	// TakeState calls put with every record changed since its last call
-	// (a nil value deletes the record); the table keeps the slices.
-	TakeState(put func(key, value []byte))
-}
-
-// AttachState makes every later write of the journal cursor (Commit,
-// SaveCursor) take src's changes and write them in the same transaction.
-// Changes taken from a previous source and not yet written are written
-// with the next cursor too. A nil src detaches.
-func (t *Table) AttachState(src StateSource) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.src = src
-}
-
-// takeState collects the attached source's changes into t.pending. It
-// calls the source without holding t.mu: the engine calls the table
-// (History) while holding its own lock.
-func (t *Table) takeState() {
-	t.mu.Lock()
-	src := t.src
-	t.mu.Unlock()
-	if src == nil {
-		return
-	}
-	var keys []string
-	var vals [][]byte
-	src.TakeState(func(k, v []byte) {
-		keys = append(keys, string(k))
-		vals = append(vals, v)
-	})
-	if len(keys) == 0 {
-		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.pending == nil {
-		t.pending = make(map[string][]byte, len(keys))
-	}
-	for i, k := range keys {
-		t.pending[k] = vals[i]
-	}
-}
-
-// putState writes state changes into the state bucket, in key order (the
-// cheapest for bbolt).
-func putState(tx *bolt.Tx, changes map[string][]byte) error {
-	if len(changes) == 0 {
-		return nil
-	}
-	keys := make([]string, 0, len(changes))
-	for k := range changes {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	b := tx.Bucket(bucketState)
-	for _, k := range keys {
-		var err error
-		if v := changes[k]; v == nil {
-			err = b.Delete([]byte(k))
-		} else {
-			err = b.Put([]byte(k), v)
-		}
-		if err != nil {
-			return fmt.Errorf("saving state %q: %w", k, err)
-		}
-	}
-	return nil
-}
-
-// EachState calls fn with every saved state record, in key order, inside
-// one read transaction: fn must copy what it keeps. An in-memory table
-// holds no saved state.
-func (t *Table) EachState(fn func(key, value []byte)) error {
-	t.mu.Lock()
-	db := t.db
-	t.mu.Unlock()
-	if db == nil {
-		return nil
-	}
-	err := db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketState).ForEach(func(k, v []byte) error {
-			fn(k, v)
-			return nil
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("reading saved state: %w", err)
-	}
 	return nil
 }

@@ -185,22 +185,79 @@ func BenchmarkCommit(b *testing.B) {
 }
 
 // fakeState is a StateSource handing out what was queued on it.
-type fakeState struct{ queued map[string][]byte }
+type fakeState struct {
+	queued map[string][]byte // the changes the next call hands out
+	all    map[string][]byte // what a full call hands out
+	fulls  int
+}
 
-func (f *fakeState) TakeState(put func(k, v []byte)) {
-	for k, v := range f.queued {
+func (f *fakeState) TakeState(all bool, put func(k, v []byte)) bool {
+	src := f.queued
+	if all {
+		src = f.all
+	}
+	for k, v := range src {
 		put([]byte(k), v)
 	}
 	f.queued = map[string][]byte{}
+	if all {
+		f.fulls++
+	}
+	return all
 }
 
+// savedState replays the saved log: later records replace, nil deletes.
 func savedState(t *testing.T, tb *Table) map[string]string {
 	t.Helper()
 	m := map[string]string{}
-	if err := tb.EachState(func(k, v []byte) { m[string(k)] = string(v) }); err != nil {
+	if err := tb.EachState(func(k, v []byte) {
+		if v == nil {
+			delete(m, string(k))
+			return
+		}
+		m[string(k)] = string(v)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestStateCompaction: the log grows by the changes; past compactMin plus
+// twice its size after the last compaction, the next cursor write takes
+// everything from the source and the log holds just that.
+func TestStateCompaction(t *testing.T) {
+	tb, err := Open(filepath.Join(t.TempDir(), FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	src := &fakeState{all: map[string][]byte{"live": []byte("x")}}
+	tb.AttachState(src)
+	entries := func() int {
+		n := 0
+		tb.EachState(func(k, v []byte) { n++ })
+		return n
+	}
+	const per = 4096
+	i := 0
+	for ; src.fulls == 0 && i < 100; i++ {
+		src.queued = map[string][]byte{}
+		for k := 0; k < per; k++ {
+			src.queued[fmt.Sprintf("k%d", k)] = []byte{byte(i)}
+		}
+		if err := tb.SaveCursor(fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if src.fulls != 1 || i != compactMin/per+2 {
+		t.Fatalf("%d full takes after %d writes of %d, want 1 after %d", src.fulls, i, per, compactMin/per+2)
+	}
+	if n := entries(); n != 1 {
+		t.Fatalf("%d log entries after the compaction, want 1", n)
+	}
+	if m := savedState(t, tb); len(m) != 1 || m["live"] != "x" {
+		t.Fatalf("state after the compaction: %v", m)
+	}
 }
 
 // TestStateSavedWithCursor: the attached state's changes are written only

@@ -97,10 +97,10 @@ type Engine struct {
 	hist     History
 	units    []string
 	idents   []string
-	// state: changes are recorded for TakeState; gone holds the keys of
-	// records to delete (state.go).
-	state bool
-	gone  [][]byte
+	// state: changes are recorded for TakeState; fullNext: the next one
+	// hands out every record (state.go).
+	state    bool
+	fullNext bool
 }
 
 type jailState struct {
@@ -470,19 +470,17 @@ func (e *Engine) Adopt(old *Engine) {
 	for _, js := range old.jails {
 		prev[js.Name] = js
 	}
-	// The saved state follows: records of what is not carried over are
-	// deleted at the next TakeState.
+	// The saved state follows: the next TakeState hands out everything,
+	// so that records of what is not carried over go.
 	if old.state {
 		e.recordState()
-		e.gone = append(e.gone, old.gone...)
+		e.fullNext = true
 	}
-	carried := map[string]bool{}
 	for _, js := range e.jails {
 		o := prev[js.Name]
 		if o == nil {
 			continue
 		}
-		carried[js.Name] = true
 		js.total = o.total
 		js.totalDirty = o.totalDirty
 		for sub, end := range o.escalated {
@@ -494,16 +492,9 @@ func (e *Engine) Adopt(old *Engine) {
 				o.tracker.changed = map[netip.Prefix]struct{}{}
 			}
 			js.tracker = o.tracker
-		} else {
-			e.dropState(o, true, false)
 		}
 		if o.dist != nil && js.dist != nil && o.Distributed == js.Distributed && o.IPv6Prefix == js.IPv6Prefix {
 			js.dist = o.dist
-		}
-	}
-	for _, o := range old.jails {
-		if !carried[o.Name] {
-			e.dropState(o, true, true)
 		}
 	}
 }

@@ -25,7 +25,9 @@ import (
 //	key 't' jail               value: the jail's total, uvarint
 //
 // Only what changed since the last TakeState is handed out, so the cost on
-// the ban path follows the failures of the batch, not the tracker's size.
+// the ban path follows the failures of the batch, not the tracker's size;
+// after a restore that dropped records, or a reload, the next one hands
+// out everything, so the store can start afresh.
 // Distributed-attack counts and escalated subnets are not part of it: after
 // a restart they start again (escalated subnets are still in the ban
 // table, so they are not banned twice).
@@ -51,43 +53,55 @@ func (e *Engine) recordState() {
 }
 
 // TakeState calls put with every record of the engine's counting state
-// that changed since the last call (a nil value: delete the record), then
-// forgets the changes. The first call, or RestoreState, starts the
-// recording; until then nothing is recorded. Keys and values are the
-// caller's to keep.
-func (e *Engine) TakeState(put func(key, value []byte)) {
+// that changed since the last call (a nil value: delete the record) and
+// returns false; or, when all is true or the engine needs it (after a
+// restore that dropped records, or a reload), with every record it holds,
+// and returns true: the caller then replaces what it saved with them.
+// Calling it starts the recording. Keys and values are the caller's to
+// keep.
+func (e *Engine) TakeState(all bool, put func(key, value []byte)) (full bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.recordState()
-	for _, k := range e.gone {
-		put(k, nil)
-	}
-	e.gone = nil
+	full = all || e.fullNext
+	e.fullNext = false
 	for _, js := range e.jails {
-		if js.totalDirty {
-			put(totalKey(js.Name), binary.AppendUvarint(nil, uint64(js.total)))
-			js.totalDirty = false
-		}
 		t := js.tracker
-		for p := range t.changed {
-			var v []byte
-			if n := t.keys.get(p); n != nil {
-				v = encodeTrack(n)
+		if full {
+			if js.total > 0 {
+				put(totalKey(js.Name), binary.AppendUvarint(nil, uint64(js.total)))
 			}
-			put(trackKey(js.Name, p), v)
+			t.keys.each(func(n *lruNode[netip.Prefix, trackEntry]) {
+				put(trackKey(js.Name, n.key), encodeTrack(n))
+			})
+		} else {
+			if js.totalDirty {
+				put(totalKey(js.Name), binary.AppendUvarint(nil, uint64(js.total)))
+			}
+			for p := range t.changed {
+				var v []byte
+				if n := t.keys.get(p); n != nil {
+					v = encodeTrack(n)
+				}
+				put(trackKey(js.Name, p), v)
+			}
 		}
+		js.totalDirty = false
 		clear(t.changed)
 	}
+	return full
 }
 
-// RestoreState loads records saved from TakeState, given by each (the ban
-// table's EachState), into an engine that has counted nothing yet, and
-// starts recording changes. Records of jails no longer configured, tracked
-// keys of another ipv6_prefix and keys whose last failure is older than
-// findtime at now are dropped, and deleted at the next TakeState; a
-// record that does not decode is dropped the same way and reported in the
-// error, after everything else was loaded. It returns the number of keys
-// restored.
+// RestoreState loads the records saved from TakeState into an engine that
+// has counted nothing yet, and starts recording changes. each (the ban
+// table's EachState) gives them in the order written: a later record of a
+// key replaces an earlier one, a nil value deletes it. Records of jails no
+// longer configured, tracked keys of another ipv6_prefix and keys whose
+// last failure is older than findtime at now are dropped; a record that
+// does not decode is dropped too and reported in the error, after
+// everything else was loaded. When the records dropped or replaced
+// outnumber the ones kept, the next TakeState is a full one. It returns
+// the number of keys restored.
 func (e *Engine) RestoreState(each func(fn func(key, value []byte)) error, now time.Time) (int, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -101,17 +115,15 @@ func (e *Engine) RestoreState(each func(fn func(key, value []byte)) error, now t
 		rec trackEntry
 		at  int64
 	}
-	pending := map[*jailState][]restored{}
-	var bad []error
+	pending := map[*jailState]map[netip.Prefix]restored{}
+	totals := map[*jailState]int{}
+	bad := map[string]error{}
+	records := 0
 	err := each(func(k, v []byte) {
-		keep := false
-		defer func() {
-			if !keep {
-				e.gone = append(e.gone, bytes.Clone(k))
-			}
-		}()
+		records++
+		delete(bad, string(k))
 		if len(k) < 2 {
-			bad = append(bad, fmt.Errorf("record %q: too short", k))
+			bad[string(k)] = fmt.Errorf("record %q: too short", k)
 			return
 		}
 		switch k[0] {
@@ -120,12 +132,16 @@ func (e *Engine) RestoreState(each func(fn func(key, value []byte)) error, now t
 			if js == nil {
 				return
 			}
-			n, used := binary.Uvarint(v)
-			if used <= 0 || used != len(v) {
-				bad = append(bad, fmt.Errorf("total of jail %s: bad value", js.Name))
+			if v == nil {
+				delete(totals, js)
 				return
 			}
-			js.total, keep = int(n), true
+			n, used := binary.Uvarint(v)
+			if used <= 0 || used != len(v) {
+				bad[string(k)] = fmt.Errorf("total of jail %s: bad value", js.Name)
+				return
+			}
+			totals[js] = int(n)
 		case recTrack:
 			name, ptext, ok := bytes.Cut(k[1:], []byte{0})
 			js := byName[string(name)]
@@ -134,47 +150,54 @@ func (e *Engine) RestoreState(each func(fn func(key, value []byte)) error, now t
 			}
 			p, err := netip.ParsePrefix(string(ptext))
 			if err != nil {
-				bad = append(bad, fmt.Errorf("tracked key of jail %s: %w", js.Name, err))
+				bad[string(k)] = fmt.Errorf("tracked key of jail %s: %w", js.Name, err)
 				return
 			}
-			if p != Key(p.Addr(), js.IPv6Prefix) {
-				return // ipv6_prefix changed: the key means something else
+			m := pending[js]
+			if m == nil {
+				m = map[netip.Prefix]restored{}
+				pending[js] = m
+			}
+			if v == nil {
+				delete(m, p)
+				return
 			}
 			rec, last, err := decodeTrack(v)
 			if err != nil {
-				bad = append(bad, fmt.Errorf("tracked key %s of jail %s: %w", p, js.Name, err))
+				delete(m, p)
+				bad[string(k)] = fmt.Errorf("tracked key %s of jail %s: %w", p, js.Name, err)
 				return
 			}
-			if last < now.Add(-js.FindTime).UnixNano() {
-				return
-			}
-			if len(rec.times) > js.MaxRetry {
-				rec.times = rec.times[len(rec.times)-js.MaxRetry:]
-			}
-			pending[js] = append(pending[js], restored{p, rec, last})
-			keep = true
+			m[p] = restored{p, rec, last}
 		default:
-			bad = append(bad, fmt.Errorf("record %q: unknown kind", k))
+			bad[string(k)] = fmt.Errorf("record %q: unknown kind", k)
 		}
 	})
 	if err != nil {
+		e.fullNext = true
 		return 0, fmt.Errorf("restoring failure counts: %w", err)
 	}
+	for js, n := range totals {
+		js.total = n
+	}
 	n := 0
-	for js, rs := range pending {
+	for js, m := range pending {
+		horizon := now.Add(-js.FindTime).UnixNano()
+		rs := make([]restored, 0, len(m))
+		for p, r := range m {
+			if p != Key(p.Addr(), js.IPv6Prefix) || r.at < horizon {
+				continue // ipv6_prefix changed, or outside findtime
+			}
+			if len(r.rec.times) > js.MaxRetry {
+				r.rec.times = r.rec.times[len(r.rec.times)-js.MaxRetry:]
+			}
+			rs = append(rs, r)
+		}
 		// The tracker's list is ordered by last failure, oldest first.
 		slices.SortFunc(rs, func(a, b restored) int { return cmpInt64(a.at, b.at) })
-		if over := len(rs) - js.tracker.maxTracked; over > 0 {
-			for _, r := range rs[:over] {
-				e.gone = append(e.gone, trackKey(js.Name, r.key))
-			}
-			rs = rs[over:]
-		}
+		rs = rs[max(0, len(rs)-js.tracker.maxTracked):]
+		t := js.tracker
 		for _, r := range rs {
-			t := js.tracker
-			if t.keys.get(r.key) != nil {
-				continue
-			}
 			node := t.keys.add(r.key, r.at)
 			node.val = r.rec
 			if len(r.rec.times) > 0 {
@@ -183,8 +206,23 @@ func (e *Engine) RestoreState(each func(fn func(key, value []byte)) error, now t
 			n++
 		}
 	}
+	kept := n
+	for _, t := range totals {
+		if t > 0 {
+			kept++
+		}
+	}
+	// Records replaced, deleted or dropped outweigh the ones kept, or some
+	// do not decode: have the store start afresh.
+	if records-kept > kept+1024 || len(bad) > 0 {
+		e.fullNext = true
+	}
 	if len(bad) > 0 {
-		return n, fmt.Errorf("restoring failure counts: %d records dropped: %w", len(bad), errors.Join(bad...))
+		errs := make([]error, 0, len(bad))
+		for _, err := range bad {
+			errs = append(errs, err)
+		}
+		return n, fmt.Errorf("restoring failure counts: %d records dropped: %w", len(bad), errors.Join(errs...))
 	}
 	return n, nil
 }
@@ -197,29 +235,6 @@ func cmpInt64(a, b int64) int {
 		return 1
 	}
 	return 0
-}
-
-// dropState queues the deletion of every record of js (a jail removed, or
-// a tracker not carried over on reload). Called with e.mu held.
-func (e *Engine) dropState(js *jailState, tracker, total bool) {
-	if !e.state {
-		return
-	}
-	if total {
-		e.gone = append(e.gone, totalKey(js.Name))
-	}
-	if !tracker {
-		return
-	}
-	t := js.tracker
-	for p := range t.changed {
-		if t.keys.get(p) == nil {
-			e.gone = append(e.gone, trackKey(js.Name, p))
-		}
-	}
-	t.keys.each(func(n *lruNode[netip.Prefix, trackEntry]) {
-		e.gone = append(e.gone, trackKey(js.Name, n.key))
-	})
 }
 
 func totalKey(jail string) []byte {

@@ -2,7 +2,6 @@ package jails
 
 import (
 	"bytes"
-	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -14,17 +13,24 @@ import (
 // keeps them.
 type memState map[string][]byte
 
-func (m memState) take(e *Engine) (puts, dels int) {
-	e.TakeState(func(k, v []byte) {
-		if v == nil {
-			delete(m, string(k))
+// take applies what TakeState hands out: changes, or everything.
+func (m memState) take(e *Engine) (puts, dels int, full bool) {
+	type rec struct{ k, v []byte }
+	var recs []rec
+	full = e.TakeState(false, func(k, v []byte) { recs = append(recs, rec{bytes.Clone(k), bytes.Clone(v)}) })
+	if full {
+		clear(m)
+	}
+	for _, r := range recs {
+		if r.v == nil {
+			delete(m, string(r.k))
 			dels++
-			return
+			continue
 		}
-		m[string(k)] = bytes.Clone(v)
+		m[string(r.k)] = r.v
 		puts++
-	})
-	return puts, dels
+	}
+	return puts, dels, full
 }
 
 func (m memState) each(fn func(k, v []byte)) error {
@@ -59,10 +65,10 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 	a.Handle(entry(0, "Failed password for root from 203.0.113.7 port 4711 ssh2"))
 	a.Handle(entry(time.Second, "Failed password for root from 2001:db8::7 port 4712 ssh2"))
-	if puts, dels := store.take(a); puts != 3 || dels != 0 {
-		t.Fatalf("first TakeState: %d puts, %d deletes; want 3 (two keys, the total), 0", puts, dels)
+	if puts, dels, full := store.take(a); puts != 3 || dels != 0 || full {
+		t.Fatalf("first TakeState: %d puts, %d deletes, full %v; want 3 (two keys, the total), 0, false", puts, dels, full)
 	}
-	if puts, dels := store.take(a); puts+dels != 0 {
+	if puts, dels, _ := store.take(a); puts+dels != 0 {
 		t.Fatalf("TakeState without changes: %d puts, %d deletes", puts, dels)
 	}
 
@@ -101,8 +107,10 @@ func TestStateSurvivesRestart(t *testing.T) {
 }
 
 // TestStateRestoreDrops: records of removed jails, of another
-// ipv6_prefix, older than findtime or undecodable are not restored and are
-// deleted at the next TakeState; the rest is.
+// ipv6_prefix, older than findtime or undecodable are not restored; a
+// later record of a key replaces an earlier one, a nil one deletes it; as
+// most records were dropped, the next TakeState hands out everything
+// there is.
 func TestStateRestoreDrops(t *testing.T) {
 	store := memState{}
 	a := newTestEngine(t, stateJail(t, "sshd", 3, 64), stateJail(t, "old", 3, 64))
@@ -112,7 +120,6 @@ func TestStateRestoreDrops(t *testing.T) {
 	a.Handle(entry(9*time.Minute, "Failed password for root from 2001:db8::8 port 3 ssh2"))
 	store.take(a)
 	store[string(trackKey("sshd", netip.MustParsePrefix("198.51.100.9/32")))] = []byte{9, 9, 9}
-	before := maps.Clone(store)
 
 	// 11 minutes on: 203.0.113.7's failure left findtime; "old" is gone;
 	// ipv6_prefix is now 56, so the /64 key means nothing.
@@ -127,15 +134,29 @@ func TestStateRestoreDrops(t *testing.T) {
 	if st := b.Stats(); st[0].TotalFailed != 3 || st[0].CurrentlyFailed != 1 {
 		t.Fatalf("stats %+v, want total 3, 1 key", st)
 	}
-	_, dels := store.take(b)
-	// old: 3 keys + total; sshd: 203.0.113.7, the /64, the bad record.
-	if dels != 7 {
-		t.Fatalf("%d records deleted, want 7; left %q (of %q)", dels, keysOf(store), keysOf(before))
+	if _, _, full := store.take(b); !full {
+		t.Fatal("TakeState after a restore that dropped most records was not full")
 	}
-	for k := range store {
-		if !strings.HasPrefix(k, "fsshd\x00203.0.113.8/") && k != "tsshd" {
-			t.Errorf("record %q left in the store", k)
-		}
+	want := []string{"fsshd\x00203.0.113.8/32", "tsshd"}
+	if got := keysOf(store); !slices.Equal(got, want) {
+		t.Fatalf("records after the full TakeState: %q, want %q", got, want)
+	}
+
+	// The log's order: a later record replaces, a nil one deletes.
+	k := trackKey("sshd", netip.MustParsePrefix("203.0.113.8/32"))
+	log := func(fn func(k, v []byte)) error {
+		fn(k, store[string(k)])
+		fn(k, nil)
+		fn([]byte("tsshd"), []byte{5})
+		fn([]byte("tsshd"), []byte{6})
+		return nil
+	}
+	c := newTestEngine(t, stateJail(t, "sshd", 3, 64))
+	if n, err := c.RestoreState(log, t0.Add(11*time.Minute)); err != nil || n != 0 {
+		t.Fatalf("RestoreState of a log deleting its only key = %d, %v", n, err)
+	}
+	if st := c.Stats(); st[0].TotalFailed != 6 || st[0].CurrentlyFailed != 0 {
+		t.Fatalf("stats %+v, want total 6 (the later record), no key", st)
 	}
 }
 
@@ -193,6 +214,6 @@ func BenchmarkTakeState(b *testing.B) {
 		}
 		b.StartTimer()
 		n := 0
-		e.TakeState(func(k, v []byte) { n += len(k) + len(v) })
+		e.TakeState(false, func(k, v []byte) { n += len(k) + len(v) })
 	}
 }
