@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -454,5 +455,43 @@ func TestConcurrentCalls(t *testing.T) {
 	wg.Wait()
 	if _, err := b.k.Status(""); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCountsSurviveRestart: with maxretry 2, one failure, a restart of the
+// keeper on the same state file (Close, or a crash after the cursor was
+// saved), one failure → banned, and the failure total carries on.
+func TestCountsSurviveRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), bans.FileName)
+	open := func() *bans.Table {
+		tb, err := bans.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tb
+	}
+	table := open()
+	b := newBed(t, table, testRuntime(t, "iptables", "sshd"))
+	b.k.HandleBatch([]journal.Entry{failure("203.0.113.7", "c1")})
+	// A crash right after the cursor's save: no Close.
+	if err := table.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	table = open()
+	defer table.Close()
+	b = newBed(t, table, testRuntime(t, "iptables", "sshd"))
+	if n := b.k.CountsRestored(); n != 1 {
+		t.Fatalf("CountsRestored = %d, want 1", n)
+	}
+	e := failure("203.0.113.7", "c2")
+	e.Message = strings.Replace(e.Message, "4711", "4712", 1)
+	b.k.HandleBatch([]journal.Entry{e})
+	if v := b.verdict("iptables", "203.0.113.7"); v != firewall.VerdictReject {
+		t.Fatalf("after a failure, a restart and a failure: %s, want reject", v)
+	}
+	st, err := b.k.Status("sshd")
+	if err != nil || st[0].TotalFailed != 2 || st[0].TotalBanned != 1 {
+		t.Fatalf("Status = %+v, %v; want 2 failures, 1 ban in total", st, err)
 	}
 }
