@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // State saved with the journal cursor.
@@ -122,7 +123,7 @@ func (s *stateLog) write(tx *bolt.Tx) error {
 	// A full dump may repeat a key (changes taken on top of it): its later
 	// records replace the earlier ones when read back, as in any log.
 	if s.full {
-		if err := tx.DeleteBucket(bucketState); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		if err := tx.DeleteBucket(bucketState); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 			return fmt.Errorf("compacting saved state: %w", err)
 		}
 		if _, err := tx.CreateBucket(bucketState); err != nil {
