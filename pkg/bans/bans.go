@@ -194,7 +194,7 @@ func (t *Table) commit(cursor *string, bs []Ban) ([]Ban, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	changed, fresh := t.plan(bs)
-	if cursor != nil && *cursor == t.cursor {
+	if cursor != nil && *cursor == t.cursor && !t.st.dirty() {
 		cursor = nil
 	}
 	if len(changed) == 0 && cursor == nil {
@@ -419,7 +419,7 @@ func (t *Table) SaveCursor(c string) error {
 	t.takeState()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if c == t.cursor {
+	if c == t.cursor && !t.st.dirty() {
 		return nil
 	}
 	if t.db != nil {

@@ -101,6 +101,11 @@ func (t *Table) takeState() {
 	}
 }
 
+// dirty reports whether changes wait to be written: a cursor write then
+// happens even when the cursor has not moved (an unban made the engine
+// forget failures).
+func (s *stateLog) dirty() bool { return s.full || len(s.pending) > 0 }
+
 // open creates the bucket and finds the log's end. Called by Open.
 func (s *stateLog) open(tx *bolt.Tx) {
 	if k, _ := tx.Bucket(bucketState).Cursor().Last(); len(k) == 8 {
