@@ -128,16 +128,22 @@ func (d *daemon) run() error {
 	if err := os.MkdirAll(d.stateDir, 0o700); err != nil {
 		return fmt.Errorf("creating state directory: %w", err)
 	}
-	table, err := bans.Open(filepath.Join(d.stateDir, bans.FileName))
+	// A corrupt state file is moved aside; the keeper then starts from
+	// the bans the kernel still holds.
+	table, broken, err := bans.OpenRecovering(filepath.Join(d.stateDir, bans.FileName))
 	if err != nil {
 		return err
 	}
 	defer table.Close()
+	if broken != nil {
+		d.log.Event(journal.PriCrit, keeper.MsgRepair, fmt.Sprintf("%v; moved to %s, starting from the bans the kernel holds", broken.Cause, broken.MovedTo))
+	}
 
 	k, err := keeper.Start(rt, table, keeper.Options{
-		Log:    d.log,
-		Notify: func(state string) { sddaemon.SdNotify(false, state) },
-		Reload: d.requestReload,
+		Log:        d.log,
+		Notify:     func(state string) { sddaemon.SdNotify(false, state) },
+		Reload:     d.requestReload,
+		FromKernel: broken != nil,
 	})
 	if err != nil {
 		return err

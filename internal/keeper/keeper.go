@@ -57,6 +57,10 @@ type Options struct {
 	// re-reads the configuration on its main loop, which owns the journal
 	// reader, and calls Prepare and Swap. nil refuses reloads.
 	Reload func() error
+	// FromKernel: the table was started empty because its file was found
+	// corrupt (bans.OpenRecovering); Start fills it with the bans the
+	// kernel's sets still hold before it builds the layout.
+	FromKernel bool
 }
 
 // Keeper holds the running configuration, the engine, the ban table and
@@ -103,6 +107,9 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 	} else if len(gone) > 0 {
 		k.log.Infof(MsgExpire, "%d bans expired while jailkeeper was stopped", len(gone))
 	}
+	if opts.FromKernel {
+		k.importKernel(fw, now)
+	}
 	active := k.keepConfigured(rt, table.Active(now))
 	k.tearDownOthers(fw.Name())
 	if err := fw.Setup(rt.Layout, toFirewall(active)); err != nil {
@@ -123,6 +130,28 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 	k.rt, k.engine, k.fw, k.restored = rt, engine, fw, len(active)
 	k.watchDrift()
 	return k, nil
+}
+
+// importKernel fills the table with the bans fw's sets hold: each set
+// carries the jail, the prefix and the time left (ipset caps a timeout at
+// about 24.8 days, so a longer ban comes back that long).
+func (k *Keeper) importKernel(fw firewall.Backend, now time.Time) {
+	held, err := fw.List()
+	if err != nil {
+		k.log.Event(journal.PriCrit, MsgRepair, fmt.Sprintf("reading the bans the kernel holds, to rebuild the ban table: %v", err))
+		return
+	}
+	bs := make([]bans.Ban, 0, len(held))
+	for _, b := range held {
+		bs = append(bs, bans.Ban{Jail: b.Jail, Prefix: b.Prefix, Start: now, Expires: b.Expires,
+			Reason: "restored from the kernel: the state file was corrupt"})
+	}
+	added, err := k.table.Add(bs...)
+	if err != nil {
+		k.log.Event(journal.PriCrit, MsgRepair, fmt.Sprintf("rebuilding the ban table from the kernel: %v", err))
+		return
+	}
+	k.log.Event(journal.PriCrit, MsgRepair, fmt.Sprintf("ban table rebuilt from the kernel: %d bans", len(added)))
 }
 
 // CountsRestored is the number of tracked addresses (IPv6: prefixes)

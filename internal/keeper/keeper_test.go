@@ -495,3 +495,49 @@ func TestCountsSurviveRestart(t *testing.T) {
 		t.Fatalf("Status = %+v, %v; want 2 failures, 1 ban in total", st, err)
 	}
 }
+
+// TestStartFromKernel: a table started empty because its file was
+// corrupt is filled from the kernel's sets before the layout is built, so
+// no ban is lost; bans of jails no longer configured are lifted as usual.
+func TestStartFromKernel(t *testing.T) {
+	fw := &namedFake{Fake: &firewall.Fake{}, name: "iptables"}
+	old := testRuntime(t, "iptables", "sshd", "gone")
+	exp := time.Now().Add(time.Hour)
+	if err := fw.Setup(old.Layout, []firewall.Ban{
+		{Jail: "sshd", Prefix: pfx("203.0.113.7"), Expires: exp},
+		{Jail: "sshd", Prefix: pfx("2001:db8::/64")},
+		{Jail: "gone", Prefix: pfx("203.0.113.8"), Expires: exp},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	table := bans.NewMemory()
+	var log bytes.Buffer
+	k, err := Start(testRuntime(t, "iptables", "sshd"), table, Options{
+		Log:        &Logger{out: &log},
+		NewBackend: func(string, firewall.Options) (firewall.Backend, error) { return fw, nil },
+		FromKernel: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	var got []string
+	for _, b := range table.Active(time.Now()) {
+		got = append(got, b.Jail+" "+b.Prefix.String())
+		if b.Prefix.Bits() == 32 && b.Expires.Sub(exp).Abs() > 2*time.Second {
+			t.Errorf("%s expires %v, want about %v", b.Prefix, b.Expires, exp)
+		}
+	}
+	want := []string{"sshd 2001:db8::/64", "sshd 203.0.113.7/32"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("table after a start from the kernel: %q, want %q", got, want)
+	}
+	for _, a := range []string{"203.0.113.7", "2001:db8::9"} {
+		if v := fw.Verdict(netip.MustParseAddr(a), firewall.ProtoTCP, 22); v != firewall.VerdictReject {
+			t.Errorf("%s after the start: %s, want reject", a, v)
+		}
+	}
+	if !strings.Contains(log.String(), "ban table rebuilt from the kernel: 3 bans") {
+		t.Errorf("log lacks the rebuild:\n%s", log.String())
+	}
+}

@@ -8,15 +8,14 @@ package bans
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"sort"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
 // FileName is the database file inside the state directory.
@@ -74,17 +73,32 @@ func NewMemory() *Table {
 
 // Open opens (creating if needed) the database at path and loads it. A
 // second daemon on the same file fails after a second instead of waiting.
+// A file that is there but is not a sound ban database — empty, truncated,
+// overwritten, a page or a record that does not decode — gives an error
+// wrapping ErrCorrupt, never a panic (see OpenRecovering).
 func Open(path string) (*Table, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
+		return nil, fmt.Errorf("opening ban database %s: %w: the file is empty", path, ErrCorrupt)
+	}
+	db, err := openBolt(path)
 	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("opening ban database %s: another jailkeeper holds it", path)
-		}
-		return nil, fmt.Errorf("opening ban database %s: %w", path, err)
+		return nil, err
 	}
 	t := NewMemory()
 	t.db = db
-	err = db.Update(func(tx *bolt.Tx) error {
+	if err := t.load(); err != nil {
+		closeQuietly(db)
+		return nil, fmt.Errorf("loading ban database %s: %w", path, err)
+	}
+	return t, nil
+}
+
+// load creates the buckets and reads the bans, histories, totals and
+// cursor into memory.
+func (t *Table) load() (err error) {
+	defer recoverCorrupt(&err)
+	defer faultsPanic()()
+	return t.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketBans, bucketHistory, bucketMeta, bucketState} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -93,7 +107,7 @@ func Open(path string) (*Table, error) {
 		if err := tx.Bucket(bucketBans).ForEach(func(k, v []byte) error {
 			var b Ban
 			if err := json.Unmarshal(v, &b); err != nil {
-				return fmt.Errorf("ban %q: %w", k, err)
+				return fmt.Errorf("%w: ban %q: %v", ErrCorrupt, k, err)
 			}
 			t.active[key{b.Jail, b.Prefix}] = b
 			return nil
@@ -107,7 +121,7 @@ func Open(path string) (*Table, error) {
 				Starts []time.Time  `json:"starts"`
 			}
 			if err := json.Unmarshal(v, &h); err != nil {
-				return fmt.Errorf("history %q: %w", k, err)
+				return fmt.Errorf("%w: history %q: %v", ErrCorrupt, k, err)
 			}
 			t.history[key{h.Jail, h.Prefix}] = h.Starts
 			return nil
@@ -119,16 +133,11 @@ func Open(path string) (*Table, error) {
 		t.cursor = string(meta.Get(keyCursor))
 		if v := meta.Get(keyTotals); v != nil {
 			if err := json.Unmarshal(v, &t.totals); err != nil {
-				return fmt.Errorf("totals: %w", err)
+				return fmt.Errorf("%w: totals: %v", ErrCorrupt, err)
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("loading ban database %s: %w", path, err)
-	}
-	return t, nil
 }
 
 // Close closes the database.

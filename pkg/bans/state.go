@@ -189,14 +189,16 @@ func (s *stateLog) written() {
 // inside one read transaction: a later record of a key replaces an earlier
 // one, and a nil value deletes the key. fn must copy what it keeps. An
 // in-memory table holds no saved state.
-func (t *Table) EachState(fn func(key, value []byte)) error {
+func (t *Table) EachState(fn func(key, value []byte)) (err error) {
+	defer recoverCorrupt(&err)
+	defer faultsPanic()()
 	t.mu.Lock()
 	db := t.db
 	t.mu.Unlock()
 	if db == nil {
 		return nil
 	}
-	err := db.View(func(tx *bolt.Tx) error {
+	err = db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketState).ForEach(func(k, e []byte) error {
 			if len(e) < 2 || (e[0] != opPut && e[0] != opDelete) {
 				return fmt.Errorf("entry %x: bad operation", k)
