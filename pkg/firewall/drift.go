@@ -32,9 +32,10 @@ import (
 //     knows the set must hold: what Setup and Verify loaded, plus Add, minus
 //     Remove, minus the bans that expired since. `ipset flush` is found at
 //     the next tick.
-//
-// With iptables-legacy, rule changes are not notified and are found by the
-// watchdog's Verify only.
+//   - iptables-legacy's rules (x_tables) notify nothing either: with it, the
+//     same check compares table filter's header (its rule count, size and
+//     chain offsets) with what the backend's last Setup or Verify left
+//     (xtinfo.go).
 
 // TickEvery is how often a Watcher wakes the caller for a backend whose
 // drift is not notified by the kernel (ipset).

@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,82 +172,111 @@ func TestWatcherKernel(t *testing.T) {
 	for _, kind := range []string{"iptables", "nftables"} {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
-			e := newKernelEnv(t, kind)
-			b := e.backend(t)
-			defer b.Close()
-			l := Layout{Jails: []JailRules{sshJail}}
-			exp := time.Now().Add(time.Hour)
-			bans := []Ban{{Jail: "ssh", Prefix: netip.MustParsePrefix("198.51.100.2/32"), Expires: exp}}
-			if err := b.Setup(l, bans); err != nil {
-				t.Fatal(err)
-			}
-			w, err := Watch(b)
-			if err != nil || w == nil {
-				t.Fatalf("Watch = %v, %v", w, err)
-			}
-			defer w.Close()
-			// alarmWithin calls Check at every wake for d and reports
-			// whether one alarmed, and when.
-			alarmWithin := func(d time.Duration) (time.Duration, bool) {
-				start := time.Now()
-				timeout := time.After(d)
-				for {
-					select {
-					case <-w.Wake():
-						if w.Check() {
-							return time.Since(start), true
-						}
-					case <-timeout:
-						return 0, false
-					}
-				}
-			}
-			// Our own changes: adds, removes, a Verify.
-			more := make([]Ban, 100)
-			for i := range more {
-				more[i] = Ban{Jail: "ssh", Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 32), Expires: exp}
-			}
-			if err := b.Add(more); err != nil {
-				t.Fatal(err)
-			}
-			if err := b.Remove(more[:50]); err != nil {
-				t.Fatal(err)
-			}
-			bans = append(bans, more[50:]...)
-			if _, err := b.Verify(l, bans); err != nil {
-				t.Fatal(err)
-			}
-			if at, ok := alarmWithin(600 * time.Millisecond); ok {
-				t.Fatalf("alarm %v after the backend's own changes", at)
-			}
-			for _, d := range []Drift{DriftFlushChain, DriftRuleAbove, DriftLoseBans, DriftFlushRuleset} {
-				start := time.Now()
-				if !e.drift(t, d) {
-					continue
-				}
-				// Drifts of several commands: let every notification
-				// arrive before the first Check.
-				time.Sleep(50 * time.Millisecond)
-				_, ok := alarmWithin(time.Second)
-				at := time.Since(start)
-				if !ok {
-					t.Fatalf("%s: no alarm within a second", d)
-				}
-				found, err := b.Verify(l, bans)
-				if err != nil || len(found) == 0 {
-					t.Fatalf("%s: Verify after the alarm found %q, %v", d, found, err)
-				}
-				t.Logf("%s: alarm %v after the drift command started; Verify found %q", d, at.Round(time.Millisecond), found)
-				if kind == "iptables" {
-					// Its repair runs the iptables command: a change by
-					// another process, checked once more.
-					alarmWithin(300 * time.Millisecond)
-				}
-				if at, ok := alarmWithin(300 * time.Millisecond); ok {
-					t.Fatalf("%s: alarm %v after the repair", d, at)
-				}
-			}
+			watcherKernel(t, kind)
 		})
+	}
+}
+
+// TestWatcherLegacy is TestWatcherKernel's iptables case with
+// iptables-legacy, whose rule changes nobody notifies: the backend's cheap
+// check reads table filter's header instead.
+func TestWatcherLegacy(t *testing.T) {
+	testbed.Require(t, "iptables-legacy", "ip6tables-legacy")
+	dir := t.TempDir()
+	for _, c := range []string{"iptables", "ip6tables"} {
+		legacy, err := exec.LookPath(c + "-legacy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(legacy, filepath.Join(dir, c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	if out, _ := exec.Command("iptables", "--version").Output(); !strings.Contains(string(out), "legacy") {
+		t.Fatalf("iptables --version = %q, want legacy", out)
+	}
+	watcherKernel(t, "iptables")
+}
+
+// watcherKernel: in a namespace, the backend's own changes never alarm;
+// each kind of drift another program makes alarms within a second, and
+// Verify then finds it.
+func watcherKernel(t *testing.T, kind string) {
+	e := newKernelEnv(t, kind)
+	b := e.backend(t)
+	defer b.Close()
+	l := Layout{Jails: []JailRules{sshJail}}
+	exp := time.Now().Add(time.Hour)
+	bans := []Ban{{Jail: "ssh", Prefix: netip.MustParsePrefix("198.51.100.2/32"), Expires: exp}}
+	if err := b.Setup(l, bans); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Watch(b)
+	if err != nil || w == nil {
+		t.Fatalf("Watch = %v, %v", w, err)
+	}
+	defer w.Close()
+	// alarmWithin calls Check at every wake for d and reports
+	// whether one alarmed, and when.
+	alarmWithin := func(d time.Duration) (time.Duration, bool) {
+		start := time.Now()
+		timeout := time.After(d)
+		for {
+			select {
+			case <-w.Wake():
+				if w.Check() {
+					return time.Since(start), true
+				}
+			case <-timeout:
+				return 0, false
+			}
+		}
+	}
+	// Our own changes: adds, removes, a Verify.
+	more := make([]Ban, 100)
+	for i := range more {
+		more[i] = Ban{Jail: "ssh", Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 32), Expires: exp}
+	}
+	if err := b.Add(more); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Remove(more[:50]); err != nil {
+		t.Fatal(err)
+	}
+	bans = append(bans, more[50:]...)
+	if _, err := b.Verify(l, bans); err != nil {
+		t.Fatal(err)
+	}
+	if at, ok := alarmWithin(600 * time.Millisecond); ok {
+		t.Fatalf("alarm %v after the backend's own changes", at)
+	}
+	for _, d := range []Drift{DriftFlushChain, DriftRuleAbove, DriftLoseBans, DriftFlushRuleset} {
+		start := time.Now()
+		if !e.drift(t, d) {
+			continue
+		}
+		// Drifts of several commands: let every notification
+		// arrive before the first Check.
+		time.Sleep(50 * time.Millisecond)
+		_, ok := alarmWithin(time.Second)
+		at := time.Since(start)
+		if !ok {
+			t.Fatalf("%s: no alarm within a second", d)
+		}
+		found, err := b.Verify(l, bans)
+		if err != nil || len(found) == 0 {
+			t.Fatalf("%s: Verify after the alarm found %q, %v", d, found, err)
+		}
+		t.Logf("%s: alarm %v after the drift command started; Verify found %q", d, at.Round(time.Millisecond), found)
+		if kind == "iptables" {
+			// Its repair runs the iptables command: a change by
+			// another process, checked once more.
+			alarmWithin(300 * time.Millisecond)
+		}
+		if at, ok := alarmWithin(300 * time.Millisecond); ok {
+			t.Fatalf("%s: alarm %v after the repair", d, at)
+		}
 	}
 }
 

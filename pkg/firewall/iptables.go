@@ -68,6 +68,9 @@ type ipt struct {
 	// check; tallyStale: the check alarmed, Verify must reset it.
 	tally      *banTally
 	tallyStale bool
+	// xt reads table filter's header with iptables-legacy (xtinfo.go);
+	// nil otherwise.
+	xt *xtWatch
 }
 
 var _ Backend = (*ipt)(nil)
@@ -110,6 +113,11 @@ func newIPTables(opts Options) (*ipt, error) {
 			b.h.close()
 			b.bulk.close()
 			return nil, fmt.Errorf("opening conntrack netlink socket: %w", err)
+		}
+	}
+	if b.mode == "legacy" {
+		if b.xt, err = openXTWatch(b.ns); err != nil {
+			opts.logf("firewall iptables: rule changes by other programs are repaired at the watchdog's check only: %v", err)
 		}
 	}
 	opts.logf("firewall iptables: using iptables (%s) with ipset", b.mode)
@@ -353,6 +361,9 @@ func (b *ipt) Setup(l Layout, bans []Ban) error {
 	b.layout = l
 	b.tally.reset(in, now)
 	b.tallyStale = false
+	if b.xt != nil {
+		b.xt.snapshot()
+	}
 	b.opts.logf("firewall iptables: layout set up for %d jails, %d bans loaded", len(l.Jails), len(in))
 	return nil
 }
@@ -552,9 +563,15 @@ func (b *ipt) watchSpec() (string, []nftTableID, bool) {
 
 // quickCheck implements watchable: every ban set holding bans must exist
 // and hold at least as many elements as the tally says, each whitelist
-// set at least the whitelist's prefixes of its family. One netlink request
-// per set (its header), about 30 µs each.
+// set at least the whitelist's prefixes of its family (one netlink request
+// per set, for its header); with iptables-legacy, table filter's header
+// must be as the last Setup or Verify left it.
 func (b *ipt) quickCheck(now time.Time) (bool, error) {
+	if b.xt != nil {
+		if changed, err := b.xt.changed(); changed || err != nil {
+			return true, err
+		}
+	}
 	for _, s := range desiredSets(b.layout) {
 		var want int
 		if s.timeout {
@@ -722,6 +739,9 @@ func (b *ipt) Verify(l Layout, bans []Ban) ([]string, error) {
 	if len(found) > 0 || b.tallyStale {
 		b.resetTally(bans, jails, now)
 	}
+	if b.xt != nil {
+		b.xt.snapshot()
+	}
 	if err != nil {
 		return found, fmt.Errorf("repairing iptables layout: %w", err)
 	}
@@ -782,6 +802,9 @@ func (b *ipt) verifyWhitelist(l Layout, s setSpec) ([]string, error) {
 func (b *ipt) Close() error {
 	if b.killer != nil {
 		b.killer.close()
+	}
+	if b.xt != nil {
+		b.xt.close()
 	}
 	b.h.close()
 	b.bulk.close()
