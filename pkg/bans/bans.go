@@ -1,9 +1,12 @@
 // Package bans is the one place that knows who is banned, why and until
 // when. It keeps the active bans and the ban history (for repeat-offender
 // increments), expires bans, and persists all of it — with the journal
-// cursor — in one bbolt file under the state directory, so a restart, crash
-// or reboot restores every unexpired ban without re-reading logs. It does not
-// parse logs and does not talk to the firewall.
+// cursor, and with the state another stage must save together with that
+// cursor (the engine's failure counts, state.go) — in one bbolt file under
+// the state directory, so a restart, crash or reboot restores every
+// unexpired ban without re-reading logs. A file found corrupt is reported,
+// never trusted (corrupt.go). It does not parse logs and does not talk to
+// the firewall.
 package bans
 
 import (

@@ -87,7 +87,6 @@ type Watcher struct {
 	lost     bool // notifications were lost (ENOBUFS): assume a change
 	last     time.Time
 	alarms   int // consecutive alarms of the cheap check
-	errs     int // receive errors (for tests and logs)
 }
 
 // Watch starts watching b. It returns a nil Watcher for a backend with
@@ -219,7 +218,6 @@ func (w *Watcher) listen(tables []nftTableID) {
 	buf := make([]byte, 1<<16)
 	raw, err := w.sockFile.SyscallConn()
 	if err != nil {
-		w.noteError()
 		return
 	}
 	for {
@@ -238,18 +236,19 @@ func (w *Watcher) listen(tables []nftTableID) {
 				return
 			default:
 			}
+			// Messages were dropped (ENOBUFS), or the socket failed: a
+			// change may be among them.
+			w.mu.Lock()
+			w.lost = true
+			w.mu.Unlock()
+			w.poke()
+			touched = false
 			if errors.Is(err, unix.ENOBUFS) {
-				// Messages were dropped: a change may be among them.
-				w.mu.Lock()
-				w.lost = true
-				w.mu.Unlock()
-				w.poke()
-				touched = false
 				continue
 			}
-			w.noteError()
-			time.Sleep(100 * time.Millisecond)
-			continue
+			// Not a socket that will work again: the watchdog's Verify
+			// and the cheap check are left.
+			return
 		}
 		for b := buf[:n]; len(b) >= unix.NLMSG_HDRLEN; {
 			l := int(binary.NativeEndian.Uint32(b))
@@ -302,12 +301,6 @@ func subscribeNFTables(ns string) (*os.File, error) {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
 	}
 	return os.NewFile(uintptr(fd), "nftables-notifications"), nil
-}
-
-func (w *Watcher) noteError() {
-	w.mu.Lock()
-	w.errs++
-	w.mu.Unlock()
 }
 
 // touches reports whether an nftables object message (nfgenmsg, then
