@@ -217,3 +217,35 @@ func BenchmarkTakeState(b *testing.B) {
 		e.TakeState(false, func(k, v []byte) { n += len(k) + len(v) })
 	}
 }
+
+// FuzzRestoreState: whatever a (corrupt) state file holds, RestoreState
+// neither panics nor restores a key outside the tracker's rules, and the
+// engine keeps working.
+func FuzzRestoreState(f *testing.F) {
+	store := memState{}
+	e := newTestEngine(f, stateJail(f, "sshd", 3, 64))
+	e.RestoreState(store.each, t0)
+	e.Handle(entry(0, "Failed password for root from 203.0.113.7 port 1 ssh2"))
+	e.Handle(entry(time.Second, "Failed password for root from 2001:db8::7 port 2 ssh2"))
+	store.take(e)
+	for k, v := range store {
+		f.Add([]byte(k), v)
+	}
+	f.Add([]byte("fsshd\x00300.1.2.3/32"), []byte{1})
+	f.Add([]byte("t"), []byte(nil))
+	f.Fuzz(func(t *testing.T, k, v []byte) {
+		e := newTestEngine(t, stateJail(t, "sshd", 3, 64))
+		n, _ := e.RestoreState(func(fn func(k, v []byte)) error {
+			fn(k, v)
+			return nil
+		}, t0.Add(time.Minute))
+		if n > 1 {
+			t.Fatalf("one record restored %d keys", n)
+		}
+		e.Handle(entry(2*time.Second, "Failed password for root from 203.0.113.7 port 3 ssh2"))
+		e.TakeState(true, func(k, v []byte) {})
+		if st := e.Stats(); st[0].CurrentlyFailed > 2 {
+			t.Fatalf("stats %+v after one record and one failure", st)
+		}
+	})
+}
