@@ -504,6 +504,9 @@ func (e *Engine) Adopt(old *Engine) {
 			js.tracker = o.tracker
 		}
 		if o.dist != nil && js.dist != nil && o.Distributed == js.Distributed && o.IPv6Prefix == js.IPv6Prefix {
+			if e.state && o.dist.changed == nil {
+				o.dist.changed = map[distPair]struct{}{}
+			}
 			js.dist = o.dist
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"slices"
@@ -21,21 +22,23 @@ import (
 //
 // The state is a set of records, key → value, opaque to the store:
 //
-//	key 'f' jail 0x00 prefix   value: a tracked key (encodeTrack)
-//	key 't' jail               value: the jail's total, uvarint
+//	key 'f' jail 0x00 prefix              value: a tracked key (encodeTrack)
+//	key 'u' jail 0x00 prefix 0x00 user    value: a key's failures against
+//	                                      a user (distributed attacks)
+//	key 't' jail                          value: the jail's total, uvarint
 //
 // Only what changed since the last TakeState is handed out, so the cost on
 // the ban path follows the failures of the batch, not the tracker's size;
 // after a restore that dropped records, or a reload, the next one hands
-// out everything, so the store can start afresh.
-// Distributed-attack counts and escalated subnets are not part of it: after
-// a restart they start again (escalated subnets are still in the ban
-// table, so they are not banned twice).
+// out everything, so the store can start afresh. Escalated subnets are not
+// part of it: they are bans, in the ban table, and are not banned twice.
 
 const (
 	recTrack = 'f'
+	recDist  = 'u'
 	recTotal = 't'
 	trackV1  = 1
+	distV1   = 1
 )
 
 // recordState starts recording the changes TakeState hands out. Called
@@ -48,6 +51,9 @@ func (e *Engine) recordState() {
 	for _, js := range e.jails {
 		if js.tracker.changed == nil {
 			js.tracker.changed = map[netip.Prefix]struct{}{}
+		}
+		if js.dist != nil && js.dist.changed == nil {
+			js.dist.changed = map[distPair]struct{}{}
 		}
 	}
 }
@@ -74,6 +80,13 @@ func (e *Engine) TakeState(all bool, put func(key, value []byte)) (full bool) {
 			t.keys.each(func(n *lruNode[netip.Prefix, trackEntry]) {
 				put(trackKey(js.Name, n.key), encodeTrack(n))
 			})
+			if d := js.dist; d != nil {
+				d.users.each(func(un *lruNode[string, *distUser]) {
+					un.val.keys.each(func(kn *lruNode[netip.Prefix, distKey]) {
+						put(distKeyOf(js.Name, un.key, kn.key), encodeDist(kn))
+					})
+				})
+			}
 		} else {
 			if js.totalDirty {
 				put(totalKey(js.Name), binary.AppendUvarint(nil, uint64(js.total)))
@@ -85,9 +98,23 @@ func (e *Engine) TakeState(all bool, put func(key, value []byte)) (full bool) {
 				}
 				put(trackKey(js.Name, p), v)
 			}
+			if d := js.dist; d != nil {
+				for pr := range d.changed {
+					var v []byte
+					if un := d.users.get(pr.user); un != nil {
+						if kn := un.val.keys.get(pr.key); kn != nil {
+							v = encodeDist(kn)
+						}
+					}
+					put(distKeyOf(js.Name, pr.user, pr.key), v)
+				}
+			}
 		}
 		js.totalDirty = false
 		clear(t.changed)
+		if js.dist != nil {
+			clear(js.dist.changed)
+		}
 	}
 	return full
 }
@@ -116,6 +143,7 @@ func (e *Engine) RestoreState(each func(fn func(key, value []byte)) error, now t
 		at  int64
 	}
 	pending := map[*jailState]map[netip.Prefix]restored{}
+	dists := map[*jailState]map[distPair]distSaved{}
 	totals := map[*jailState]int{}
 	bad := map[string]error{}
 	records := 0
@@ -169,6 +197,43 @@ func (e *Engine) RestoreState(each func(fn func(key, value []byte)) error, now t
 				return
 			}
 			m[p] = restored{p, rec, last}
+		case recDist:
+			name, rest, ok := bytes.Cut(k[1:], []byte{0})
+			ptext, user, ok2 := bytes.Cut(rest, []byte{0})
+			js := byName[string(name)]
+			if !ok || !ok2 || js == nil || js.dist == nil {
+				return
+			}
+			p, err := netip.ParsePrefix(string(ptext))
+			if err != nil {
+				bad[string(k)] = fmt.Errorf("distributed count of jail %s: %w", js.Name, err)
+				return
+			}
+			if p != Key(p.Addr(), js.IPv6Prefix) {
+				return // ipv6_prefix changed
+			}
+			m := dists[js]
+			if m == nil {
+				m = map[distPair]distSaved{}
+				dists[js] = m
+			}
+			pr := distPair{string(user), p}
+			if v == nil {
+				delete(m, pr)
+				return
+			}
+			if len(v) < 10 || v[0] != distV1 {
+				delete(m, pr)
+				bad[string(k)] = fmt.Errorf("distributed count of %s in jail %s: bad value", p, js.Name)
+				return
+			}
+			n, used := binary.Uvarint(v[9:])
+			if used <= 0 || 9+used != len(v) || n > math.MaxInt32 {
+				delete(m, pr)
+				bad[string(k)] = fmt.Errorf("distributed count of %s in jail %s: bad value", p, js.Name)
+				return
+			}
+			m[pr] = distSaved{pr, int(n), int64(binary.BigEndian.Uint64(v[1:]))}
 		default:
 			bad[string(k)] = fmt.Errorf("record %q: unknown kind", k)
 		}
@@ -180,7 +245,7 @@ func (e *Engine) RestoreState(each func(fn func(key, value []byte)) error, now t
 	for js, n := range totals {
 		js.total = n
 	}
-	n := 0
+	n, kept := 0, 0
 	for js, m := range pending {
 		horizon := now.Add(-js.FindTime).UnixNano()
 		rs := make([]restored, 0, len(m))
@@ -206,7 +271,10 @@ func (e *Engine) RestoreState(each func(fn func(key, value []byte)) error, now t
 			n++
 		}
 	}
-	kept := n
+	for js, m := range dists {
+		kept += js.dist.restore(slices.Collect(maps.Values(m)), now.Add(-js.Distributed.Window).UnixNano())
+	}
+	kept += n
 	for _, t := range totals {
 		if t > 0 {
 			kept++
@@ -235,6 +303,63 @@ func cmpInt64(a, b int64) int {
 		return 1
 	}
 	return 0
+}
+
+// distSaved is a restored distributed-attack count: a key's failures
+// against a user, and when the last one was.
+type distSaved struct {
+	pair  distPair
+	count int
+	at    int64
+}
+
+// restore puts saved counts into an empty distTracker, dropping those
+// whose last failure is before horizon; it returns how many it kept.
+func (d *distTracker) restore(recs []distSaved, horizon int64) int {
+	recs = slices.DeleteFunc(recs, func(r distSaved) bool { return r.at < horizon })
+	// Both lists are ordered by last touch, oldest first.
+	slices.SortFunc(recs, func(a, b distSaved) int { return cmpInt64(a.at, b.at) })
+	userLast := map[string]int64{}
+	for _, r := range recs {
+		userLast[r.pair.user] = r.at // sorted: the last one wins
+	}
+	users := slices.Collect(maps.Keys(userLast))
+	slices.SortFunc(users, func(a, b string) int { return cmpInt64(userLast[a], userLast[b]) })
+	for _, u := range users {
+		un := d.users.add(u, userLast[u])
+		un.val = &distUser{keys: newLRU[netip.Prefix, distKey]()}
+	}
+	for _, r := range recs {
+		un := d.users.get(r.pair.user)
+		if un.val.keys.get(r.pair.key) != nil {
+			continue
+		}
+		kn := un.val.keys.add(r.pair.key, r.at)
+		kn.val.count = r.count
+		d.pairs++
+	}
+	d.users.each(func(un *lruNode[string, *distUser]) {
+		un.val.scanned = un.val.keys.len() >= d.cfg.MinAddresses
+	})
+	return len(recs)
+}
+
+func distKeyOf(jail, user string, p netip.Prefix) []byte {
+	k := make([]byte, 0, 3+len(jail)+len(user)+len("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"))
+	k = append(k, recDist)
+	k = append(k, jail...)
+	k = append(k, 0)
+	k = p.AppendTo(k)
+	k = append(k, 0)
+	return append(k, user...)
+}
+
+// encodeDist encodes a distributed count: version, last failure, count.
+func encodeDist(n *lruNode[netip.Prefix, distKey]) []byte {
+	v := make([]byte, 0, 1+8+binary.MaxVarintLen64)
+	v = append(v, distV1)
+	v = binary.BigEndian.AppendUint64(v, uint64(n.last))
+	return binary.AppendUvarint(v, uint64(n.val.count))
 }
 
 func totalKey(jail string) []byte {

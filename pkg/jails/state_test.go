@@ -249,3 +249,43 @@ func FuzzRestoreState(f *testing.F) {
 		}
 	})
 }
+
+// TestStateDistributed: a distributed attack spread across a restart is
+// caught as if none had happened: 9 addresses fail twice against root,
+// the engine restarts from its saved state, and the 10th address (the
+// min_addresses-th) failing twice bans all ten.
+func TestStateDistributed(t *testing.T) {
+	jail := Jail{Name: "sshd", Filter: sshdFilter(t, ""), MaxRetry: 5, FindTime: time.Hour, BanTime: time.Hour,
+		Distributed: Distributed{Window: time.Hour, MinAddresses: 10, MaxRetry: 2}}
+	store := memState{}
+	a := newTestEngine(t, jail)
+	a.RestoreState(store.each, t0)
+	port := 1000
+	fail := func(e *Engine, i int) []Decision {
+		port++
+		return e.Handle(entry(time.Duration(port)*time.Second, "Failed password for root from 203.0.113.%d port %d ssh2", i, port))
+	}
+	for i := 1; i <= 9; i++ {
+		for range 2 {
+			if ds := fail(a, i); len(ds) != 0 {
+				t.Fatalf("banned %v before min_addresses", prefixes(ds))
+			}
+		}
+	}
+	store.take(a)
+	b := newTestEngine(t, jail)
+	if _, err := b.RestoreState(store.each, t0.Add(time.Hour/2)); err != nil {
+		t.Fatal(err)
+	}
+	ds := append(fail(b, 10), fail(b, 10)...)
+	if len(ds) != 10 {
+		t.Fatalf("the 10th address's two failures after a restart banned %v, want all 10", prefixes(ds))
+	}
+	// The bans reset the counts, and that is saved too.
+	store.take(b)
+	c := newTestEngine(t, jail)
+	c.RestoreState(store.each, t0.Add(time.Hour/2))
+	if ds := fail(c, 3); len(ds) != 0 {
+		t.Fatalf("a banned address's next failure after another restart banned %v", prefixes(ds))
+	}
+}
