@@ -289,3 +289,21 @@ func TestStateDistributed(t *testing.T) {
 		t.Fatalf("a banned address's next failure after another restart banned %v", prefixes(ds))
 	}
 }
+
+// BenchmarkEngineHandleRecording is BenchmarkEngineHandle with the state
+// recorded for TakeState, as in the daemon, taken every 1024 entries.
+func BenchmarkEngineHandleRecording(b *testing.B) {
+	e, err := NewEngine([]Jail{{Name: "sshd", Filter: sshdFilter(b, ""), MaxRetry: 5, FindTime: 10 * time.Minute, BanTime: time.Hour}}, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.RestoreState(memState{}.each, t0)
+	lines := sshdMix()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e.Handle(entry(time.Duration(i), "%s", lines[i%len(lines)]))
+		if i%1024 == 1023 {
+			e.TakeState(false, func(k, v []byte) {})
+		}
+	}
+}
