@@ -183,12 +183,16 @@ func (k *Keeper) DriftWake() <-chan struct{} {
 // may have drifted; otherwise it does nothing.
 func (k *Keeper) RepairDrift() error {
 	k.mu.Lock()
-	drifted := k.drift.Check()
+	w := k.drift
+	drifted := w.Check()
 	k.mu.Unlock()
 	if !drifted {
 		return nil
 	}
-	return k.Verify()
+	start := time.Now()
+	err := k.Verify()
+	w.Verified(time.Since(start))
+	return err
 }
 
 // openBackend opens the backend rt names, with the Keeper's options.

@@ -43,11 +43,15 @@ const TickEvery = 250 * time.Millisecond
 
 // minGap is the least time between two drift alarms of a Watcher, so that
 // another program rewriting its own nftables rules many times a second
-// costs at most ten Verify calls a second; maxGap bounds the back-off after
-// repeated cheap-check alarms (a ban the kernel keeps refusing).
+// costs at most ten Verify calls a second; the gap is also at least
+// costFactor times what the last Verify took (Verified), so that repairs
+// take at most a fifth of a core whatever the number of bans. maxGap
+// bounds the back-off after repeated cheap-check alarms (a ban the kernel
+// keeps refusing).
 const (
-	minGap = 100 * time.Millisecond
-	maxGap = 6400 * time.Millisecond
+	minGap     = 100 * time.Millisecond
+	maxGap     = 6400 * time.Millisecond
+	costFactor = 4
 )
 
 // watchable is implemented by backends a Watcher can watch.
@@ -86,7 +90,8 @@ type Watcher struct {
 	notified bool // a foreign change was notified since the last alarm
 	lost     bool // notifications were lost (ENOBUFS): assume a change
 	last     time.Time
-	alarms   int // consecutive alarms of the cheap check
+	alarms   int           // consecutive alarms of the cheap check
+	cost     time.Duration // what the last Verify after an alarm took
 }
 
 // Watch starts watching b. It returns a nil Watcher for a backend with
@@ -146,9 +151,9 @@ func (w *Watcher) poke() {
 // Check reports whether the caller should run Verify now: another program
 // changed the backend's nftables tables, notifications were lost, or the
 // cheap check found a ban set holding fewer elements than it must. Alarms
-// come at most every 100 ms (a held-back one is delivered later), and
-// repeated cheap-check alarms back off up to 6.4 s. Call it serialised
-// with the backend's other calls.
+// come at most every 100 ms, or four times what the last Verify took
+// (a held-back one is delivered later), and repeated cheap-check alarms
+// back off up to 6.4 s. Call it serialised with the backend's other calls.
 func (w *Watcher) Check() bool {
 	if w == nil {
 		return false
@@ -156,9 +161,9 @@ func (w *Watcher) Check() bool {
 	now := w.now()
 	w.mu.Lock()
 	notified := w.notified || w.lost
-	gap := minGap
+	gap := max(minGap, costFactor*w.cost)
 	if w.alarms > 0 {
-		gap = min(minGap<<min(w.alarms, 8), maxGap)
+		gap = max(gap, min(minGap<<min(w.alarms, 8), maxGap))
 	}
 	if wait := w.last.Add(gap).Sub(now); wait > 0 && (notified || w.alarms > 0) {
 		// Too soon after the last alarm: come back when it is time.
@@ -189,6 +194,17 @@ func (w *Watcher) Check() bool {
 		w.notified, w.lost, w.last = false, false, now
 	}
 	return alarm
+}
+
+// Verified tells the Watcher what the Verify run after its alarm took, to
+// space the next alarms by it.
+func (w *Watcher) Verified(took time.Duration) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	w.cost = took
+	w.mu.Unlock()
 }
 
 // Close stops the Watcher.

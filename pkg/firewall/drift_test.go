@@ -163,6 +163,22 @@ func TestWatcherCheck(t *testing.T) {
 	if w.alarms != 0 {
 		t.Errorf("alarms = %d after a passing check, want 0", w.alarms)
 	}
+
+	// A Verify that took 200 ms spaces alarms by 800 ms.
+	notify()
+	if !w.Check() {
+		t.Fatal("Check after a notification = false")
+	}
+	w.Verified(200 * time.Millisecond)
+	notify()
+	clock = clock.Add(700 * time.Millisecond)
+	if w.Check() {
+		t.Fatal("alarm 700 ms after one whose Verify took 200 ms")
+	}
+	clock = clock.Add(110 * time.Millisecond)
+	if !w.Check() {
+		t.Fatal("no alarm 810 ms after one whose Verify took 200 ms")
+	}
 }
 
 // TestWatcherKernel: in a namespace, the backend's own changes never
