@@ -164,7 +164,7 @@ func (k *Keeper) watchDrift() {
 	k.drift.Close()
 	w, err := firewall.Watch(k.fw)
 	if err != nil {
-		k.log.Warnf("not watching the firewall for drift, the watchdog alone repairs it: %v", err)
+		k.log.Warnf("watching the firewall for drift: %v (the watchdog's check repairs what is not watched)", err)
 	}
 	k.drift = w
 }

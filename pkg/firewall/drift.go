@@ -84,18 +84,20 @@ type Watcher struct {
 	// Close ends a pending read); nil without notifications.
 	sockFile *os.File
 	now      func() time.Time
-	timer    *time.Timer // re-arms a wake held back by minGap
 
 	mu       sync.Mutex
-	notified bool // a foreign change was notified since the last alarm
-	lost     bool // notifications were lost (ENOBUFS): assume a change
+	timer    *time.Timer // re-arms a wake held back by the gap
+	notified bool        // a foreign change was notified since the last alarm
+	lost     bool        // notifications were lost (ENOBUFS): assume a change
 	last     time.Time
 	alarms   int           // consecutive alarms of the cheap check
 	cost     time.Duration // what the last Verify after an alarm took
 }
 
 // Watch starts watching b. It returns a nil Watcher for a backend with
-// nothing to watch (none, Fake). Close stops it.
+// nothing to watch (none, Fake). When it cannot subscribe to nftables'
+// notifications it says so in the error, and returns the Watcher of the
+// cheap check alone if the backend has one (else nil). Close stops it.
 func Watch(b Backend) (*Watcher, error) {
 	wb, ok := b.(watchable)
 	if !ok {
@@ -103,14 +105,18 @@ func Watch(b Backend) (*Watcher, error) {
 	}
 	ns, tables, tick := wb.watchSpec()
 	w := &Watcher{b: wb, wake: make(chan struct{}, 1), quit: make(chan struct{}), now: time.Now}
+	var serr error
 	if len(tables) > 0 {
 		f, err := subscribeNFTables(ns)
-		if err != nil {
+		if err != nil && !tick {
 			return nil, err
 		}
-		w.sockFile = f
-		w.wg.Add(1)
-		go w.listen(tables)
+		if err == nil {
+			w.sockFile = f
+			w.wg.Add(1)
+			go w.listen(tables)
+		}
+		serr = err
 	}
 	if tick {
 		w.wg.Add(1)
@@ -128,7 +134,7 @@ func Watch(b Backend) (*Watcher, error) {
 			}
 		}()
 	}
-	return w, nil
+	return w, serr
 }
 
 // Wake returns a channel that receives a value when the caller should call
