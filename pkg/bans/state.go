@@ -106,7 +106,7 @@ func (t *Table) takeState() {
 // forget failures).
 func (s *stateLog) dirty() bool { return s.full || len(s.pending) > 0 }
 
-// open creates the bucket and finds the log's end. Called by Open.
+// open finds the log's end. Called by Open.
 func (s *stateLog) open(tx *bolt.Tx) {
 	if k, _ := tx.Bucket(bucketState).Cursor().Last(); len(k) == 8 {
 		s.next = binary.BigEndian.Uint64(k) + 1
