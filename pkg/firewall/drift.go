@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -235,7 +236,7 @@ func (w *Watcher) Close() {
 // allocation.
 func (w *Watcher) listen(tables []nftTableID) {
 	defer w.wg.Done()
-	pid := os.Getpid()
+	self := ownProcess()
 	touched := false // the transaction being notified touched our tables
 	buf := make([]byte, 1<<16)
 	raw, err := w.sockFile.SyscallConn()
@@ -284,7 +285,7 @@ func (w *Watcher) listen(tables []nftTableID) {
 				continue
 			}
 			if typ&0xff == unix.NFT_MSG_NEWGEN {
-				if touched && !ownThread(pid, genPID(data[4:])) {
+				if touched && !self.committed(data[4:]) {
 					w.mu.Lock()
 					w.notified = true
 					w.mu.Unlock()
@@ -351,20 +352,59 @@ func touches(data []byte, tables []nftTableID) bool {
 	return false
 }
 
-// genPID returns NFTA_GEN_PROC_PID of a NEWGEN message's attributes (0
-// when absent).
-func genPID(attrs []byte) int {
-	pid := 0
+// genInfo returns NFTA_GEN_PROC_PID and NFTA_GEN_PROC_NAME of a NEWGEN
+// message's attributes (0 and "" when absent).
+func genInfo(attrs []byte) (pid int, comm string) {
 	eachAttr(attrs, func(typ uint16, val []byte) {
-		if typ == unix.NFTA_GEN_PROC_PID && len(val) == 4 {
+		switch {
+		case typ == unix.NFTA_GEN_PROC_PID && len(val) == 4:
 			pid = int(binary.BigEndian.Uint32(val))
+		case typ == unix.NFTA_GEN_PROC_NAME:
+			comm = strings.TrimRight(string(val), "\x00")
 		}
 	})
-	return pid
+	return pid, comm
 }
 
-// ownThread reports whether tid is a thread of process pid (the kernel
-// names the committing thread, and Go runs on many).
+// initPIDNS is the inode of the initial PID namespace (the kernel's
+// PROC_PID_INIT_INO).
+const initPIDNS = "pid:[4026531836]"
+
+// process is what tells the daemon's own nftables commits from others'.
+type process struct {
+	pid int
+	// nested: in a PID namespace of its own (a container), where the
+	// kernel's NEWGEN names the committing thread by its ID in the initial
+	// namespace, which the process cannot see; comm is then compared.
+	nested bool
+	comm   string
+}
+
+func ownProcess() process {
+	p := process{pid: os.Getpid()}
+	if ns, err := os.Readlink("/proc/self/ns/pid"); err == nil && ns != initPIDNS {
+		p.nested = true
+		if b, err := os.ReadFile("/proc/self/comm"); err == nil {
+			p.comm = strings.TrimSpace(string(b))
+		}
+	}
+	return p
+}
+
+// committed reports whether the NEWGEN message with attributes attrs is of
+// a transaction this process committed: the kernel names the committing
+// thread, and Go runs on many. In a nested PID namespace the thread's name
+// is compared instead (a process there with the same name goes unnoticed
+// until the watchdog's Verify).
+func (p process) committed(attrs []byte) bool {
+	tid, comm := genInfo(attrs)
+	if p.nested {
+		return p.comm != "" && comm == p.comm
+	}
+	return ownThread(p.pid, tid)
+}
+
+// ownThread reports whether tid is a thread of process pid.
 func ownThread(pid, tid int) bool {
 	if tid <= 0 {
 		return false

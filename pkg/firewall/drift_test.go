@@ -89,14 +89,23 @@ func TestNotificationParsing(t *testing.T) {
 	gen := nftMsg(0, nlAttr(unix.NFTA_GEN_ID, binary.BigEndian.AppendUint32(nil, 7)),
 		nlAttr(unix.NFTA_GEN_PROC_PID, binary.BigEndian.AppendUint32(nil, 4242)),
 		nlAttr(unix.NFTA_GEN_PROC_NAME, []byte("nft\x00")))
-	if pid := genPID(gen[4:]); pid != 4242 {
-		t.Errorf("genPID = %d, want 4242", pid)
+	if pid, comm := genInfo(gen[4:]); pid != 4242 || comm != "nft" {
+		t.Errorf("genInfo = %d, %q, want 4242, nft", pid, comm)
 	}
-	if !ownThread(os.Getpid(), unix.Gettid()) {
-		t.Error("ownThread(our pid, our tid) = false")
+	genOf := func(tid int, comm string) []byte {
+		return nftMsg(0, nlAttr(unix.NFTA_GEN_PROC_PID, binary.BigEndian.AppendUint32(nil, uint32(tid))),
+			nlAttr(unix.NFTA_GEN_PROC_NAME, []byte(comm+"\x00")))[4:]
 	}
-	if ownThread(os.Getpid(), 1) {
-		t.Error("ownThread(our pid, 1) = true")
+	top := process{pid: os.Getpid()}
+	if !top.committed(genOf(unix.Gettid(), "x")) {
+		t.Error("a commit by one of our threads is not ours")
+	}
+	if top.committed(genOf(1, "jailkeeper")) {
+		t.Error("a commit by PID 1 is ours")
+	}
+	nested := process{pid: 7, nested: true, comm: "jailkeeper"}
+	if !nested.committed(genOf(123456, "jailkeeper")) || nested.committed(genOf(123456, "nft")) {
+		t.Error("in a nested PID namespace, commits are not told apart by name")
 	}
 }
 
