@@ -381,3 +381,17 @@ func BenchmarkAddWatched(b *testing.B) {
 		}
 	}
 }
+
+// TestWatcherNestedPIDNS runs TestWatcherKernel's nftables case in a PID
+// namespace of its own, as in a container: the kernel names committing
+// threads by their IDs in the initial namespace, so the Watcher tells its
+// own commits by the thread's name there.
+func TestWatcherNestedPIDNS(t *testing.T) {
+	testbed.Require(t, "unshare", "ip", "iptables", "ip6tables", "ipset", "nft")
+	cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", os.Args[0],
+		"-test.run", "^TestWatcherKernel$/^nftables$", "-test.v", "-test.count=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestWatcherKernel/nftables") {
+		t.Fatalf("TestWatcherKernel/nftables in a nested PID namespace: %v\n%s", err, out)
+	}
+}
