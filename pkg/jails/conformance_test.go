@@ -232,7 +232,8 @@ type deviation struct {
 
 // readDeviations reads the reviewed deviations file: entries of two lines,
 // "@ FILTER MODE[,MODE…]: REASON" then the sample line exactly; "#" lines
-// and blank lines are comments.
+// and blank lines are comments. A sample line "*" lists a whole mode of
+// fail2ban's that jailkeeper deliberately does not offer.
 func readDeviations(path string) ([]*deviation, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -349,6 +350,14 @@ func TestFail2banConformance(t *testing.T) {
 			t.Run(name+"/"+mode, func(t *testing.T) {
 				def, err := Builtin(k.filter, k.mode)
 				if err != nil {
+					for _, d := range devs {
+						if d.raw == "*" && d.covers(k.filter, k.mode, "*") {
+							d.used = true
+							summary = append(summary, fmt.Sprintf("%-18s %-10s %9s  no such mode (%s:%d)", k.filter, k.mode, fmt.Sprintf("-/%d", len(cases)), deviationsFile, d.lineNo))
+							t.Logf("no mode %s: %s", k.mode, d.reason)
+							return
+						}
+					}
 					t.Fatalf("%v (fail2ban's samples name this mode)", err)
 				}
 				f, err := Compile(def)
