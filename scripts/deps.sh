@@ -31,7 +31,13 @@ if [ "$what" = test ]; then
 	[ -d /usr/lib/python3/dist-packages/fail2ban/tests/files/logs ] || need_pkg fail2ban
 	# Real sshd partners (beyond openssh-server above).
 
-	# Real mail daemons for the e2e tests.
+	# Real mail daemons for the e2e tests: postfix (submission with SASL
+	# through dovecot), dovecot for IMAP and POP3, curl as their client.
+	command -v postfix >/dev/null || need_pkg postfix
+	[ -x /usr/sbin/dovecot ] || need_pkg dovecot-core
+	[ -x /usr/lib/dovecot/imap-login ] || need_pkg dovecot-imapd
+	[ -x /usr/lib/dovecot/pop3-login ] || need_pkg dovecot-pop3d
+	command -v curl >/dev/null || need_pkg curl
 
 	# Real web servers for the e2e tests.
 

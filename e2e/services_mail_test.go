@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/internal/testbed"
+)
+
+// mailBed is the bed of the mail tests: the two hosts, a private journald,
+// a private bus, Debian's dovecot (PAM passdb) and, when asked, Debian's
+// postfix with submission authenticating through dovecot's SASL socket.
+type mailBed struct {
+	hosts   *testbed.Hosts
+	jd      *testbed.Journald
+	bus     *testbed.Bus
+	dovecot *testbed.Dovecot
+	postfix *testbed.Postfix
+	user    *testbed.MailUser
+}
+
+// mailMaxRetry is the maxretry of the mail jails under test.
+const mailMaxRetry = 3
+
+// legitAddr is an address of the attacker's host that only ever logs in
+// successfully (not whitelisted: it must not be banned on its merits).
+const legitAddr = "198.51.100.4"
+
+func newMailBed(t *testing.T, withPostfix bool, userName string) *mailBed {
+	t.Helper()
+	testbed.Require(t, append(append([]string{}, testbed.BedCommands...), testbed.MailCommands...)...)
+	b := &mailBed{}
+	b.hosts = testbed.NewHosts(t)
+	b.hosts.AddAttackerAddr(t, legitAddr+"/24")
+	b.jd = testbed.StartJournald(t)
+	t.Cleanup(func() {
+		// Runs before the daemons and the journald stop.
+		if t.Failed() || testing.Verbose() {
+			out, _ := b.jd.Command("journalctl", "--no-pager", "-o", "verbose",
+				"--output-fields=MESSAGE,_SYSTEMD_UNIT,SYSLOG_IDENTIFIER,_PID,_COMM").CombinedOutput()
+			t.Logf("the bed's journal:\n%s", out)
+		}
+	})
+	b.bus = testbed.NewBus(t)
+	b.user = testbed.NewMailUser(t, userName, "right-"+testbed.Suffix())
+	sasl := ""
+	if withPostfix {
+		b.postfix = testbed.NewPostfix(t)
+		sasl = b.postfix.SASLSocket()
+	}
+	b.dovecot = testbed.StartDovecot(t, b.hosts, b.jd, sasl)
+	if withPostfix {
+		b.postfix.Start(t, b.hosts, b.jd)
+	}
+	return b
+}
+
+// startMailDaemon starts jailkeeper with one jail per name in jails (the
+// built-in filter of that name, its default units), maxretry 3.
+func (b *mailBed) startMailDaemon(t *testing.T, jails map[string]string) *testbed.Daemon {
+	t.Helper()
+	var cfg strings.Builder
+	cfg.WriteString("firewall: {backend: iptables}\njails:\n")
+	for name, ports := range jails {
+		fmt.Fprintf(&cfg, "  %s: {filter: %s, maxretry: %d, findtime: 10m, bantime: 1h, ports: [%s]}\n", name, name, mailMaxRetry, ports)
+	}
+	d := testbed.NewDaemon(t, b.hosts, b.bus, map[string]string{"20-mail.yaml": cfg.String()})
+	d.Journald = b.jd
+	d.Start(t)
+	d.WaitReady(t, readyTimeout)
+	return d
+}
+
+// failUntilBanned makes exactly mailMaxRetry failed logins with scheme
+// from src (each must reach the daemon and be denied), then checks that
+// src is in a ban set, that a further login is refused, and that
+// `jailkeeper status` lists it under jail.
+func (b *mailBed) failUntilBanned(t *testing.T, d *testbed.Daemon, jail, scheme, dst, src string) {
+	t.Helper()
+	h := b.hosts
+	for i := 1; i <= mailMaxRetry; i++ {
+		if set, ok := h.SrvBanned(t, src); ok {
+			t.Fatalf("%s: %s banned (set %s) before failure %d of %d", scheme, src, set, i, mailMaxRetry)
+		}
+		a := h.MailLogin(scheme, dst, src, b.user.Name, "wrong")
+		if a.Outcome != testbed.MailDenied {
+			t.Fatalf("%s: failure %d from %s: %s (curl exit %d), want %s; curl said %q", scheme, i, src, a.Outcome, a.Exit, testbed.MailDenied, a.Output)
+		}
+		if i < mailMaxRetry {
+			// The failure lines are in the journal well before the next
+			// attempt would be refused; give the daemon time to act on
+			// them, so a ban that comes too early is caught here.
+			_ = b.jd.Sync()
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	waitBanned(t, h, []string{src}, banTimeout)
+	if a := h.MailLogin(scheme, dst, src, b.user.Name, b.user.Password); a.Outcome != testbed.MailRefused {
+		t.Errorf("%s: login from banned %s: %s (curl exit %d), want %s; curl said %q", scheme, src, a.Outcome, a.Exit, testbed.MailRefused, a.Output)
+	}
+	st := d.Status(t, jail)
+	if len(st) != 1 || !containsAddr(st[0].Banned, src) {
+		t.Errorf("jailkeeper status %s: %+v, want %s banned", jail, st, src)
+	}
+}
+
+// TestMailDovecotBanned: Debian's dovecot with its default PAM passdb;
+// IMAP failures from 198.51.100.2 and POP3 failures from 2001:db8::2 are
+// each banned after exactly maxretry failed logins, while a user logging
+// in with the right password over both protocols is never banned.
+func TestMailDovecotBanned(t *testing.T) {
+	t.Parallel()
+	b := newMailBed(t, false, "jkmail"+testbed.Suffix())
+	d := b.startMailDaemon(t, map[string]string{"dovecot": "110, 143"})
+	for _, scheme := range []string{"imap", "pop3"} {
+		if a := b.hosts.MailLogin(scheme, testbed.SrvAddr4, legitAddr, b.user.Name, b.user.Password); a.Outcome != testbed.MailOK {
+			t.Fatalf("%s login with the right password: %s (curl exit %d): %q", scheme, a.Outcome, a.Exit, a.Output)
+		}
+	}
+	b.failUntilBanned(t, d, "dovecot", "imap", testbed.SrvAddr4, testbed.AtkAddr4)
+	b.failUntilBanned(t, d, "dovecot", "pop3", testbed.SrvAddr6, testbed.AtkAddr6)
+	for _, scheme := range []string{"imap", "pop3"} {
+		if a := b.hosts.MailLogin(scheme, testbed.SrvAddr4, legitAddr, b.user.Name, b.user.Password); a.Outcome != testbed.MailOK {
+			t.Errorf("%s login with the right password after the attacks: %s (curl exit %d): %q", scheme, a.Outcome, a.Exit, a.Output)
+		}
+	}
+	if set, ok := b.hosts.SrvBanned(t, legitAddr); ok {
+		t.Errorf("%s, which only logged in successfully, is banned (set %s)", legitAddr, set)
+	}
+}
+
+// TestMailPostfixSubmissionBanned: Debian's postfix, SMTP AUTH on
+// submission through dovecot's SASL: failures from 198.51.100.2 are
+// banned after exactly maxretry failed AUTHs, and a client that
+// authenticates and sends is never banned.
+func TestMailPostfixSubmissionBanned(t *testing.T) {
+	t.Parallel()
+	b := newMailBed(t, true, "jksmtp"+testbed.Suffix())
+	d := b.startMailDaemon(t, map[string]string{"postfix": "25, 587"})
+	if a := b.hosts.MailLogin("submission", testbed.SrvAddr4, legitAddr, b.user.Name, b.user.Password); a.Outcome != testbed.MailOK {
+		t.Fatalf("submission with the right password: %s (curl exit %d): %q", a.Outcome, a.Exit, a.Output)
+	}
+	b.failUntilBanned(t, d, "postfix", "submission", testbed.SrvAddr4, testbed.AtkAddr4)
+	if a := b.hosts.MailLogin("submission", testbed.SrvAddr4, legitAddr, b.user.Name, b.user.Password); a.Outcome != testbed.MailOK {
+		t.Errorf("submission with the right password after the attack: %s (curl exit %d): %q", a.Outcome, a.Exit, a.Output)
+	}
+	if set, ok := b.hosts.SrvBanned(t, legitAddr); ok {
+		t.Errorf("%s, which only authenticated successfully, is banned (set %s)", legitAddr, set)
+	}
+}
