@@ -324,8 +324,8 @@ func TestFail2banConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type key struct{ filter, mode string }
 	var summary []string
+	ran := map[key]bool{}
 	for _, name := range BuiltinNames() {
 		cases, err := readF2BSamples(filepath.Join(dir, name), name)
 		if err != nil {
@@ -348,6 +348,7 @@ func TestFail2banConformance(t *testing.T) {
 			cases := byMode[mode]
 			k := key{name, mode}
 			t.Run(name+"/"+mode, func(t *testing.T) {
+				ran[k] = true
 				def, err := Builtin(k.filter, k.mode)
 				if err != nil {
 					for _, d := range devs {
@@ -398,11 +399,28 @@ func TestFail2banConformance(t *testing.T) {
 		}
 	}
 	for _, d := range devs {
-		if !d.used && !t.Failed() {
+		checked := false // a -run pattern may have left the entry's subtests out
+		for _, m := range d.modes {
+			checked = checked || ran[key{d.filter, m}] || (m == "*" && ranFilter(ran, d.filter))
+		}
+		if checked && !d.used && !t.Failed() {
 			t.Errorf("%s:%d: no case of filter %s in modes %v has this sample line: remove the entry", deviationsFile, d.lineNo, d.filter, d.modes)
 		}
 	}
 	t.Logf("agreement with fail2ban's samples:\n%s", strings.Join(summary, "\n"))
+}
+
+// key names a filter and mode of the conformance suite.
+type key struct{ filter, mode string }
+
+// ranFilter reports whether a subtest of filter ran.
+func ranFilter(ran map[key]bool, filter string) bool {
+	for k := range ran {
+		if k.filter == filter {
+			return true
+		}
+	}
+	return false
 }
 
 func TestReduceToMessage(t *testing.T) {
