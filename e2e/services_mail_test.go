@@ -150,3 +150,35 @@ func TestMailPostfixSubmissionBanned(t *testing.T) {
 		t.Errorf("%s, which only authenticated successfully, is banned (set %s)", legitAddr, set)
 	}
 }
+
+// TestMailCourierIMAPBanned: Debian's courier-imap with its authdaemon
+// (authpam), as the packages start them: IMAP failures from 198.51.100.2
+// are banned after exactly maxretry failed logins, and a user logging in
+// with the right password is never banned.
+func TestMailCourierIMAPBanned(t *testing.T) {
+	t.Parallel()
+	testbed.Require(t, append(append([]string{}, testbed.BedCommands...), testbed.MailCommands...)...)
+	b := &mailBed{}
+	b.hosts = testbed.NewHosts(t)
+	b.hosts.AddAttackerAddr(t, legitAddr+"/24")
+	b.jd = testbed.StartJournald(t)
+	t.Cleanup(func() {
+		if t.Failed() || testing.Verbose() {
+			out, _ := b.jd.Command("journalctl", "--no-pager", "-o", "verbose",
+				"--output-fields=MESSAGE,_SYSTEMD_UNIT,SYSLOG_IDENTIFIER,_PID,_COMM").CombinedOutput()
+			t.Logf("the bed's journal:\n%s", out)
+		}
+	})
+	b.bus = testbed.NewBus(t)
+	b.user = testbed.NewMailUser(t, "jkcour"+testbed.Suffix(), "right-"+testbed.Suffix())
+	b.user.MakeMaildir(t)
+	testbed.StartCourierIMAP(t, b.hosts, b.jd)
+	d := b.startMailDaemon(t, map[string]string{"courier-auth": "143"})
+	if a := b.hosts.MailLogin("imap", testbed.SrvAddr4, legitAddr, b.user.Name, b.user.Password); a.Outcome != testbed.MailOK {
+		t.Fatalf("imap login with the right password: %s (curl exit %d): %q", a.Outcome, a.Exit, a.Output)
+	}
+	b.failUntilBanned(t, d, "courier-auth", "imap", testbed.SrvAddr4, testbed.AtkAddr4)
+	if set, ok := b.hosts.SrvBanned(t, legitAddr); ok {
+		t.Errorf("%s, which only logged in successfully, is banned (set %s)", legitAddr, set)
+	}
+}

@@ -69,13 +69,28 @@ func NewMailUser(t testing.TB, name, password string) *MailUser {
 	}
 	home := filepath.Join(mailDir(t, "jk-mailhome-"), name)
 	Run(t, "useradd", "--create-home", "--home-dir", home, "--shell", "/usr/sbin/nologin", name)
-	t.Cleanup(func() { _ = exec.Command("userdel", name).Run() })
+	t.Cleanup(func() { removeUser(t, name) })
 	cmd := exec.Command("chpasswd")
 	cmd.Stdin = strings.NewReader(name + ":" + password + "\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("chpasswd for %s: %v\n%s", name, err, out)
 	}
 	return &MailUser{Name: name, Password: password, Home: home}
+}
+
+// removeUser runs userdel, retrying for up to 5 s while it fails (the
+// user's last processes exiting, or another test holding the lock on
+// /etc/passwd), and reports a user it could not remove.
+func removeUser(t testing.TB, name string) {
+	var out []byte
+	var err error
+	for i := 0; i < 50; i++ {
+		if out, err = exec.Command("userdel", name).CombinedOutput(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("removing test user %s: %v: %s", name, err, out)
 }
 
 // Dovecot is Debian's dovecot (IMAP on 143, POP3 on 110) in the server
@@ -334,4 +349,16 @@ func (h *Hosts) MailLogin(scheme, addr, src, name, password string) MailAttempt 
 		a.Outcome = MailOther
 	}
 	return a
+}
+
+// MakeMaildir creates ~/Maildir (cur, new, tmp) owned by the user, which
+// courier's imapd needs to serve a login (dovecot creates its own).
+func (u *MailUser) MakeMaildir(t testing.TB) {
+	t.Helper()
+	for _, d := range []string{"cur", "new", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(u.Home, "Maildir", d), 0o700); err != nil {
+			t.Fatalf("creating Maildir: %v", err)
+		}
+	}
+	Run(t, "chown", "-R", u.Name+":", filepath.Join(u.Home, "Maildir"))
 }
