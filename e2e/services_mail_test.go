@@ -57,6 +57,23 @@ func newMailBed(t *testing.T, withPostfix bool, userName string) *mailBed {
 	return b
 }
 
+// journalLines returns the MESSAGEs of the bed's journal entries matching
+// match (a journalctl FIELD=VALUE) that contain substr.
+func (b *mailBed) journalLines(t *testing.T, match, substr string) []string {
+	t.Helper()
+	out, err := b.jd.Command("journalctl", "--no-pager", "-o", "cat", match).Output()
+	if err != nil {
+		t.Fatalf("journalctl %s: %v", match, err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, substr) {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
 // startMailDaemon starts jailkeeper with one jail per name in jails (the
 // built-in filter of that name, its default units), maxretry 3.
 func (b *mailBed) startMailDaemon(t *testing.T, jails map[string]string) *testbed.Daemon {
@@ -108,8 +125,10 @@ func (b *mailBed) failUntilBanned(t *testing.T, d *testbed.Daemon, jail, scheme,
 
 // TestMailDovecotBanned: Debian's dovecot with its default PAM passdb;
 // IMAP failures from 198.51.100.2 and POP3 failures from 2001:db8::2 are
-// each banned after exactly maxretry failed logins, while a user logging
-// in with the right password over both protocols is never banned.
+// each banned after exactly maxretry failed logins (dovecot writes two
+// lines per attempt: they count once), while a user logging in with the
+// right password over both protocols is never banned, nor an address that
+// an unprivileged user names in forged dovecot lines.
 func TestMailDovecotBanned(t *testing.T) {
 	t.Parallel()
 	b := newMailBed(t, false, "jkmail"+testbed.Suffix())
@@ -119,8 +138,26 @@ func TestMailDovecotBanned(t *testing.T) {
 			t.Fatalf("%s login with the right password: %s (curl exit %d): %q", scheme, a.Outcome, a.Exit, a.Output)
 		}
 	}
+	// An unprivileged local user forges dovecot's lines (syslog tag
+	// "dovecot", /dev/log) naming a victim: entries outside dovecot.service's
+	// cgroup are not the jail's, so the victim is never banned.
+	spoofer := "jkspoof" + testbed.Suffix()
+	testbed.EnsureUser(t, spoofer)
+	const victim = "198.51.100.77"
+	for i := 0; i < 2*mailMaxRetry; i++ {
+		msg := fmt.Sprintf("imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<u%d>, method=PLAIN, rip=%s, lip=198.51.100.1, session=<x>", i, victim)
+		if out, err := b.jd.Command("setpriv", "--reuid="+spoofer, "--regid="+spoofer, "--clear-groups", "logger", "-t", "dovecot", msg).CombinedOutput(); err != nil {
+			t.Fatalf("logger as %s: %v: %s", spoofer, err, out)
+		}
+	}
 	b.failUntilBanned(t, d, "dovecot", "imap", testbed.SrvAddr4, testbed.AtkAddr4)
 	b.failUntilBanned(t, d, "dovecot", "pop3", testbed.SrvAddr6, testbed.AtkAddr6)
+	if set, ok := b.hosts.SrvBanned(t, victim); ok {
+		t.Errorf("%s, named only by %s's forged lines, is banned (set %s)", victim, spoofer, set)
+	}
+	if n := len(b.journalLines(t, "SYSLOG_IDENTIFIER=dovecot", victim)); n != 2*mailMaxRetry {
+		t.Errorf("the journal holds %d forged lines naming %s, want %d", n, victim, 2*mailMaxRetry)
+	}
 	for _, scheme := range []string{"imap", "pop3"} {
 		if a := b.hosts.MailLogin(scheme, testbed.SrvAddr4, legitAddr, b.user.Name, b.user.Password); a.Outcome != testbed.MailOK {
 			t.Errorf("%s login with the right password after the attacks: %s (curl exit %d): %q", scheme, a.Outcome, a.Exit, a.Output)

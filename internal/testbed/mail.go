@@ -19,7 +19,7 @@ import (
 
 // MailCommands are the commands the mail end-to-end tests need, for
 // Require (Debian's postfix, dovecot-imapd, dovecot-pop3d and curl).
-var MailCommands = []string{"postfix", "dovecot", "curl", "useradd", "userdel", "chpasswd"}
+var MailCommands = []string{"postfix", "dovecot", "curl", "useradd", "userdel", "chpasswd", "logger"}
 
 // EnsureDevLog makes /dev/log the symbolic link to journald's syslog
 // socket that systemd creates on every host it boots
