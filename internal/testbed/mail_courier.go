@@ -4,6 +4,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -30,7 +33,8 @@ type CourierIMAP struct {
 
 // StartCourierIMAP starts authdaemond and imapd and returns once IMAP
 // answers on 198.51.100.1. authdaemond is stopped at cleanup with its own
-// `stop` command, imapd with its process group.
+// `stop` command, imapd with its process group, and what they leave in
+// their cgroups by PID.
 func StartCourierIMAP(t testing.TB, h *Hosts, jd *Journald) *CourierIMAP {
 	t.Helper()
 	Require(t, "/usr/sbin/authdaemond", "/usr/sbin/courierlogger", "/usr/sbin/couriertcpd", CourierIMAPDir+"/usr/lib/courier/courier/imaplogin")
@@ -51,24 +55,42 @@ IMAP_STARTTLS=NO; IMAPDSTARTTLS=NO
 exec /usr/sbin/courierlogger $LOGGEROPTS /usr/sbin/couriertcpd -address=$ADDRESS -maxprocs=$MAXDAEMONS -maxperip=$MAXPERIP $TCPDOPTS \
 	$PORT ` + CourierIMAPDir + `/usr/lib/courier/courier/imaplogin ` + CourierIMAPDir + `/usr/bin/imapd $MAILDIRPATH`
 	c.Proc = StartInUnit(t, "courier-imap.service", shellJoin(h.SrvArgv(jd, "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "sh", "-c", imapd)))
+	t.Cleanup(func() {
+		c.Proc.Stop(5 * time.Second)
+		c.stop("courier-imap.service")
+	})
 	if err := h.waitMailBanner(SrvAddr4, 143, 15*time.Second); err != nil {
 		t.Fatalf("courier imapd: %v; its output:\n%s", err, c.Proc.Output())
 	}
 	return c
 }
 
-// stop runs the package's stop command in the server namespace and the
-// journald's mount namespace, then waits up to 5 s for unit's cgroup to
-// empty (no other test uses courier's units), so that the cgroup can be
-// removed after.
+// stop runs the package's stop command (if any) in the server namespace
+// and the journald's mount namespace, then ends what is left in unit's
+// cgroup, by PID, and waits up to 5 s for it to empty. No other test uses
+// courier's units; what is left is started by this test's daemons (imapd
+// starts gamin's gam_server for the logged-in user, which outlives the
+// session by half a minute).
 func (c *CourierIMAP) stop(unit string, argv ...string) {
-	a := c.hosts.SrvArgv(c.jd, argv...)
-	_ = exec.Command(a[0], a[1:]...).Run()
+	if len(argv) > 0 {
+		a := c.hosts.SrvArgv(c.jd, argv...)
+		_ = exec.Command(a[0], a[1:]...).Run()
+	}
 	dirs, _ := UnitCgroupDirs(unit)
-	for i := 0; i < 100 && len(dirs) > 0; i++ {
+	if len(dirs) == 0 {
+		return
+	}
+	for i := 0; i < 100; i++ {
 		b, err := os.ReadFile(filepath.Join(dirs[0], "cgroup.procs"))
-		if err != nil || len(b) == 0 {
+		if err != nil || len(strings.TrimSpace(string(b))) == 0 {
 			return
+		}
+		if i%20 == 10 { // after 0.5 s, 1.5 s, …: what did not stop
+			for _, f := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+					_ = syscall.Kill(pid, syscall.SIGTERM)
+				}
+			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
