@@ -95,13 +95,19 @@ func (b *mailBed) startMailDaemon(t *testing.T, jails map[string]string) *testbe
 // src is in a ban set, that a further login is refused, and that
 // `jailkeeper status` lists it under jail.
 func (b *mailBed) failUntilBanned(t *testing.T, d *testbed.Daemon, jail, scheme, dst, src string) {
+	b.failUntilBannedAs(t, d, jail, scheme, dst, src, b.user.Name)
+}
+
+// failUntilBannedAs is failUntilBanned failing as user name (for "smtp",
+// the recipient).
+func (b *mailBed) failUntilBannedAs(t *testing.T, d *testbed.Daemon, jail, scheme, dst, src, name string) {
 	t.Helper()
 	h := b.hosts
 	for i := 1; i <= mailMaxRetry; i++ {
 		if set, ok := h.SrvBanned(t, src); ok {
 			t.Fatalf("%s: %s banned (set %s) before failure %d of %d", scheme, src, set, i, mailMaxRetry)
 		}
-		a := h.MailLogin(scheme, dst, src, b.user.Name, "wrong")
+		a := h.MailLogin(scheme, dst, src, name, "wrong")
 		if a.Outcome != testbed.MailDenied {
 			t.Fatalf("%s: failure %d from %s: %s (curl exit %d), want %s; curl said %q", scheme, i, src, a.Outcome, a.Exit, testbed.MailDenied, a.Output)
 		}
@@ -170,8 +176,9 @@ func TestMailDovecotBanned(t *testing.T) {
 
 // TestMailPostfixSubmissionBanned: Debian's postfix, SMTP AUTH on
 // submission through dovecot's SASL: failures from 198.51.100.2 are
-// banned after exactly maxretry failed AUTHs, and a client that
-// authenticates and sends is never banned.
+// banned after exactly maxretry failed AUTHs, mail to unknown users on
+// port 25 from 2001:db8::2 after exactly maxretry rejected recipients,
+// and a client that authenticates and sends is never banned.
 func TestMailPostfixSubmissionBanned(t *testing.T) {
 	t.Parallel()
 	b := newMailBed(t, true, "jksmtp"+testbed.Suffix())
@@ -180,6 +187,9 @@ func TestMailPostfixSubmissionBanned(t *testing.T) {
 		t.Fatalf("submission with the right password: %s (curl exit %d): %q", a.Outcome, a.Exit, a.Output)
 	}
 	b.failUntilBanned(t, d, "postfix", "submission", testbed.SrvAddr4, testbed.AtkAddr4)
+	// Port 25 from 2001:db8::2: mail to a user that does not exist
+	// ("Recipient address rejected: User unknown in local recipient table").
+	b.failUntilBannedAs(t, d, "postfix", "smtp", testbed.SrvAddr6, testbed.AtkAddr6, "nosuch"+testbed.Suffix())
 	if a := b.hosts.MailLogin("submission", testbed.SrvAddr4, legitAddr, b.user.Name, b.user.Password); a.Outcome != testbed.MailOK {
 		t.Errorf("submission with the right password after the attack: %s (curl exit %d): %q", a.Outcome, a.Exit, a.Output)
 	}

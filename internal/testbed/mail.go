@@ -292,7 +292,7 @@ type MailOutcome string
 // Outcomes of a mail login.
 const (
 	MailOK      MailOutcome = "logged in"
-	MailDenied  MailOutcome = "login denied"       // curl exit 67
+	MailDenied  MailOutcome = "login denied"       // curl exit 67 (55: SMTP recipient refused)
 	MailRefused MailOutcome = "connection refused" // curl exit 7: banned
 	MailOther   MailOutcome = "other"
 )
@@ -305,19 +305,27 @@ type MailAttempt struct {
 }
 
 // MailLogin logs in with curl from the attacker namespace, from address
-// src when it is not empty: scheme "imap" (143), "pop3" (110) or
-// "submission" (SMTP AUTH on 587, then MAIL FROM, RCPT TO and an empty
-// message to the user itself).
+// src when it is not empty: scheme "imap" (143), "pop3" (110),
+// "submission" (SMTP AUTH on 587, then MAIL FROM, RCPT TO and a short
+// message to the user itself) or "smtp" (no AUTH: a message to name on
+// port 25; password is not used, and a refused recipient is MailDenied).
 func (h *Hosts) MailLogin(scheme, addr, src, name, password string) MailAttempt {
 	host := addr
 	if a, err := netip.ParseAddr(addr); err == nil && a.Is6() {
 		host = "[" + addr + "]"
 	}
-	args := []string{"netns", "exec", h.Atk, "curl", "-sS", "--max-time", "15", "--user", name + ":" + password}
+	args := []string{"netns", "exec", h.Atk, "curl", "-sS", "--max-time", "15"}
+	if scheme != "smtp" {
+		args = append(args, "--user", name+":"+password)
+	}
 	if src != "" {
 		args = append(args, "--interface", src)
 	}
 	switch scheme {
+	case "smtp":
+		// No AUTH: name@ is the recipient of a message sent on port 25.
+		args = append(args, "--mail-from", "sender@client.example.net", "--mail-rcpt", name+"@mail.example.com",
+			"--upload-file", "-", "smtp://"+host+":25/client.example.net")
 	case "submission":
 		args = append(args, "--mail-from", name+"@mail.example.com", "--mail-rcpt", name+"@mail.example.com",
 			"--upload-file", "-", "smtp://"+host+":587/client.example.net")
@@ -337,7 +345,7 @@ func (h *Hosts) MailLogin(scheme, addr, src, name, password string) MailAttempt 
 	case errors.As(err, &ee):
 		a.Exit = ee.ExitCode()
 		switch a.Exit {
-		case 67:
+		case 67, 55: // login denied; SMTP: RCPT refused
 			a.Outcome = MailDenied
 		case 7:
 			a.Outcome = MailRefused
