@@ -29,7 +29,9 @@ const DefaultMaxTracked = 1_000_000
 // that names the same user and address as the last counted failure of
 // its key, recognised by a different regex, within pairWindow of it, and
 // where one of the two has no port, is that attempt's second line and is
-// not counted (see AddUser). Lines without a user never pair.
+// not counted (see AddUser). Each other regex pairs once per counted
+// failure, so a client alternating two kinds of lines still has every
+// second one counted. Lines without a user never pair.
 type Tracker struct {
 	maxRetry   int
 	findTime   time.Duration
@@ -53,6 +55,7 @@ type trackEntry struct {
 	// the source port.
 	pairAt    int64
 	pairUser  uint64
+	pairSeen  uint64 // regexes (< 64) already paired with it
 	pairRegex int32
 	pairPort  uint16
 }
@@ -108,9 +111,9 @@ func (t *Tracker) Add(key netip.Prefix, addr netip.Addr, port uint16, regex int,
 }
 
 // AddUser is Add for a failure that names user ("" if none): a failure
-// that is the second line of the last counted failure's attempt (same
-// address and user, another regex, within pairWindow, one of the two
-// without a port) is not counted.
+// that is another line of the last counted failure's attempt (same
+// address and user, a regex not yet paired with it, within pairWindow,
+// one of the two without a port) is not counted.
 func (t *Tracker) AddUser(key netip.Prefix, addr netip.Addr, port uint16, regex int, user string, at time.Time) (n int, counted bool) {
 	now := at.UnixNano()
 	horizon := now - int64(t.findTime)
@@ -152,8 +155,10 @@ func (t *Tracker) AddUser(key netip.Prefix, addr netip.Addr, port uint16, regex 
 	if user != "" {
 		uh = maphash.String(userSeed, user) | 1 // never 0, the "no user" mark
 	}
-	if uh != 0 && uh == e.pairUser && int32(regex) != e.pairRegex && addr == e.lastAddr &&
+	if uh != 0 && uh == e.pairUser && regex >= 0 && regex < 64 && int32(regex) != e.pairRegex &&
+		e.pairSeen&(1<<regex) == 0 && addr == e.lastAddr &&
 		(port == 0 || e.pairPort == 0) && absDiff(now, e.pairAt) <= int64(pairWindow) {
+		e.pairSeen |= 1 << regex
 		// The second line of the attempt counted last. It becomes the
 		// connection's last line, so that its closing lines (same port)
 		// do not count either.
@@ -166,7 +171,7 @@ func (t *Tracker) AddUser(key netip.Prefix, addr netip.Addr, port uint16, regex 
 	}
 	e.lastAddr, e.lastPort, e.lastRegex = addr, port, regex
 	if uh != 0 {
-		e.pairAt, e.pairUser, e.pairRegex, e.pairPort = now, uh, int32(regex), port
+		e.pairAt, e.pairUser, e.pairRegex, e.pairPort, e.pairSeen = now, uh, int32(regex), port, 0
 	} else {
 		e.pairUser = 0
 	}

@@ -45,6 +45,15 @@ func TestTrackerPairsTwoLinesOfOneAttempt(t *testing.T) {
 		"both with ports: the port decides": {
 			{pam, "bob", 1000, 0, true}, {login, "bob", 2000, time.Second, true}, {other, "bob", 2000, time.Second, false},
 		},
+		"auth_verbose: three lines per attempt": {
+			{other, "bob", 0, 0, true}, {pam, "bob", 0, 10 * time.Millisecond, false}, {login, "bob", 0, 4 * time.Second, false},
+			{other, "bob", 0, 100 * time.Millisecond, true}, {pam, "bob", 0, 10 * time.Millisecond, false}, {login, "bob", 0, 4 * time.Second, false},
+		},
+		"alternating kinds: every second line counts": {
+			{pam, "bob", 0, 0, true}, {login, "bob", 0, time.Second, false}, {login, "bob", 0, time.Second, true},
+			{pam, "bob", 0, time.Second, false}, {pam, "bob", 0, time.Second, true}, {login, "bob", 0, time.Second, false},
+			{login, "bob", 0, time.Second, true},
+		},
 		"PAM line then the same attempt's line with a port, then its closing line": {
 			{pam, "bob", 0, 0, true}, {login, "bob", 4711, time.Second, false}, {other, "bob", 4711, time.Second, false},
 			{pam, "bob", 0, time.Second, true},
@@ -77,12 +86,16 @@ func TestTrackerPairAfterBan(t *testing.T) {
 	tr := NewTracker(3, time.Hour, 0)
 	at := t0
 	for i := 0; i < 3; i++ {
-		tr.AddUser(key, a, 0, 0, "bob", at)
-		at = at.Add(time.Second)
-		tr.AddUser(key, a, 0, 1, "bob", at)
-		at = at.Add(time.Second)
+		if i > 0 { // the previous attempt's login line
+			tr.AddUser(key, a, 0, 1, "bob", at)
+			at = at.Add(100 * time.Millisecond)
+		}
+		if n, _ := tr.AddUser(key, a, 0, 0, "bob", at); n != i+1 {
+			t.Fatalf("PAM line %d: n=%d", i+1, n)
+		}
+		at = at.Add(4 * time.Second)
 	}
-	tr.Reset(key)
+	tr.Reset(key) // the engine bans at the third
 	if n, counted := tr.AddUser(key, a, 0, 1, "bob", at); counted || n != 0 {
 		t.Fatalf("login line after the ban: counted=%v n=%d", counted, n)
 	}
