@@ -67,7 +67,9 @@ func init() {
 	add("postfix", []string{"postfix@-.service", "postfix.service"}, []string{
 		// SASL failures; "Invalid authentication mechanism" (a client
 		// asking for a mechanism not offered) only in aggressive.
-		`^warning: ` + postfixClient + `: SASL [A-Za-z0-9-]+ authentication failed:(?: (?:[^I]|I[^n]|In[^v]).*| In?)?$`,
+		// The user, when Postfix names it (sasl_username=, client text
+		// after the address), feeds distributed-attack detection.
+		`^warning: ` + postfixClient + `: SASL [A-Za-z0-9-]+ authentication failed:(?: (?:[^I]|I[^n]|In[^v])[^,]*| In?)?(?:, sasl_username=(?P<user>.*)|, .*)?$`,
 		`^` + postfixQueueID + `: (?:milter-)?reject: (?:RCPT|MAIL|EHLO|HELO|DATA|BDAT|VRFY|ETRN|CONNECT|END-OF-MESSAGE) from ` + postfixClient +
 			`: [45][0-9][0-9] [45]\.[0-9]{1,3}\.[0-9]{1,3} (?:.*?: )?(?:Relay access denied|Helo command rejected|Sender address rejected|` +
 			`Recipient address rejected: (?:User unknown|undeliverable address)|Client host rejected|Command rejected|Data command rejected|` +
