@@ -229,3 +229,51 @@ func TestMailCourierIMAPBanned(t *testing.T) {
 		t.Errorf("%s, which only logged in successfully, is banned (set %s)", legitAddr, set)
 	}
 }
+
+// TestMailRBLSMTPDBanned: ucspi-tcp's rblsmtpd (qmail's RBL front end)
+// refusing a listed client: the client is banned after exactly maxretry
+// refused connections, and a client not listed is never banned.
+func TestMailRBLSMTPDBanned(t *testing.T) {
+	t.Parallel()
+	testbed.Require(t, append(append([]string{}, testbed.BedCommands...), "tcpserver", "rblsmtpd", "tcprules")...)
+	b := &mailBed{}
+	b.hosts = testbed.NewHosts(t)
+	b.hosts.AddAttackerAddr(t, legitAddr+"/24")
+	b.jd = testbed.StartJournald(t)
+	b.bus = testbed.NewBus(t)
+	testbed.StartRBLSMTPD(t, b.hosts, b.jd, legitAddr, testbed.AtkAddr4)
+	d := b.startMailDaemon(t, map[string]string{"qmail": "25"})
+	hp := testbed.SrvAddr4 + ":25"
+	greet := func(src string) (string, error) {
+		return b.hosts.AtkBannerFrom(hp, src, 3*time.Second)
+	}
+	if g, err := greet(legitAddr); err != nil || !strings.HasPrefix(g, "220") {
+		t.Fatalf("client not listed: %q %v, want 220", g, err)
+	}
+	for i := 1; i <= mailMaxRetry; i++ {
+		if set, ok := b.hosts.SrvBanned(t, testbed.AtkAddr4); ok {
+			t.Fatalf("%s banned (set %s) before refusal %d of %d", testbed.AtkAddr4, set, i, mailMaxRetry)
+		}
+		if g, err := greet(testbed.AtkAddr4); err != nil || !strings.HasPrefix(g, "220 rblsmtpd") && !strings.HasPrefix(g, "553") {
+			t.Fatalf("listed client, connection %d: %q %v, want rblsmtpd's answer", i, g, err)
+		}
+		_ = b.jd.Sync()
+		time.Sleep(300 * time.Millisecond)
+	}
+	waitBanned(t, b.hosts, []string{testbed.AtkAddr4}, banTimeout)
+	if g, err := greet(testbed.AtkAddr4); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("banned client: %q %v, want connection refused", g, err)
+	}
+	if st := d.Status(t, "qmail"); len(st) != 1 || !containsAddr(st[0].Banned, testbed.AtkAddr4) {
+		t.Errorf("jailkeeper status qmail: %+v, want %s banned", st, testbed.AtkAddr4)
+	}
+	if g, err := greet(legitAddr); err != nil || !strings.HasPrefix(g, "220") {
+		t.Errorf("client not listed, after the ban: %q %v", g, err)
+	}
+	if set, ok := b.hosts.SrvBanned(t, legitAddr); ok {
+		t.Errorf("%s, not listed, is banned (set %s)", legitAddr, set)
+	}
+	for _, l := range b.journalLines(t, "_SYSTEMD_UNIT=qmail-smtpd.service", "rblsmtpd") {
+		t.Logf("journal: %s", l)
+	}
+}

@@ -47,6 +47,8 @@ if [ "$what" = test ]; then
 	for p in libgamin0 libgdbm6 libidn12 libcourier-unicode4; do
 		dpkg -s $p >/dev/null 2>&1 || need_pkg $p
 	done
+	# qmail's RBL front end rblsmtpd (Debian 12 ships no qmail).
+	command -v rblsmtpd >/dev/null || need_pkg ucspi-tcp
 	courier_imap=/var/lib/jailkeeper-test/courier-imap
 	if [ ! -x $courier_imap/usr/lib/courier/courier/imaplogin ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 		d=$(mktemp -d)
