@@ -9,16 +9,14 @@ import (
 	"github.com/jailkeeper/jailkeeper/internal/testbed"
 )
 
-// mailBed is the bed of the mail tests: the two hosts, a private journald,
-// a private bus, Debian's dovecot (PAM passdb) and, when asked, Debian's
-// postfix with submission authenticating through dovecot's SASL socket.
+// mailBed is the bed of the mail tests: the two hosts (the attacker with
+// a second address, legitAddr), a private journald, a private bus, and a
+// local user with a known password; each test starts its daemons.
 type mailBed struct {
-	hosts   *testbed.Hosts
-	jd      *testbed.Journald
-	bus     *testbed.Bus
-	dovecot *testbed.Dovecot
-	postfix *testbed.Postfix
-	user    *testbed.MailUser
+	hosts *testbed.Hosts
+	jd    *testbed.Journald
+	bus   *testbed.Bus
+	user  *testbed.MailUser
 }
 
 // mailMaxRetry is the maxretry of the mail jails under test.
@@ -28,31 +26,26 @@ const mailMaxRetry = 3
 // successfully (not whitelisted: it must not be banned on its merits).
 const legitAddr = "198.51.100.4"
 
-func newMailBed(t *testing.T, withPostfix bool, userName string) *mailBed {
+// newMailBed builds a mailBed; with userName "" it creates no user.
+func newMailBed(t *testing.T, userName string, commands ...string) *mailBed {
 	t.Helper()
-	testbed.Require(t, append(append([]string{}, testbed.BedCommands...), testbed.MailCommands...)...)
+	testbed.Require(t, append(append([]string{}, testbed.BedCommands...), commands...)...)
 	b := &mailBed{}
 	b.hosts = testbed.NewHosts(t)
 	b.hosts.AddAttackerAddr(t, legitAddr+"/24")
 	b.jd = testbed.StartJournald(t)
 	t.Cleanup(func() {
-		// Runs before the daemons and the journald stop.
-		if t.Failed() || testing.Verbose() {
+		// Runs after the daemons stop (their last lines included) and
+		// before the journald does.
+		if t.Failed() {
 			out, _ := b.jd.Command("journalctl", "--no-pager", "-o", "verbose",
 				"--output-fields=MESSAGE,_SYSTEMD_UNIT,SYSLOG_IDENTIFIER,_PID,_COMM").CombinedOutput()
 			t.Logf("the bed's journal:\n%s", out)
 		}
 	})
 	b.bus = testbed.NewBus(t)
-	b.user = testbed.NewMailUser(t, userName, "right-"+testbed.Suffix())
-	sasl := ""
-	if withPostfix {
-		b.postfix = testbed.NewPostfix(t)
-		sasl = b.postfix.SASLSocket()
-	}
-	b.dovecot = testbed.StartDovecot(t, b.hosts, b.jd, sasl)
-	if withPostfix {
-		b.postfix.Start(t, b.hosts, b.jd)
+	if userName != "" {
+		b.user = testbed.NewMailUser(t, userName, "right-"+testbed.Suffix())
 	}
 	return b
 }
@@ -137,7 +130,8 @@ func (b *mailBed) failUntilBannedAs(t *testing.T, d *testbed.Daemon, jail, schem
 // an unprivileged user names in forged dovecot lines.
 func TestMailDovecotBanned(t *testing.T) {
 	t.Parallel()
-	b := newMailBed(t, false, "jkmail"+testbed.Suffix())
+	b := newMailBed(t, "jkmail"+testbed.Suffix(), testbed.MailCommands...)
+	testbed.StartDovecot(t, b.hosts, b.jd, "")
 	d := b.startMailDaemon(t, map[string]string{"dovecot": "110, 143"})
 	for _, scheme := range []string{"imap", "pop3"} {
 		if a := b.hosts.MailLogin(scheme, testbed.SrvAddr4, legitAddr, b.user.Name, b.user.Password); a.Outcome != testbed.MailOK {
@@ -181,7 +175,10 @@ func TestMailDovecotBanned(t *testing.T) {
 // and a client that authenticates and sends is never banned.
 func TestMailPostfixSubmissionBanned(t *testing.T) {
 	t.Parallel()
-	b := newMailBed(t, true, "jksmtp"+testbed.Suffix())
+	b := newMailBed(t, "jksmtp"+testbed.Suffix(), testbed.MailCommands...)
+	pf := testbed.NewPostfix(t)
+	testbed.StartDovecot(t, b.hosts, b.jd, pf.SASLSocket())
+	pf.Start(t, b.hosts, b.jd)
 	d := b.startMailDaemon(t, map[string]string{"postfix": "25, 587"})
 	if a := b.hosts.MailLogin("submission", testbed.SrvAddr4, legitAddr, b.user.Name, b.user.Password); a.Outcome != testbed.MailOK {
 		t.Fatalf("submission with the right password: %s (curl exit %d): %q", a.Outcome, a.Exit, a.Output)
@@ -204,20 +201,7 @@ func TestMailPostfixSubmissionBanned(t *testing.T) {
 // with the right password is never banned.
 func TestMailCourierIMAPBanned(t *testing.T) {
 	t.Parallel()
-	testbed.Require(t, append(append([]string{}, testbed.BedCommands...), testbed.MailCommands...)...)
-	b := &mailBed{}
-	b.hosts = testbed.NewHosts(t)
-	b.hosts.AddAttackerAddr(t, legitAddr+"/24")
-	b.jd = testbed.StartJournald(t)
-	t.Cleanup(func() {
-		if t.Failed() || testing.Verbose() {
-			out, _ := b.jd.Command("journalctl", "--no-pager", "-o", "verbose",
-				"--output-fields=MESSAGE,_SYSTEMD_UNIT,SYSLOG_IDENTIFIER,_PID,_COMM").CombinedOutput()
-			t.Logf("the bed's journal:\n%s", out)
-		}
-	})
-	b.bus = testbed.NewBus(t)
-	b.user = testbed.NewMailUser(t, "jkcour"+testbed.Suffix(), "right-"+testbed.Suffix())
+	b := newMailBed(t, "jkcour"+testbed.Suffix(), testbed.MailCommands...)
 	b.user.MakeMaildir(t)
 	testbed.StartCourierIMAP(t, b.hosts, b.jd)
 	d := b.startMailDaemon(t, map[string]string{"courier-auth": "143"})
@@ -235,12 +219,7 @@ func TestMailCourierIMAPBanned(t *testing.T) {
 // refused connections, and a client not listed is never banned.
 func TestMailRBLSMTPDBanned(t *testing.T) {
 	t.Parallel()
-	testbed.Require(t, append(append([]string{}, testbed.BedCommands...), "tcpserver", "rblsmtpd", "tcprules")...)
-	b := &mailBed{}
-	b.hosts = testbed.NewHosts(t)
-	b.hosts.AddAttackerAddr(t, legitAddr+"/24")
-	b.jd = testbed.StartJournald(t)
-	b.bus = testbed.NewBus(t)
+	b := newMailBed(t, "", "tcpserver", "rblsmtpd", "tcprules")
 	testbed.StartRBLSMTPD(t, b.hosts, b.jd, legitAddr, testbed.AtkAddr4)
 	d := b.startMailDaemon(t, map[string]string{"qmail": "25"})
 	hp := testbed.SrvAddr4 + ":25"
