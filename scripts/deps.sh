@@ -29,7 +29,8 @@ if [ "$what" = test ]; then
 	[ -x /lib/systemd/systemd-journald ] || need_pkg systemd
 	# The conformance suite reads fail2ban's annotated sample logs.
 	[ -d /usr/lib/python3/dist-packages/fail2ban/tests/files/logs ] || need_pkg fail2ban
-	# Real sshd partners (beyond openssh-server above).
+	# Real sshd partners (beyond openssh-server above): a password user for PAM.
+	command -v chpasswd >/dev/null || need_pkg passwd
 
 	# Real mail daemons for the e2e tests: postfix (submission with SASL
 	# through dovecot), dovecot for IMAP and POP3, curl as their client.

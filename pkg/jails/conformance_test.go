@@ -56,7 +56,8 @@ var (
 	// space after it at the start of a sample line.
 	syslogDate = regexp.MustCompile(`^(?:<[0-9]+>)?(?:(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) )?[A-Z][a-z]{2} +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?: [0-9]{4})?|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?) `)
 	// rfc5424 matches an RFC 5424 header up to the message.
-	rfc5424 = regexp.MustCompile(`^(?:<[0-9]+>)?1 \S+ \S+ \S+ \S+ \S+ (?:-|(?:\[[^\]]*\])+) `)
+	// A structured-data value is a quoted string that may hold "]".
+	rfc5424 = regexp.MustCompile(`^(?:<[0-9]+>)?1 \S+ \S+ \S+ \S+ \S+ (?:-|(?:\[[^\]"]*(?:"(?:[^"\\]|\\.)*"[^\]"]*)*\])+) `)
 	// syslogTag matches a syslog tag: "prog", "prog[pid]" or "[prog]",
 	// with or without the colon.
 	syslogTag = regexp.MustCompile(`^(?:\[[\w.-]+\]|[\w./@-]+(?:\[[0-9]+\])?):?$`)
@@ -79,6 +80,9 @@ func reduceToMessage(line string) string {
 	switch {
 	case len(tok) >= 2 && strings.HasSuffix(tok[0], ":") && syslogTag.MatchString(tok[0]):
 		// No host: "[sshd]: msg", "sshd[1]: msg".
+		return strings.TrimPrefix(rest, tok[0]+" ")
+	case len(tok) >= 2 && strings.HasPrefix(tok[0], "[") && syslogTag.MatchString(tok[0]):
+		// No host and no colon: "[sshd] msg" (a host name has no brackets).
 		return strings.TrimPrefix(rest, tok[0]+" ")
 	case len(tok) == 3 && !strings.HasSuffix(tok[0], ":") && syslogTag.MatchString(tok[1]):
 		// "host prog[pid]: msg".
@@ -428,6 +432,8 @@ func TestReduceToMessage(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{"Feb 25 14:34:10 belka sshd[31602]: Failed password for invalid user ROOT from 194.117.26.69 port 50273 ssh2", "Failed password for invalid user ROOT from 194.117.26.69 port 50273 ssh2"},
 		{"Mar  3 00:17:22 [sshd]: User root from 211.188.220.49 not allowed because not listed in AllowUsers", "User root from 211.188.220.49 not allowed because not listed in AllowUsers"},
+		{"Jun 25 23:53:34 [sshd] User root from 1.2.3.4 not allowed because not listed in AllowUsers", "User root from 1.2.3.4 not allowed because not listed in AllowUsers"},
+		{`<38>1 2019-07-08T17:40:17.954167-04:00 host sshd 55555 - [timeQuality tzKnown="1"][x@123 test="[brackets]"] Failed unknown for u from 192.0.2.2`, "Failed unknown for u from 192.0.2.2"},
 		{"Jan 29 05:13:40 mail dovecot: auth-worker(31326): pam(username,1.2.3.4): unknown user", "auth-worker(31326): pam(username,1.2.3.4): unknown user"},
 		{"Jun 12 23:06:05 auth-worker(57065): Info: conn unix:auth-worker", "auth-worker(57065): Info: conn unix:auth-worker"},
 		{"Jan 10 00:00:00 myhost proftpd[12345] myhost.domain.com (1.2.3.4[1.2.3.4]): USER u", "myhost.domain.com (1.2.3.4[1.2.3.4]): USER u"},

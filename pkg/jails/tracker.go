@@ -39,6 +39,9 @@ type Tracker struct {
 	keys       *lru[netip.Prefix, trackEntry]
 	evicted    int
 	active     int // keys with at least one counted failure
+	// changed holds the keys added, updated or dropped since the last
+	// takeChanges, when recording is on (nil: off). See state.go.
+	changed map[netip.Prefix]struct{}
 }
 
 // banned as trackEntry.lastRegex marks a connection that led to a ban.
@@ -130,6 +133,7 @@ func (t *Tracker) AddUser(key netip.Prefix, addr netip.Addr, port uint16, regex 
 		node = t.keys.add(key, now)
 		node.val.lastRegex = -1
 	}
+	t.mark(key)
 	e := &node.val
 	wasActive := len(e.times) > 0
 	// Slide the window.
@@ -212,6 +216,7 @@ func (t *Tracker) Reset(key netip.Prefix) {
 	if node == nil {
 		return
 	}
+	t.mark(key)
 	if len(node.val.times) > 0 {
 		t.active--
 	}
@@ -220,6 +225,7 @@ func (t *Tracker) Reset(key netip.Prefix) {
 }
 
 func (t *Tracker) dropped(node *lruNode[netip.Prefix, trackEntry]) {
+	t.mark(node.key)
 	if len(node.val.times) > 0 {
 		t.active--
 	}
@@ -244,3 +250,10 @@ func (t *Tracker) Len() int { return t.active }
 
 // Evicted returns how many keys were evicted because the tracker was full.
 func (t *Tracker) Evicted() int { return t.evicted }
+
+// mark records that key changed, when recording is on.
+func (t *Tracker) mark(key netip.Prefix) {
+	if t.changed != nil {
+		t.changed[key] = struct{}{}
+	}
+}
