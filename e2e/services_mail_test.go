@@ -67,14 +67,15 @@ func (b *mailBed) journalLines(t *testing.T, match, substr string) []string {
 	return lines
 }
 
-// startMailDaemon starts jailkeeper with one jail per name in jails (the
-// built-in filter of that name, its default units), maxretry 3.
-func (b *mailBed) startMailDaemon(t *testing.T, jails map[string]string) *testbed.Daemon {
+// startMailDaemon starts jailkeeper with one jail per name, written as an
+// admin enables a built-in service: the jail's name alone (filter, units
+// and ports from the built-in of that name), plus maxretry 3.
+func (b *mailBed) startMailDaemon(t *testing.T, names ...string) *testbed.Daemon {
 	t.Helper()
 	var cfg strings.Builder
 	cfg.WriteString("firewall: {backend: iptables}\njails:\n")
-	for name, ports := range jails {
-		fmt.Fprintf(&cfg, "  %s: {filter: %s, maxretry: %d, findtime: 10m, bantime: 1h, ports: [%s]}\n", name, name, mailMaxRetry, ports)
+	for _, name := range names {
+		fmt.Fprintf(&cfg, "  %s: {maxretry: %d}\n", name, mailMaxRetry)
 	}
 	d := testbed.NewDaemon(t, b.hosts, b.bus, map[string]string{"20-mail.yaml": cfg.String()})
 	d.Journald = b.jd
@@ -132,7 +133,7 @@ func TestMailDovecotBanned(t *testing.T) {
 	t.Parallel()
 	b := newMailBed(t, "jkmail"+testbed.Suffix(), testbed.MailCommands...)
 	testbed.StartDovecot(t, b.hosts, b.jd, "")
-	d := b.startMailDaemon(t, map[string]string{"dovecot": "110, 143"})
+	d := b.startMailDaemon(t, "dovecot")
 	for _, scheme := range []string{"imap", "pop3"} {
 		if a := b.hosts.MailLogin(scheme, testbed.SrvAddr4, legitAddr, b.user.Name, b.user.Password); a.Outcome != testbed.MailOK {
 			t.Fatalf("%s login with the right password: %s (curl exit %d): %q", scheme, a.Outcome, a.Exit, a.Output)
@@ -179,7 +180,7 @@ func TestMailPostfixSubmissionBanned(t *testing.T) {
 	pf := testbed.NewPostfix(t)
 	testbed.StartDovecot(t, b.hosts, b.jd, pf.SASLSocket())
 	pf.Start(t, b.hosts, b.jd)
-	d := b.startMailDaemon(t, map[string]string{"postfix": "25, 587"})
+	d := b.startMailDaemon(t, "postfix")
 	if a := b.hosts.MailLogin("submission", testbed.SrvAddr4, legitAddr, b.user.Name, b.user.Password); a.Outcome != testbed.MailOK {
 		t.Fatalf("submission with the right password: %s (curl exit %d): %q", a.Outcome, a.Exit, a.Output)
 	}
@@ -204,7 +205,7 @@ func TestMailCourierIMAPBanned(t *testing.T) {
 	b := newMailBed(t, "jkcour"+testbed.Suffix(), testbed.MailCommands...)
 	b.user.MakeMaildir(t)
 	testbed.StartCourierIMAP(t, b.hosts, b.jd)
-	d := b.startMailDaemon(t, map[string]string{"courier-auth": "143"})
+	d := b.startMailDaemon(t, "courier-auth")
 	if a := b.hosts.MailLogin("imap", testbed.SrvAddr4, legitAddr, b.user.Name, b.user.Password); a.Outcome != testbed.MailOK {
 		t.Fatalf("imap login with the right password: %s (curl exit %d): %q", a.Outcome, a.Exit, a.Output)
 	}
@@ -221,7 +222,7 @@ func TestMailRBLSMTPDBanned(t *testing.T) {
 	t.Parallel()
 	b := newMailBed(t, "", "tcpserver", "rblsmtpd", "tcprules")
 	testbed.StartRBLSMTPD(t, b.hosts, b.jd, legitAddr, testbed.AtkAddr4)
-	d := b.startMailDaemon(t, map[string]string{"qmail": "25"})
+	d := b.startMailDaemon(t, "qmail")
 	hp := testbed.SrvAddr4 + ":25"
 	greet := func(src string) (string, error) {
 		return b.hosts.AtkBannerFrom(hp, src, 3*time.Second)
