@@ -173,8 +173,10 @@ func TestMailDigest(t *testing.T) {
 		!strings.Contains(s, "203.0.19.135") || !strings.Contains(s, "unban  web                  2001:db8::/64") {
 		t.Fatalf("digest:\n%.2000s", s)
 	}
-	if calls != 0 {
-		t.Fatalf("a digest ran %d whois lookups", calls)
+	if calls != DigestDetails || strings.Count(s, "\nWhois record of ") != DigestDetails || strings.Count(s, "\nLog lines of sshd.service") != DigestDetails ||
+		!strings.Contains(s, "Details of the first 10 bans:\n\n--- 203.0.0.0 in jail sshd\n") || !strings.Contains(s, "Failed password for root from 203.0.0.9 port 22") ||
+		strings.Contains(s, "from 203.0.0.10 port") {
+		t.Fatalf("a digest of 5000 bans ran %d whois lookups, want the first %d bans' details:\n%.3000s", calls, DigestDetails, s)
 	}
 }
 

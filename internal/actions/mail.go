@@ -16,6 +16,10 @@ import (
 	"github.com/jailkeeper/jailkeeper/pkg/jails"
 )
 
+// DigestDetails is how many bans of a digest get their log lines and
+// whois record quoted.
+const DigestDetails = 10
+
 // Mail sends a mail per event, or one per digest period, through the local
 // MTA: `sendmail -t -i`, or SMTP to smtp: (host:port) when the unit's
 // hardening forbids sendmail's setgid drop.
@@ -101,12 +105,7 @@ func (m *Mail) Compose(ctx context.Context, evs []Event) ([]string, []byte, erro
 				to = append(to, c)
 			}
 			if m.a.Whois {
-				fmt.Fprintf(&body, "\nWhois record of %s:\n\n", ev.Prefix.Addr())
-				if err != nil {
-					fmt.Fprintf(&body, "  (%v)\n", err)
-				} else {
-					body.WriteString(indent(rec))
-				}
+				whoisSection(&body, ev, rec, err)
 			}
 		}
 	} else {
@@ -143,6 +142,26 @@ func (m *Mail) Compose(ctx context.Context, evs []Event) ([]string, []byte, erro
 			}
 			fmt.Fprintf(&body, "%-6s %-20s %-41s %-11s %s\n", ev.Kind, ev.Jail, ev.Address(), bt, ev.Reason)
 		}
+		// The log lines and whois records of the first bans: a lookup
+		// each, so a flood's digest stays one quick mail.
+		if m.a.Lines || m.a.Whois {
+			n := 0
+			for _, ev := range evs {
+				if ev.Kind != Ban || n == DigestDetails {
+					continue
+				}
+				if n++; n == 1 {
+					fmt.Fprintf(&body, "\nDetails of the first %d bans:\n", min(bans, DigestDetails))
+				}
+				fmt.Fprintf(&body, "\n--- %s in jail %s\n", ev.Address(), ev.Jail)
+				if m.a.Lines {
+					m.writeLines(ctx, &body, ev)
+				}
+				if m.a.Whois {
+					m.writeWhois(ctx, &body, ev)
+				}
+			}
+		}
 	}
 	if len(to) == 0 {
 		return nil, nil, fmt.Errorf("%w: no recipient", ErrPermanent)
@@ -173,6 +192,20 @@ func (m *Mail) writeLines(ctx context.Context, w *bytes.Buffer, ev Event) {
 	for _, l := range lines {
 		fmt.Fprintf(w, "  %s\n", l)
 	}
+}
+
+func (m *Mail) writeWhois(ctx context.Context, w *bytes.Buffer, ev Event) {
+	rec, err := m.Whois(ctx, m.a.WhoisServer, ev.Prefix.Addr())
+	whoisSection(w, ev, rec, err)
+}
+
+func whoisSection(w *bytes.Buffer, ev Event, rec string, err error) {
+	fmt.Fprintf(w, "\nWhois record of %s:\n\n", ev.Prefix.Addr())
+	if err != nil {
+		fmt.Fprintf(w, "  (%v)\n", err)
+		return
+	}
+	w.WriteString(indent(rec))
 }
 
 func banTimeText(ev Event) string {
