@@ -70,7 +70,7 @@ test: deps-build
 	@# The pure packages build and test without cgo (no libsystemd).
 	CGO_ENABLED=0 $(GO) test -count=1 ./pkg/jails ./pkg/config ./pkg/journal
 	$(GO) test -count=1 -timeout 20m ./...
-	$(GO) test -count=1 -race -timeout 10m ./pkg/... ./cmd/... ./internal/keeper
+	$(GO) test -count=1 -race -timeout 10m ./pkg/... ./cmd/... ./internal/keeper ./internal/actions
 	@# The daemon's own concurrency (journal reader, main loop, conntrack
 	@# killer, D-Bus handlers) runs only in the e2e tests: run them once more
 	@# against a race-detector build that dies on the first race.
