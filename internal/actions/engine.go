@@ -298,17 +298,28 @@ func (e *Engine) digest(r *runner) {
 	defer e.wg.Done()
 	var buf []Job
 	var timer <-chan time.Time
+	over := 0 // events beyond the queue's size this period: dropped
 	for {
 		select {
 		case <-e.ctx.Done():
 			return // the buffered jobs stay pending for the next run
 		case j := <-r.q:
-			buf = append(buf, j)
 			if timer == nil {
 				timer = time.After(r.a.Digest)
 			}
+			if len(buf) >= r.a.Queue {
+				over++
+				e.done <- j.Seq
+				continue
+			}
+			buf = append(buf, j)
 		case <-timer:
 			timer = nil
+			if over > 0 {
+				e.opts.Log.Log(journal.PriWarning, MsgDropped, fmt.Sprintf("action %s: digest full (%d events): %d more events of this period not listed", r.a.Name, r.a.Queue, over),
+					map[string]string{"ACTION": r.a.Name, "EVENTS": fmt.Sprint(over)})
+				over = 0
+			}
 			evs := make([]Event, len(buf))
 			for i, j := range buf {
 				evs[i] = j.Event()

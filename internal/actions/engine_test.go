@@ -375,3 +375,29 @@ func TestBucket(t *testing.T) {
 		t.Fatal("no token after 3 minutes at 20/h")
 	}
 }
+
+func TestDigestIsBounded(t *testing.T) {
+	rec := &recorder{}
+	a := act("mail", func(a *config.ResolvedAction) { a.Type = config.ActionMail; a.Digest = 300 * time.Millisecond; a.Queue = 100 })
+	e, st := newEngine(t, t.TempDir(), rec, a)
+	defer st.Close()
+	defer e.Stop()
+	for i := 0; i < 5; i++ {
+		var evs []Event
+		for j := 0; j < 50; j++ {
+			evs = append(evs, ban("sshd", netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, byte(i), byte(j)}), 32).String()))
+		}
+		if err := e.Handle(evs); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond) // the digest drains the queue
+	}
+	waitFor(t, "the digest", func() bool { return rec.count() > 0 })
+	if n := rec.count(); n != 100 {
+		t.Fatalf("a digest of %d events, want the queue's 100", n)
+	}
+	if d := rec.logged(MsgDropped); len(d) != 1 || !strings.Contains(d[0], "150 more events of this period not listed") {
+		t.Fatalf("drop entries %q", d)
+	}
+	waitFor(t, "no pending jobs", func() bool { p, _ := st.Pending(); return len(p) == 0 })
+}
