@@ -378,7 +378,11 @@ func TestBucket(t *testing.T) {
 
 func TestDigestIsBounded(t *testing.T) {
 	rec := &recorder{}
-	a := act("mail", func(a *config.ResolvedAction) { a.Type = config.ActionMail; a.Digest = 300 * time.Millisecond; a.Queue = 100 })
+	a := act("mail", func(a *config.ResolvedAction) {
+		a.Type = config.ActionMail
+		a.Digest = 300 * time.Millisecond
+		a.Queue = 100
+	})
 	e, st := newEngine(t, t.TempDir(), rec, a)
 	defer st.Close()
 	defer e.Stop()
