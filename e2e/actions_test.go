@@ -465,3 +465,51 @@ func rssOf(t *testing.T, pid int) int {
 	}
 	return 0
 }
+
+// TestActionsDigestRestart (issue 9): the actions service is restarted
+// while a digest period collects a flood of 2,000 bans: the digest mailed
+// after the restart (through postfix) lists every ban, and no ban appears
+// in two mails.
+func TestActionsDigestRestart(t *testing.T) {
+	t.Parallel()
+	testbed.Require(t, testbed.MTACommands...)
+	const n = 2000
+	var mta *testbed.ActionsMTA
+	_, d, a := startWithActions(t, func(h *testbed.Hosts) string {
+		mta = testbed.StartActionsMTA(t, h)
+		return "actions:\n  digest: {type: mail, to: [digest@jk-test.example], digest: 3s}\n"
+	}, func() string { return mta.Env() })
+	var list strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&list, "2001:db8:200::%x\n", i+1)
+	}
+	if out, err := jk(d, list.String(), "ban", "sshd", "-", "--for", "10m"); err != nil {
+		t.Fatalf("ban: %v\n%s", err, out)
+	}
+	time.Sleep(time.Second) // inside the digest's period
+	a.Stop(t)
+	if m := mta.Mails(t); len(m) != 0 {
+		t.Fatalf("%d mails before the restart; the period was not over", len(m))
+	}
+	a.Start(t, readyTimeout, mta.Env())
+	mta.WaitMail(t, 20*time.Second, "To: digest@jk-test.example")
+	time.Sleep(4 * time.Second) // a second digest would show now
+	mails := mta.Mails(t)
+	seen := map[string]int{}
+	for _, m := range mails {
+		for _, l := range strings.Split(m, "\n") {
+			if f := strings.Fields(l); len(f) >= 3 && f[0] == "ban" && f[1] == "sshd" {
+				seen[f[2]]++
+			}
+		}
+	}
+	twice := 0
+	for _, c := range seen {
+		if c > 1 {
+			twice++
+		}
+	}
+	if len(mails) != 1 || len(seen) != n || twice > 0 {
+		t.Fatalf("%d digest mails listing %d distinct bans (%d more than once); want 1 mail listing all %d once", len(mails), len(seen), twice, n)
+	}
+}
