@@ -140,7 +140,6 @@ const (
 	DefaultMailTimeout    = 30 * time.Second
 	DefaultWebhookTimeout = 10 * time.Second
 	DefaultExecTimeout    = 10 * time.Second
-	DefaultWhoisTimeout   = 10 * time.Second
 )
 
 var (
