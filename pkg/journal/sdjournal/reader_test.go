@@ -209,7 +209,7 @@ func TestReaderUnitMatch(t *testing.T) {
 	}
 	cursors := map[string]bool{}
 	for _, e := range got {
-		if e.Unit != unit || e.Identifier != ident || e.Cursor != "" && cursors[e.Cursor] {
+		if e.Unit != unit || e.Identifier != ident || e.PID == 0 || e.Cursor != "" && cursors[e.Cursor] {
 			t.Fatalf("bad entry %+v", e)
 		}
 		cursors[e.Cursor] = true
@@ -224,6 +224,9 @@ func TestReaderUnitMatch(t *testing.T) {
 	for _, e := range all {
 		if e.Unit != unit {
 			nForged++
+		}
+		if e.PID == 0 {
+			t.Fatalf("entry without the sender's _PID: %+v", e)
 		}
 	}
 	if nForged != 2*len(forged) {
