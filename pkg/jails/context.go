@@ -3,6 +3,7 @@ package jails
 import (
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/pkg/prefix"
@@ -124,6 +125,9 @@ func (c *ProcContexts) add(p Proc, now int64) *lruNode[Proc, procCtx] {
 func (f *Filter) matchContext(msg string) (netip.Addr, uint16, bool) {
 	for i := range f.ctx {
 		fr := &f.ctx[i]
+		if !fr.prefiltered(msg) {
+			continue
+		}
 		var buf [32]int
 		var loc []int
 		if fr.m.ncap <= len(buf) {
@@ -164,10 +168,34 @@ func (f *Filter) matchContext(msg string) (netip.Addr, uint16, bool) {
 
 // endsContext reports whether msg ends its process's connection.
 func (f *Filter) endsContext(msg string) bool {
-	for _, m := range f.ctxEnd {
-		if m.matchString(msg) {
+	for i := range f.ctxEnd {
+		if fr := &f.ctxEnd[i]; fr.prefiltered(msg) && fr.m.matchString(msg) {
 			return true
 		}
 	}
 	return false
+}
+
+// prefiltered reports whether msg starts with one of fr's literal
+// prefixes (when it has any) and contains its required literals: only
+// then can fr match.
+func (fr *failRegex) prefiltered(msg string) bool {
+	if len(fr.prefixes) > 0 {
+		found := false
+		for _, p := range fr.prefixes {
+			if strings.HasPrefix(msg, p) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	for _, r := range fr.required {
+		if !strings.Contains(msg, r) {
+			return false
+		}
+	}
+	return true
 }

@@ -79,7 +79,7 @@ type Filter struct {
 	fail     []failRegex
 	ignore   []*matcher
 	ctx      []failRegex // context regexes (hosts, ports set)
-	ctxEnd   []*matcher
+	ctxEnd   []failRegex // context_end regexes (no macros needed)
 	hasCtx   bool // some failregex uses <CTXHOST>
 	units    []string
 	unitless []UnitlessSender
@@ -218,12 +218,11 @@ func Compile(def FilterDef) (*Filter, error) {
 		f.ctx = append(f.ctx, fr)
 	}
 	for i, src := range def.ContextEnd {
-		exp, _, _ := expand(src)
-		m, err := newMatcher(`^(?:` + exp + `)`)
+		fr, _, err := compileFail(src)
 		if err != nil {
 			return nil, fmt.Errorf("context_end[%d] %q: %w", i, src, err)
 		}
-		f.ctxEnd = append(f.ctxEnd, m)
+		f.ctxEnd = append(f.ctxEnd, fr)
 	}
 	return f, nil
 }
