@@ -80,7 +80,7 @@ type Filter struct {
 	ignore   []*matcher
 	ctx      []failRegex // context regexes (hosts, ports set)
 	ctxEnd   []failRegex // context_end regexes (no macros needed)
-	hasCtx   bool // some failregex uses <CTXHOST>
+	hasCtx   bool        // some failregex uses <CTXHOST>
 	units    []string
 	unitless []UnitlessSender
 
