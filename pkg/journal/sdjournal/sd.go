@@ -31,6 +31,7 @@ typedef struct {
 	const char *srt;   size_t srt_len;
 	const char *uid;   size_t uid_len;
 	const char *pid;   size_t pid_len;
+	int stdout_stream;
 	uint64_t realtime;
 	size_t cursor_len;
 	char cursor[256];
@@ -75,6 +76,7 @@ static int jk_next(sd_journal *j, jk_entry *e) {
 		JK_FIELD("_SOURCE_REALTIME_TIMESTAMP=", srt)
 		if (l == sizeof(JK_STDOUT) - 1 && memcmp(d, JK_STDOUT, l) == 0) is_stdout = 1;
 	}
+	e->stdout_stream = is_stdout;
 	r = sd_journal_get_realtime_usec(j, &e->realtime);
 	return r < 0 ? r : 1;
 }
@@ -262,7 +264,10 @@ func (s *sdJournal) next(e *journal.Entry) (bool, error) {
 	v := parseUint(uid)
 	s.hasUID = len(uid) > 0 && v <= 1<<32-1 && (v > 0 || string(uid) == "0")
 	s.uid = uint32(v)
-	if v := parseUint(fieldBytes(c.pid, c.pid_len)); v <= 1<<32-1 {
+	// A stdout stream's _PID is the process that opened the stream (a
+	// service's main process, or systemd-cat), whatever process wrote the
+	// line: such entries get no PID.
+	if v := parseUint(fieldBytes(c.pid, c.pid_len)); v <= 1<<32-1 && c.stdout_stream == 0 {
 		e.PID = uint32(v)
 	} else {
 		e.PID = 0
