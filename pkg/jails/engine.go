@@ -343,7 +343,7 @@ func (e *Engine) HandleFailure(f Failure) []Decision {
 // fail counts m in js at time at. Called with e.mu held.
 func (e *Engine) fail(js *jailState, m Match, at time.Time) []Decision {
 	key := Key(m.Addr, js.IPv6Prefix)
-	n, counted := js.tracker.Add(key, m.Addr, m.Port, m.Regex, at)
+	n, counted := js.tracker.AddUser(key, m.Addr, m.Port, m.Regex, m.User, at)
 	if !counted {
 		return nil
 	}
