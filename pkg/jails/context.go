@@ -97,7 +97,7 @@ func (f *Filter) MatchIn(c *ProcContexts, p Proc, msg string, at time.Time) (Mat
 			if node == nil {
 				node = c.add(p, now)
 			}
-			node.val.pending, node.val.pendUser, node.val.pendRegex = true, m.User, m.Regex
+			node.val.pending, node.val.pendUser, node.val.pendRegex = true, strings.Clone(m.User), m.Regex // not the whole message
 			ok = false
 		}
 	}
