@@ -2,7 +2,8 @@ package sdjournal
 
 // This file is the thin cgo binding to libsystemd's sd-journal that the
 // Reader uses. It is not go-systemd's sdjournal on purpose: the Reader needs
-// a few fields (MESSAGE, _SYSTEMD_UNIT, SYSLOG_IDENTIFIER, _PID, _UID, the source time), the realtime stamp and the cursor of every entry, and
+// a few fields (MESSAGE, _SYSTEMD_UNIT, SYSLOG_IDENTIFIER, _PID, _UID, the
+// source time), the realtime stamp and the cursor of every entry, and
 // sdjournal costs one cgo call, one mutex, one C string and one Go string
 // per field (GetDataValue scans the entry's items once per field). Here one
 // C call per entry advances the read pointer, walks the entry's items once
