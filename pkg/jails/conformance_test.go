@@ -527,3 +527,22 @@ func TestEvalF2BCondition(t *testing.T) {
 		t.Error("an unsupported condition must be an error")
 	}
 }
+
+func TestLinePID(t *testing.T) {
+	for _, c := range []struct {
+		line string
+		want uint32
+	}{
+		{"Feb 12 04:09:21 localhost sshd[26713]: Disconnecting: Too many authentication failures [preauth]", 26713},
+		{"Nov 23 21:50:37 sshd[8148]: Connection closed by 61.0.0.1 [preauth]", 8148},
+		{"2015-04-16T18:02:50.568798+00:00 host sshd[2716]: Connection closed by 192.0.2.112 [preauth]", 2716},
+		{"Jun 25 23:53:34 [sshd] User root from 1.2.3.4 not allowed because not listed in AllowUsers", 0},
+		{"Mar  2 01:02:03 srv postfix/smtpd: warning: x", 0},
+		// A message that holds a tag-like text is not the framing.
+		{"Invalid user sshd[99]: from 192.0.2.1", 0},
+	} {
+		if got := linePID(c.line, reduceToMessage(c.line)); got != c.want {
+			t.Errorf("linePID(%q) = %d, want %d", c.line, got, c.want)
+		}
+	}
+}
