@@ -125,9 +125,13 @@ var sshContext = []string{
 	`^SSH: Server;Ltype: [A-Za-z]+;Remote: <HOST>-<PORT>;`,
 }
 
-// sshContextEnd are the lines after which a process's connection is over.
+// sshContextEnd are the lines after which a process's connection is over,
+// so that a later process with the same PID starts without its context.
 var sshContextEnd = []string{
 	`^Connection (?:closed|reset) by `,
 	`^Disconnected from `,
 	`^(?:error: )?Received disconnect from `,
+	`^Timeout, client not responding`,
+	`^(?:fatal: )?Timeout before authentication`,
+	`^pam_unix\(sshd:session\): session closed `,
 }
