@@ -116,7 +116,10 @@ type Engine struct {
 
 type jailState struct {
 	Jail
-	tracker   *Tracker
+	tracker *Tracker
+	// ctx is the per-process memory of a filter with <CTXHOST> regexes
+	// (nil otherwise); only Handle touches it.
+	ctx       *ProcContexts
 	dist      *distTracker
 	escalated map[netip.Prefix]time.Time // subnet → end of its ban
 	total     int
@@ -217,6 +220,9 @@ func NewEngine(jails []Jail, wl *Whitelist, h History) (*Engine, error) {
 			}
 		}
 		js := &jailState{Jail: j, tracker: NewTracker(j.MaxRetry, j.FindTime, j.MaxTracked), escalated: map[netip.Prefix]time.Time{}}
+		if j.Filter.HasContext() {
+			js.ctx = NewProcContexts(0, j.FindTime)
+		}
 		if j.Distributed.Window > 0 && j.Distributed.MinAddresses > 0 {
 			js.dist = newDistTracker(j.Distributed, j.MaxTracked)
 		}
@@ -299,8 +305,15 @@ func (e *Engine) Handle(en journal.Entry) []Decision {
 	var out []Decision
 	for _, i := range idx {
 		js := e.jails[i]
-		// Filters and the whitelist are immutable: match outside the lock.
-		m, ok := js.Filter.Match(en.Message)
+		// Filters and the whitelist are immutable, and only Handle
+		// touches ctx: match outside the lock.
+		var m Match
+		var ok bool
+		if js.ctx == nil {
+			m, ok = js.Filter.Match(en.Message)
+		} else {
+			m, ok = js.Filter.MatchIn(js.ctx, Proc{Unit: en.Unit, PID: en.PID}, en.Message, at)
+		}
 		if !ok || e.wl.Contains(m.Addr) {
 			continue
 		}
@@ -493,6 +506,10 @@ func (e *Engine) Adopt(old *Engine) {
 		}
 		js.total = o.total
 		js.totalDirty = o.totalDirty
+		if o.ctx != nil && js.ctx != nil {
+			o.ctx.maxAge = js.FindTime
+			js.ctx = o.ctx // what processes said about their clients stays true
+		}
 		for sub, end := range o.escalated {
 			js.escalated[sub] = end
 		}
