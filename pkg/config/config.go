@@ -42,6 +42,7 @@ type Config struct {
 	Filters    map[string]Filter   `yaml:"filters"`
 	Jails      map[string]Jail     `yaml:"jails"`
 	Actions    map[string]Action   `yaml:"actions"`
+	Sync       *Sync               `yaml:"sync"`
 	Files      []string            `yaml:"-"` // files read, in order
 	pos        map[string]Position `yaml:"-"`
 }

@@ -115,7 +115,10 @@ func (c *Config) validate() error {
 			return err
 		}
 	}
-	return c.validateActions()
+	if err := c.validateActions(); err != nil {
+		return err
+	}
+	return c.validateSync()
 }
 
 func (c *Config) validateJail(name string) error {
