@@ -1,0 +1,317 @@
+// Package fleetsync is `jailkeeper sync`: the companion that shares bans
+// between servers through a NATS JetStream key-value bucket (the data model
+// is pkg/fleet's). It is a pure D-Bus client of the daemon: it publishes
+// the bans of the local jails it shares (following the Banned, BannedMany,
+// Unbanned and UnbannedMany signals, and reconciling with ListBans whenever
+// the daemon appears on the bus), and applies the other servers' bans into
+// a jail of their own through BanMany, whose bans it never publishes.
+//
+// Engine holds the decisions and talks to the daemon and to the bucket
+// through two small interfaces, so that its unit tests run on in-memory
+// fakes; Run wires it to the system bus and to NATS.
+package fleetsync
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/jailkeeper/jailkeeper/pkg/fleet"
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
+)
+
+// Daemon is the part of the daemon's D-Bus API the engine uses
+// (dbusapi.Client implements it).
+type Daemon interface {
+	Ban(jail, address string, d time.Duration) error
+	BanMany(jail string, addresses []string, d time.Duration) (uint32, error)
+	Unban(jail, address string) (uint32, error)
+}
+
+// Store is the key-value bucket.
+type Store interface {
+	// Put sets key to value for ttl (0: until deleted).
+	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Delete removes key.
+	Delete(ctx context.Context, key string) error
+	// Keys returns the keys matching the filter (NATS wildcards).
+	Keys(ctx context.Context, filter string) ([]string, error)
+}
+
+// Logger receives the engine's messages (priority as syslog's: 3 error,
+// 4 warning, 6 info).
+type Logger func(pri int, msg string)
+
+// Ban is a local ban, as a signal or ListBans reports it.
+type Ban struct {
+	Jail    string
+	Prefix  netip.Prefix
+	Start   time.Time
+	Expires time.Time // zero: permanent
+	Reason  string
+}
+
+// Update is one change the bucket reports.
+type Update struct {
+	Key     string
+	Value   []byte
+	Deleted bool // deleted, purged or expired
+}
+
+// Options configure an Engine.
+type Options struct {
+	Origin     string   // this server's origin
+	Share      []string // local jails whose bans are published
+	Apply      bool     // apply the other servers' bans
+	Jail       string   // the local jail they go into
+	MaxBanTime time.Duration
+	Daemon     Daemon
+	Store      Store
+	Log        Logger
+	Now        func() time.Time
+}
+
+// Engine decides what is published and what is applied.
+type Engine struct {
+	o      Options
+	share  map[string]bool
+	policy fleet.Policy
+
+	mu sync.Mutex
+	// applied maps each address this server holds for the fleet to the
+	// keys (origins and jails) that ask for it: the local ban is lifted
+	// when the last of them is deleted.
+	applied map[netip.Prefix]map[string]bool
+}
+
+// New returns an engine.
+func New(o Options) *Engine {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = func(int, string) {}
+	}
+	e := &Engine{o: o, share: map[string]bool{}, applied: map[netip.Prefix]map[string]bool{},
+		policy: fleet.Policy{Self: o.Origin, MaxBanTime: o.MaxBanTime}}
+	for _, j := range o.Share {
+		e.share[j] = true
+	}
+	// The fleet's jail is never published, whatever Share says: no loops.
+	delete(e.share, o.Jail)
+	return e
+}
+
+// Publish puts the bans of shared jails into the bucket; it returns how
+// many it published.
+func (e *Engine) Publish(ctx context.Context, bans []Ban) (int, error) {
+	now, n := e.o.Now(), 0
+	for _, b := range bans {
+		if !e.share[b.Jail] {
+			continue
+		}
+		r := fleet.Record{Prefix: b.Prefix, Jail: b.Jail, Reason: clip(b.Reason), Start: b.Start, Expires: b.Expires, Origin: e.o.Origin}
+		if r.Start.IsZero() {
+			r.Start = now
+		}
+		ttl := r.TTL(now)
+		if !r.Expires.IsZero() && ttl < time.Second {
+			continue // ends before the others could apply it
+		}
+		v, err := r.Encode()
+		if err != nil {
+			e.o.Log(4, fmt.Sprintf("not publishing: %v", err))
+			continue
+		}
+		if err := e.o.Store.Put(ctx, r.Key().String(), v, ttl.Truncate(time.Second)); err != nil {
+			return n, fmt.Errorf("publishing the ban of %s in %s: %w", prefix.Format(b.Prefix), b.Jail, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Withdraw deletes this server's keys of bans lifted locally.
+func (e *Engine) Withdraw(ctx context.Context, jail string, ps []netip.Prefix) error {
+	if !e.share[jail] {
+		return nil
+	}
+	for _, p := range ps {
+		k := fleet.Key{Origin: e.o.Origin, Jail: jail, Prefix: p}
+		if err := e.o.Store.Delete(ctx, k.String()); err != nil {
+			return fmt.Errorf("withdrawing the ban of %s in %s: %w", prefix.Format(p), jail, err)
+		}
+	}
+	return nil
+}
+
+// Reconcile makes this server's keys those of its active shared bans:
+// every such ban is published, and every key of this origin without one is
+// deleted (a ban lifted while the service was down).
+func (e *Engine) Reconcile(ctx context.Context, bans []Ban) (published, withdrawn int, err error) {
+	if published, err = e.Publish(ctx, bans); err != nil {
+		return published, 0, err
+	}
+	keys, err := e.o.Store.Keys(ctx, fleet.OriginFilter(e.o.Origin))
+	if err != nil {
+		return published, 0, fmt.Errorf("listing this server's keys: %w", err)
+	}
+	active := map[string]bool{}
+	for _, b := range bans {
+		if e.share[b.Jail] {
+			active[fleet.Key{Origin: e.o.Origin, Jail: b.Jail, Prefix: b.Prefix}.String()] = true
+		}
+	}
+	for _, k := range keys {
+		if active[k] {
+			continue
+		}
+		if err := e.o.Store.Delete(ctx, k); err != nil {
+			return published, withdrawn, fmt.Errorf("deleting %s: %w", k, err)
+		}
+		withdrawn++
+	}
+	return published, withdrawn, nil
+}
+
+// Apply applies a batch of the bucket's changes: the other servers' bans go
+// into the fleet's jail, grouped by remaining time into BanMany calls; a
+// deleted key lifts the local ban once no other key asks for the address.
+// A malformed value is logged and skipped. It returns how many addresses
+// were banned and lifted.
+func (e *Engine) Apply(ctx context.Context, updates []Update) (banned, lifted int, err error) {
+	if !e.o.Apply {
+		return 0, 0, nil
+	}
+	now := e.o.Now()
+	groups := map[time.Duration][]netip.Prefix{}
+	var unban []netip.Prefix
+	e.mu.Lock()
+	for _, u := range updates {
+		if u.Deleted {
+			k, err := fleet.ParseKey(u.Key)
+			if err != nil || k.Origin == e.o.Origin {
+				continue
+			}
+			keys := e.applied[k.Prefix]
+			if keys == nil {
+				continue
+			}
+			delete(keys, u.Key)
+			if len(keys) == 0 {
+				delete(e.applied, k.Prefix)
+				unban = append(unban, k.Prefix)
+			}
+			continue
+		}
+		r, err := fleet.Decode(u.Key, u.Value)
+		if err != nil {
+			e.o.Log(4, fmt.Sprintf("ignoring a value of the bucket: %v", err))
+			continue
+		}
+		d, ok := e.policy.Decide(r, now)
+		if !ok {
+			continue
+		}
+		if e.applied[r.Prefix] == nil {
+			e.applied[r.Prefix] = map[string]bool{}
+		}
+		e.applied[r.Prefix][u.Key] = true
+		d = d.Round(time.Second)
+		if d == 0 && e.o.MaxBanTime == 0 && !r.Expires.IsZero() {
+			d = time.Second
+		}
+		groups[d] = append(groups[d], r.Prefix)
+	}
+	e.mu.Unlock()
+
+	durations := make([]time.Duration, 0, len(groups))
+	for d := range groups {
+		durations = append(durations, d)
+	}
+	sort.Slice(durations, func(i, j int) bool { return durations[i] < durations[j] })
+	for _, d := range durations {
+		n, err := e.banMany(groups[d], fleetDuration(d))
+		banned += n
+		if err != nil {
+			return banned, lifted, err
+		}
+	}
+	for _, p := range unban {
+		if _, err := e.o.Daemon.Unban(e.o.Jail, prefix.Format(p)); err != nil {
+			e.o.Log(4, fmt.Sprintf("lifting the fleet's ban of %s: %v", prefix.Format(p), err))
+			continue
+		}
+		lifted++
+	}
+	return banned, lifted, nil
+}
+
+// fleetDuration is the duration argument of a fleet ban: 0 (permanent, no
+// cap) becomes the API's "permanent".
+func fleetDuration(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+// banMany bans ps in the fleet's jail in one call; when the daemon refuses
+// the batch (an address this server whitelists refuses all of it), it bans
+// them one by one, and the ones refused are logged and skipped: each
+// server's whitelist wins.
+func (e *Engine) banMany(ps []netip.Prefix, d time.Duration) (int, error) {
+	addrs := make([]string, len(ps))
+	for i, p := range ps {
+		addrs[i] = prefix.Format(p)
+	}
+	if _, err := e.o.Daemon.BanMany(e.o.Jail, addrs, d); err == nil {
+		return len(addrs), nil
+	}
+	n := 0
+	var refused []string
+	for _, a := range addrs {
+		if err := e.o.Daemon.Ban(e.o.Jail, a, d); err != nil {
+			refused = append(refused, a+": "+err.Error())
+			continue
+		}
+		n++
+	}
+	if len(refused) > 0 {
+		e.o.Log(6, fmt.Sprintf("%d of the fleet's bans not applied here: %s", len(refused), strings.Join(refused, "; ")))
+	}
+	return n, nil
+}
+
+// FleetUnban deletes every origin's keys of p; it returns how many.
+func FleetUnban(ctx context.Context, s Store, p netip.Prefix) (int, error) {
+	keys, err := s.Keys(ctx, fleet.AddressFilter(p))
+	if err != nil {
+		return 0, fmt.Errorf("listing the keys of %s: %w", prefix.Format(p), err)
+	}
+	for i, k := range keys {
+		if err := s.Delete(ctx, k); err != nil {
+			return i, fmt.Errorf("deleting %s: %w", k, err)
+		}
+	}
+	return len(keys), nil
+}
+
+// clip shortens a local reason to what a record may carry.
+func clip(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == unicode.ReplacementChar || !unicode.IsPrint(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > fleet.MaxReason {
+		s = strings.ToValidUTF8(s[:fleet.MaxReason], "")
+	}
+	return s
+}
