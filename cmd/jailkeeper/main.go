@@ -32,11 +32,13 @@ commands:
   status [JAIL] [--json]                        show jails, failures and bans
   ban JAIL ADDR|CIDR|- [--for DURATION]         ban (- reads one address per line from stdin)
   unban ADDR|CIDR [--jail JAIL]                 lift a ban (from every jail by default)
+  unban --fleet ADDR|CIDR [--config-dir DIR]    lift it on every server of the fleet (jailkeeper sync)
   reload                                        re-read /etc/jailkeeper.d (the running config stays on error)
   check [--config-dir DIR] [--json]             validate the configuration
   teardown [--backend B] [--force]              remove jailkeeper's chains, sets and tables (stop the service first)
   test FILTER [FILE|-] [--json] [--mode M]      run a filter over log lines (like fail2ban-regex)
   actions [--config-dir DIR] [--state-dir DIR]  run the companion: mail, webhooks, commands on bans
+  sync [--config-dir DIR]                       run the companion that shares bans through NATS
   version                                       print the version
 
 Every command takes --help. Flags may stand before or after arguments.
@@ -67,6 +69,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdCheck(rest, stdout, stderr)
 	case "actions":
 		return cmdActions(rest, stderr)
+	case "sync":
+		return execSync("sync", rest, stderr)
 	case "test":
 		return cmdTest(rest, stdin, stdout, stderr)
 	case "teardown":
@@ -230,11 +234,20 @@ func cmdBan(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 func cmdUnban(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("unban", "unban ADDR|CIDR [--jail JAIL]", stderr)
+	fs := newFlagSet("unban", "unban ADDR|CIDR [--jail JAIL] | unban --fleet ADDR|CIDR [--config-dir DIR]", stderr)
 	jail := fs.String("jail", "", "only this jail (default: every jail)")
+	fleet := fs.Bool("fleet", false, "delete every server's key of ADDR from the fleet's bucket (jailkeeper sync)")
+	cfgDir := fs.String("config-dir", defaultConfigDir, "directory of *.yaml drop-ins (with --fleet)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return usageError(err)
+	}
+	if *fleet {
+		if *jail != "" || len(pos) != 1 {
+			fmt.Fprintln(stderr, "jailkeeper unban --fleet: want one ADDR and no --jail")
+			return 2
+		}
+		return execSync("unban", []string{"--config-dir", *cfgDir, pos[0]}, stderr)
 	}
 	if len(pos) != 1 {
 		fmt.Fprintln(stderr, "jailkeeper unban: want one ADDR")

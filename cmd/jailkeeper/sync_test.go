@@ -28,3 +28,14 @@ func TestCheckValidatesSync(t *testing.T) {
 		t.Fatalf("check of a good sync section: exit %d, stderr %q", code, stderr.String())
 	}
 }
+
+func TestSyncNeedsItsSibling(t *testing.T) {
+	// The test binary has no jailkeeper-sync next to it.
+	for _, args := range [][]string{{"sync"}, {"unban", "--fleet", "203.0.113.9"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(args, strings.NewReader(""), &stdout, &stderr); code != 1 ||
+			!strings.Contains(stderr.String(), "jailkeeper-sync: no such file or directory") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, stderr.String())
+		}
+	}
+}

@@ -181,21 +181,32 @@ func (e *Engine) Reconcile(ctx context.Context, bans []Ban) (published, withdraw
 
 // Apply applies a batch of the bucket's changes: the other servers' bans go
 // into the fleet's jail, grouped by remaining time into BanMany calls; a
-// deleted key lifts the local ban once no other key asks for the address.
+// deleted key lifts the local ban once no other key asks for the address;
+// a deleted key of this server's own (a fleet-wide unban) lifts the ban of
+// the shared jail it names.
 // A malformed value is logged and skipped. It returns how many addresses
 // were banned and lifted.
 func (e *Engine) Apply(ctx context.Context, updates []Update) (banned, lifted int, err error) {
-	if !e.o.Apply {
-		return 0, 0, nil
-	}
 	now := e.o.Now()
 	groups := map[time.Duration][]netip.Prefix{}
 	var unban []netip.Prefix
+	var ownUnban []fleet.Key
 	e.mu.Lock()
 	for _, u := range updates {
 		if u.Deleted {
 			k, err := fleet.ParseKey(u.Key)
-			if err != nil || k.Origin == e.o.Origin {
+			if err != nil {
+				continue
+			}
+			if k.Origin == e.o.Origin {
+				// A fleet-wide unban (or this server's own unban,
+				// or the key's expiry: lifting again is harmless).
+				if e.share[k.Jail] {
+					ownUnban = append(ownUnban, k)
+				}
+				continue
+			}
+			if !e.o.Apply {
 				continue
 			}
 			keys := e.applied[k.Prefix]
@@ -207,6 +218,9 @@ func (e *Engine) Apply(ctx context.Context, updates []Update) (banned, lifted in
 				delete(e.applied, k.Prefix)
 				unban = append(unban, k.Prefix)
 			}
+			continue
+		}
+		if !e.o.Apply {
 			continue
 		}
 		r, err := fleet.Decode(u.Key, u.Value)
@@ -241,6 +255,14 @@ func (e *Engine) Apply(ctx context.Context, updates []Update) (banned, lifted in
 		if err != nil {
 			return banned, lifted, err
 		}
+	}
+	for _, k := range ownUnban {
+		n, err := e.o.Daemon.Unban(k.Jail, prefix.Format(k.Prefix))
+		if err != nil {
+			e.o.Log(4, fmt.Sprintf("lifting the ban of %s in %s, whose key was deleted: %v", prefix.Format(k.Prefix), k.Jail, err))
+			continue
+		}
+		lifted += int(n)
 	}
 	for _, p := range unban {
 		if _, err := e.o.Daemon.Unban(e.o.Jail, prefix.Format(p)); err != nil {

@@ -261,6 +261,13 @@ func TestReconcileAndFleetUnban(t *testing.T) {
 	if n, err := FleetUnban(ctx, st, pfx("203.0.113.2/32")); err != nil || n != 2 {
 		t.Errorf("FleetUnban = %d, %v; want 2", n, err)
 	}
+	// The origin sees its own key deleted and lifts its local ban.
+	d := newFakeDaemon()
+	d.bans["sshd/203.0.113.2"] = time.Hour
+	own := New(Options{Origin: "web1", Share: []string{"sshd"}, Apply: false, Jail: "fleet", Daemon: d, Store: st})
+	if _, lifted, err := own.Apply(ctx, []Update{{Key: "ban.web1.sshd.203_0_113_2", Deleted: true}}); err != nil || lifted != 1 || len(d.bans) != 0 {
+		t.Errorf("the origin's own key deleted: lifted %d, %v; bans %v", lifted, err, d.bans)
+	}
 	keys, _ = st.Keys(ctx, "ban.>")
 	if want := "ban.web1.sshd.203_0_113_4 ban.web2.sshd.203_0_113_3"; strings.Join(keys, " ") != want {
 		t.Errorf("keys after the fleet unban = %v, want %s", keys, want)

@@ -1,0 +1,158 @@
+package fleetsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jailkeeper/jailkeeper/pkg/config"
+	"github.com/jailkeeper/jailkeeper/pkg/fleet"
+)
+
+// MarkerTTL is how long the bucket keeps the marker of a key whose TTL ran
+// out (watchers see the marker as the key's deletion).
+const MarkerTTL = time.Hour
+
+// NATSStore is the bucket on a NATS JetStream server; it implements Store.
+type NATSStore struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	subPre string // $KV.<bucket>.
+}
+
+// Dial connects to the servers of s and opens its bucket, creating it
+// (per-key TTL enabled, three replicas when three servers or more are
+// listed) if it does not exist. Creating needs JetStream's stream-create
+// permission; an admin may create the bucket beforehand instead.
+func Dial(ctx context.Context, s config.ResolvedSync, name string) (*NATSStore, error) {
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond),
+		nats.RetryOnFailedConnect(true)}
+	if s.Creds != "" {
+		opts = append(opts, nats.UserCredentials(s.Creds))
+	}
+	if s.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(s.TLSCA))
+	}
+	if s.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(s.TLSCert, s.TLSKey))
+	}
+	nc, err := nats.Connect(strings.Join(s.Servers, ","), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", strings.Join(s.Servers, ", "), err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("opening JetStream: %w", err)
+	}
+	kv, err := js.KeyValue(ctx, s.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		replicas := 1
+		if len(s.Servers) >= 3 {
+			replicas = 3
+		}
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: s.Bucket, History: 1,
+			MaxValueSize: fleet.MaxValueSize, LimitMarkerTTL: MarkerTTL, Replicas: replicas, Storage: jetstream.FileStorage})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, s.Bucket)
+		}
+	}
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("opening bucket %s: %w", s.Bucket, err)
+	}
+	return &NATSStore{nc: nc, js: js, kv: kv, subPre: "$KV." + s.Bucket + "."}, nil
+}
+
+// Close closes the connection.
+func (n *NATSStore) Close() { n.nc.Close() }
+
+// Put sets key with the message TTL ttl (0: none).
+func (n *NATSStore) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	var opts []jetstream.PublishOpt
+	if ttl > 0 {
+		opts = append(opts, jetstream.WithMsgTTL(ttl))
+	}
+	_, err := n.js.PublishMsg(ctx, &nats.Msg{Subject: n.subPre + key, Data: value}, opts...)
+	return err
+}
+
+// Delete deletes key.
+func (n *NATSStore) Delete(ctx context.Context, key string) error {
+	return n.kv.Delete(ctx, key)
+}
+
+// Keys lists the keys matching filter.
+func (n *NATSStore) Keys(ctx context.Context, filter string) ([]string, error) {
+	l, err := n.kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = l.Stop() }()
+	var out []string
+	for k := range l.Keys() {
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// Watch calls apply with batches of the bucket's changes to ban keys,
+// starting with every key present, until ctx ends. initial is called once
+// the keys present at the start have been applied.
+func (n *NATSStore) Watch(ctx context.Context, apply func([]Update), initial func()) error {
+	w, err := n.kv.WatchFiltered(ctx, []string{fleet.KeyPrefix + ".>"})
+	if err != nil {
+		return fmt.Errorf("watching the bucket: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	ch := w.Updates()
+	for {
+		var batch []Update
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-ch:
+			if !ok {
+				return errors.New("the bucket's watcher ended")
+			}
+			done := e == nil
+			if e != nil {
+				batch = append(batch, update(e))
+			}
+		drain:
+			for len(batch) < 4096 && !done {
+				select {
+				case e, ok = <-ch:
+					if !ok {
+						break drain
+					}
+					if e == nil {
+						done = true
+						break drain
+					}
+					batch = append(batch, update(e))
+				default:
+					break drain
+				}
+			}
+			if len(batch) > 0 {
+				apply(batch)
+			}
+			if done && initial != nil {
+				initial()
+				initial = nil
+			}
+		}
+	}
+}
+
+func update(e jetstream.KeyValueEntry) Update {
+	op := e.Operation()
+	return Update{Key: e.Key(), Value: e.Value(), Deleted: op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge}
+}

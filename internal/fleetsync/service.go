@@ -1,0 +1,264 @@
+package fleetsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	sd "github.com/coreos/go-systemd/v22/daemon"
+	"github.com/godbus/dbus/v5"
+
+	"github.com/jailkeeper/jailkeeper/pkg/config"
+	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
+	"github.com/jailkeeper/jailkeeper/pkg/fleet"
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
+)
+
+// ErrConfig wraps the errors of a configuration that does not load.
+var ErrConfig = errors.New("configuration does not load")
+
+// ErrNoSync is returned when the configuration has no sync section.
+var ErrNoSync = errors.New("no sync configured (add a sync: section to a drop-in)")
+
+// Load reads the sync section of the configuration in cfgDir, with the
+// origin filled in from the host name when unset.
+func Load(cfgDir string) (config.ResolvedSync, error) {
+	cfg, err := config.Load(cfgDir)
+	if err != nil {
+		return config.ResolvedSync{}, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	s, ok, err := cfg.ResolveSync()
+	if err != nil {
+		return s, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if !ok {
+		return s, ErrNoSync
+	}
+	if s.Origin == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return s, fmt.Errorf("reading the host name: %w", err)
+		}
+		if s.Origin, err = fleet.OriginFromHostname(host); err != nil {
+			return s, fmt.Errorf("%w: %w (set sync.origin)", ErrConfig, err)
+		}
+	}
+	return s, nil
+}
+
+// Run is the service: it follows the daemon on the system bus and the
+// bucket on NATS until SIGTERM or SIGINT.
+func Run(cfgDir string, log Logger) error {
+	s, err := Load(cfgDir)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	store, err := Dial(ctx, s, "jailkeeper-sync "+s.Origin)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	client, err := dbusapi.Dial()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = client.Close() }()
+	eng := New(Options{Origin: s.Origin, Share: s.Share, Apply: s.Apply, Jail: s.Jail, MaxBanTime: s.MaxBanTime,
+		Daemon: client, Store: store, Log: log})
+	log(6, fmt.Sprintf("sharing %v as %s through bucket %s; applying the fleet's bans: %v", s.Share, s.Origin, s.Bucket, s.Apply))
+
+	errc := make(chan error, 2)
+	go func() {
+		errc <- store.Watch(ctx, func(us []Update) {
+			if _, _, err := eng.Apply(ctx, us); err != nil {
+				log(3, fmt.Sprintf("applying the fleet's bans: %v", err))
+			}
+		}, func() {
+			_, _ = sd.SdNotify(false, sd.SdNotifyReady+"\nSTATUS=following the fleet as "+s.Origin)
+		})
+	}()
+	go func() { errc <- Follow(ctx, eng, log) }()
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	_, _ = sd.SdNotify(false, sd.SdNotifyStopping)
+	return err
+}
+
+// busDaemon is the bus's own name and interface.
+const busDaemon = "org.freedesktop.DBus"
+
+// Follow publishes the daemon's bans: it reconciles with ListBans, then
+// follows the ban signals of the daemon's connection, reconnecting to the
+// bus after losing it and reconciling whenever the daemon gets a new owner,
+// until ctx ends.
+func Follow(ctx context.Context, eng *Engine, log Logger) error {
+	wait := 500 * time.Millisecond
+	for ctx.Err() == nil {
+		err := follow(ctx, eng, log)
+		if ctx.Err() != nil {
+			return nil
+		}
+		log(4, fmt.Sprintf("system bus: %v; reconnecting in %s", err, wait))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+	return nil
+}
+
+func follow(ctx context.Context, eng *Engine, log Logger) error {
+	conn, err := dbus.ConnectSystemBus(dbus.WithSignalHandler(dbus.NewSequentialSignalHandler()))
+	if err != nil {
+		return fmt.Errorf("connecting: %w", err)
+	}
+	defer conn.Close()
+	if err := conn.AddMatchSignal(dbus.WithMatchSender(dbusapi.BusName), dbus.WithMatchObjectPath(dbusapi.Path),
+		dbus.WithMatchInterface(dbusapi.Interface)); err != nil {
+		return fmt.Errorf("subscribing to %s: %w", dbusapi.Interface, err)
+	}
+	if err := conn.AddMatchSignal(dbus.WithMatchSender(busDaemon), dbus.WithMatchInterface(busDaemon),
+		dbus.WithMatchMember("NameOwnerChanged"), dbus.WithMatchArg(0, dbusapi.BusName)); err != nil {
+		return fmt.Errorf("subscribing to NameOwnerChanged: %w", err)
+	}
+	ch := make(chan *dbus.Signal, 1024)
+	conn.Signal(ch)
+	defer conn.RemoveSignal(ch)
+	// Signals count only from the daemon's own connection: any client may
+	// emit one named Banned.
+	var owner string
+	if err := conn.BusObject().Call(busDaemon+".GetNameOwner", 0, dbusapi.BusName).Store(&owner); err != nil {
+		owner = ""
+	}
+	reconcile(ctx, conn, eng, log)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-conn.Context().Done():
+			return errors.New("connection lost")
+		case sig, ok := <-ch:
+			if !ok {
+				return errors.New("connection lost")
+			}
+			if sig.Name == busDaemon+".NameOwnerChanged" {
+				if sig.Sender != busDaemon || len(sig.Body) != 3 {
+					continue
+				}
+				if name, _ := sig.Body[0].(string); name != dbusapi.BusName {
+					continue
+				}
+				owner, _ = sig.Body[2].(string)
+				if owner != "" {
+					reconcile(ctx, conn, eng, log)
+				}
+				continue
+			}
+			if owner == "" || sig.Sender != owner || sig.Path != dbusapi.Path {
+				continue
+			}
+			if err := handle(ctx, eng, sig); err != nil {
+				log(3, fmt.Sprintf("%v (the next reconciliation repairs it)", err))
+			}
+		}
+	}
+}
+
+// handle publishes or withdraws what one signal of the daemon announces.
+func handle(ctx context.Context, eng *Engine, sig *dbus.Signal) error {
+	now := time.Now()
+	switch sig.Name {
+	case dbusapi.Interface + ".Banned":
+		var jail, addr, reason string
+		var exp int64
+		if dbus.Store(sig.Body, &jail, &addr, &exp, &reason) == nil {
+			if p, err := prefix.Parse(addr); err == nil {
+				_, err := eng.Publish(ctx, []Ban{{Jail: jail, Prefix: p, Start: now, Expires: unix(exp), Reason: reason}})
+				return err
+			}
+		}
+	case dbusapi.Interface + ".BannedMany":
+		var jail string
+		var addrs []string
+		var exps []int64
+		if dbus.Store(sig.Body, &jail, &addrs, &exps) == nil {
+			bans := make([]Ban, 0, len(addrs))
+			for i, a := range addrs {
+				p, err := prefix.Parse(a)
+				if err != nil || i >= len(exps) {
+					continue
+				}
+				bans = append(bans, Ban{Jail: jail, Prefix: p, Start: now, Expires: unix(exps[i])})
+			}
+			_, err := eng.Publish(ctx, bans)
+			return err
+		}
+	case dbusapi.Interface + ".Unbanned", dbusapi.Interface + ".UnbannedMany":
+		var jail string
+		var addrs []string
+		if sig.Name == dbusapi.Interface+".Unbanned" {
+			var a string
+			if dbus.Store(sig.Body, &jail, &a) != nil {
+				return nil
+			}
+			addrs = []string{a}
+		} else if dbus.Store(sig.Body, &jail, &addrs) != nil {
+			return nil
+		}
+		ps := make([]netip.Prefix, 0, len(addrs))
+		for _, a := range addrs {
+			if p, err := prefix.Parse(a); err == nil {
+				ps = append(ps, p)
+			}
+		}
+		return eng.Withdraw(ctx, jail, ps)
+	}
+	return nil
+}
+
+func unix(s int64) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(s, 0)
+}
+
+// reconcile publishes the daemon's active bans and withdraws this origin's
+// keys without one.
+func reconcile(ctx context.Context, conn *dbus.Conn, eng *Engine, log Logger) {
+	var infos []dbusapi.BanInfo
+	call := conn.Object(dbusapi.BusName, dbusapi.Path).Call(dbusapi.Interface+".ListBans", 0)
+	if call.Err != nil {
+		log(6, fmt.Sprintf("ListBans: %v: waiting for jailkeeper", call.Err))
+		return
+	}
+	if err := call.Store(&infos); err != nil {
+		log(4, fmt.Sprintf("ListBans: %v", err))
+		return
+	}
+	bans := make([]Ban, 0, len(infos))
+	for _, b := range infos {
+		p, err := prefix.Parse(b.Prefix)
+		if err != nil {
+			continue
+		}
+		bans = append(bans, Ban{Jail: b.Jail, Prefix: p, Start: unix(b.Start), Expires: unix(b.Expires), Reason: b.Reason})
+	}
+	pub, wd, err := eng.Reconcile(ctx, bans)
+	if err != nil {
+		log(3, fmt.Sprintf("reconciling with ListBans: %v", err))
+		return
+	}
+	log(6, fmt.Sprintf("reconciled with ListBans: %d bans published, %d keys withdrawn", pub, wd))
+}
