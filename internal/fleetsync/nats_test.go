@@ -1,0 +1,179 @@
+package fleetsync
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/jailkeeper/jailkeeper/pkg/config"
+)
+
+// startNATS runs a one-node nats-server with JetStream in this process, on
+// a loopback port of its choosing.
+func startNATS(t *testing.T) string {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready in 10 s")
+	}
+	t.Cleanup(s.Shutdown)
+	return s.ClientURL()
+}
+
+// lockedDaemon is fakeDaemon safe for the watcher's goroutine.
+type lockedDaemon struct {
+	mu sync.Mutex
+	d  *fakeDaemon
+}
+
+func (l *lockedDaemon) Ban(j, a string, d time.Duration) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.d.Ban(j, a, d)
+}
+
+func (l *lockedDaemon) BanMany(j string, as []string, d time.Duration) (uint32, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.d.BanMany(j, as, d)
+}
+
+func (l *lockedDaemon) Unban(j, a string) (uint32, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.d.Unban(j, a)
+}
+
+func (l *lockedDaemon) count(jail string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for k := range l.d.bans {
+		if len(k) > len(jail) && k[:len(jail)+1] == jail+"/" {
+			n++
+		}
+	}
+	return n
+}
+
+func (l *lockedDaemon) has(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.d.bans[key]
+	return ok
+}
+
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// TestThroughNATS runs two engines on a real nats-server: a ban published
+// by web1 reaches web2's daemon, web2's whitelist wins, a key's TTL ends
+// it in the bucket, a fleet unban lifts it, and a burst arrives whole.
+func TestThroughNATS(t *testing.T) {
+	url := startNATS(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := config.ResolvedSync{Servers: []string{url}, Bucket: "jailkeeper-bans"}
+	open := func(name string) *NATSStore {
+		st, err := Dial(ctx, cfg, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(st.Close)
+		return st
+	}
+	sa, sb := open("web1"), open("web2")
+	a := New(Options{Origin: "web1", Share: []string{"sshd"}, Apply: true, Jail: "fleet", MaxBanTime: time.Hour,
+		Daemon: &lockedDaemon{d: newFakeDaemon()}, Store: sa})
+	db := &lockedDaemon{d: newFakeDaemon("203.0.113.7")}
+	var logMu sync.Mutex
+	var logs []string
+	b := New(Options{Origin: "web2", Share: []string{"sshd"}, Apply: true, Jail: "fleet", MaxBanTime: time.Hour,
+		Daemon: db, Store: sb, Log: func(_ int, m string) { logMu.Lock(); logs = append(logs, m); logMu.Unlock() }})
+	ready := make(chan struct{})
+	go func() {
+		_ = sb.Watch(ctx, func(us []Update) {
+			if _, _, err := b.Apply(ctx, us); err != nil {
+				t.Errorf("Apply: %v", err)
+			}
+		}, func() { close(ready) })
+	}()
+	<-ready
+
+	now := time.Now()
+	ban := func(addr string, d time.Duration) Ban {
+		return Ban{Jail: "sshd", Prefix: pfx(addr), Start: now, Expires: time.Now().Add(d)}
+	}
+	start := time.Now()
+	if _, err := a.Publish(ctx, []Ban{ban("203.0.113.9/32", time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	took := waitFor(t, "web1's ban on web2", time.Second, func() bool { return db.has("fleet/203.0.113.9") })
+	t.Logf("a ban from web1 reached web2's daemon in %v", time.Since(start).Round(time.Microsecond))
+	_ = took
+
+	// web2's whitelist wins; the rest of the batch still applies.
+	if _, err := a.Publish(ctx, []Ban{ban("203.0.113.7/32", time.Hour), ban("203.0.113.8/32", time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "203.0.113.8 on web2", time.Second, func() bool { return db.has("fleet/203.0.113.8") })
+	if db.has("fleet/203.0.113.7") {
+		t.Error("web2 banned an address it whitelists")
+	}
+
+	// The key's TTL: a 2 s ban leaves the bucket by itself.
+	if _, err := a.Publish(ctx, []Ban{ban("203.0.113.20/32", 2*time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the short ban's key", time.Second, func() bool {
+		ks, _ := sa.Keys(ctx, "ban.web1.sshd.203_0_113_20")
+		return len(ks) == 1
+	})
+	waitFor(t, "the short ban's key to expire", 5*time.Second, func() bool {
+		ks, _ := sa.Keys(ctx, "ban.web1.sshd.203_0_113_20")
+		return len(ks) == 0
+	})
+
+	// A fleet unban deletes the key; web2 lifts its ban.
+	if n, err := FleetUnban(ctx, sa, pfx("203.0.113.9/32")); err != nil || n != 1 {
+		t.Fatalf("FleetUnban = %d, %v", n, err)
+	}
+	waitFor(t, "the fleet unban on web2", time.Second, func() bool { return !db.has("fleet/203.0.113.9") })
+
+	// A burst of 10,000 bans arrives whole.
+	burst := make([]Ban, 10000)
+	for i := range burst {
+		burst[i] = ban(fmt.Sprintf("198.51.%d.%d/32", 100+i/250, i%250), time.Hour)
+	}
+	before := db.count("fleet")
+	start = time.Now()
+	if _, err := a.Publish(ctx, burst); err != nil {
+		t.Fatal(err)
+	}
+	pub := time.Since(start)
+	waitFor(t, "the burst on web2", 60*time.Second, func() bool { return db.count("fleet") == before+len(burst) })
+	t.Logf("10,000 bans: published in %v, all on web2 after %v", pub.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	logMu.Lock()
+	defer logMu.Unlock()
+	if len(logs) != 1 {
+		t.Errorf("logs = %q, want the one whitelisted address", logs)
+	}
+}
