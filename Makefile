@@ -13,6 +13,7 @@ all: build
 build: deps-build
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/jailkeeper ./cmd/jailkeeper
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/jailkeeper-actions ./cmd/jailkeeper-actions
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/jailkeeper-sync ./cmd/jailkeeper-sync
 
 # Install the binary, the unit, the D-Bus policy and an example drop-in.
 # The unit goes where systemd looks for locally installed vendor units, so
@@ -21,9 +22,11 @@ build: deps-build
 install: build
 	install -D -m 0755 bin/jailkeeper $(DESTDIR)$(PREFIX)/bin/jailkeeper
 	install -D -m 0755 bin/jailkeeper-actions $(DESTDIR)$(PREFIX)/bin/jailkeeper-actions
+	install -D -m 0755 bin/jailkeeper-sync $(DESTDIR)$(PREFIX)/bin/jailkeeper-sync
 	install -D -m 0644 packaging/systemd/jailkeeper.service $(DESTDIR)$(UNITDIR)/jailkeeper.service
 	sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)$(UNITDIR)/jailkeeper.service
 	install -D -m 0644 packaging/systemd/jailkeeper-actions.service $(DESTDIR)$(UNITDIR)/jailkeeper-actions.service && sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)$(UNITDIR)/jailkeeper-actions.service
+	install -D -m 0644 packaging/systemd/jailkeeper-sync.service $(DESTDIR)$(UNITDIR)/jailkeeper-sync.service && sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)$(UNITDIR)/jailkeeper-sync.service
 	install -D -m 0644 packaging/systemd/org.jailkeeper.conf $(DESTDIR)/usr/share/dbus-1/system.d/org.jailkeeper.conf
 	install -D -m 0644 packaging/systemd/org.jailkeeper.service $(DESTDIR)/usr/share/dbus-1/system-services/org.jailkeeper.service
 	install -D -m 0644 packaging/systemd/org.jailkeeper.policy $(DESTDIR)/usr/share/polkit-1/actions/org.jailkeeper.policy
@@ -41,10 +44,11 @@ install: build
 # (/etc/jailkeeper.d) and state (/var/lib/jailkeeper) stay: `make purge`.
 uninstall:
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
-		set -x; systemctl disable --now jailkeeper-actions 2>/dev/null; systemctl disable jailkeeper 2>/dev/null; systemctl mask --runtime --now jailkeeper; fi; true
+		set -x; systemctl disable --now jailkeeper-actions jailkeeper-sync 2>/dev/null; systemctl disable jailkeeper 2>/dev/null; systemctl mask --runtime --now jailkeeper; fi; true
 	if [ -z "$(DESTDIR)" ] && [ -x $(PREFIX)/bin/jailkeeper ]; then $(PREFIX)/bin/jailkeeper teardown; fi
 	rm -f $(DESTDIR)$(PREFIX)/bin/jailkeeper $(DESTDIR)$(UNITDIR)/jailkeeper.service $(DESTDIR)/etc/systemd/system/jailkeeper.service \
 		$(DESTDIR)$(PREFIX)/bin/jailkeeper-actions $(DESTDIR)$(UNITDIR)/jailkeeper-actions.service \
+		$(DESTDIR)$(PREFIX)/bin/jailkeeper-sync $(DESTDIR)$(UNITDIR)/jailkeeper-sync.service \
 		$(DESTDIR)/usr/share/dbus-1/system.d/org.jailkeeper.conf $(DESTDIR)/usr/share/dbus-1/system-services/org.jailkeeper.service \
 		$(DESTDIR)/usr/share/polkit-1/actions/org.jailkeeper.policy
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
