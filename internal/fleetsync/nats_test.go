@@ -177,3 +177,88 @@ func TestThroughNATS(t *testing.T) {
 		t.Errorf("logs = %q, want the one whitelisted address", logs)
 	}
 }
+
+// originPermissions are the NATS permissions of docs/fleet.md for a server
+// whose origin is origin, on bucket jailkeeper-bans.
+func originPermissions(origin string) *server.Permissions {
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			"$KV.jailkeeper-bans.ban." + origin + ".>",
+			"$JS.API.INFO",
+			"$JS.API.STREAM.INFO.KV_jailkeeper-bans",
+			"$JS.API.CONSUMER.CREATE.KV_jailkeeper-bans.>",
+			"$JS.API.CONSUMER.DELETE.KV_jailkeeper-bans.>",
+			"$JS.FC.KV_jailkeeper-bans.>",
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+	}
+}
+
+// TestOriginPermission: with the documented permissions a server follows
+// the bucket and writes and deletes its own keys, and cannot write or
+// delete another origin's.
+func TestOriginPermission(t *testing.T) {
+	admin := &server.User{Username: "admin", Password: "admin-secret"}
+	web1 := &server.User{Username: "web1", Password: "web1-secret", Permissions: originPermissions("web1")}
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		NoLog: true, NoSigs: true, Users: []*server.User{admin, web1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	defer s.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url := func(u, p string) string { return fmt.Sprintf("nats://%s:%s@%s", u, p, s.Addr()) }
+	// The admin creates the bucket.
+	as, err := Dial(ctx, config.ResolvedSync{Servers: []string{url("admin", "admin-secret")}, Bucket: "jailkeeper-bans"}, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer as.Close()
+	st, err := Dial(ctx, config.ResolvedSync{Servers: []string{url("web1", "web1-secret")}, Bucket: "jailkeeper-bans"}, "web1")
+	if err != nil {
+		t.Fatalf("web1 opening the bucket: %v", err)
+	}
+	defer st.Close()
+	e := New(Options{Origin: "web1", Share: []string{"sshd"}, Jail: "fleet", Store: st, Daemon: &lockedDaemon{d: newFakeDaemon()}})
+	b := Ban{Jail: "sshd", Prefix: pfx("203.0.113.9/32"), Start: time.Now(), Expires: time.Now().Add(time.Hour)}
+	if _, err := e.Publish(ctx, []Ban{b}); err != nil {
+		t.Fatalf("web1 publishing its own ban: %v", err)
+	}
+	// web1 follows the bucket.
+	got := make(chan []Update, 1)
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	go func() { _ = st.Watch(wctx, func(us []Update) { got <- us }, nil) }()
+	select {
+	case us := <-got:
+		if len(us) != 1 || us[0].Key != "ban.web1.sshd.203_0_113_9" {
+			t.Errorf("web1 watched %+v", us)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("web1 could not watch the bucket")
+	}
+	// It cannot speak for web2, nor delete web2's keys.
+	forged := New(Options{Origin: "web2", Share: []string{"sshd"}, Jail: "fleet", Store: st})
+	short, scancel := context.WithTimeout(ctx, 2*time.Second)
+	defer scancel()
+	if _, err := forged.Publish(short, []Ban{b}); err == nil {
+		t.Error("web1 wrote a key of web2")
+	}
+	if _, err := New(Options{Origin: "web2", Share: []string{"sshd"}, Jail: "fleet", Store: as}).Publish(ctx, []Ban{b}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(short, "ban.web2.sshd.203_0_113_9"); err == nil {
+		t.Error("web1 deleted a key of web2")
+	}
+	if ks, err := as.Keys(ctx, "ban.>"); err != nil || len(ks) != 2 {
+		t.Errorf("keys = %v, %v; want web1's and web2's", ks, err)
+	}
+	if err := st.Delete(ctx, "ban.web1.sshd.203_0_113_9"); err != nil {
+		t.Errorf("web1 deleting its own key: %v", err)
+	}
+}
