@@ -34,6 +34,10 @@ if [ "$what" = test ]; then
 	# Real mail daemons for the e2e tests.
 
 	# Real web servers for the e2e tests.
+	[ -x /usr/sbin/nginx ] || need_pkg nginx
+	[ -x /usr/sbin/apache2 ] || need_pkg apache2
+	[ -x /usr/sbin/lighttpd ] || need_pkg lighttpd
+	command -v curl >/dev/null || need_pkg curl
 
 	# Real FTP daemons for the e2e tests.
 
