@@ -54,21 +54,25 @@ func startWebBed(t *testing.T, kind string, o testbed.WebOptions, jails ...strin
 // status` lists src in jail.
 func (b *webBed) attack(t *testing.T, jail, src, path, user, password string) {
 	t.Helper()
+	dst := testbed.SrvAddr4
+	if strings.Contains(src, ":") {
+		dst = testbed.SrvAddr6
+	}
 	for i := 1; i <= webMaxRetry; i++ {
 		if set, ok := b.h.SrvBanned(t, src); ok {
 			t.Fatalf("%s: %s banned (set %s) before failure %d", jail, src, set, i)
 		}
-		r := b.h.HTTPGet(testbed.SrvAddr4, src, path, user, password)
+		r := b.h.HTTPGet(dst, src, path, user, password)
 		if r.Outcome != testbed.Denied {
 			t.Fatalf("%s: failure %d from %s: %s (HTTP %d), want an HTTP error; curl said %q", jail, i, src, r.Outcome, r.Status, r.Output)
 		}
 	}
 	waitBanned(t, b.h, []string{src}, banTimeout)
-	if r := b.h.HTTPGet(testbed.SrvAddr4, src, path, user, password); r.Outcome != testbed.Refused {
+	if r := b.h.HTTPGet(dst, src, path, user, password); r.Outcome != testbed.Refused {
 		t.Errorf("%s: request %d from %s: %s (HTTP %d), want %s; curl said %q", jail, webMaxRetry+1, src, r.Outcome, r.Status, testbed.Refused, r.Output)
 	}
 	st := b.d.Status(t, jail)
-	if len(st) != 1 || !containsAddr(st[0].Banned, src) || st[0].CurrentlyBanned != 1 {
+	if len(st) != 1 || !containsAddr(st[0].Banned, src) {
 		t.Errorf("%s: status = %+v, want %s banned", jail, st, src)
 	}
 }
@@ -149,12 +153,22 @@ func TestWebNginxNoHostname(t *testing.T) {
 	}
 }
 
-// TestWebApache: apache2 with "ErrorLog syslog:daemon" (docs/services.md):
-// wrong passwords ban after exactly maxretry.
+// TestWebApache: apache2 with "ErrorLog syslog:daemon" and "LogLevel warn
+// core:info" (docs/services.md): wrong passwords over IPv4 and IPv6 (Apache
+// writes "[client 2001:db8::2:PORT]") and probes for scanner paths each ban
+// their source after exactly maxretry.
 func TestWebApache(t *testing.T) {
 	t.Parallel()
-	b := startWebBed(t, testbed.Apache, testbed.WebOptions{}, "apache-auth")
+	b := startWebBed(t, testbed.Apache, testbed.WebOptions{}, "apache-auth", "apache-botsearch")
 	b.authAttack(t, "apache-auth")
+	b.attack(t, "apache-auth", testbed.AtkAddr6, "/private/index.html", "mallory", "wrong")
+	const prober = "198.51.100.6"
+	b.h.AddAttackerAddr(t, prober+"/24")
+	b.attack(t, "apache-botsearch", prober, "/wp-login.php", "", "")
+	lines := b.jdLines(t, "_SYSTEMD_UNIT=apache2.service", "SYSLOG_IDENTIFIER=apache2")
+	if !anyHas(lines, "[client "+testbed.AtkAddr6+":", "AH01618: user mallory not found") {
+		t.Errorf("no AH01618 line from [client %s:PORT] in the journal:\n%s", testbed.AtkAddr6, strings.Join(lines, "\n"))
+	}
 }
 
 // TestWebLighttpd: lighttpd with its error log on stderr into the journal

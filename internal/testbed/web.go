@@ -44,7 +44,7 @@ type WebOptions struct {
 // into the journal the way docs/services.md tells admins to:
 //
 //	nginx     error_log (and access_log) syslog:server=unix:/dev/log
-//	apache2   ErrorLog syslog:daemon
+//	apache2   ErrorLog syslog:daemon, LogLevel warn core:info
 //	lighttpd  its error log on stderr, piped into the journal
 //
 // It listens on port 80 of both server addresses. /private/index.html needs
@@ -179,7 +179,7 @@ Listen [%[3]s]:80
 ServerName localhost
 DocumentRoot %[1]s/www
 ErrorLog syslog:daemon
-LogLevel warn
+LogLevel warn core:info
 <Directory %[1]s/www/private>
   AuthType Basic
   AuthName "private"
