@@ -77,6 +77,20 @@ func (b *webBed) attack(t *testing.T, jail, src, path, user, password string) {
 	}
 }
 
+// injectionAttack fails to log in from the attacker's IPv6 address with a
+// user name holding quotes and another address, until the attacker is
+// banned; the address inside the name never is.
+func (b *webBed) injectionAttack(t *testing.T, jail, user string) {
+	t.Helper()
+	b.attack(t, jail, testbed.AtkAddr6, "/private/index.html", user, "wrong")
+	if set, ok := b.h.SrvBanned(t, webInjected); ok {
+		t.Errorf("%s: %s, written in the user name %q, is banned (set %s)", jail, webInjected, user, set)
+	}
+}
+
+// webInjected is the address the injection attacks write into user names.
+const webInjected = "203.0.113.66"
+
 // loginOK logs in successfully from src more often than maxretry and checks
 // that src is never banned.
 func (b *webBed) loginOK(t *testing.T, src string) {
@@ -138,12 +152,16 @@ func TestWebNginx(t *testing.T) {
 }
 
 // TestWebNginxNoHostname: nginx with ",nohostname" as docs/services.md
-// recommends, no access log: wrong passwords, and scanner probes counted
-// from the error log's "open() … failed (2: No such file or directory)".
+// recommends, no access log: wrong passwords (over IPv6 with a user name
+// that imitates the rest of the line), and scanner probes counted from the
+// error log's "open() … failed (2: No such file or directory)".
 func TestWebNginxNoHostname(t *testing.T) {
 	t.Parallel()
 	b := startWebBed(t, testbed.Nginx, testbed.WebOptions{NginxNoHostname: true}, "nginx-http-auth", "nginx-botsearch")
 	b.authAttack(t, "nginx-http-auth")
+	// A basic-auth user name holds no ':', but may hold quotes and the
+	// rest of what nginx writes after it.
+	b.injectionAttack(t, "nginx-http-auth", `eve" was not found in "/x", client `+webInjected+`, server `)
 	const prober = "198.51.100.6"
 	b.h.AddAttackerAddr(t, prober+"/24")
 	b.attack(t, "nginx-botsearch", prober, "/phpmyadmin/index.php", "", "")
@@ -155,28 +173,31 @@ func TestWebNginxNoHostname(t *testing.T) {
 
 // TestWebApache: apache2 with "ErrorLog syslog:daemon" and "LogLevel warn
 // core:info" (docs/services.md): wrong passwords over IPv4 and IPv6 (Apache
-// writes "[client 2001:db8::2:PORT]") and probes for scanner paths each ban
-// their source after exactly maxretry.
+// writes "[client 2001:db8::2:PORT]"; the user name holds another
+// "[client H]") and probes for scanner paths each ban their source after
+// exactly maxretry.
 func TestWebApache(t *testing.T) {
 	t.Parallel()
 	b := startWebBed(t, testbed.Apache, testbed.WebOptions{}, "apache-auth", "apache-botsearch")
 	b.authAttack(t, "apache-auth")
-	b.attack(t, "apache-auth", testbed.AtkAddr6, "/private/index.html", "mallory", "wrong")
+	b.injectionAttack(t, "apache-auth", `mallory" [client `+webInjected+`] x`)
 	const prober = "198.51.100.6"
 	b.h.AddAttackerAddr(t, prober+"/24")
 	b.attack(t, "apache-botsearch", prober, "/wp-login.php", "", "")
 	lines := b.jdLines(t, "_SYSTEMD_UNIT=apache2.service", "SYSLOG_IDENTIFIER=apache2")
-	if !anyHas(lines, "[client "+testbed.AtkAddr6+":", "AH01618: user mallory not found") {
+	if !anyHas(lines, "[client "+testbed.AtkAddr6+":", `AH01618: user mallory" [client `+webInjected+`] x not found`) {
 		t.Errorf("no AH01618 line from [client %s:PORT] in the journal:\n%s", testbed.AtkAddr6, strings.Join(lines, "\n"))
 	}
 }
 
 // TestWebLighttpd: lighttpd with its error log on stderr into the journal
-// (docs/services.md): wrong passwords ban after exactly maxretry.
+// (docs/services.md): wrong passwords over IPv4 and IPv6 (with a user name
+// holding another address) ban after exactly maxretry.
 func TestWebLighttpd(t *testing.T) {
 	t.Parallel()
 	b := startWebBed(t, testbed.Lighttpd, testbed.WebOptions{}, "lighttpd-auth")
 	b.authAttack(t, "lighttpd-auth")
+	b.injectionAttack(t, "lighttpd-auth", `eve" IP `+webInjected+` username`)
 }
 
 // jdLines returns the MESSAGE of the bed's journal entries matching the
