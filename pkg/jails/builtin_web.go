@@ -16,10 +16,11 @@ package jails
 //     writes a '"' inside a field as \x22 and Apache as \".
 //   - lighttpd ends its lines with "IP: H": the last address is its own.
 const (
-	// apacheAddr matches "[client H:P] " (2.4), "[client H] " (2.2),
-	// "[client [H]:P] ", and "[remote H:P] ", which Apache writes for a
-	// connection without a scoreboard slot (HTTP/2 streams). The forms
-	// with a port come first so that an IPv6 address never swallows it.
+	// apacheAddr matches "[client H:P] " (2.4; port 0 behind mod_remoteip),
+	// "[client H] " (2.2), "[client [H]:P] ", and "[remote H:P] ", the
+	// form Apache 2.4 uses for a connection without a scoreboard slot.
+	// The forms with a port come first so that an IPv6 address never
+	// swallows it.
 	apacheAddr = `\[(?:client|remote) (?:\[<HOST>\]:[0-9]+|\[<HOST>\]|<HOST>:[0-9]+|<HOST>)\] `
 	// apacheClient matches up to the message after the address. Apache
 	// 2.2 writes no [pid] field and no port: its form is tried first, so
