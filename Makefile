@@ -42,8 +42,10 @@ test: deps-build
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@if command -v staticcheck >/dev/null; then echo staticcheck ./...; staticcheck ./...; fi
+	@# The pure packages build and test without cgo (no libsystemd).
+	CGO_ENABLED=0 $(GO) test -count=1 ./pkg/jails ./pkg/config ./pkg/journal
 	$(GO) test -count=1 -timeout 20m ./...
-	$(GO) test -count=1 -race -timeout 10m ./pkg/... ./cmd/...
+	$(GO) test -count=1 -race -timeout 10m ./pkg/... ./cmd/... ./internal/keeper
 	@# The daemon's own concurrency (journal reader, main loop, conntrack
 	@# killer, D-Bus handlers) runs only in the e2e tests: run them once more
 	@# against a race-detector build that dies on the first race.
@@ -59,7 +61,7 @@ test-systemd: deps-build
 	$(GO) test -count=1 -v -run TestSystemdService ./systemdtest/
 
 test-unit:
-	$(GO) test -count=1 -short ./pkg/... ./cmd/...
+	$(GO) test -count=1 -short ./pkg/... ./cmd/... ./internal/keeper
 
 # A real ban inside network namespaces, never touching the host firewall.
 demo: deps-build

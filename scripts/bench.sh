@@ -1,6 +1,6 @@
 #!/bin/sh
 # `make bench`: jailkeeper measured side by side with fail2ban on the same
-# workload in one run (issue 5), the firewall backends (issue 4), and the
+# workload in one run, the firewall backends, and the
 # `go test -bench` lines of the hot functions. Root only: it builds private
 # journalds, a private system bus and network namespaces, and removes them
 # at the end; the host's journal and firewall are never touched.
@@ -62,7 +62,7 @@ main() {
 	echo "jailkeeper bench, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git describe --always --dirty 2>/dev/null || echo '?'), $(nproc) CPUs, kernel $(uname -r)"
 	status=0
 	case $skip in *" e2e "*) ;; *)
-		section "1. jailkeeper vs fail2ban, same workload (issue 5)"
+		section "1. jailkeeper vs fail2ban, same workload"
 		e2e_args=""
 		ensure_fail2ban || e2e_args="-no-fail2ban"
 		$GO build -o "$tmp/bench-e2e" ./internal/bench/e2e
@@ -89,7 +89,7 @@ main() {
 		fi
 	;; esac
 	case $skip in *" firewall "*) ;; *)
-		section "2. firewall backends (issue 4)"
+		section "2. firewall backends"
 		if [ -f internal/bench/firewall/main.go ]; then
 			# shellcheck disable=SC2086
 			$GO run ./internal/bench/firewall $fw_args || status=1
@@ -102,9 +102,9 @@ main() {
 		$GO test ./pkg/jails -run '^$' -bench 'SSHDFilter|EngineHandle' -benchmem -count 1 || status=1
 		section "3c. go test -bench: one ban-path commit of 25 bans + cursor, synced to disk (pkg/bans)"
 		$GO test ./pkg/bans -run '^$' -bench 'Commit' -benchtime 200x -benchmem -count 1 || status=1
-		if grep -qs 'func BenchmarkRead' pkg/journal/*_test.go; then
-			section "3b. go test -bench: journal reader (pkg/journal, private journald)"
-			$GO test ./pkg/journal -run '^$' -bench 'Read' -benchtime 3x -count 1 || status=1
+		if grep -qs 'func BenchmarkRead' pkg/journal/sdjournal/*_test.go; then
+			section "3b. go test -bench: journal reader (pkg/journal/sdjournal, private journald)"
+			$GO test ./pkg/journal/sdjournal -run '^$' -bench 'Read' -benchtime 3x -count 1 || status=1
 		fi
 	;; esac
 	return $status

@@ -16,6 +16,8 @@ import (
 
 	"github.com/jailkeeper/jailkeeper/pkg/config"
 	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
+	"github.com/jailkeeper/jailkeeper/pkg/journal"
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -313,11 +315,15 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		out.Warnings = []string{}
 	}
 	for _, p := range rt.Layout.Whitelist {
-		out.Whitelist = append(out.Whitelist, p.String())
+		out.Whitelist = append(out.Whitelist, prefix.Format(p))
 	}
 	for _, j := range rt.Jails {
 		bt := config.Duration(j.BanTime).String()
-		out.Jails = append(out.Jails, jailOut{j.Name, j.Units, j.MaxRetry, j.FindTime.String(), bt})
+		units := make([]string, len(j.Units))
+		for i, u := range j.Units {
+			units[i] = journal.UnitName(u) // as the reader matches it
+		}
+		out.Jails = append(out.Jails, jailOut{j.Name, units, j.MaxRetry, j.FindTime.String(), bt})
 	}
 	if *asJSON {
 		return writeJSON(stdout, stderr, out)

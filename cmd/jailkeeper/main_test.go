@@ -80,7 +80,7 @@ func TestUsageAndErrors(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	dir := t.TempDir()
-	good := "whitelist: [198.51.100.3, 2001:db8::3]\nignoreself: false\nfirewall: {backend: iptables}\njails:\n  sshd:\n    units: [sshd.service, ssh.service]\n    filter: sshd\n    maxretry: 3\n    findtime: 10m\n    bantime: 1h\n    ports: [22]\n"
+	good := "whitelist: [198.51.100.3, 2001:db8::3]\nignoreself: false\nfirewall: {backend: iptables}\njails:\n  sshd:\n    units: [sshd.service, ssh]\n    filter: sshd\n    maxretry: 3\n    findtime: 10m\n    bantime: 1h\n    ports: [22]\n"
 	if err := os.WriteFile(filepath.Join(dir, "10-sshd.yaml"), []byte(good), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -100,8 +100,13 @@ func TestCheck(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("check --json output %q: %v", out, err)
 	}
-	if got.Backend != "iptables" || len(got.Jails) != 1 || got.Jails[0].MaxRetry != 3 || len(got.Jails[0].Units) != 2 {
+	if got.Backend != "iptables" || len(got.Jails) != 1 || got.Jails[0].MaxRetry != 3 ||
+		strings.Join(got.Jails[0].Units, " ") != "sshd.service ssh.service" {
 		t.Fatalf("check --json = %+v", got)
+	}
+	// Addresses print as everywhere else: a single address bare.
+	if strings.Join(got.Whitelist, " ") != "127.0.0.0/8 ::1 198.51.100.3 2001:db8::3" {
+		t.Errorf("check --json whitelist = %q", got.Whitelist)
 	}
 	bad := "jails:\n  sshd:\n    maxrety: 3\n"
 	if err := os.WriteFile(filepath.Join(dir, "20-bad.yaml"), []byte(bad), 0o644); err != nil {
@@ -114,15 +119,29 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestDaemonRefusesBadConfig: a configuration that does not load makes
+// check fail and the daemon exit 78 (EX_CONFIG) before it touches
+// anything, with the file and line; a jail name too long for the
+// firewall's object names is such an error too.
 func TestDaemonRefusesBadConfig(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "10.yaml"), []byte("jails:\n  sshd:\n    bantime: 1x\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("JAILKEEPER_LOG", "stderr")
-	t.Setenv("NOTIFY_SOCKET", "")
-	code, _, errOut := runCLI("", "daemon", "--config-dir", dir, "--state-dir", t.TempDir())
-	if code != exitConfig || !strings.Contains(errOut, "10.yaml: line 3: bad duration \"1x\"") {
-		t.Fatalf("daemon on a bad config: exit %d, %q", code, errOut)
+	for _, c := range []struct{ name, body, want string }{
+		{"bad duration", "jails:\n  sshd:\n    bantime: 1x\n", "10.yaml: line 3: bad duration \"1x\""},
+		{"jail name of 20 characters", "jails:\n  twenty-characters-ab:\n    filter: sshd\n", "10.yaml: line 2: bad jail name \"twenty-characters-ab\""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "10.yaml"), []byte(c.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if code, _, errOut := runCLI("", "check", "--config-dir", dir); code != 1 || !strings.Contains(errOut, c.want) {
+				t.Errorf("check: exit %d, %q; want exit 1 and %q", code, errOut, c.want)
+			}
+			t.Setenv("JAILKEEPER_LOG", "stderr")
+			t.Setenv("NOTIFY_SOCKET", "")
+			code, _, errOut := runCLI("", "daemon", "--config-dir", dir, "--state-dir", t.TempDir())
+			if code != exitConfig || !strings.Contains(errOut, c.want) {
+				t.Fatalf("daemon: exit %d, %q; want exit %d and %q", code, errOut, exitConfig, c.want)
+			}
+		})
 	}
 }

@@ -66,7 +66,7 @@ func cmdTest(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	source := "stdin"
 	switch {
 	case *fromJournal:
-		jargs := []string{"--no-pager", "-o", "json", "_SYSTEMD_UNIT=" + jails.NormUnit(*unit)}
+		jargs := []string{"--no-pager", "-o", "json", "_SYSTEMD_UNIT=" + journal.UnitName(*unit)}
 		if *since != "" {
 			jargs = append(jargs, "--since", *since)
 		}
@@ -78,7 +78,7 @@ func cmdTest(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return bad("reading the journal with journalctl: %v: %s", err, strings.TrimSpace(errBuf.String()))
 		}
 		in = bytes.NewReader(out)
-		source = "journal, unit " + jails.NormUnit(*unit)
+		source = "journal, unit " + journal.UnitName(*unit)
 	case len(pos) == 1 || pos[1] == "-":
 		in = stdin
 	default:

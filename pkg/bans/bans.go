@@ -357,18 +357,6 @@ func (t *Table) Len() int {
 	return len(t.active)
 }
 
-// Covered reports whether addr is inside an active ban of jail.
-func (t *Table) Covered(jail string, addr netip.Addr, now time.Time) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for k, b := range t.active {
-		if k.jail == jail && k.prefix.Contains(addr) && !b.Expired(now) {
-			return true
-		}
-	}
-	return false
-}
-
 // Total returns how many bans jail has started, ever (persisted).
 func (t *Table) Total(jail string) int {
 	t.mu.Lock()

@@ -85,8 +85,8 @@ func TestExpireAndExtend(t *testing.T) {
 	if gone, _ := tb.Expire(t0.Add(59 * time.Minute)); len(gone) != 0 {
 		t.Fatalf("expired early: %v", gone)
 	}
-	if !tb.Covered("sshd", netip.MustParseAddr("198.51.100.7"), t0) {
-		t.Fatal("not covered")
+	if a := tb.Active(t0); len(a) != 1 || !a[0].Prefix.Contains(netip.MustParseAddr("198.51.100.7")) {
+		t.Fatalf("active = %v, want the ban of 198.51.100.7", a)
 	}
 	if gone, _ := tb.Expire(t0.Add(time.Hour + 30*time.Second)); len(gone) != 1 {
 		t.Fatalf("Expire = %v, want 1", gone)

@@ -3,7 +3,10 @@
 // directory in lexical order, later files overriding earlier ones key by key
 // (systemd drop-in habits). Decoding is strict: an unknown key, a bad
 // duration, a bad address or an unknown filter is an error that names the
-// file and line. Defaults live here and nowhere else.
+// file and line. Every configurable default is in the vendor file
+// (defaults.yaml); the engine applies the same values to a jails.Jail left
+// zero (its tests and benchmarks build jails directly), and a test here
+// holds the two equal.
 package config
 
 import (
@@ -12,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,6 +23,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 //go:embed defaults.yaml
@@ -146,13 +150,7 @@ func checkAddress(s string) error {
 	looksNumeric := strings.Trim(s, "0123456789abcdefABCDEF.:/%") == "" &&
 		(strings.Contains(s, ":") || strings.Trim(s, "0123456789./") == "")
 	if strings.Contains(s, "/") || looksNumeric {
-		if strings.Contains(s, "/") {
-			if _, err := netip.ParsePrefix(s); err != nil {
-				return fmt.Errorf("bad address %q: %w", s, err)
-			}
-			return nil
-		}
-		if _, err := netip.ParseAddr(s); err != nil {
+		if _, err := prefix.Parse(s); err != nil {
 			return fmt.Errorf("bad address %q: %w", s, err)
 		}
 		return nil

@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jailkeeper/jailkeeper/pkg/firewall"
+	"github.com/jailkeeper/jailkeeper/pkg/jails"
 )
 
 const issueDropIn = `whitelist: [198.51.100.3, 2001:db8::3]
@@ -148,5 +151,52 @@ func TestMissingDirUsesDefaults(t *testing.T) {
 	}
 	if n := cfg.JailNames(); len(n) != 1 || n[0] != "sshd" {
 		t.Fatalf("default jails = %v", n)
+	}
+}
+
+// TestJailNamesFirewallAccepts: a jail name the configuration accepts is
+// one the firewall can build a layout for, and the other way round, so
+// `jailkeeper check` never says OK to a configuration the daemon then
+// cannot start with.
+func TestJailNamesFirewallAccepts(t *testing.T) {
+	names := []string{"a", "sshd", "web-1_x", "sixteen-chars-ab", "seventeen-chars-a", "twenty-characters-ab",
+		"-dash", "_under", "Upper", "dot.ted", strings.Repeat("x", 40)}
+	for _, name := range names {
+		dir := writeDir(t, map[string]string{"j.yaml": "jails:\n  " + name + ":\n    filter: sshd\n"})
+		cfg, err := Load(dir)
+		var rt *Runtime
+		if err == nil {
+			rt, err = cfg.Resolve()
+		}
+		fwErr := (&firewall.None{}).Setup(firewall.Layout{Jails: []firewall.JailRules{{Name: name}}}, nil)
+		if (err == nil) != (fwErr == nil) {
+			t.Errorf("jail %q: config says %v, firewall says %v", name, err, fwErr)
+		}
+		if err == nil {
+			if err := (&firewall.None{}).Setup(rt.Layout, nil); err != nil {
+				t.Errorf("jail %q: the resolved layout is refused: %v", name, err)
+			}
+		} else if !strings.Contains(err.Error(), "j.yaml") || !strings.Contains(err.Error(), "line 2") {
+			t.Errorf("jail %q: error %q does not name the file and line", name, err)
+		}
+	}
+	if firewall.MaxJailName != 16 {
+		t.Errorf("MaxJailName = %d; the names above assume 16", firewall.MaxJailName)
+	}
+}
+
+// TestVendorDefaultsAreTheEngines: the defaults an administrator sees in
+// the vendor file are the ones the engine applies to unset fields.
+func TestVendorDefaultsAreTheEngines(t *testing.T) {
+	cfg, err := Load(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := cfg.Defaults
+	if *d.MaxRetry != jails.DefaultMaxRetry || d.FindTime.Std() != jails.DefaultFindTime ||
+		d.BanTime.Std() != jails.DefaultBanTime || *d.IPv6Prefix != jails.DefaultIPv6Prefix ||
+		*d.MaxTracked != jails.DefaultMaxTracked {
+		t.Errorf("vendor defaults maxretry %d findtime %v bantime %v ipv6_prefix %d max_tracked %d differ from the engine's",
+			*d.MaxRetry, d.FindTime.Std(), d.BanTime.Std(), *d.IPv6Prefix, *d.MaxTracked)
 	}
 }

@@ -5,16 +5,13 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/jailkeeper/jailkeeper/pkg/firewall"
 	"github.com/jailkeeper/jailkeeper/pkg/jails"
 )
 
-// MaxJailName is the longest jail name: it becomes part of kernel set names.
-const MaxJailName = 20
-
-var jailNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+// filterNameRE is the shape of a filter's name.
+var filterNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
 // JailNames returns the enabled jails' names, sorted.
 func (c *Config) JailNames() []string {
@@ -84,7 +81,7 @@ func (c *Config) validate() error {
 		return c.errAt("firewall.whitelist_action", "bad whitelist_action %q: want return or accept", c.Firewall.WhitelistAction)
 	}
 	for name := range c.Filters {
-		if !jailNameRE.MatchString(name) {
+		if !filterNameRE.MatchString(name) {
 			return c.errAt("filters."+name, "bad filter name %q: use lower-case letters, digits, - and _", name)
 		}
 	}
@@ -98,8 +95,10 @@ func (c *Config) validate() error {
 
 func (c *Config) validateJail(name string) error {
 	at := "jails." + name
-	if !jailNameRE.MatchString(name) || len(name) > MaxJailName {
-		return c.errAt(at, "bad jail name %q: use at most %d lower-case letters, digits, - and _", name, MaxJailName)
+	// The firewall's rule, since the name becomes part of kernel object
+	// names: a name it refuses must fail here, not at the daemon's start.
+	if err := firewall.CheckJailName(name); err != nil {
+		return c.errAt(at, "%v", err)
 	}
 	j := c.Effective(name)
 	if j.Filter != "" && len(j.FailRegex) > 0 {
@@ -134,8 +133,8 @@ func (c *Config) validateJail(name string) error {
 	default:
 		return c.errAt(at+".action", "jail %s: bad action %q: want reject or drop", name, j.Action)
 	}
-	if j.IPv6Prefix != nil && (*j.IPv6Prefix < 16 || *j.IPv6Prefix > 128) {
-		return c.errAt(at+".ipv6_prefix", "jail %s: ipv6_prefix must be 16..128", name)
+	if j.IPv6Prefix != nil && (*j.IPv6Prefix < jails.MinIPv6Prefix || *j.IPv6Prefix > jails.MaxIPv6Prefix) {
+		return c.errAt(at+".ipv6_prefix", "jail %s: ipv6_prefix must be %d..%d", name, jails.MinIPv6Prefix, jails.MaxIPv6Prefix)
 	}
 	for _, u := range append(append([]string{}, j.Units...), j.Identifiers...) {
 		if u == "" || strings.ContainsAny(u, " \t\n=") {
@@ -227,13 +226,8 @@ func (c *Config) Resolve() (*Runtime, error) {
 			jj.MaxTracked = *j.MaxTracked
 		}
 		if inc := j.BanTimeIncrement; inc != nil {
+			// An unset factor or window is the engine's default.
 			jj.Increment = jails.Increment{Enabled: inc.Enabled, Factor: inc.Factor, Max: inc.Max.Std(), Window: inc.Window.Std()}
-			if jj.Increment.Factor == 0 {
-				jj.Increment.Factor = 2
-			}
-			if jj.Increment.Window == 0 {
-				jj.Increment.Window = 7 * 24 * time.Hour
-			}
 		}
 		if d := j.Distributed; d != nil {
 			jj.Distributed = jails.Distributed{Window: d.Window.Std(), MinAddresses: d.MinAddresses, MaxRetry: d.MaxRetry}

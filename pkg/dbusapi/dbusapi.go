@@ -12,6 +12,8 @@ import (
 
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
+
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // Bus names of the service.
@@ -77,7 +79,10 @@ type Manager interface {
 	Reload() error
 }
 
-const introspectXML = `<node>
+// introspectXML describes the object: the document type declaration
+// first, then one node with the manager interface and the standard
+// Introspectable and Peer interfaces (godbus answers Peer's methods).
+const introspectXML = introspectDoctype + `<node>
   <interface name="org.jailkeeper.Manager1">
     <method name="Ban"><arg name="jail" type="s" direction="in"/><arg name="address" type="s" direction="in"/><arg name="seconds" type="t" direction="in"/></method>
     <method name="BanMany"><arg name="jail" type="s" direction="in"/><arg name="addresses" type="as" direction="in"/><arg name="seconds" type="t" direction="in"/><arg name="changed" type="u" direction="out"/></method>
@@ -90,7 +95,15 @@ const introspectXML = `<node>
     <signal name="Unbanned"><arg name="jail" type="s"/><arg name="address" type="s"/></signal>
     <signal name="BannedMany"><arg name="jail" type="s"/><arg name="addresses" type="as"/><arg name="expires" type="ax"/></signal>
     <signal name="UnbannedMany"><arg name="jail" type="s"/><arg name="addresses" type="as"/></signal>
-  </interface>` + introspect.IntrospectDeclarationString + `</node>`
+  </interface>` + introspect.IntrospectDataString + `  <interface name="org.freedesktop.DBus.Peer">
+    <method name="Ping"></method>
+    <method name="GetMachineId"><arg name="machine_uuid" type="s" direction="out"/></method>
+  </interface>
+</node>`
+
+const introspectDoctype = `<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">
+`
 
 func dbusErr(err error) *dbus.Error {
 	if err == nil {
@@ -129,19 +142,12 @@ func FromDBusError(err error) error {
 }
 
 // ParsePrefix parses an address or CIDR as the bus edge and the CLI take
-// them: a bare address becomes a /32 or /128, IPv4-mapped IPv6 becomes
-// IPv4, a zone is dropped, and errors wrap ErrBadAddress.
+// them (prefix.Parse: a bare address becomes a /32 or /128, IPv4-mapped
+// IPv6 becomes IPv4, a zone is dropped); errors wrap ErrBadAddress.
 func ParsePrefix(s string) (netip.Prefix, error) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		if p.Addr().Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
+	p, err := prefix.Parse(s)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%w %q: not an IPv4/IPv6 address or CIDR", ErrBadAddress, s)
+		return netip.Prefix{}, fmt.Errorf("%w %v", ErrBadAddress, err)
 	}
-	a = a.Unmap().WithZone("")
-	return netip.PrefixFrom(a, a.BitLen()), nil
+	return p, nil
 }

@@ -1,16 +1,20 @@
 package dbusapi
 
 import (
+	"encoding/xml"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5/introspect"
 
 	"github.com/jailkeeper/jailkeeper/internal/testbed"
 )
@@ -137,6 +141,17 @@ func TestOnRealBus(t *testing.T) {
 		t.Fatalf("second Serve err = %v, want already owned", err)
 	}
 
+	// Introspection and Peer, as a client on the bus sees them.
+	obj := conn2.Object(BusName, Path)
+	var doc string
+	if err := obj.Call("org.freedesktop.DBus.Introspectable.Introspect", 0).Store(&doc); err != nil {
+		t.Fatalf("Introspect: %v", err)
+	}
+	checkIntrospection(t, doc)
+	if err := obj.Call("org.freedesktop.DBus.Peer.Ping", 0).Err; err != nil {
+		t.Errorf("Peer.Ping: %v", err)
+	}
+
 	// Signals reach a subscriber.
 	sigConn, err := dbus.ConnectSystemBus()
 	if err != nil {
@@ -231,12 +246,22 @@ func TestOnRealBus(t *testing.T) {
 	if err := srv.UnbannedMany("web", many); err != nil {
 		t.Fatal(err)
 	}
+	if err := srv.Banned("web", netip.MustParsePrefix("203.0.113.7/32"), time.Time{}, "by hand"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Unbanned("web", netip.MustParsePrefix("2001:db8::1/128")); err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []struct {
 		name string
 		body []any
 	}{
-		{"BannedMany", []any{"web", []string{"203.0.113.1/32", "2001:db8::/64"}, []int64{1900000000, 0}}},
-		{"UnbannedMany", []any{"web", []string{"203.0.113.1/32", "2001:db8::/64"}}},
+		{"BannedMany", []any{"web", []string{"203.0.113.1", "2001:db8::/64"}, []int64{1900000000, 0}}},
+		{"UnbannedMany", []any{"web", []string{"203.0.113.1", "2001:db8::/64"}}},
+		// A single address is printed bare, as Status, ListBans and the
+		// journal print it.
+		{"Banned", []any{"web", "203.0.113.7", int64(0), "by hand"}},
+		{"Unbanned", []any{"web", "2001:db8::1"}},
 	} {
 		select {
 		case s := <-sigs:
@@ -248,4 +273,70 @@ func TestOnRealBus(t *testing.T) {
 		}
 	}
 	_ = os.Unsetenv("DBUS_SYSTEM_BUS_ADDRESS")
+}
+
+// checkIntrospection parses an introspection document strictly: a
+// document type declaration only before the root element (ElementTree and
+// other strict parsers reject one inside it), one <node>, and the
+// interfaces Manager1 (with every method the service exports), the
+// standard Introspectable and Peer.
+func checkIntrospection(t *testing.T, doc string) {
+	t.Helper()
+	dec := xml.NewDecoder(strings.NewReader(doc))
+	depth, roots := 0, 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("introspection XML: %v\n%s", err, doc)
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			if depth == 0 {
+				roots++
+			}
+			depth++
+		case xml.EndElement:
+			depth--
+		case xml.Directive:
+			if depth > 0 || roots > 0 {
+				t.Errorf("introspection XML: directive <!%s> outside the prolog", tok)
+			}
+		}
+	}
+	if roots != 1 {
+		t.Errorf("introspection XML has %d root elements", roots)
+	}
+	var node introspect.Node
+	if err := xml.Unmarshal([]byte(doc), &node); err != nil {
+		t.Fatal(err)
+	}
+	ifaces := map[string]introspect.Interface{}
+	for _, i := range node.Interfaces {
+		ifaces[i.Name] = i
+	}
+	for _, want := range []string{Interface, "org.freedesktop.DBus.Introspectable", "org.freedesktop.DBus.Peer"} {
+		if _, ok := ifaces[want]; !ok {
+			t.Errorf("introspection lacks interface %s", want)
+		}
+	}
+	var declared []string
+	for _, m := range ifaces[Interface].Methods {
+		declared = append(declared, m.Name)
+	}
+	var exported []string
+	mt := reflect.TypeOf(methods{})
+	for i := range mt.NumMethod() {
+		exported = append(exported, mt.Method(i).Name)
+	}
+	slices.Sort(declared)
+	if !slices.Equal(declared, exported) {
+		t.Errorf("introspection declares methods %q, the service exports %q", declared, exported)
+	}
+}
+
+func TestIntrospectionXML(t *testing.T) {
+	checkIntrospection(t, introspectXML)
 }

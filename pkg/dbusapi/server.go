@@ -9,6 +9,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // Server is the exported org.jailkeeper object.
@@ -58,12 +59,12 @@ func (s *Server) Banned(jail string, p netip.Prefix, expires time.Time, reason s
 	if !expires.IsZero() {
 		exp = expires.Unix()
 	}
-	return s.conn.Emit(Path, Interface+".Banned", jail, p.String(), exp, reason)
+	return s.conn.Emit(Path, Interface+".Banned", jail, prefix.Format(p), exp, reason)
 }
 
 // Unbanned emits the Unbanned signal.
 func (s *Server) Unbanned(jail string, p netip.Prefix) error {
-	return s.conn.Emit(Path, Interface+".Unbanned", jail, p.String())
+	return s.conn.Emit(Path, Interface+".Unbanned", jail, prefix.Format(p))
 }
 
 // BannedMany emits the BannedMany signal: bans of one jail made at once
@@ -75,7 +76,7 @@ func (s *Server) BannedMany(jail string, ps []netip.Prefix, expires []time.Time)
 	addrs := make([]string, len(ps))
 	exps := make([]int64, len(ps))
 	for i, p := range ps {
-		addrs[i] = p.String()
+		addrs[i] = prefix.Format(p)
 		if i < len(expires) && !expires[i].IsZero() {
 			exps[i] = expires[i].Unix()
 		}
@@ -89,7 +90,7 @@ func (s *Server) BannedMany(jail string, ps []netip.Prefix, expires []time.Time)
 func (s *Server) UnbannedMany(jail string, ps []netip.Prefix) error {
 	addrs := make([]string, len(ps))
 	for i, p := range ps {
-		addrs[i] = p.String()
+		addrs[i] = prefix.Format(p)
 	}
 	return s.conn.Emit(Path, Interface+".UnbannedMany", jail, addrs)
 }

@@ -25,8 +25,8 @@ func TestNoneLogsAndChangesNothing(t *testing.T) {
 		want string
 	}{
 		{func() error { return b.Setup(l, nil) }, "would set up jail ssh: protocol tcp, ports [22 2222], action reject"},
-		{func() error { return b.Add([]Ban{{Jail: "ssh", Prefix: p}}) }, "would ban 203.0.113.7/32 in jail ssh permanently"},
-		{func() error { return b.Remove([]Ban{{Jail: "ssh", Prefix: p}}) }, "would unban 203.0.113.7/32 in jail ssh"},
+		{func() error { return b.Add([]Ban{{Jail: "ssh", Prefix: p}}) }, "would ban 203.0.113.7 in jail ssh permanently"},
+		{func() error { return b.Remove([]Ban{{Jail: "ssh", Prefix: p}}) }, "would unban 203.0.113.7 in jail ssh"},
 		{b.Teardown, "would remove the layout"},
 	}
 	for _, s := range steps {

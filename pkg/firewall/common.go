@@ -7,18 +7,34 @@ import (
 	"regexp"
 	"slices"
 	"time"
+
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
-// jailName is the shape a jail name must have to become part of kernel
-// object names (ipset names are at most 31 bytes).
-var jailName = regexp.MustCompile(`^[a-z0-9_-]{1,16}$`)
+// MaxJailName is the longest jail name. The name becomes part of kernel
+// object names: ipset names are at most 31 bytes, and jk-<jail>-n4 plus
+// the suffix of a set being swapped in must fit. This is the one limit:
+// pkg/config checks configured names with CheckJailName.
+const MaxJailName = 16
+
+// jailName is the shape of a jail name (its length is checked apart).
+var jailName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// CheckJailName says whether name can be a jail's name: 1 to MaxJailName
+// lower-case letters, digits, - and _, starting with a letter or digit.
+func CheckJailName(name string) error {
+	if len(name) == 0 || len(name) > MaxJailName || !jailName.MatchString(name) {
+		return fmt.Errorf("bad jail name %q: use 1 to %d lower-case letters, digits, - and _, starting with a letter or digit", name, MaxJailName)
+	}
+	return nil
+}
 
 // checkLayout rejects a layout the kernel objects cannot represent.
 func checkLayout(l Layout) error {
 	seen := map[string]bool{}
 	for _, j := range l.Jails {
-		if !jailName.MatchString(j.Name) {
-			return fmt.Errorf("jail %q: name must match %s", j.Name, jailName)
+		if err := CheckJailName(j.Name); err != nil {
+			return err
 		}
 		if seen[j.Name] {
 			return fmt.Errorf("jail %q: named twice", j.Name)
@@ -73,14 +89,11 @@ func normalize(b Ban) (Ban, error) {
 	if !b.Prefix.IsValid() {
 		return b, fmt.Errorf("jail %s: invalid prefix %v", b.Jail, b.Prefix)
 	}
-	p := b.Prefix
-	if p.Addr().Is4In6() && p.Bits() >= 96 {
-		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-	}
+	p := prefix.Norm(b.Prefix)
 	if p.Bits() == 0 {
 		return b, fmt.Errorf("jail %s: refusing to ban every source (%v)", b.Jail, p)
 	}
-	b.Prefix = p.Masked()
+	b.Prefix = p
 	return b, nil
 }
 
@@ -146,7 +159,7 @@ func eachPrepared(bans []Ban, jails map[string]JailRules, now time.Time, fn func
 		}
 		if n.Jail != known || known == "" {
 			if _, ok := jails[n.Jail]; !ok {
-				return fmt.Errorf("banning %v: unknown jail %q", n.Prefix, n.Jail)
+				return fmt.Errorf("banning %s: unknown jail %q", prefix.Format(n.Prefix), n.Jail)
 			}
 			known = n.Jail
 		}

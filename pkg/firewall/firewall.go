@@ -33,7 +33,7 @@ const (
 
 // JailRules is the part of a jail's configuration the firewall needs.
 type JailRules struct {
-	Name     string   // jail name, [a-z0-9_-], at most 16 bytes
+	Name     string   // jail name: see CheckJailName
 	Ports    []uint16 // empty = all ports
 	Protocol Protocol // empty = tcp
 	Action   Action   // empty = reject

@@ -573,7 +573,7 @@ func parseBanSetName(name string) (string, bool) {
 		return "", false
 	}
 	for _, suf := range []string{"-n4", "-n6", "-4", "-6"} {
-		if j, ok := strings.CutSuffix(rest, suf); ok && jailName.MatchString(j) {
+		if j, ok := strings.CutSuffix(rest, suf); ok && CheckJailName(j) == nil {
 			return j, true
 		}
 	}

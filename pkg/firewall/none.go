@@ -3,6 +3,8 @@ package firewall
 import (
 	"fmt"
 	"log"
+
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // None is the dry-run backend: it changes nothing in the kernel and logs
@@ -58,7 +60,7 @@ func (n *None) Add(bans []Ban) error {
 		if !b.Expires.IsZero() {
 			until = "until " + b.Expires.Format("2006-01-02 15:04:05")
 		}
-		n.logf("firewall none: would ban %v in jail %s %s", b.Prefix, b.Jail, until)
+		n.logf("firewall none: would ban %s in jail %s %s", prefix.Format(b.Prefix), b.Jail, until)
 		n.bans[keyOf(b)] = b
 	}
 	return nil
@@ -67,7 +69,7 @@ func (n *None) Add(bans []Ban) error {
 // Remove logs each ban it would lift.
 func (n *None) Remove(bans []Ban) error {
 	for _, b := range bans {
-		n.logf("firewall none: would unban %v in jail %s", b.Prefix, b.Jail)
+		n.logf("firewall none: would unban %s in jail %s", prefix.Format(b.Prefix), b.Jail)
 		delete(n.bans, keyOf(b))
 	}
 	return nil

@@ -10,14 +10,23 @@ import (
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/pkg/journal"
+
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // Defaults applied by NewEngine to zero fields of a Jail (fail2ban's).
+// pkg/config's vendor defaults (defaults.yaml) state the same values, and
+// its tests hold them equal.
 const (
 	DefaultMaxRetry   = 5
 	DefaultFindTime   = 10 * time.Minute
 	DefaultBanTime    = 10 * time.Minute
 	DefaultIPv6Prefix = 64
+	// MinIPv6Prefix and MaxIPv6Prefix bound ipv6_prefix: /128 counts each
+	// address alone; shorter than /16 would group unrelated networks.
+	// pkg/config checks the configured value against them.
+	MinIPv6Prefix = 16
+	MaxIPv6Prefix = 128
 	// DefaultIncrementWindow is how far back previous bans count for
 	// increments when Increment.Window is zero.
 	DefaultIncrementWindow = 7 * 24 * time.Hour
@@ -107,19 +116,6 @@ type jailState struct {
 	total     int
 }
 
-// unitSuffixes are the systemd unit types a unit name may end in.
-var unitSuffixes = []string{".service", ".socket", ".scope", ".slice", ".target", ".mount", ".timer", ".path", ".device", ".swap", ".automount"}
-
-// NormUnit returns name with ".service" added when it has no unit suffix.
-func NormUnit(name string) string {
-	for _, s := range unitSuffixes {
-		if strings.HasSuffix(name, s) {
-			return name
-		}
-	}
-	return name + ".service"
-}
-
 // NewEngine checks jails and returns an engine for them. wl may be nil
 // (loopback only); h may be nil (no history: no increments, no subnet
 // escalation beyond the current batch).
@@ -157,8 +153,8 @@ func NewEngine(jails []Jail, wl *Whitelist, h History) (*Engine, error) {
 		if j.IPv6Prefix == 0 {
 			j.IPv6Prefix = DefaultIPv6Prefix
 		}
-		if j.IPv6Prefix < 1 || j.IPv6Prefix > 128 {
-			return nil, fmt.Errorf("jail %s: ipv6_prefix %d is not within 1..128", j.Name, j.IPv6Prefix)
+		if j.IPv6Prefix < MinIPv6Prefix || j.IPv6Prefix > MaxIPv6Prefix {
+			return nil, fmt.Errorf("jail %s: ipv6_prefix %d is not within %d..%d", j.Name, j.IPv6Prefix, MinIPv6Prefix, MaxIPv6Prefix)
 		}
 		if j.Increment.Factor <= 1 {
 			j.Increment.Factor = DefaultIncrementFactor
@@ -187,7 +183,7 @@ func NewEngine(jails []Jail, wl *Whitelist, h History) (*Engine, error) {
 		}
 		j.Units = nil
 		for _, u := range units {
-			u = NormUnit(u)
+			u = journal.UnitName(u)
 			j.Units = append(j.Units, u)
 			if base, ok := strings.CutSuffix(u, "@.service"); ok {
 				e.byPrefix[base+"@"] = append(e.byPrefix[base+"@"], i)
@@ -227,7 +223,7 @@ func (e *Engine) Identifiers() []string { return append([]string(nil), e.idents.
 // Key returns the prefix under which jail counts and bans a: the address
 // itself for IPv4, its /ipv6Prefix for IPv6.
 func Key(a netip.Addr, ipv6Prefix int) netip.Prefix {
-	a = a.Unmap().WithZone("")
+	a = prefix.Addr(a)
 	if a.Is4() {
 		return netip.PrefixFrom(a, 32)
 	}
@@ -305,7 +301,7 @@ func (e *Engine) HandleFailure(f Failure) []Decision {
 			if e.wl.Contains(f.Addr) {
 				return nil
 			}
-			return e.fail(js, Match{Addr: f.Addr.Unmap().WithZone(""), User: f.User, Regex: -1}, f.Time)
+			return e.fail(js, Match{Addr: prefix.Addr(f.Addr), User: f.User, Regex: -1}, f.Time)
 		}
 	}
 	return nil
@@ -424,7 +420,7 @@ func (e *Engine) escalate(js *jailState, ds []Decision, at time.Time) []Decision
 // Forget drops the tracked failures of jail inside p (after a manual ban
 // or unban of p). An empty jail name means every jail.
 func (e *Engine) Forget(jail string, p netip.Prefix) {
-	p = normPrefix(p)
+	p = prefix.Norm(p)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, js := range e.jails {

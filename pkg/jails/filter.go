@@ -7,13 +7,15 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // FilterDef is a filter as written by a person: the YAML shape of a filter
 // inside a jail, under the top-level `filters: NAME:` key, or in a
 // standalone filter file.
 //
-// Each failregex is a Go RE2 expression, anchored at the start of the
+// Each failregex is a Go regexp (RE2 syntax), anchored at the start of the
 // journal MESSAGE, in which these macros expand:
 //
 //	<HOST>  a strict IPv4 or IPv6 address (required in every failregex);
@@ -271,7 +273,7 @@ func (f *Filter) try(i int, msg string, check bool) (Match, bool) {
 		if err != nil {
 			return Match{}, false
 		}
-		m.Addr = a.Unmap().WithZone("")
+		m.Addr = prefix.Addr(a)
 		break
 	}
 	if !m.Addr.IsValid() {

@@ -1,6 +1,7 @@
 // Package jails turns journal entries into ban decisions. It owns the jail
-// model, filters (failregex/ignoreregex with <HOST> and <USER>, RE2 only,
-// anchored), the failure tracker (maxretry inside findtime, IPv6 prefix
+// model, filters (failregex/ignoreregex with <HOST> and <USER>, anchored,
+// in Go's regexp syntax: run by a backtracking matcher with a step budget
+// that falls back to Go's linear-time regexp), the failure tracker (maxretry inside findtime, IPv6 prefix
 // grouping, distributed attacks, subnet escalation, a memory bound) and the
 // decision (bantime, repeat-offender increments). It never touches the
 // firewall.

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // loopback is always whitelisted: a ban service must never ban the
@@ -32,7 +34,7 @@ func NewWhitelist(p []netip.Prefix) *Whitelist {
 		if !x.IsValid() {
 			continue
 		}
-		x = normPrefix(x)
+		x = prefix.Norm(x)
 		if !seen[x] {
 			seen[x] = true
 			w.prefixes = append(w.prefixes, x)
@@ -41,24 +43,10 @@ func NewWhitelist(p []netip.Prefix) *Whitelist {
 	return w
 }
 
-// normPrefix unmaps an IPv4-mapped prefix and masks it.
-func normPrefix(p netip.Prefix) netip.Prefix {
-	a := p.Addr().WithZone("")
-	bits := p.Bits()
-	if a.Is4In6() {
-		a = a.Unmap()
-		bits -= 96
-		if bits < 0 {
-			bits = 0
-		}
-	}
-	return netip.PrefixFrom(a, bits).Masked()
-}
-
 // Contains reports whether a is whitelisted. A nil Whitelist still
 // contains loopback.
 func (w *Whitelist) Contains(a netip.Addr) bool {
-	a = a.Unmap().WithZone("")
+	a = prefix.Addr(a)
 	if a.IsLoopback() {
 		return true
 	}
@@ -76,7 +64,7 @@ func (w *Whitelist) Contains(a netip.Addr) bool {
 // Overlaps reports whether p covers or lies in a whitelisted network, so
 // that a manual ban of p would ban a whitelisted address.
 func (w *Whitelist) Overlaps(p netip.Prefix) bool {
-	p = normPrefix(p)
+	p = prefix.Norm(p)
 	ps := loopback
 	if w != nil {
 		ps = w.prefixes
@@ -112,13 +100,8 @@ func ResolveWhitelist(entries []string, ignoreSelf bool) ([]netip.Prefix, error)
 		if e == "" {
 			continue
 		}
-		if p, err := netip.ParsePrefix(e); err == nil {
-			out = append(out, normPrefix(p))
-			continue
-		}
-		if a, err := netip.ParseAddr(e); err == nil {
-			a = a.Unmap().WithZone("")
-			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		if p, err := prefix.Parse(e); err == nil {
+			out = append(out, p)
 			continue
 		}
 		if strings.Contains(e, "/") || strings.ContainsAny(e, " \t") {
@@ -131,8 +114,7 @@ func ResolveWhitelist(entries []string, ignoreSelf bool) ([]netip.Prefix, error)
 			return nil, fmt.Errorf("resolving whitelist host %q: %w", e, err)
 		}
 		for _, a := range addrs {
-			a = a.Unmap().WithZone("")
-			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			out = append(out, prefix.Host(a))
 		}
 	}
 	if ignoreSelf {
@@ -162,8 +144,7 @@ func SelfAddresses() ([]netip.Prefix, error) {
 		if !ok {
 			continue
 		}
-		a = a.Unmap()
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		out = append(out, prefix.Host(a))
 	}
 	return out, nil
 }

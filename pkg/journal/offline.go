@@ -11,12 +11,12 @@ import (
 // ParseLine turns one line of offline input into an Entry. It accepts:
 //
 //   - `journalctl -o json` lines (an object with MESSAGE, _SYSTEMD_UNIT,
-//     SYSLOG_IDENTIFIER, _PID, __REALTIME_TIMESTAMP, __CURSOR …; MESSAGE
+//     SYSLOG_IDENTIFIER, __REALTIME_TIMESTAMP, __CURSOR …; MESSAGE
 //     may be a string or, for binary data, an array of bytes);
 //   - classic syslog lines, `Nov 22 10:00:00 host ident[123]: message`
 //     (also journalctl's short format) and rsyslog's
 //     `2025-03-01T10:00:00.123456+00:00 host ident[123]: message`: the
-//     prefix is stripped and becomes Identifier, PID and Time;
+//     prefix is stripped and becomes Identifier and Time;
 //   - anything else: a bare message.
 //
 // A line starting with "{" that is not a JSON object with a MESSAGE is an
@@ -56,9 +56,6 @@ func parseJSON(line string) (Entry, error) {
 	e.Unit = str("_SYSTEMD_UNIT")
 	e.Identifier = str("SYSLOG_IDENTIFIER")
 	e.Cursor = str("__CURSOR")
-	if p, err := strconv.Atoi(str("_PID")); err == nil {
-		e.PID = p
-	}
 	for _, k := range []string{"_SOURCE_REALTIME_TIMESTAMP", "__REALTIME_TIMESTAMP"} {
 		if us, err := strconv.ParseInt(str(k), 10, 64); err == nil && us > 0 {
 			e.Time = time.UnixMicro(us)
@@ -151,9 +148,6 @@ func parseSyslog(line string) (Entry, bool) {
 		return Entry{}, false
 	}
 	if i := strings.IndexByte(tag, '['); i > 0 && strings.HasSuffix(tag, "]") {
-		if p, err := strconv.Atoi(tag[i+1 : len(tag)-1]); err == nil {
-			e.PID = p
-		}
 		tag = tag[:i]
 	}
 	e.Identifier = tag

@@ -19,15 +19,15 @@ func TestParseLine(t *testing.T) {
 		{name: "bare with CR", line: "Invalid user x from 198.51.100.2 port 1\r",
 			want: Entry{Message: "Invalid user x from 198.51.100.2 port 1"}},
 		{name: "rfc3164", line: "Nov 22 10:00:00 srv sshd[123]: Invalid user x from 198.51.100.2 port 1",
-			want: Entry{Identifier: "sshd", PID: 123, Message: "Invalid user x from 198.51.100.2 port 1"}, anyTime: true},
+			want: Entry{Identifier: "sshd", Message: "Invalid user x from 198.51.100.2 port 1"}, anyTime: true},
 		{name: "rfc3164 padded day, no pid", line: "Mar  2 01:02:03 srv postfix/smtpd: warning: unknown[203.0.113.5]: SASL LOGIN authentication failed: authentication failure",
 			want: Entry{Identifier: "postfix/smtpd", Message: "warning: unknown[203.0.113.5]: SASL LOGIN authentication failed: authentication failure"}, anyTime: true},
 		{name: "rfc3339", line: "2025-03-01T10:00:00.123456+00:00 srv sshd[9]: Failed password for root from 2001:db8::2 port 2 ssh2",
-			want: Entry{Identifier: "sshd", PID: 9, Message: "Failed password for root from 2001:db8::2 port 2 ssh2",
+			want: Entry{Identifier: "sshd", Message: "Failed password for root from 2001:db8::2 port 2 ssh2",
 				Time: time.Date(2025, 3, 1, 10, 0, 0, 123456000, time.UTC)}},
 		{name: "month word but not syslog", line: "May I come in?", want: Entry{Message: "May I come in?"}},
 		{name: "json", line: `{"__CURSOR":"s=abc;i=1","__REALTIME_TIMESTAMP":"1740823200000000","_SYSTEMD_UNIT":"sshd.service","SYSLOG_IDENTIFIER":"sshd","_PID":"42","MESSAGE":"Failed password for root from 198.51.100.2 port 1 ssh2"}`,
-			want: Entry{Unit: "sshd.service", Identifier: "sshd", PID: 42, Cursor: "s=abc;i=1", Message: "Failed password for root from 198.51.100.2 port 1 ssh2",
+			want: Entry{Unit: "sshd.service", Identifier: "sshd", Cursor: "s=abc;i=1", Message: "Failed password for root from 198.51.100.2 port 1 ssh2",
 				Time: time.UnixMicro(1740823200000000)}},
 		{name: "json binary message", line: `{"MESSAGE":[104,105,255]}`, want: Entry{Message: "hi\xff"}},
 		{name: "json without message", line: `{"_PID":"1"}`, err: "no MESSAGE"},
@@ -59,29 +59,5 @@ func TestParseLine(t *testing.T) {
 				t.Errorf("got %+v\nwant %+v", got, tc.want)
 			}
 		})
-	}
-}
-
-// TestReleaseClears: a released batch no longer references its entries'
-// strings (the pool would otherwise keep them alive), batches of another
-// capacity are not pooled, and newBatch always starts empty.
-func TestReleaseClears(t *testing.T) {
-	b := newBatch()
-	if len(b) != 0 || cap(b) != maxBatch {
-		t.Fatalf("newBatch: len %d cap %d, want 0, %d", len(b), cap(b), maxBatch)
-	}
-	b = append(b, Entry{Message: "Failed password for root from 203.0.113.1 port 22 ssh2", Unit: "sshd.service"})
-	kept := b[:1]
-	Release(b)
-	if kept[0] != (Entry{}) {
-		t.Fatalf("released batch still holds %+v", kept[0])
-	}
-	small := []Entry{{Message: "x"}}
-	Release(small)
-	if small[0].Message != "x" {
-		t.Fatal("a batch not made by the reader was cleared")
-	}
-	if n := newBatch(); len(n) != 0 {
-		t.Fatalf("newBatch after Release: len %d", len(n))
 	}
 }

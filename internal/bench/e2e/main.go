@@ -1,4 +1,4 @@
-// Command e2e is the end-to-end benchmark of issue 5: one generated
+// Command e2e is the end-to-end benchmark: one generated
 // workload (200,000 sshd.service entries, 30 % failures from 5,000
 // attackers, one in ten IPv6) is written into a private journald, and in
 // the same run it measures

@@ -19,6 +19,7 @@ import (
 	"github.com/jailkeeper/jailkeeper/pkg/config"
 	"github.com/jailkeeper/jailkeeper/pkg/jails"
 	"github.com/jailkeeper/jailkeeper/pkg/journal"
+	"github.com/jailkeeper/jailkeeper/pkg/journal/sdjournal"
 )
 
 // newEngine builds the engine the daemon builds from the bench's config.
@@ -108,7 +109,7 @@ func pipeline(cfg, dir string, want int, profile string) (pipelineResult, error)
 		return res, err
 	}
 	start := time.Now()
-	r, err := journal.Open(journal.Options{Units: engine.Units(), Path: dir, LookBack: 24 * time.Hour})
+	r, err := sdjournal.Open(sdjournal.Options{Units: engine.Units(), Path: dir, LookBack: 24 * time.Hour})
 	if err != nil {
 		return res, err
 	}
@@ -124,7 +125,7 @@ func pipeline(cfg, dir string, want int, profile string) (pipelineResult, error)
 				res.decisions += len(engine.Handle(e))
 			}
 			res.entries += len(batch)
-			journal.Release(batch) // as the daemon does
+			sdjournal.Release(batch) // as the daemon does
 		case <-time.After(10 * time.Second):
 			return res, fmt.Errorf("reader stalled after %d of %d entries", res.entries, want)
 		}

@@ -1,4 +1,4 @@
-package main
+package keeper
 
 import (
 	"encoding/binary"
@@ -19,24 +19,24 @@ import (
 // Fixed MESSAGE_IDs, one per event kind, so that
 // `journalctl -u jailkeeper MESSAGE_ID=…` finds every event of a kind.
 const (
-	msgStarted  = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a01"
-	msgBan      = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a02"
-	msgUnban    = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a03"
-	msgExpire   = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a04"
-	msgRepair   = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a05"
-	msgConfig   = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a06"
-	msgJournal  = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a07"
-	msgStopping = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a08"
-	msgWarning  = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a09"
+	MsgStarted  = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a01"
+	MsgBan      = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a02"
+	MsgUnban    = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a03"
+	MsgExpire   = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a04"
+	MsgRepair   = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a05"
+	MsgConfig   = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a06"
+	MsgJournal  = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a07"
+	MsgStopping = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a08"
+	MsgWarning  = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a09"
 )
 
-// logger writes structured entries to the journal (JAIL=, ADDRESS=,
+// Logger writes structured entries to the journal (JAIL=, ADDRESS=,
 // MESSAGE_ID=) when it is reachable, and plain lines to stderr otherwise.
 // It speaks journald's native protocol itself over one connected datagram
 // socket: go-systemd's journal.Send takes a map (no repeated fields, which
 // an entry naming many addresses needs) and resolves the socket's path on
 // every send, which showed in make bench's profile.
-type logger struct {
+type Logger struct {
 	mu      sync.Mutex
 	journal bool
 	socket  string        // journalSocket, or a test's
@@ -48,13 +48,13 @@ type logger struct {
 // journalSocket is journald's native protocol socket.
 const journalSocket = "/run/systemd/journal/socket"
 
-func newLogger(out io.Writer) *logger {
-	return &logger{journal: journal.Enabled() && os.Getenv("JAILKEEPER_LOG") != "stderr", socket: journalSocket, out: out}
+func NewLogger(out io.Writer) *Logger {
+	return &Logger{journal: journal.Enabled() && os.Getenv("JAILKEEPER_LOG") != "stderr", socket: journalSocket, out: out}
 }
 
-// event logs one line. fields are KEY, value pairs (upper-case journal
+// Event logs one line. fields are KEY, value pairs (upper-case journal
 // field names); a key may repeat.
-func (l *logger) event(pri journal.Priority, msgID, msg string, fields ...string) {
+func (l *Logger) Event(pri journal.Priority, msgID, msg string, fields ...string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.journal && l.send(pri, msgID, msg, fields) == nil {
@@ -76,7 +76,7 @@ func (l *logger) event(pri journal.Priority, msgID, msg string, fields ...string
 // journald restart breaks the connected socket. An entry too large for a
 // datagram goes through go-systemd, which passes it in a memfd (without
 // repeated fields: the last value of a key wins there).
-func (l *logger) send(pri journal.Priority, msgID, msg string, fields []string) error {
+func (l *Logger) send(pri journal.Priority, msgID, msg string, fields []string) error {
 	b := l.buf[:0]
 	b = appendJournalField(b, "MESSAGE", msg)
 	b = appendJournalField(b, "PRIORITY", strconv.Itoa(int(pri)))
@@ -126,14 +126,17 @@ func appendJournalField(b []byte, key, value string) []byte {
 	return append(b, '\n')
 }
 
-func (l *logger) infof(msgID, format string, args ...any) {
-	l.event(journal.PriInfo, msgID, fmt.Sprintf(format, args...))
+func (l *Logger) Infof(msgID, format string, args ...any) {
+	l.Event(journal.PriInfo, msgID, fmt.Sprintf(format, args...))
 }
 
-func (l *logger) warnf(format string, args ...any) {
-	l.event(journal.PriWarning, msgWarning, fmt.Sprintf(format, args...))
+func (l *Logger) Warnf(format string, args ...any) {
+	l.Event(journal.PriWarning, MsgWarning, fmt.Sprintf(format, args...))
 }
 
-func (l *logger) errorf(msgID, format string, args ...any) {
-	l.event(journal.PriErr, msgID, fmt.Sprintf(format, args...))
+func (l *Logger) Errorf(msgID, format string, args ...any) {
+	l.Event(journal.PriErr, msgID, fmt.Sprintf(format, args...))
 }
+
+// ToJournal says whether entries go to the journal (else to stderr).
+func (l *Logger) ToJournal() bool { return l.journal }

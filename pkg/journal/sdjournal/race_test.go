@@ -1,6 +1,6 @@
 //go:build race
 
-package journal
+package sdjournal
 
 // raceEnabled is true under -race, where the detector's slowdown makes
 // latency figures meaningless.

@@ -1,4 +1,4 @@
-package main
+package keeper
 
 import (
 	"bytes"
@@ -55,7 +55,7 @@ func parseNative(t *testing.T, b []byte) journalEntry {
 // must come out.
 func logCases(jail string) []struct {
 	name string
-	log  func(l *logger)
+	log  func(l *Logger)
 	want []journalEntry // only the fields named are compared
 } {
 	t0 := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -76,26 +76,26 @@ func logCases(jail string) []struct {
 	}
 	return []struct {
 		name string
-		log  func(l *logger)
+		log  func(l *Logger)
 		want []journalEntry
 	}{
-		{"two bans: one entry each", func(l *logger) { l.logBans(evBanned, mk(2)) }, []journalEntry{
+		{"two bans: one entry each", func(l *Logger) { logBans(l, evBanned, mk(2)) }, []journalEntry{
 			{"MESSAGE": {"banned 203.0.113.1 in jail " + jail + " until 2026-11-22T13:00:00Z: 5 failures within 10m0s"},
-				"JAIL": {jail}, "ADDRESS": {"203.0.113.1"}, "MESSAGE_ID": {msgBan}, "PRIORITY": {"5"}, "SYSLOG_IDENTIFIER": {"jailkeeper"}},
+				"JAIL": {jail}, "ADDRESS": {"203.0.113.1"}, "MESSAGE_ID": {MsgBan}, "PRIORITY": {"5"}, "SYSLOG_IDENTIFIER": {"jailkeeper"}},
 			{"MESSAGE": {"banned 203.0.113.2 in jail " + jail + " until 2026-11-22T13:00:00Z: 5 failures within 10m0s"},
 				"JAIL": {jail}, "ADDRESS": {"203.0.113.2"}},
 		}},
-		{"a flood of 70: chunks of 64 with repeated ADDRESS=", func(l *logger) { l.logBans(evBanned, mk(70)) }, []journalEntry{
+		{"a flood of 70: chunks of 64 with repeated ADDRESS=", func(l *Logger) { logBans(l, evBanned, mk(70)) }, []journalEntry{
 			{"MESSAGE": {"banned 64 addresses in jail " + jail + " until 2026-11-22T13:00:00Z: " + strings.Join(addrs(1, 64), ", ")},
-				"JAIL": {jail}, "ADDRESS": addrs(1, 64), "MESSAGE_ID": {msgBan}},
+				"JAIL": {jail}, "ADDRESS": addrs(1, 64), "MESSAGE_ID": {MsgBan}},
 			{"MESSAGE": {"banned 6 addresses in jail " + jail + " until 2026-11-22T13:00:00Z: " + strings.Join(addrs(65, 70), ", ")},
 				"JAIL": {jail}, "ADDRESS": addrs(65, 70)},
 		}},
-		{"mass expiry", func(l *logger) { l.logBans(evExpired, mk(9)) }, []journalEntry{
+		{"mass expiry", func(l *Logger) { logBans(l, evExpired, mk(9)) }, []journalEntry{
 			{"MESSAGE": {"bans of 9 addresses in jail " + jail + " expired: " + strings.Join(addrs(1, 9), ", ")},
-				"JAIL": {jail}, "ADDRESS": addrs(1, 9), "MESSAGE_ID": {msgExpire}, "PRIORITY": {"6"}},
+				"JAIL": {jail}, "ADDRESS": addrs(1, 9), "MESSAGE_ID": {MsgExpire}, "PRIORITY": {"6"}},
 		}},
-		{"a message with a newline", func(l *logger) { l.event(6, msgWarning, "first line\nsecond line", "JAIL", jail) }, []journalEntry{
+		{"a message with a newline", func(l *Logger) { l.Event(6, MsgWarning, "first line\nsecond line", "JAIL", jail) }, []journalEntry{
 			{"MESSAGE": {"first line\nsecond line"}, "JAIL": {jail}},
 		}},
 	}
@@ -124,7 +124,7 @@ func TestLogBansFake(t *testing.T) {
 	defer srv.Close()
 	for _, c := range logCases("sshd") {
 		t.Run(c.name, func(t *testing.T) {
-			l := &logger{journal: true, socket: sock, out: &bytes.Buffer{}}
+			l := &Logger{journal: true, socket: sock, out: &bytes.Buffer{}}
 			c.log(l)
 			var got []journalEntry
 			buf := make([]byte, 1<<16)
@@ -154,7 +154,7 @@ func TestLogBansJournald(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			jail := "logtest-" + testbed.Suffix()
 			tc := logCases(jail)[i]
-			l := &logger{journal: true, socket: journalSocket, out: &bytes.Buffer{}}
+			l := &Logger{journal: true, socket: journalSocket, out: &bytes.Buffer{}}
 			tc.log(l)
 			var got []journalEntry
 			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
@@ -254,18 +254,18 @@ func TestAnnounce(t *testing.T) {
 	}
 	cases := []struct {
 		name string
-		run  func(a announcer)
+		run  func(a Announcer)
 		want []string
 	}{
-		{"two bans", func(a announcer) { announceBanned(a, mk("sshd", 0, 2)) },
+		{"two bans", func(a Announcer) { announceBanned(a, mk("sshd", 0, 2)) },
 			[]string{"Banned sshd 10.0.0.0/32 1900000000 r", "Banned sshd 10.0.0.1/32 1900000000 r"}},
-		{"eight bans are still one signal each", func(a announcer) { announceBanned(a, mk("sshd", 0, 8)) }, nil},
-		{"a flood in two jails", func(a announcer) { announceBanned(a, interleaved()) },
+		{"eight bans are still one signal each", func(a Announcer) { announceBanned(a, mk("sshd", 0, 8)) }, nil},
+		{"a flood in two jails", func(a Announcer) { announceBanned(a, interleaved()) },
 			[]string{"BannedMany sshd 50 10.0.0.0/32…10.0.0.49/32 50", "BannedMany web 20 10.0.0.100/32…10.0.0.119/32 20"}},
-		{"2100 bans in chunks", func(a announcer) { announceBanned(a, mk("sshd", 0, 2100)) },
+		{"2100 bans in chunks", func(a Announcer) { announceBanned(a, mk("sshd", 0, 2100)) },
 			[]string{"BannedMany sshd 1024 10.0.0.0/32…10.0.3.255/32 1024", "BannedMany sshd 1024 10.0.4.0/32…10.0.7.255/32 1024", "BannedMany sshd 52 10.0.8.0/32…10.0.8.51/32 52"}},
-		{"one unban", func(a announcer) { announceUnbanned(a, mk("web", 7, 1)) }, []string{"Unbanned web 10.0.0.7/32"}},
-		{"a mass expiry", func(a announcer) { announceUnbanned(a, mk("sshd", 0, 9)) }, []string{"UnbannedMany sshd 9 10.0.0.0/32…10.0.0.8/32"}},
+		{"one unban", func(a Announcer) { announceUnbanned(a, mk("web", 7, 1)) }, []string{"Unbanned web 10.0.0.7/32"}},
+		{"a mass expiry", func(a Announcer) { announceUnbanned(a, mk("sshd", 0, 9)) }, []string{"UnbannedMany sshd 9 10.0.0.0/32…10.0.0.8/32"}},
 	}
 	for _, c := range cases {
 		f := &fakeAnnouncer{}

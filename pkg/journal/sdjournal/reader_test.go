@@ -1,9 +1,10 @@
-package journal
+package sdjournal
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jailkeeper/jailkeeper/pkg/journal"
 	"os/exec"
 	"slices"
 	"sort"
@@ -20,41 +21,6 @@ import (
 // journald (testbed.StartJournald) so that they may rotate, vacuum and
 // restart it; TestReaderUnitMatch uses the system's journal.
 
-func TestUnitName(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"sshd", "sshd.service"},
-		{"sshd.service", "sshd.service"},
-		{"ssh.socket", "ssh.socket"},
-		{"session-1.scope", "session-1.scope"},
-		{"foo.bar", "foo.bar.service"},
-		{"nginx@web.service", "nginx@web.service"},
-	} {
-		if got := UnitName(tc.in); got != tc.want {
-			t.Errorf("UnitName(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
-func TestCursorTime(t *testing.T) {
-	for _, tc := range []struct {
-		cursor string
-		want   time.Time
-		ok     bool
-	}{
-		{"s=949e68735d264306afa7b76aed7aac6c;i=15c;b=3bed15bef68e4a3b85356fd70b6aeec2;m=7dd99ff9;t=660e203079f5c;x=4de3532e23875b58",
-			time.UnixMicro(0x660e203079f5c), true},
-		{"t=0", time.UnixMicro(0), true},
-		{"s=1;i=2", time.Time{}, false},
-		{"t=zz", time.Time{}, false},
-		{"", time.Time{}, false},
-	} {
-		got, err := CursorTime(tc.cursor)
-		if (err == nil) != tc.ok || !got.Equal(tc.want) {
-			t.Errorf("CursorTime(%q) = %v, %v; want %v, ok=%v", tc.cursor, got, err, tc.want, tc.ok)
-		}
-	}
-}
-
 func TestOpenNeedsMatches(t *testing.T) {
 	if _, err := Open(Options{}); err == nil {
 		t.Fatal("Open without units or identifiers succeeded")
@@ -64,7 +30,7 @@ func TestOpenNeedsMatches(t *testing.T) {
 // follow is a running Reader under test.
 type follow struct {
 	r      *Reader
-	out    chan []Entry
+	out    chan []journal.Entry
 	cancel context.CancelFunc
 	errc   chan error
 	logs   *logBuf
@@ -109,7 +75,7 @@ func startFollow(t *testing.T, opts Options) *follow {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &follow{r: r, out: make(chan []Entry, 16), cancel: cancel, errc: make(chan error, 1), logs: logs}
+	f := &follow{r: r, out: make(chan []journal.Entry, 16), cancel: cancel, errc: make(chan error, 1), logs: logs}
 	go func() { f.errc <- r.Run(ctx, f.out) }()
 	t.Cleanup(func() { f.stop(t) })
 	return f
@@ -133,9 +99,9 @@ func (f *follow) stop(t *testing.T) {
 
 // collect receives entries until it has n of them; it fails the test when
 // they do not arrive within d.
-func (f *follow) collect(t *testing.T, n int, d time.Duration) []Entry {
+func (f *follow) collect(t *testing.T, n int, d time.Duration) []journal.Entry {
 	t.Helper()
-	var got []Entry
+	var got []journal.Entry
 	deadline := time.After(d)
 	for len(got) < n {
 		select {
@@ -169,7 +135,7 @@ func messages(n int, format string) []string {
 }
 
 // checkExactlyOnce fails unless got's messages are want, in order.
-func checkExactlyOnce(t *testing.T, got []Entry, want []string) {
+func checkExactlyOnce(t *testing.T, got []journal.Entry, want []string) {
 	t.Helper()
 	msgs := make([]string, len(got))
 	for i, e := range got {
@@ -243,7 +209,7 @@ func TestReaderUnitMatch(t *testing.T) {
 	}
 	cursors := map[string]bool{}
 	for _, e := range got {
-		if e.Unit != unit || e.Identifier != ident || e.PID <= 0 || e.Cursor != "" && cursors[e.Cursor] {
+		if e.Unit != unit || e.Identifier != ident || e.Cursor != "" && cursors[e.Cursor] {
 			t.Fatalf("bad entry %+v", e)
 		}
 		cursors[e.Cursor] = true
@@ -441,7 +407,7 @@ func TestReaderLatency(t *testing.T) {
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	med, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
-	t.Logf("write → Entry over %d entries: median %s, p99 %s, max %s", len(lat), med, p99, lat[len(lat)-1])
+	t.Logf("write → journal.Entry over %d entries: median %s, p99 %s, max %s", len(lat), med, p99, lat[len(lat)-1])
 	// journald's own change notification comes only every 250 ms; the
 	// polling must do far better. The goal is p99 < 10 ms; on a loaded
 	// shared machine allow some slack for the p99.
@@ -586,7 +552,7 @@ func TestReaderRunAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	var got []Entry
+	var got []journal.Entry
 	var want []string
 	for round := 0; round < 3; round++ {
 		msgs := messages(2000, fmt.Sprintf("round %d entry %%d", round))
@@ -596,7 +562,7 @@ func TestReaderRunAgain(t *testing.T) {
 		}
 		// An unbuffered channel read slowly: Run is cancelled while it
 		// holds a batch it could not send yet.
-		out := make(chan []Entry)
+		out := make(chan []journal.Entry)
 		ctx, cancel := context.WithCancel(context.Background())
 		errc := make(chan error, 1)
 		go func() { errc <- r.Run(ctx, out) }()
@@ -606,7 +572,7 @@ func TestReaderRunAgain(t *testing.T) {
 			t.Fatalf("Run returned %v, want context.Canceled", err)
 		}
 	}
-	out := make(chan []Entry, 64)
+	out := make(chan []journal.Entry, 64)
 	errc := make(chan error, 1)
 	go func() { errc <- r.Run(context.Background(), out) }()
 	deadline := time.After(5 * time.Second)
@@ -666,5 +632,29 @@ func TestReaderIdleCPU(t *testing.T) {
 	}
 	if got := f.collect(t, 1, 2*time.Second); got[0].Message != "two" {
 		t.Fatalf("got %q, want two", got[0].Message)
+	}
+}
+
+// TestReleaseClears: a released batch no longer references its entries'
+// strings (the pool would otherwise keep them alive), batches of another
+// capacity are not pooled, and newBatch always starts empty.
+func TestReleaseClears(t *testing.T) {
+	b := newBatch()
+	if len(b) != 0 || cap(b) != maxBatch {
+		t.Fatalf("newBatch: len %d cap %d, want 0, %d", len(b), cap(b), maxBatch)
+	}
+	b = append(b, journal.Entry{Message: "Failed password for root from 203.0.113.1 port 22 ssh2", Unit: "sshd.service"})
+	kept := b[:1]
+	Release(b)
+	if kept[0] != (journal.Entry{}) {
+		t.Fatalf("released batch still holds %+v", kept[0])
+	}
+	small := []journal.Entry{{Message: "x"}}
+	Release(small)
+	if small[0].Message != "x" {
+		t.Fatal("a batch not made by the reader was cleared")
+	}
+	if n := newBatch(); len(n) != 0 {
+		t.Fatalf("newBatch after Release: len %d", len(n))
 	}
 }

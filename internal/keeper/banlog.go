@@ -1,4 +1,4 @@
-package main
+package keeper
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/journal"
 	"github.com/jailkeeper/jailkeeper/pkg/bans"
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // How bans are logged (and, with the same threshold, announced on D-Bus,
@@ -32,25 +33,25 @@ type banEvent struct {
 }
 
 var (
-	evBanned = banEvent{journal.PriNotice, msgBan,
+	evBanned = banEvent{journal.PriNotice, MsgBan,
 		func(b bans.Ban) string {
-			return fmt.Sprintf("banned %s in jail %s %s: %s", bannedString(b.Prefix), b.Jail, banUntil(b), b.Reason)
+			return fmt.Sprintf("banned %s in jail %s %s: %s", prefix.Format(b.Prefix), b.Jail, banUntil(b), b.Reason)
 		},
 		func(jail, tail string, addrs []string) string {
 			return fmt.Sprintf("banned %d addresses in jail %s %s: %s", len(addrs), jail, tail, strings.Join(addrs, ", "))
 		},
 		banUntil}
-	evExpired = banEvent{journal.PriInfo, msgExpire,
+	evExpired = banEvent{journal.PriInfo, MsgExpire,
 		func(b bans.Ban) string {
-			return fmt.Sprintf("ban of %s in jail %s expired", bannedString(b.Prefix), b.Jail)
+			return fmt.Sprintf("ban of %s in jail %s expired", prefix.Format(b.Prefix), b.Jail)
 		},
 		func(jail, _ string, addrs []string) string {
 			return fmt.Sprintf("bans of %d addresses in jail %s expired: %s", len(addrs), jail, strings.Join(addrs, ", "))
 		},
 		func(bans.Ban) string { return "" }}
-	evUnbanned = banEvent{journal.PriNotice, msgUnban,
+	evUnbanned = banEvent{journal.PriNotice, MsgUnban,
 		func(b bans.Ban) string {
-			return fmt.Sprintf("unbanned %s in jail %s by an administrator", bannedString(b.Prefix), b.Jail)
+			return fmt.Sprintf("unbanned %s in jail %s by an administrator", prefix.Format(b.Prefix), b.Jail)
 		},
 		func(jail, _ string, addrs []string) string {
 			return fmt.Sprintf("unbanned %d addresses in jail %s by an administrator: %s", len(addrs), jail, strings.Join(addrs, ", "))
@@ -67,10 +68,10 @@ func banUntil(b bans.Ban) string {
 }
 
 // logBans logs bs as ev says: one entry per ban, or per chunk in a flood.
-func (l *logger) logBans(ev banEvent, bs []bans.Ban) {
+func logBans(l *Logger, ev banEvent, bs []bans.Ban) {
 	if len(bs) <= floodLog {
 		for _, b := range bs {
-			l.event(ev.pri, ev.msgID, ev.one(b), "JAIL", b.Jail, "ADDRESS", bannedString(b.Prefix))
+			l.Event(ev.pri, ev.msgID, ev.one(b), "JAIL", b.Jail, "ADDRESS", prefix.Format(b.Prefix))
 		}
 		return
 	}
@@ -79,10 +80,10 @@ func (l *logger) logBans(ev banEvent, bs []bans.Ban) {
 		fields = append(fields, "JAIL", g[0].Jail)
 		addrs := make([]string, len(g))
 		for i, b := range g {
-			addrs[i] = bannedString(b.Prefix)
+			addrs[i] = prefix.Format(b.Prefix)
 			fields = append(fields, "ADDRESS", addrs[i])
 		}
-		l.event(ev.pri, ev.msgID, ev.many(g[0].Jail, ev.group(g[0]), addrs), fields...)
+		l.Event(ev.pri, ev.msgID, ev.many(g[0].Jail, ev.group(g[0]), addrs), fields...)
 	}
 }
 
@@ -113,21 +114,13 @@ func chunks(bs []bans.Ban, key func(bans.Ban) string, n int) [][]bans.Ban {
 // signal.
 const signalChunk = 1024
 
-// announcer emits the D-Bus signals of ban changes (dbusapi.Server).
-type announcer interface {
-	Banned(jail string, p netip.Prefix, expires time.Time, reason string) error
-	BannedMany(jail string, ps []netip.Prefix, expires []time.Time) error
-	Unbanned(jail string, p netip.Prefix) error
-	UnbannedMany(jail string, ps []netip.Prefix) error
-}
-
 func jailOf(b bans.Ban) string { return b.Jail }
 
 // announceBanned emits Banned per ban, or, when more than floodLog bans
 // happen at once (the log's threshold), BannedMany per jail: in a
 // 5,000-ban burst one signal per ban was the largest single cost of the
 // ban path (16 µs each in the daemon, plus dbus-daemon's share).
-func announceBanned(a announcer, bs []bans.Ban) {
+func announceBanned(a Announcer, bs []bans.Ban) {
 	if len(bs) <= floodLog {
 		for _, b := range bs {
 			_ = a.Banned(b.Jail, b.Prefix, b.Expires, b.Reason)
@@ -145,7 +138,7 @@ func announceBanned(a announcer, bs []bans.Ban) {
 }
 
 // announceUnbanned is announceBanned for lifted bans.
-func announceUnbanned(a announcer, bs []bans.Ban) {
+func announceUnbanned(a Announcer, bs []bans.Ban) {
 	if len(bs) <= floodLog {
 		for _, b := range bs {
 			_ = a.Unbanned(b.Jail, b.Prefix)

@@ -1,15 +1,16 @@
-package journal
+package sdjournal
 
 import (
 	"context"
 	"fmt"
+	"github.com/jailkeeper/jailkeeper/pkg/journal"
 	"runtime"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/sdjournal"
+	gosdjournal "github.com/coreos/go-systemd/v22/sdjournal"
 	"github.com/jailkeeper/jailkeeper/internal/testbed"
 )
 
@@ -119,7 +120,7 @@ func cpuTime(b *testing.B) time.Duration {
 func sdjournalLoop(b *testing.B, dir, unit string, allFields bool) int {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	j, err := sdjournal.NewJournalFromDir(dir)
+	j, err := gosdjournal.NewJournalFromDir(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -172,7 +173,7 @@ func bindingLoop(b *testing.B, dir, unit string) int {
 	if err := sj.seekRealtime(time.Time{}); err != nil {
 		b.Fatal(err)
 	}
-	var e Entry
+	var e journal.Entry
 	n := 0
 	for {
 		ok, err := sj.next(&e)
@@ -197,7 +198,7 @@ func readerLoop(b *testing.B, dir, unit string) int {
 	defer r.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := make(chan []Entry, 4)
+	out := make(chan []journal.Entry, 4)
 	go r.Run(ctx, out)
 	n := 0
 	for n < benchEntries {
@@ -231,7 +232,7 @@ func benchSeek(b *testing.B, dir, unit string) {
 	if err := sj.seekRealtime(time.Time{}); err != nil {
 		b.Fatal(err)
 	}
-	var e Entry
+	var e journal.Entry
 	for i := 0; i < benchEntries; i++ {
 		if ok, err := sj.next(&e); !ok || err != nil {
 			b.Fatalf("entry %d: %v", i, err)
@@ -247,7 +248,7 @@ func benchSeek(b *testing.B, dir, unit string) {
 		if !found || err != nil {
 			b.Fatalf("seek: %v %v", found, err)
 		}
-		if ok, err := sj.next(&Entry{}); ok || err != nil {
+		if ok, err := sj.next(&journal.Entry{}); ok || err != nil {
 			b.Fatalf("next after the last entry: %v %v", ok, err)
 		}
 	}

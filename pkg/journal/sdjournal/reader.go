@@ -1,11 +1,16 @@
-package journal
+// Package sdjournal follows the systemd journal for jailkeeper through a
+// thin cgo binding to libsystemd's sd-journal: it matches entries by trusted
+// _SYSTEMD_UNIT= (and, only where a jail opts in, by SYSLOG_IDENTIFIER=),
+// follows new entries, and resumes at a saved cursor. Entries leave it as
+// journal.Entry values. Building it needs cgo and libsystemd's headers;
+// the pure parts (Entry, offline input, cursors) live in package journal.
+package sdjournal
 
 import (
 	"context"
 	"errors"
-	"fmt"
+	"github.com/jailkeeper/jailkeeper/pkg/journal"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -53,12 +58,12 @@ const (
 // a burst otherwise allocates a 100 KB slice per 1024 entries, about half
 // of what the reader allocates, and on a 2-CPU machine every garbage
 // collection takes a core's worth of time from the reader.
-var batches = sync.Pool{New: func() any { return new([]Entry) }}
+var batches = sync.Pool{New: func() any { return new([]journal.Entry) }}
 
-func newBatch() []Entry {
-	b := *batches.Get().(*[]Entry)
+func newBatch() []journal.Entry {
+	b := *batches.Get().(*[]journal.Entry)
 	if b == nil {
-		b = make([]Entry, 0, maxBatch)
+		b = make([]journal.Entry, 0, maxBatch)
 	}
 	return b[:0]
 }
@@ -66,7 +71,7 @@ func newBatch() []Entry {
 // Release hands back a batch received from Run once it is handled, for
 // the reader to reuse. The batch must not be used afterwards; strings taken
 // from its entries stay valid. Not releasing a batch is fine.
-func Release(batch []Entry) {
+func Release(batch []journal.Entry) {
 	if cap(batch) != maxBatch {
 		return
 	}
@@ -93,21 +98,8 @@ type Reader struct {
 
 type runRequest struct {
 	ctx context.Context
-	out chan<- []Entry
+	out chan<- []journal.Entry
 	res chan error
-}
-
-// UnitName returns the unit name a match uses: name itself when it ends in
-// a unit type suffix (.service, .socket, …), else name + ".service".
-func UnitName(name string) string {
-	if i := strings.LastIndexByte(name, '.'); i > 0 {
-		switch name[i+1:] {
-		case "service", "socket", "scope", "slice", "mount", "automount",
-			"swap", "target", "path", "timer", "device":
-			return name
-		}
-	}
-	return name + ".service"
 }
 
 // Open opens the journal, installs the matches and positions the reader:
@@ -145,7 +137,7 @@ func Open(opts Options) (*Reader, error) {
 // journald restarts by itself, logging them. It returns ctx.Err() when ctx
 // is done, or ErrClosed after Close; entries read but not yet sent are kept
 // for the next Run. Only one Run works at a time; another call waits.
-func (r *Reader) Run(ctx context.Context, out chan<- []Entry) error {
+func (r *Reader) Run(ctx context.Context, out chan<- []journal.Entry) error {
 	req := runRequest{ctx: ctx, out: out, res: make(chan error, 1)}
 	select {
 	case r.reqs <- req:
@@ -202,10 +194,10 @@ type follower struct {
 	quit  <-chan struct{}
 
 	sj      *sdJournal
-	cursor  string    // cursor of the last entry read (or opts.Cursor); "" = none: start at start
-	start   time.Time // where to start while no entry was read
-	pending []Entry   // read but not sent yet
-	cur     Entry     // the last entry read (its Unit/Identifier strings are reused)
+	cursor  string          // cursor of the last entry read (or opts.Cursor); "" = none: start at start
+	start   time.Time       // where to start while no entry was read
+	pending []journal.Entry // read but not sent yet
+	cur     journal.Entry   // the last entry read (its Unit/Identifier strings are reused)
 
 	invalidated      int       // INVALIDATE results not logged yet
 	loggedInvalidate time.Time // when they were last logged
@@ -246,7 +238,7 @@ func (f *follower) seek() error {
 		if err != nil && !errors.Is(err, syscall.EINVAL) {
 			return err
 		}
-		t, terr := CursorTime(f.cursor)
+		t, terr := journal.CursorTime(f.cursor)
 		if err != nil || terr != nil {
 			// A cursor journald cannot parse: start as if there were none.
 			f.logf("journal: cannot resume at cursor %q (%v); starting %s back instead",
@@ -264,7 +256,7 @@ func (f *follower) seek() error {
 
 func addMatches(sj *sdJournal, opts Options) error {
 	for _, u := range opts.Units {
-		if err := sj.addMatch("_SYSTEMD_UNIT=" + UnitName(u)); err != nil {
+		if err := sj.addMatch("_SYSTEMD_UNIT=" + journal.UnitName(u)); err != nil {
 			return err
 		}
 	}
@@ -313,7 +305,7 @@ func (f *follower) reopen(ctx context.Context, cause error) error {
 }
 
 // follow is Run's loop on the owning goroutine.
-func (f *follower) follow(ctx context.Context, out chan<- []Entry) error {
+func (f *follower) follow(ctx context.Context, out chan<- []journal.Entry) error {
 	if f.sj == nil { // an earlier Run ended while reopening
 		if err := f.reopen(ctx, errors.New("journal not open")); err != nil {
 			return err
@@ -412,20 +404,4 @@ func (f *follower) follow(ctx context.Context, out chan<- []Entry) error {
 			interval = min(2*interval, pollMax)
 		}
 	}
-}
-
-// String describes the reader's matches for log lines.
-func (r *Reader) String() string {
-	var parts []string
-	for _, u := range r.opts.Units {
-		parts = append(parts, "_SYSTEMD_UNIT="+UnitName(u))
-	}
-	for _, id := range r.opts.Identifiers {
-		parts = append(parts, "SYSLOG_IDENTIFIER="+id)
-	}
-	where := "system journal"
-	if r.opts.Path != "" {
-		where = r.opts.Path
-	}
-	return fmt.Sprintf("%s [%s]", where, strings.Join(parts, " | "))
 }

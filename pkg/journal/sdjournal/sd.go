@@ -1,4 +1,4 @@
-package journal
+package sdjournal
 
 // This file is the thin cgo binding to libsystemd's sd-journal that the
 // Reader uses. It is not go-systemd's sdjournal on purpose: the Reader needs
@@ -28,7 +28,6 @@ typedef struct {
 	const char *msg;   size_t msg_len;
 	const char *unit;  size_t unit_len;
 	const char *ident; size_t ident_len;
-	const char *pid;   size_t pid_len;
 	const char *srt;   size_t srt_len;
 	uint64_t realtime;
 	size_t cursor_len;
@@ -54,21 +53,20 @@ static int jk_open(sd_journal **j, const char *dir) {
 // The walk over the entry's fields (each one a data object to look up in
 // the mmap) stops once it has MESSAGE, _SYSTEMD_UNIT, SYSLOG_IDENTIFIER and
 // either _SOURCE_REALTIME_TIMESTAMP or _TRANSPORT=stdout (stdout streams
-// never carry a source timestamp). _PID is taken when it comes before.
+// never carry a source timestamp).
 static int jk_next(sd_journal *j, jk_entry *e) {
 	const void *d;
 	size_t l;
 	int is_stdout = 0;
 	int r = sd_journal_next(j);
 	if (r <= 0) return r;
-	e->msg = e->unit = e->ident = e->pid = e->srt = NULL;
-	e->msg_len = e->unit_len = e->ident_len = e->pid_len = e->srt_len = 0;
+	e->msg = e->unit = e->ident = e->srt = NULL;
+	e->msg_len = e->unit_len = e->ident_len = e->srt_len = 0;
 	SD_JOURNAL_FOREACH_DATA(j, d, l) {
 		if (e->msg && e->unit && e->ident && (e->srt || is_stdout)) break;
 		JK_FIELD("MESSAGE=", msg)
 		JK_FIELD("_SYSTEMD_UNIT=", unit)
 		JK_FIELD("SYSLOG_IDENTIFIER=", ident)
-		JK_FIELD("_PID=", pid)
 		JK_FIELD("_SOURCE_REALTIME_TIMESTAMP=", srt)
 		if (l == sizeof(JK_STDOUT) - 1 && memcmp(d, JK_STDOUT, l) == 0) is_stdout = 1;
 	}
@@ -103,6 +101,7 @@ import "C"
 
 import (
 	"fmt"
+	"github.com/jailkeeper/jailkeeper/pkg/journal"
 	"syscall"
 	"time"
 	"unsafe"
@@ -211,7 +210,7 @@ func (s *sdJournal) wait(d time.Duration) (int, error) {
 // cursor (e.Cursor = ""; see cursor). It returns false at the end of the
 // journal. e's Unit and Identifier strings are reused, not copied again,
 // when the new entry's values are the same.
-func (s *sdJournal) next(e *Entry) (bool, error) {
+func (s *sdJournal) next(e *journal.Entry) (bool, error) {
 	r := C.jk_next(s.j, s.e)
 	if r < 0 {
 		return false, fmt.Errorf("reading the journal: %w", errnoErr(r))
@@ -252,7 +251,6 @@ func (s *sdJournal) next(e *Entry) (bool, error) {
 	if !sameIdent {
 		e.Identifier = all[i : i+len(ident)]
 	}
-	e.PID = int(parseUint(fieldBytes(c.pid, c.pid_len)))
 	s.received = time.UnixMicro(int64(c.realtime))
 	e.Time = s.received
 	if src := fieldBytes(c.srt, c.srt_len); len(src) > 0 {

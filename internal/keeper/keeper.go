@@ -1,0 +1,647 @@
+// Package keeper is the daemon's core: it turns the engine's decisions and
+// an administrator's requests into bans in the kernel and in the ban table
+// (the kernel-before-disk ban path), validates bans, lifts and expires
+// them, verifies the firewall layout, aggregates status, and swaps in a
+// reloaded configuration. It implements dbusapi.Manager, and logs every
+// event to the journal with a fixed MESSAGE_ID per kind (Logger). It starts
+// no goroutine and owns neither the journal reader nor the select loop nor
+// sd_notify: cmd/jailkeeper wires it to those. Its methods are safe for
+// concurrent use (one lock serialises the engine, the table's writes and
+// the firewall).
+package keeper
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/journal"
+
+	"github.com/jailkeeper/jailkeeper/pkg/bans"
+	"github.com/jailkeeper/jailkeeper/pkg/config"
+	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
+	"github.com/jailkeeper/jailkeeper/pkg/firewall"
+	"github.com/jailkeeper/jailkeeper/pkg/jails"
+	jjournal "github.com/jailkeeper/jailkeeper/pkg/journal"
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
+)
+
+// CursorEvery bounds how often the journal cursor is saved when no ban
+// forces a save.
+const CursorEvery = time.Second
+
+// Announcer emits the D-Bus signals of ban changes (dbusapi.Server).
+type Announcer interface {
+	Banned(jail string, p netip.Prefix, expires time.Time, reason string) error
+	BannedMany(jail string, ps []netip.Prefix, expires []time.Time) error
+	Unbanned(jail string, p netip.Prefix) error
+	UnbannedMany(jail string, ps []netip.Prefix) error
+}
+
+// Options are what a Keeper needs besides the configuration and the table.
+type Options struct {
+	// Log receives the events (bans, expiries, repairs, …). Required.
+	Log *Logger
+	// NetNS is the network namespace the firewall acts in ("" = the
+	// caller's own; see firewall.Options).
+	NetNS string
+	// NewBackend opens a firewall backend; nil means firewall.New. Tests
+	// pass one that returns fakes.
+	NewBackend func(name string, opts firewall.Options) (firewall.Backend, error)
+	// Notify receives sd_notify state lines ("STATUS=…"); nil drops them.
+	Notify func(state string)
+	// Reload serves the Reload method of dbusapi.Manager: the daemon
+	// re-reads the configuration on its main loop, which owns the journal
+	// reader, and calls Prepare and Swap. nil refuses reloads.
+	Reload func() error
+}
+
+// Keeper holds the running configuration, the engine, the ban table and
+// the firewall.
+type Keeper struct {
+	opts  Options
+	log   *Logger
+	table *bans.Table
+
+	mu       sync.Mutex // serialises the engine, the table writes and the firewall
+	rt       *config.Runtime
+	engine   *jails.Engine
+	fw       firewall.Backend
+	bus      Announcer
+	restored int
+
+	lastCursor  string
+	cursorSaved time.Time
+}
+
+// Start builds a Keeper: it opens the firewall backend rt names, drops bans
+// that expired while the daemon was down and bans of jails no longer
+// configured, tears down any layout the other kernel backend left behind,
+// builds the layout with every remaining ban in one batch, and starts the
+// engine. table stays the caller's to close (after Close).
+func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error) {
+	if opts.NewBackend == nil {
+		opts.NewBackend = firewall.New
+	}
+	if opts.Notify == nil {
+		opts.Notify = func(string) {}
+	}
+	k := &Keeper{opts: opts, log: opts.Log, table: table, lastCursor: table.Cursor()}
+	fw, err := k.openBackend(rt)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	if gone, err := table.Expire(now); err != nil {
+		fw.Close()
+		return nil, err
+	} else if len(gone) > 0 {
+		k.log.Infof(MsgExpire, "%d bans expired while jailkeeper was stopped", len(gone))
+	}
+	active := k.keepConfigured(rt, table.Active(now))
+	k.tearDownOthers(fw.Name())
+	if err := fw.Setup(rt.Layout, toFirewall(active)); err != nil {
+		fw.Close()
+		return nil, fmt.Errorf("building firewall layout (%s): %w", fw.Name(), err)
+	}
+	engine, err := jails.NewEngine(rt.Jails, rt.Whitelist, table)
+	if err != nil {
+		fw.Close()
+		return nil, fmt.Errorf("starting jails: %w", err)
+	}
+	k.rt, k.engine, k.fw, k.restored = rt, engine, fw, len(active)
+	return k, nil
+}
+
+// openBackend opens the backend rt names, with the Keeper's options.
+func (k *Keeper) openBackend(rt *config.Runtime) (firewall.Backend, error) {
+	fw, err := k.opts.NewBackend(rt.Backend, firewall.Options{
+		NetNS:           k.opts.NetNS,
+		KillConnections: rt.KillConnections,
+		Logf: func(format string, args ...any) {
+			k.log.Event(journal.PriInfo, MsgRepair, fmt.Sprintf(format, args...))
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("firewall backend %s: %w", rt.Backend, err)
+	}
+	return fw, nil
+}
+
+// kernelBackends are the backends that leave a layout in the kernel.
+var kernelBackends = []string{"iptables", "nftables"}
+
+// tearDownOthers removes the layout of the kernel backend other than
+// using, if one is there: after a change of backend (in the configuration,
+// or by auto's choice) its chains and sets would otherwise keep refusing
+// the bans they hold, and nobody could lift them. Under "none" the kernel
+// is left alone. A backend that cannot be opened (its tools missing) has
+// nothing to tear down.
+func (k *Keeper) tearDownOthers(using string) {
+	if using != "iptables" && using != "nftables" {
+		return
+	}
+	for _, name := range kernelBackends {
+		if name == using {
+			continue
+		}
+		other, err := k.opts.NewBackend(name, firewall.Options{NetNS: k.opts.NetNS})
+		if err != nil {
+			continue
+		}
+		left, _ := other.List()
+		if err := other.Teardown(); err != nil {
+			k.log.Errorf(MsgRepair, "removing the %s layout of an earlier configuration: %v", name, err)
+		} else if len(left) > 0 {
+			k.log.Event(journal.PriNotice, MsgRepair, fmt.Sprintf("removed the %s layout of an earlier configuration (%d bans; the %s layout holds them now)", name, len(left), using))
+		}
+		other.Close()
+	}
+}
+
+// SetAnnouncer sets where ban changes are announced (the D-Bus service);
+// nil announces nothing.
+func (k *Keeper) SetAnnouncer(a Announcer) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.bus = a
+}
+
+// Restored is the number of bans Start loaded into the kernel.
+func (k *Keeper) Restored() int { return k.restored }
+
+// Backend is the name of the firewall backend in use.
+func (k *Keeper) Backend() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.fw.Name()
+}
+
+// Runtime is the running configuration.
+func (k *Keeper) Runtime() *config.Runtime {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.rt
+}
+
+// Units and Identifiers are what the journal reader must match for the
+// running configuration.
+func (k *Keeper) Units() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.engine.Units()
+}
+
+// Identifiers: see Units.
+func (k *Keeper) Identifiers() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.engine.Identifiers()
+}
+
+// LookBack is how far back a reader without a cursor starts: the longest
+// findtime.
+func (k *Keeper) LookBack() time.Duration {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var lb time.Duration
+	for _, j := range k.rt.Jails {
+		lb = max(lb, j.FindTime)
+	}
+	return lb
+}
+
+// Cursor is the cursor after the last journal entry handled ("" before
+// the first).
+func (k *Keeper) Cursor() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.lastCursor
+}
+
+// Close saves the cursor and closes the firewall handles, leaving the
+// layout and every ban in the kernel.
+func (k *Keeper) Close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var errs []error
+	if k.lastCursor != "" {
+		if err := k.table.SaveCursor(k.lastCursor); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := k.fw.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("closing firewall: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// keepConfigured drops (and logs) bans of jails no longer configured.
+func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ban {
+	known := map[string]bool{}
+	for _, j := range rt.Jails {
+		known[j.Name] = true
+	}
+	var keep []bans.Ban
+	for _, b := range active {
+		if known[b.Jail] {
+			keep = append(keep, b)
+			continue
+		}
+		if _, err := k.table.Remove(b.Jail, b.Prefix); err != nil {
+			k.log.Errorf(MsgUnban, "dropping ban of %s in removed jail %s: %v", prefix.Format(b.Prefix), b.Jail, err)
+			continue
+		}
+		k.log.Event(journal.PriNotice, MsgUnban, fmt.Sprintf("unbanned %s: jail %s is no longer configured", prefix.Format(b.Prefix), b.Jail),
+			"JAIL", b.Jail, "ADDRESS", prefix.Format(b.Prefix))
+	}
+	return keep
+}
+
+// HandleBatch runs the engine over the entries of the batches, in order,
+// and commits the bans decided with the cursor of the last entry that has
+// one. The caller hands several batches at once when its reader is ahead
+// (a backlog, a flood), so that the per-commit costs (the table's disk
+// sync above all) are paid once per group, not per batch. The batches may
+// be released (reused) once it returns.
+func (k *Keeper) HandleBatch(batches ...[]jjournal.Entry) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var decisions []jails.Decision
+	for _, b := range batches {
+		if len(b) == 0 {
+			continue
+		}
+		for _, e := range b {
+			decisions = append(decisions, k.engine.Handle(e)...)
+		}
+		if c := b[len(b)-1].Cursor; c != "" {
+			k.lastCursor = c
+		}
+	}
+	if len(decisions) > 0 {
+		bs := make([]bans.Ban, 0, len(decisions))
+		for _, dec := range decisions {
+			bs = append(bs, banFromDecision(dec))
+		}
+		// The bans and the cursor after the entries that decided them go
+		// into one transaction.
+		k.commit(k.lastCursor, bs, false)
+		k.cursorSaved = time.Now()
+	} else if time.Since(k.cursorSaved) >= CursorEvery {
+		if err := k.table.SaveCursor(k.lastCursor); err != nil {
+			k.log.Errorf(MsgJournal, "%v", err)
+		}
+		k.cursorSaved = time.Now()
+	}
+}
+
+func banFromDecision(dec jails.Decision) bans.Ban {
+	b := bans.Ban{Jail: dec.Jail, Prefix: dec.Prefix, Start: dec.Time, Reason: dec.Reason}
+	if b.Start.IsZero() {
+		b.Start = time.Now()
+	}
+	if dec.Duration != jails.Permanent {
+		// Count from now, not from the failure: a ban applied late (after a
+		// restart) still lasts its full time.
+		b.Expires = time.Now().Add(dec.Duration)
+	}
+	return b
+}
+
+// push adds bans to the firewall; an error is logged (the watchdog's
+// Verify adds what the table holds and the kernel misses).
+func (k *Keeper) push(bs []bans.Ban) {
+	if err := k.fw.Add(toFirewall(bs)); err != nil {
+		k.log.Errorf(MsgBan, "adding %d bans to the firewall: %v (the watchdog will retry)", len(bs), err)
+	}
+}
+
+// commit pushes the new or extended bans among bs to the firewall, then
+// records them in the table, with the journal cursor when it is not ""
+// (one transaction). For the engine's decisions the kernel comes first,
+// so that a ban takes effect without waiting for the disk; a crash in
+// between loses nothing: the cursor is not saved either, so the restarted
+// daemon reads the entries that decided the bans again and decides them
+// again. manual marks bans made by an administrator: they are recorded
+// first (a failure to record them is the caller's error and leaves the
+// kernel alone), and the engine forgets the failures it tracked inside
+// them (its own decisions already reset the counters they needed to, and
+// forgetting would also drop the addresses from an ongoing
+// distributed-attack count). Callers hold k.mu.
+func (k *Keeper) commit(cursor string, bs []bans.Ban, manual bool) (int, error) {
+	pushed := false
+	if !manual {
+		if pending := k.table.Changes(bs...); len(pending) > 0 {
+			k.push(pending)
+			pushed = true
+		}
+	}
+	var changed []bans.Ban
+	var err error
+	if cursor != "" {
+		changed, err = k.table.Commit(cursor, bs...)
+	} else {
+		changed, err = k.table.Add(bs...)
+	}
+	if err != nil {
+		k.log.Errorf(MsgBan, "%v", err)
+		return 0, err
+	}
+	if len(changed) == 0 {
+		return 0, nil
+	}
+	if !pushed {
+		k.push(changed)
+	}
+	logBans(k.log, evBanned, changed)
+	if manual {
+		for _, b := range changed {
+			k.engine.Forget(b.Jail, b.Prefix)
+		}
+	}
+	if k.bus != nil {
+		announceBanned(k.bus, changed)
+	}
+	k.opts.Notify("STATUS=" + k.statusLocked())
+	return len(changed), nil
+}
+
+// Expire lifts the bans whose time is up, from the table and the kernel.
+func (k *Keeper) Expire() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	gone, err := k.table.Expire(time.Now())
+	if err != nil {
+		k.log.Errorf(MsgExpire, "%v", err)
+		return
+	}
+	if len(gone) == 0 {
+		return
+	}
+	if err := k.fw.Remove(toFirewall(gone)); err != nil {
+		k.log.Errorf(MsgExpire, "removing %d expired bans from the firewall: %v", len(gone), err)
+	}
+	logBans(k.log, evExpired, gone)
+	if k.bus != nil {
+		announceUnbanned(k.bus, gone)
+	}
+	k.opts.Notify("STATUS=" + k.statusLocked())
+}
+
+// Verify compares the kernel with the layout and the active bans and
+// repairs drift, logging what it found. An error means the repair failed.
+func (k *Keeper) Verify() error {
+	k.mu.Lock()
+	found, err := k.fw.Verify(k.rt.Layout, toFirewall(k.table.Active(time.Now())))
+	k.mu.Unlock()
+	if len(found) > 0 {
+		k.log.Event(journal.PriWarning, MsgRepair, fmt.Sprintf("firewall drift repaired: %s", strings.Join(found, "; ")))
+	}
+	if err != nil {
+		return fmt.Errorf("firewall repair failed: %w", err)
+	}
+	return nil
+}
+
+// StatusLine is the one-line STATUS= of sd_notify.
+func (k *Keeper) StatusLine() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.statusLocked()
+}
+
+func (k *Keeper) statusLocked() string {
+	names := jailNames(k.rt)
+	return fmt.Sprintf("%d jails (%s), %d bans", len(names), strings.Join(names, ", "), k.table.Len())
+}
+
+// jailNames are the running jails' names, in configuration order (sorted).
+func jailNames(rt *config.Runtime) []string {
+	names := make([]string, len(rt.Jails))
+	for i, j := range rt.Jails {
+		names[i] = j.Name
+	}
+	return names
+}
+
+func toFirewall(bs []bans.Ban) []firewall.Ban {
+	out := make([]firewall.Ban, len(bs))
+	for i, b := range bs {
+		out[i] = firewall.Ban{Jail: b.Jail, Prefix: b.Prefix, Expires: b.Expires}
+	}
+	return out
+}
+
+func (k *Keeper) jailByName(name string) (jails.Jail, bool) {
+	for _, j := range k.rt.Jails {
+		if j.Name == name {
+			return j, true
+		}
+	}
+	return jails.Jail{}, false
+}
+
+// Ban implements dbusapi.Manager: an administrator's bans, all or nothing.
+func (k *Keeper) Ban(jail string, prefixes []netip.Prefix, dur time.Duration) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	j, ok := k.jailByName(jail)
+	if !ok {
+		return 0, fmt.Errorf("%w %q (jails: %s)", dbusapi.ErrUnknownJail, jail, strings.Join(jailNames(k.rt), ", "))
+	}
+	if dur == 0 {
+		dur = j.BanTime
+	}
+	now := time.Now()
+	bs := make([]bans.Ban, 0, len(prefixes))
+	for _, p := range prefixes {
+		if k.rt.Whitelist.Overlaps(p) {
+			return 0, fmt.Errorf("%w: %s overlaps the whitelist; nothing banned", dbusapi.ErrWhitelisted, prefix.Format(p))
+		}
+		b := bans.Ban{Jail: jail, Prefix: p, Start: now, Reason: "banned by an administrator"}
+		if dur > 0 {
+			b.Expires = now.Add(dur)
+		}
+		bs = append(bs, b)
+	}
+	// commit without a cursor: bans an administrator made.
+	return k.commit("", bs, true)
+}
+
+// Unban implements dbusapi.Manager.
+func (k *Keeper) Unban(jail string, p netip.Prefix) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if jail != "" {
+		if _, ok := k.jailByName(jail); !ok {
+			return 0, fmt.Errorf("%w %q", dbusapi.ErrUnknownJail, jail)
+		}
+	}
+	gone, err := k.table.Remove(jail, p)
+	if err != nil {
+		return 0, err
+	}
+	if len(gone) > 0 {
+		if err := k.fw.Remove(toFirewall(gone)); err != nil {
+			return 0, fmt.Errorf("removing from the firewall: %w", err)
+		}
+	}
+	logBans(k.log, evUnbanned, gone)
+	for _, b := range gone {
+		k.engine.Forget(b.Jail, b.Prefix)
+	}
+	if k.bus != nil {
+		announceUnbanned(k.bus, gone)
+	}
+	if len(gone) > 0 {
+		k.opts.Notify("STATUS=" + k.statusLocked())
+	}
+	return len(gone), nil
+}
+
+// Status implements dbusapi.Manager.
+func (k *Keeper) Status(jail string) ([]dbusapi.JailStatus, error) {
+	k.mu.Lock()
+	names := jailNames(k.rt)
+	engine := k.engine
+	k.mu.Unlock()
+	stats := map[string]jails.JailStats{}
+	for _, s := range engine.Stats() {
+		stats[s.Name] = s
+	}
+	if jail != "" {
+		found := false
+		for _, n := range names {
+			found = found || n == jail
+		}
+		if !found {
+			return nil, fmt.Errorf("%w %q (jails: %s)", dbusapi.ErrUnknownJail, jail, strings.Join(names, ", "))
+		}
+		names = []string{jail}
+	}
+	active := k.table.Active(time.Now())
+	out := make([]dbusapi.JailStatus, 0, len(names))
+	for _, n := range names {
+		st := dbusapi.JailStatus{
+			Name:            n,
+			CurrentlyFailed: uint32(stats[n].CurrentlyFailed),
+			TotalFailed:     uint32(stats[n].TotalFailed),
+			TotalBanned:     uint32(k.table.Total(n)),
+			Banned:          []string{},
+		}
+		for _, b := range active {
+			if b.Jail == n {
+				st.Banned = append(st.Banned, prefix.Format(b.Prefix))
+			}
+		}
+		st.CurrentlyBanned = uint32(len(st.Banned))
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// ListBans implements dbusapi.Manager.
+func (k *Keeper) ListBans() []dbusapi.BanInfo {
+	active := k.table.Active(time.Now())
+	out := make([]dbusapi.BanInfo, len(active))
+	for i, b := range active {
+		out[i] = dbusapi.BanInfo{Jail: b.Jail, Prefix: prefix.Format(b.Prefix), Start: b.Start.Unix(), Reason: b.Reason}
+		if !b.Permanent() {
+			out[i].Expires = b.Expires.Unix()
+		}
+	}
+	return out
+}
+
+// Reload implements dbusapi.Manager through Options.Reload.
+func (k *Keeper) Reload() error {
+	if k.opts.Reload == nil {
+		return errors.New("reload is not available")
+	}
+	return k.opts.Reload()
+}
+
+// Next is a checked configuration waiting to be swapped in (Prepare).
+type Next struct {
+	rt     *config.Runtime
+	engine *jails.Engine
+	fw     firewall.Backend // a newly opened backend when rt switches backends, else nil
+}
+
+// Prepare checks a reloaded configuration as far as it can without
+// touching the running one: it builds the new engine and, when the backend
+// changes, opens the new backend. The caller then stops its journal reader
+// (handing the batches still queued to HandleBatch) and calls Swap.
+func (k *Keeper) Prepare(rt *config.Runtime) (*Next, error) {
+	engine, err := jails.NewEngine(rt.Jails, rt.Whitelist, k.table)
+	if err != nil {
+		return nil, err
+	}
+	n := &Next{rt: rt, engine: engine}
+	k.mu.Lock()
+	cur := k.fw.Name()
+	k.mu.Unlock()
+	if rt.Backend != cur && !(rt.Backend == "auto" && (cur == "iptables" || cur == "nftables")) {
+		if n.fw, err = k.openBackend(rt); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// Swap puts a prepared configuration in place: it rebuilds the layout with
+// every active ban (bans of jails removed are lifted and logged), and the
+// jails that stay keep what they counted. On a change of backend the bans
+// move into the new backend's layout, and only then is the old layout torn
+// down. When the new layout cannot be built, the running configuration and
+// layout stay and the error says why.
+func (k *Keeper) Swap(n *Next) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	fw := k.fw
+	if n.fw != nil {
+		fw = n.fw
+	}
+	active := k.keepConfigured(n.rt, k.table.Active(time.Now()))
+	if err := fw.Setup(n.rt.Layout, toFirewall(active)); err != nil {
+		if n.fw != nil {
+			// The old layout was never touched.
+			n.fw.Teardown()
+			n.fw.Close()
+		} else {
+			// Put the old layout back: never lose protection on a bad reload.
+			k.fw.Setup(k.rt.Layout, toFirewall(k.table.Active(time.Now())))
+		}
+		return fmt.Errorf("building firewall layout (%s): %w", fw.Name(), err)
+	}
+	if n.fw != nil {
+		old := k.fw
+		if err := old.Teardown(); err != nil {
+			k.log.Errorf(MsgRepair, "removing the %s layout after switching to %s: %v", old.Name(), fw.Name(), err)
+		}
+		old.Close()
+		k.log.Event(journal.PriNotice, MsgConfig, fmt.Sprintf("firewall backend switched from %s to %s with %d bans", old.Name(), fw.Name(), len(active)))
+		k.fw = fw
+	}
+	for _, w := range n.rt.Warnings {
+		k.log.Warnf("%s", w)
+	}
+	// The reader resumes after the last entry handled, so the failures
+	// counted so far must come along: a reload gives no attacker a fresh
+	// count.
+	n.engine.Adopt(k.engine)
+	k.rt, k.engine = n.rt, n.engine
+	return nil
+}
+
+// Discard releases what Prepare opened for a configuration not swapped in.
+func (n *Next) Discard() {
+	if n != nil && n.fw != nil {
+		n.fw.Close()
+		n.fw = nil
+	}
+}

@@ -1,0 +1,458 @@
+package keeper
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/pkg/bans"
+	"github.com/jailkeeper/jailkeeper/pkg/config"
+	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
+	"github.com/jailkeeper/jailkeeper/pkg/firewall"
+	"github.com/jailkeeper/jailkeeper/pkg/jails"
+	"github.com/jailkeeper/jailkeeper/pkg/journal"
+)
+
+// namedFake is a firewall.Fake under a backend's name, so that tests can
+// switch between "iptables" and "nftables" without a kernel.
+type namedFake struct {
+	*firewall.Fake
+	name      string
+	teardowns int
+}
+
+func (n *namedFake) Name() string { return n.name }
+
+func (n *namedFake) Teardown() error {
+	n.teardowns++
+	return n.Fake.Teardown()
+}
+
+// bed is a Keeper over fakes: one fake backend per name, an in-memory ban
+// table, a log buffer and recorded signals.
+type bed struct {
+	t     *testing.T
+	k     *Keeper
+	table *bans.Table
+	fws   map[string]*namedFake
+	log   *bytes.Buffer
+	sigs  *fakeAnnouncer
+}
+
+// testRuntime is a configuration of the named jails (sshd filter, port 22,
+// maxretry 2, bantime 1h) on backend, with 198.51.100.3 whitelisted.
+func testRuntime(t *testing.T, backend string, names ...string) *config.Runtime {
+	t.Helper()
+	def, err := jails.Builtin("sshd", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := jails.Compile(def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wl := []netip.Prefix{netip.MustParsePrefix("198.51.100.3/32")}
+	rt := &config.Runtime{Backend: backend, Whitelist: jails.NewWhitelist(wl)}
+	rt.Layout.Whitelist = rt.Whitelist.Prefixes()
+	for _, n := range names {
+		rt.Jails = append(rt.Jails, jails.Jail{Name: n, Filter: f, Units: []string{"sshd.service"},
+			MaxRetry: 2, FindTime: 10 * time.Minute, BanTime: time.Hour})
+		rt.Layout.Jails = append(rt.Layout.Jails, firewall.JailRules{Name: n, Ports: []uint16{22}})
+	}
+	return rt
+}
+
+func newBed(t *testing.T, table *bans.Table, rt *config.Runtime) *bed {
+	t.Helper()
+	if table == nil {
+		table = bans.NewMemory()
+	}
+	b := &bed{t: t, table: table, log: &bytes.Buffer{}, sigs: &fakeAnnouncer{},
+		fws: map[string]*namedFake{}}
+	for _, n := range []string{"iptables", "nftables"} {
+		b.fws[n] = &namedFake{Fake: &firewall.Fake{}, name: n}
+	}
+	k, err := Start(rt, table, Options{
+		Log: &Logger{out: b.log},
+		NewBackend: func(name string, _ firewall.Options) (firewall.Backend, error) {
+			if f, ok := b.fws[name]; ok {
+				return f, nil
+			}
+			return nil, fmt.Errorf("no backend %q", name)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.SetAnnouncer(b.sigs)
+	b.k = k
+	return b
+}
+
+// verdict is what a TCP packet from addr to port 22 meets in backend.
+func (b *bed) verdict(backend, addr string) firewall.Verdict {
+	return b.fws[backend].Verdict(netip.MustParseAddr(addr), firewall.ProtoTCP, 22)
+}
+
+func failure(addr string, cursor string) journal.Entry {
+	return journal.Entry{Unit: "sshd.service", Identifier: "sshd", Time: time.Now(), Cursor: cursor,
+		Message: "Failed password for root from " + addr + " port 4711 ssh2"}
+}
+
+func pfx(s string) netip.Prefix {
+	p, err := dbusapi.ParsePrefix(s)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// TestHandleBatch: the engine's decisions reach the kernel and the table,
+// with the cursor of the last entry in the same commit; batches are
+// handled in order as one group; signals and the log name the address in
+// the one format.
+func TestHandleBatch(t *testing.T) {
+	b := newBed(t, nil, testRuntime(t, "iptables", "sshd"))
+	b.k.HandleBatch(
+		[]journal.Entry{failure("203.0.113.9", "")},
+		[]journal.Entry{failure("203.0.113.9", "c=2"), failure("198.51.100.3", "")},
+		[]journal.Entry{failure("198.51.100.3", "c=3")}, // whitelisted: never banned
+	)
+	if v := b.verdict("iptables", "203.0.113.9"); v != firewall.VerdictReject {
+		t.Errorf("203.0.113.9 meets %s, want reject", v)
+	}
+	if v := b.verdict("iptables", "198.51.100.3"); v != firewall.VerdictAccept {
+		t.Errorf("whitelisted 198.51.100.3 meets %s", v)
+	}
+	if c := b.table.Cursor(); c != "c=3" {
+		t.Errorf("table cursor %q, want c=3 (committed with the ban)", c)
+	}
+	if c := b.k.Cursor(); c != "c=3" {
+		t.Errorf("keeper cursor %q", c)
+	}
+	active := b.table.Active(time.Now())
+	if len(active) != 1 || active[0].Prefix != pfx("203.0.113.9") || active[0].Jail != "sshd" {
+		t.Fatalf("table holds %+v", active)
+	}
+	if d := time.Until(active[0].Expires); d < 59*time.Minute || d > time.Hour {
+		t.Errorf("ban expires in %v, want the jail's bantime 1h", d)
+	}
+	if len(b.sigs.calls) != 1 || !strings.HasPrefix(b.sigs.calls[0], fmt.Sprintf("Banned sshd 203.0.113.9/32 %d ", active[0].Expires.Unix())) {
+		t.Errorf("signals %q", b.sigs.calls)
+	}
+	if !strings.Contains(b.log.String(), "banned 203.0.113.9 in jail sshd until ") {
+		t.Errorf("log lacks the ban:\n%s", b.log)
+	}
+	// A ban already in place is no new ban: nothing logged, no signal.
+	n := len(b.sigs.calls)
+	b.k.HandleBatch([]journal.Entry{failure("203.0.113.9", ""), failure("203.0.113.9", "c=4")})
+	if len(b.sigs.calls) != n {
+		t.Errorf("a repeated ban was announced: %q", b.sigs.calls[n:])
+	}
+	// Without a ban the cursor is saved at most once every CursorEvery.
+	if c := b.k.Cursor(); c != "c=4" {
+		t.Errorf("keeper cursor %q after the second batch, want c=4", c)
+	}
+	if c := b.table.Cursor(); c != "c=3" {
+		t.Errorf("table cursor %q right after a commit, want c=3 still", c)
+	}
+	b.k.cursorSaved = time.Now().Add(-CursorEvery)
+	b.k.HandleBatch([]journal.Entry{{Unit: "sshd.service", Message: "Accepted publickey for root", Cursor: "c=5"}})
+	if c := b.table.Cursor(); c != "c=5" {
+		t.Errorf("table cursor %q a second later, want c=5", c)
+	}
+}
+
+// TestBanRules: the administrator's Ban validates the jail and the
+// whitelist, all or nothing, and picks the duration.
+func TestBanRules(t *testing.T) {
+	cases := []struct {
+		name     string
+		jail     string
+		prefixes []string
+		dur      time.Duration
+		err      error
+		n        int
+		expires  time.Duration // 0: permanent; checked for the first prefix
+	}{
+		{"unknown jail", "web", []string{"203.0.113.1"}, 0, dbusapi.ErrUnknownJail, 0, 0},
+		{"whitelisted: nothing banned", "sshd", []string{"203.0.113.1", "198.51.100.0/24"}, 0, dbusapi.ErrWhitelisted, 0, 0},
+		{"the jail's bantime", "sshd", []string{"203.0.113.1"}, 0, nil, 1, time.Hour},
+		{"a given time", "sshd", []string{"203.0.113.2", "2001:db8:1::/48"}, 24 * time.Hour, nil, 2, 24 * time.Hour},
+		{"permanent", "sshd", []string{"203.0.113.3"}, -1, nil, 1, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := newBed(t, nil, testRuntime(t, "nftables", "sshd"))
+			var ps []netip.Prefix
+			for _, s := range c.prefixes {
+				ps = append(ps, pfx(s))
+			}
+			n, err := b.k.Ban(c.jail, ps, c.dur)
+			if !errors.Is(err, c.err) || n != c.n {
+				t.Fatalf("Ban = %d, %v; want %d, %v", n, err, c.n, c.err)
+			}
+			active := b.table.Active(time.Now())
+			if len(active) != c.n {
+				t.Fatalf("table holds %d bans, want %d", len(active), c.n)
+			}
+			for _, s := range c.prefixes[:c.n] {
+				if v := b.verdict("nftables", pfx(s).Addr().String()); v != firewall.VerdictReject {
+					t.Errorf("%s meets %s", s, v)
+				}
+			}
+			if c.n == 0 {
+				if v := b.verdict("nftables", "203.0.113.1"); v != firewall.VerdictAccept {
+					t.Errorf("refused ban reached the kernel: %s", v)
+				}
+				return
+			}
+			for _, a := range active {
+				if a.Prefix != ps[0] {
+					continue
+				}
+				if c.expires == 0 && !a.Permanent() {
+					t.Errorf("ban expires %v, want permanent", a.Expires)
+				}
+				if d := time.Until(a.Expires); c.expires != 0 && (d > c.expires || d < c.expires-time.Minute) {
+					t.Errorf("ban expires in %v, want %v", d, c.expires)
+				}
+			}
+		})
+	}
+}
+
+// TestUnbanAndExpire: Unban lifts bans (an address also a prefix holding
+// it), from the kernel and the table; Expire lifts those whose time is up.
+func TestUnbanAndExpire(t *testing.T) {
+	b := newBed(t, nil, testRuntime(t, "iptables", "sshd", "web"))
+	if _, err := b.k.Ban("sshd", []netip.Prefix{pfx("203.0.113.0/24"), pfx("198.51.100.7")}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.k.Ban("web", []netip.Prefix{pfx("198.51.100.7")}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.k.Unban("ftp", pfx("198.51.100.7")); !errors.Is(err, dbusapi.ErrUnknownJail) {
+		t.Errorf("Unban in an unknown jail: %v", err)
+	}
+	if n, err := b.k.Unban("", pfx("203.0.113.5")); err != nil || n != 1 {
+		t.Errorf("Unban(203.0.113.5) = %d, %v; want the /24 lifted", n, err)
+	}
+	if v := b.verdict("iptables", "203.0.113.5"); v != firewall.VerdictAccept {
+		t.Errorf("203.0.113.5 still meets %s", v)
+	}
+	if n, err := b.k.Unban("web", pfx("198.51.100.7")); err != nil || n != 1 {
+		t.Errorf("Unban(web, 198.51.100.7) = %d, %v", n, err)
+	}
+	if v := b.verdict("iptables", "198.51.100.7"); v != firewall.VerdictReject {
+		t.Errorf("the sshd ban of 198.51.100.7 went too: %s", v)
+	}
+	want := []string{"Unbanned sshd 203.0.113.0/24", "Unbanned web 198.51.100.7/32"}
+	if got := b.sigs.calls[len(b.sigs.calls)-2:]; !slices.Equal(got, want) {
+		t.Errorf("signals %q, want %q", got, want)
+	}
+	if _, err := b.k.Ban("sshd", []netip.Prefix{pfx("198.51.100.8")}, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	b.k.Expire()
+	if got := len(b.table.Active(time.Now())); got != 1 {
+		t.Errorf("%d bans after expiry, want 1", got)
+	}
+	if !strings.Contains(b.log.String(), "ban of 198.51.100.8 in jail sshd expired") {
+		t.Errorf("expiry not logged:\n%s", b.log)
+	}
+}
+
+// TestStatusFormat: Status and ListBans print a single address bare and a
+// real prefix in CIDR form, and name the jails on an unknown one.
+func TestStatusFormat(t *testing.T) {
+	b := newBed(t, nil, testRuntime(t, "iptables", "sshd", "web"))
+	if _, err := b.k.Ban("sshd", []netip.Prefix{pfx("198.51.100.7/32"), pfx("203.0.113.0/24"), pfx("2001:db8::1"), pfx("2001:db8:1::/64")}, 0); err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.k.Status("sshd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"198.51.100.7", "2001:db8::1", "2001:db8:1::/64", "203.0.113.0/24"}
+	got := slices.Sorted(slices.Values(st[0].Banned))
+	slices.Sort(want)
+	if !slices.Equal(got, want) || st[0].CurrentlyBanned != 4 || st[0].TotalBanned != 4 {
+		t.Errorf("Status = %+v, want banned %q", st[0], want)
+	}
+	var listed []string
+	for _, bi := range b.k.ListBans() {
+		listed = append(listed, bi.Prefix)
+	}
+	if slices.Sort(listed); !slices.Equal(listed, want) {
+		t.Errorf("ListBans prints %q, want %q", listed, want)
+	}
+	if all, err := b.k.Status(""); err != nil || len(all) != 2 || all[1].Name != "web" {
+		t.Errorf("Status(\"\") = %+v, %v", all, err)
+	}
+	if _, err := b.k.Status("ftp"); !errors.Is(err, dbusapi.ErrUnknownJail) || !strings.Contains(err.Error(), "sshd, web") {
+		t.Errorf("Status(ftp) error %v", err)
+	}
+	if s := b.k.StatusLine(); s != "2 jails (sshd, web), 4 bans" {
+		t.Errorf("StatusLine %q", s)
+	}
+}
+
+// TestVerifyRepairs: drift is repaired and logged once.
+func TestVerifyRepairs(t *testing.T) {
+	b := newBed(t, nil, testRuntime(t, "iptables", "sshd"))
+	if _, err := b.k.Ban("sshd", []netip.Prefix{pfx("203.0.113.9")}, 0); err != nil {
+		t.Fatal(err)
+	}
+	b.fws["iptables"].Drift(firewall.DriftFlushChain)
+	if v := b.verdict("iptables", "203.0.113.9"); v != firewall.VerdictAccept {
+		t.Fatalf("drift not simulated: %s", v)
+	}
+	if err := b.k.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	if v := b.verdict("iptables", "203.0.113.9"); v != firewall.VerdictReject {
+		t.Errorf("after Verify 203.0.113.9 meets %s", v)
+	}
+	if n := strings.Count(b.log.String(), "firewall drift repaired"); n != 1 {
+		t.Errorf("repair logged %d times:\n%s", n, b.log)
+	}
+	b.fws["iptables"].Fail = errors.New("netlink: operation not permitted")
+	b.fws["iptables"].Drift(firewall.DriftDeleteJump)
+	if err := b.k.Verify(); err == nil {
+		t.Error("Verify with a failing repair returned nil")
+	}
+}
+
+// TestStartAndSwap: start drops expired bans and bans of jails gone; a
+// reload keeps bans, lifts those of removed jails, and on a change of
+// backend moves every ban into the new backend and tears the old one down.
+func TestStartAndSwap(t *testing.T) {
+	table := bans.NewMemory()
+	now := time.Now()
+	if _, err := table.Add(
+		bans.Ban{Jail: "sshd", Prefix: pfx("203.0.113.1"), Start: now, Expires: now.Add(time.Hour)},
+		bans.Ban{Jail: "sshd", Prefix: pfx("203.0.113.2"), Start: now},
+		bans.Ban{Jail: "old", Prefix: pfx("203.0.113.3"), Start: now},
+		bans.Ban{Jail: "sshd", Prefix: pfx("203.0.113.4"), Start: now.Add(-time.Hour), Expires: now.Add(-time.Minute)},
+	); err != nil {
+		t.Fatal(err)
+	}
+	b := newBed(t, table, testRuntime(t, "iptables", "sshd", "web"))
+	if b.k.Restored() != 2 {
+		t.Errorf("restored %d bans, want 2", b.k.Restored())
+	}
+	for addr, want := range map[string]firewall.Verdict{"203.0.113.1": "reject", "203.0.113.2": "reject", "203.0.113.3": "accept", "203.0.113.4": "accept"} {
+		if v := b.verdict("iptables", addr); v != want {
+			t.Errorf("after start %s meets %s, want %s", addr, v, want)
+		}
+	}
+	if b.fws["nftables"].teardowns != 1 {
+		t.Errorf("start tore the other backend down %d times, want 1", b.fws["nftables"].teardowns)
+	}
+	if _, err := b.k.Ban("web", []netip.Prefix{pfx("198.51.100.9")}, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	steps := []struct {
+		name    string
+		rt      *config.Runtime
+		backend string
+		verdict map[string]firewall.Verdict // on backend after the swap
+	}{
+		{"same backend, web removed", testRuntime(t, "iptables", "sshd"), "iptables",
+			map[string]firewall.Verdict{"203.0.113.1": "reject", "198.51.100.9": "accept"}},
+		{"switch to nftables", testRuntime(t, "nftables", "sshd"), "nftables",
+			map[string]firewall.Verdict{"203.0.113.1": "reject", "203.0.113.2": "reject"}},
+		{"auto keeps a kernel backend", testRuntime(t, "auto", "sshd"), "nftables",
+			map[string]firewall.Verdict{"203.0.113.2": "reject"}},
+		{"back to iptables", testRuntime(t, "iptables", "sshd"), "iptables",
+			map[string]firewall.Verdict{"203.0.113.1": "reject", "203.0.113.2": "reject"}},
+	}
+	for _, s := range steps {
+		next, err := b.k.Prepare(s.rt)
+		if err != nil {
+			t.Fatalf("%s: Prepare: %v", s.name, err)
+		}
+		if err := b.k.Swap(next); err != nil {
+			t.Fatalf("%s: Swap: %v", s.name, err)
+		}
+		if got := b.k.Backend(); got != s.backend {
+			t.Errorf("%s: backend %s, want %s", s.name, got, s.backend)
+		}
+		for addr, want := range s.verdict {
+			if v := b.verdict(s.backend, addr); v != want {
+				t.Errorf("%s: %s meets %s, want %s", s.name, addr, v, want)
+			}
+		}
+		for name, f := range b.fws {
+			if name == s.backend {
+				continue
+			}
+			if _, up := f.Layout(); up {
+				t.Errorf("%s: the %s layout is still up", s.name, name)
+			}
+		}
+	}
+	// An unban after the switches lifts the ban in the only layout left.
+	if n, err := b.k.Unban("", pfx("203.0.113.2")); err != nil || n != 1 {
+		t.Fatalf("Unban = %d, %v", n, err)
+	}
+	for name := range b.fws {
+		if v := b.verdict(name, "203.0.113.2"); v != firewall.VerdictAccept {
+			t.Errorf("203.0.113.2 still meets %s in %s", v, name)
+		}
+	}
+
+	// A layout that cannot be built keeps the running one.
+	b.fws["nftables"].Fail = errors.New("no nf_tables")
+	next, err := b.k.Prepare(testRuntime(t, "nftables", "sshd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.k.Swap(next); err == nil {
+		t.Fatal("Swap onto a failing backend succeeded")
+	}
+	if b.k.Backend() != "iptables" || b.verdict("iptables", "203.0.113.1") != firewall.VerdictReject {
+		t.Errorf("failed switch lost the running layout: backend %s", b.k.Backend())
+	}
+}
+
+// TestConcurrentCalls runs D-Bus-like calls beside the ban path (go test
+// -race finds unguarded state).
+func TestConcurrentCalls(t *testing.T) {
+	b := newBed(t, nil, testRuntime(t, "iptables", "sshd"))
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 50 {
+				a := fmt.Sprintf("203.0.%d.%d", i, j)
+				switch j % 4 {
+				case 0:
+					b.k.HandleBatch([]journal.Entry{failure(a, ""), failure(a, fmt.Sprintf("c=%d.%d", i, j))})
+				case 1:
+					_, _ = b.k.Ban("sshd", []netip.Prefix{pfx(a)}, 0)
+				case 2:
+					_, _ = b.k.Status("")
+					_ = b.k.ListBans()
+				case 3:
+					_, _ = b.k.Unban("", pfx(a))
+					b.k.Expire()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if _, err := b.k.Status(""); err != nil {
+		t.Fatal(err)
+	}
+}
