@@ -84,7 +84,7 @@ main() {
 			perf report -i "$tmp/daemon.perf" --stdio --no-children --sort dso -g none 2>/dev/null | grep '%' | grep -v '^#' | sed 's/ *$//' | head -6 || true
 		fi
 		if [ -s "$tmp/cpu.prof" ]; then
-			section "where the time goes in process: pprof of journal.Reader -> jails.Engine over burst A (top 15, flat)"
+			section "where the time goes in process: pprof of sdjournal.Reader -> jails.Engine over burst A (top 15, flat)"
 			$GO tool pprof -top -nodecount=15 "$tmp/bench-e2e" "$tmp/cpu.prof" 2>/dev/null | sed -n '/^Showing nodes/,$p' || true
 		fi
 	;; esac

@@ -144,8 +144,23 @@ func (d *daemon) run() error {
 	}
 	d.k = k
 
-	if err := d.connectBus(); err != nil {
-		d.log.Warnf("D-Bus unavailable, running without org.jailkeeper: %v", err)
+	// At boot the daemon starts before the system bus (the unit is ordered
+	// like a firewall, before network-pre.target): without a bus it keeps
+	// trying in the background and takes org.jailkeeper when dbus is up.
+	busUp := make(chan *dbusapi.Server, 1)
+	if srv, err := d.dialBus(); err != nil {
+		d.log.Warnf("D-Bus unavailable, running without org.jailkeeper until the system bus is up: %v", err)
+		go func() {
+			for {
+				time.Sleep(time.Second)
+				if srv, err := d.dialBus(); err == nil {
+					busUp <- srv
+					return
+				}
+			}
+		}()
+	} else {
+		d.k.SetAnnouncer(srv)
 	}
 
 	d.batches = make(chan []jjournal.Entry, maxGroup)
@@ -188,6 +203,9 @@ func (d *daemon) run() error {
 			if err := d.startReader(); err != nil {
 				d.log.Errorf(keeper.MsgJournal, "restarting journal reader: %v", err)
 			}
+		case srv := <-busUp:
+			d.k.SetAnnouncer(srv)
+			d.log.Infof(keeper.MsgStarted, "system bus up: took %s", dbusapi.BusName)
 		case resp := <-d.reloads:
 			resp <- d.reload()
 		case <-expiry.C:
@@ -210,24 +228,25 @@ func (d *daemon) run() error {
 	}
 }
 
-func (d *daemon) connectBus() error {
+// dialBus connects to the system bus and serves org.jailkeeper on it.
+func (d *daemon) dialBus() (*dbusapi.Server, error) {
 	conn, err := dbus.ConnectSystemBus()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	srv, err := dbusapi.Serve(conn, d.k)
 	if err != nil {
 		conn.Close()
-		return err
+		return nil, err
 	}
-	d.k.SetAnnouncer(srv)
-	return nil
+	return srv, nil
 }
 
 func (d *daemon) startReader() error {
 	r, err := sdjournal.Open(sdjournal.Options{
 		Units:       d.k.Units(),
 		Identifiers: d.k.Identifiers(),
+		Unitless:    d.k.Unitless(),
 		Cursor:      d.k.Cursor(),
 		LookBack:    d.k.LookBack(),
 		Logf: func(format string, args ...any) {

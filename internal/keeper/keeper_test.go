@@ -84,6 +84,9 @@ func newBed(t *testing.T, table *bans.Table, rt *config.Runtime) *bed {
 			if f, ok := b.fws[name]; ok {
 				return f, nil
 			}
+			if name == "none" {
+				return &firewall.None{Logf: func(string, ...any) {}}, nil
+			}
 			return nil, fmt.Errorf("no backend %q", name)
 		},
 	})
@@ -454,5 +457,60 @@ func TestConcurrentCalls(t *testing.T) {
 	wg.Wait()
 	if _, err := b.k.Status(""); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestKernelFailureOnBanPath: when the kernel refuses a ban the engine
+// decided, the ban is still recorded with its cursor (the log says the
+// watchdog will retry), and the next Verify puts it into the kernel.
+func TestKernelFailureOnBanPath(t *testing.T) {
+	b := newBed(t, nil, testRuntime(t, "iptables", "sshd"))
+	fw := b.fws["iptables"]
+	fw.Fail = errors.New("ipset: out of memory")
+	b.k.HandleBatch([]journal.Entry{failure("203.0.113.9", ""), failure("203.0.113.9", "c=9")})
+	if got := b.table.Active(time.Now()); len(got) != 1 || b.table.Cursor() != "c=9" {
+		t.Fatalf("table %v, cursor %q: want the ban and c=9 recorded", got, b.table.Cursor())
+	}
+	if !strings.Contains(b.log.String(), "the watchdog will retry") {
+		t.Errorf("the failed push is not logged:\n%s", b.log)
+	}
+	fw.Fail = nil
+	if v := b.verdict("iptables", "203.0.113.9"); v != firewall.VerdictAccept {
+		t.Fatalf("the refused ban is in the fake kernel: %s", v)
+	}
+	if err := b.k.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	if v := b.verdict("iptables", "203.0.113.9"); v != firewall.VerdictReject {
+		t.Errorf("after Verify 203.0.113.9 meets %s, want reject", v)
+	}
+}
+
+// TestSwapOntoNone: a reload onto "none" removes the layout of the kernel
+// backend it leaves (its bans could not be lifted otherwise); a start on
+// "none" touches no kernel backend.
+func TestSwapOntoNone(t *testing.T) {
+	b := newBed(t, nil, testRuntime(t, "nftables", "sshd"))
+	if _, err := b.k.Ban("sshd", []netip.Prefix{pfx("203.0.113.9")}, -1); err != nil {
+		t.Fatal(err)
+	}
+	next, err := b.k.Prepare(testRuntime(t, "none", "sshd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.k.Swap(next); err != nil {
+		t.Fatal(err)
+	}
+	if _, up := b.fws["nftables"].Layout(); up || b.k.Backend() != "none" {
+		t.Errorf("after the reload onto none: nftables layout up %v, backend %s", up, b.k.Backend())
+	}
+	if len(b.table.Active(time.Now())) != 1 {
+		t.Error("the ban left the table")
+	}
+	n := newBed(t, nil, testRuntime(t, "none", "sshd"))
+	for name, f := range n.fws {
+		if f.teardowns != 0 || len(f.Calls()) != 0 {
+			t.Errorf("a start on none called the %s backend: %q", name, f.Calls())
+		}
 	}
 }

@@ -12,7 +12,7 @@
 //     profile of the live run);
 //   - the ceiling: a plain C sd_journal loop (next + MESSAGE + realtime,
 //     unit match) over the same entries;
-//   - the in-process pipeline journal.Reader → jails.Engine (no firewall),
+//   - the in-process pipeline sdjournal.Reader → jails.Engine (no firewall),
 //     with a CPU profile;
 //   - fail2ban-regex over the same journal, and fail2ban-server (dummy
 //     action only, in the namespace) on the same mix in a second private
@@ -174,7 +174,7 @@ func run(tb testing.TB, o options, res *results) {
 	if res.ceilingN != len(wA.msgs) {
 		tb.Fatalf("the journal holds %d %s entries, want %d", res.ceilingN, unit, len(wA.msgs))
 	}
-	step(tb, "in-process journal.Reader → jails.Engine")
+	step(tb, "in-process sdjournal.Reader → jails.Engine")
 	res.pipe, err = pipeline(cfg, jd.Dir(), len(wA.msgs), o.cpuprofile)
 	must(tb, err)
 	if f2b {

@@ -84,7 +84,7 @@ type pipelineResult struct {
 	cpu       time.Duration // of this whole process during the run
 }
 
-// pipeline wires journal.Reader → jails.Engine as the daemon does (no
+// pipeline wires sdjournal.Reader → jails.Engine as the daemon does (no
 // firewall, no ban table, no D-Bus) over the want entries of unit in dir,
 // with a CPU profile written to profile when it is not "".
 func pipeline(cfg, dir string, want int, profile string) (pipelineResult, error) {
