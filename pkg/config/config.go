@@ -66,10 +66,13 @@ type Firewall struct {
 	KillConnections *bool  `yaml:"kill_connections"`
 }
 
-// Filter is a named filter definition (failregex, ignoreregex, units).
+// Filter is a named filter definition (failregex, ignoreregex, units,
+// and the per-process context regexes of jails.FilterDef).
 type Filter struct {
 	FailRegex   []string `yaml:"failregex"`
 	IgnoreRegex []string `yaml:"ignoreregex"`
+	Context     []string `yaml:"context"`
+	ContextEnd  []string `yaml:"context_end"`
 	Units       []string `yaml:"units"`
 }
 
