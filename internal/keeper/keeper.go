@@ -536,29 +536,58 @@ func (k *Keeper) jailByName(name string) (jails.Jail, bool) {
 
 // Ban implements dbusapi.Manager: an administrator's bans, all or nothing.
 func (k *Keeper) Ban(jail string, prefixes []netip.Prefix, dur time.Duration) (int, error) {
+	n, _, err := k.ban(jail, prefixes, dur, "", "", false)
+	return n, err
+}
+
+// BanFrom implements dbusapi.Manager: Ban that skips and returns the
+// whitelisted prefixes, with a reason and an origin.
+func (k *Keeper) BanFrom(jail string, prefixes []netip.Prefix, dur time.Duration, reason, origin string) (int, []netip.Prefix, error) {
+	return k.ban(jail, prefixes, dur, reason, origin, true)
+}
+
+// ban is Ban (partial false: a whitelisted prefix refuses the batch) and
+// BanFrom (partial true: it is skipped and returned).
+func (k *Keeper) ban(jail string, prefixes []netip.Prefix, dur time.Duration, reason, origin string, partial bool) (int, []netip.Prefix, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	j, ok := k.jailByName(jail)
 	if !ok {
-		return 0, fmt.Errorf("%w %q (jails: %s)", dbusapi.ErrUnknownJail, jail, strings.Join(jailNames(k.rt), ", "))
+		return 0, nil, fmt.Errorf("%w %q (jails: %s)", dbusapi.ErrUnknownJail, jail, strings.Join(jailNames(k.rt), ", "))
 	}
 	if dur == 0 {
 		dur = j.BanTime
 	}
+	switch {
+	case reason != "":
+	case origin != "":
+		reason = "banned by " + origin
+	default:
+		reason = "banned by an administrator"
+	}
 	now := time.Now()
 	bs := make([]bans.Ban, 0, len(prefixes))
+	var skipped []netip.Prefix
 	for _, p := range prefixes {
 		if k.rt.Whitelist.Overlaps(p) {
-			return 0, fmt.Errorf("%w: %s overlaps the whitelist; nothing banned", dbusapi.ErrWhitelisted, prefix.Format(p))
+			if partial {
+				skipped = append(skipped, p)
+				continue
+			}
+			return 0, nil, fmt.Errorf("%w: %s overlaps the whitelist; nothing banned", dbusapi.ErrWhitelisted, prefix.Format(p))
 		}
-		b := bans.Ban{Jail: jail, Prefix: p, Start: now, Reason: "banned by an administrator"}
+		b := bans.Ban{Jail: jail, Prefix: p, Start: now, Reason: reason}
 		if dur > 0 {
 			b.Expires = now.Add(dur)
 		}
 		bs = append(bs, b)
 	}
-	// commit without a cursor: bans an administrator made.
-	return k.commit("", bs, true)
+	if len(bs) == 0 {
+		return 0, skipped, nil
+	}
+	// commit without a cursor: bans an administrator or a client made.
+	n, err := k.commit("", bs, true)
+	return n, skipped, err
 }
 
 // Unban implements dbusapi.Manager.

@@ -232,6 +232,37 @@ func TestBanRules(t *testing.T) {
 	}
 }
 
+// TestBanFrom: the whitelisted prefixes are skipped and returned, the
+// others banned with the reason given (or the origin's).
+func TestBanFrom(t *testing.T) {
+	b := newBed(t, nil, testRuntime(t, "nftables", "sshd"))
+	n, skipped, err := b.k.BanFrom("sshd", []netip.Prefix{pfx("203.0.113.1"), pfx("198.51.100.0/24"), pfx("203.0.113.2")}, 0,
+		"fleet: sshd on web1", "web1")
+	if err != nil || n != 2 || len(skipped) != 1 || skipped[0] != pfx("198.51.100.0/24") {
+		t.Fatalf("BanFrom = %d, %v, %v; want 2, [198.51.100.0/24]", n, skipped, err)
+	}
+	if n, skipped, err = b.k.BanFrom("sshd", []netip.Prefix{pfx("203.0.113.3")}, time.Minute, "", "web2"); err != nil || n != 1 || skipped != nil {
+		t.Fatalf("BanFrom without a reason = %d, %v, %v", n, skipped, err)
+	}
+	if n, skipped, err = b.k.BanFrom("sshd", []netip.Prefix{pfx("198.51.100.3")}, 0, "", ""); err != nil || n != 0 || len(skipped) != 1 {
+		t.Fatalf("BanFrom of only a whitelisted address = %d, %v, %v", n, skipped, err)
+	}
+	reasons := map[string]string{}
+	for _, a := range b.k.ListBans() {
+		reasons[a.Prefix] = a.Reason
+	}
+	want := map[string]string{"203.0.113.1": "fleet: sshd on web1", "203.0.113.2": "fleet: sshd on web1", "203.0.113.3": "banned by web2"}
+	if fmt.Sprint(reasons) != fmt.Sprint(want) {
+		t.Errorf("ListBans reasons = %v, want %v", reasons, want)
+	}
+	if v := b.verdict("nftables", "198.51.100.3"); v != firewall.VerdictAccept {
+		t.Errorf("the whitelisted address meets %s", v)
+	}
+	if v := b.verdict("nftables", "203.0.113.2"); v != firewall.VerdictReject {
+		t.Errorf("203.0.113.2 meets %s", v)
+	}
+}
+
 // TestUnbanAndExpire: Unban lifts bans (an address also a prefix holding
 // it), from the kernel and the table; Expire lifts those whose time is up.
 func TestUnbanAndExpire(t *testing.T) {

@@ -69,7 +69,7 @@ func (c *Client) call(method string, out []any, args ...any) error {
 }
 
 // changing names the methods that need authorization.
-var changing = map[string]bool{"Ban": true, "BanMany": true, "Unban": true, "UnbanJail": true, "Reload": true}
+var changing = map[string]bool{"Ban": true, "BanMany": true, "BanFrom": true, "Unban": true, "UnbanJail": true, "Reload": true}
 
 func secs(d time.Duration) uint64 {
 	switch {
@@ -95,6 +95,16 @@ func (c *Client) BanMany(jail string, addresses []string, d time.Duration) (uint
 	var n uint32
 	err := c.call("BanMany", []any{&n}, jail, addresses, secs(d))
 	return n, err
+}
+
+// BanFrom bans the addresses no whitelist entry overlaps, recording
+// reason and origin, and returns how many bans were new or extended and
+// the whitelisted addresses it skipped.
+func (c *Client) BanFrom(jail string, addresses []string, d time.Duration, reason, origin string) (uint32, []string, error) {
+	var n uint32
+	var skipped []string
+	err := c.call("BanFrom", []any{&n, &skipped}, jail, addresses, secs(d), reason, origin)
+	return n, skipped, err
 }
 
 // Unban lifts bans of address in jail ("" = every jail).

@@ -13,6 +13,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
 
+	"github.com/jailkeeper/jailkeeper/pkg/fleet"
 	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
@@ -69,6 +70,12 @@ type Manager interface {
 	// = permanent), all or nothing. It returns how many bans were new or
 	// extended.
 	Ban(jail string, prefixes []netip.Prefix, d time.Duration) (int, error)
+	// BanFrom bans, like Ban, the prefixes that no whitelist entry
+	// overlaps, recording reason (default: "banned by <origin>", or by an
+	// administrator when origin is empty too); the whitelisted ones are
+	// skipped and returned instead of refusing the batch. origin names the
+	// server a shared ban comes from ("" = this one).
+	BanFrom(jail string, prefixes []netip.Prefix, d time.Duration, reason, origin string) (changed int, skipped []netip.Prefix, err error)
 	// Unban lifts bans of p in jail ("" = every jail) and returns how many.
 	Unban(jail string, p netip.Prefix) (int, error)
 	// Status returns the counters of jail, or of every jail for "".
@@ -86,6 +93,7 @@ const introspectXML = introspectDoctype + `<node>
   <interface name="org.jailkeeper.Manager1">
     <method name="Ban"><arg name="jail" type="s" direction="in"/><arg name="address" type="s" direction="in"/><arg name="seconds" type="t" direction="in"/></method>
     <method name="BanMany"><arg name="jail" type="s" direction="in"/><arg name="addresses" type="as" direction="in"/><arg name="seconds" type="t" direction="in"/><arg name="changed" type="u" direction="out"/></method>
+    <method name="BanFrom"><arg name="jail" type="s" direction="in"/><arg name="addresses" type="as" direction="in"/><arg name="seconds" type="t" direction="in"/><arg name="reason" type="s" direction="in"/><arg name="origin" type="s" direction="in"/><arg name="changed" type="u" direction="out"/><arg name="skipped" type="as" direction="out"/></method>
     <method name="Unban"><arg name="address" type="s" direction="in"/><arg name="removed" type="u" direction="out"/></method>
     <method name="UnbanJail"><arg name="jail" type="s" direction="in"/><arg name="address" type="s" direction="in"/><arg name="removed" type="u" direction="out"/></method>
     <method name="Status"><arg name="jail" type="s" direction="in"/><arg name="jails" type="a(suuuuas)" direction="out"/></method>
@@ -150,4 +158,16 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("%w %v", ErrBadAddress, err)
 	}
 	return p, nil
+}
+
+// CheckReason validates BanFrom's reason (fleet.CheckReason: printable, at
+// most fleet.MaxReason bytes) and origin (empty, or fleet.CheckOrigin).
+func CheckReason(reason, origin string) error {
+	if err := fleet.CheckReason(reason); err != nil {
+		return err
+	}
+	if origin != "" {
+		return fleet.CheckOrigin(origin)
+	}
+	return nil
 }

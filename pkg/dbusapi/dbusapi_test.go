@@ -24,6 +24,7 @@ type memManager struct {
 	mu     sync.Mutex
 	bans   map[string]map[netip.Prefix]time.Duration
 	reload int
+	reason string // the last BanFrom's reason/origin
 }
 
 func (m *memManager) Ban(jail string, ps []netip.Prefix, d time.Duration) (int, error) {
@@ -41,6 +42,22 @@ func (m *memManager) Ban(jail string, ps []netip.Prefix, d time.Duration) (int, 
 		m.bans[jail][p] = d
 	}
 	return len(ps), nil
+}
+
+func (m *memManager) BanFrom(jail string, ps []netip.Prefix, d time.Duration, reason, origin string) (int, []netip.Prefix, error) {
+	var keep, skipped []netip.Prefix
+	for _, p := range ps {
+		if p.Contains(netip.MustParseAddr("198.51.100.3")) {
+			skipped = append(skipped, p)
+		} else {
+			keep = append(keep, p)
+		}
+	}
+	n, err := m.Ban(jail, keep, d)
+	m.mu.Lock()
+	m.reason = reason + "/" + origin
+	m.mu.Unlock()
+	return n, skipped, err
 }
 
 func (m *memManager) Unban(jail string, p netip.Prefix) (int, error) {
@@ -170,6 +187,20 @@ func TestOnRealBus(t *testing.T) {
 	}
 	if d, _, _ := m.get("sshd", "203.0.113.7/32"); d != 10*time.Minute {
 		t.Fatalf("manager got duration %v, want 10m", d)
+	}
+	// BanFrom skips and reports the whitelisted address, bans the rest.
+	out, err = bus.BusCall("BanFrom", "sastss", "sshd", "2", "203.0.113.20", "198.51.100.3", "600", "fleet: sshd on web1", "web1")
+	if err != nil || strings.TrimSpace(out) != `uas 1 1 "198.51.100.3"` {
+		t.Fatalf("busctl BanFrom = %q, %v; want u 1 as 1 \"198.51.100.3\"", out, err)
+	}
+	if d, _, _ := m.get("sshd", "203.0.113.20/32"); d != 10*time.Minute || m.reason != "fleet: sshd on web1/web1" {
+		t.Fatalf("BanFrom: manager got %v, reason/origin %q", d, m.reason)
+	}
+	if out, err := bus.BusCall("BanFrom", "sastss", "sshd", "1", "203.0.113.21", "0", "x", "web.1"); err == nil || !strings.Contains(out, "bad origin") {
+		t.Fatalf("a bad origin accepted: %q %v", out, err)
+	}
+	if out, err := bus.BusCall("UnbanJail", "ss", "sshd", "203.0.113.20"); err != nil {
+		t.Fatalf("busctl UnbanJail: %v\n%s", err, out)
 	}
 	out, err = bus.BusCall("Unban", "s", "203.0.113.7")
 	if err != nil || strings.TrimSpace(out) != "u 1" {

@@ -157,6 +157,31 @@ func (x methods) BanMany(msg dbus.Message, jail string, addresses []string, secs
 	return uint32(n), dbusErr(err)
 }
 
+// BanFrom bans the addresses no whitelist entry overlaps, with a reason
+// and an origin, and returns the whitelisted ones it skipped.
+func (x methods) BanFrom(msg dbus.Message, jail string, addresses []string, secs uint64, reason, origin string) (uint32, []string, *dbus.Error) {
+	if e := x.s.check(&msg); e != nil {
+		return 0, []string{}, e
+	}
+	ps := make([]netip.Prefix, 0, len(addresses))
+	for i, a := range addresses {
+		p, err := ParsePrefix(a)
+		if err != nil {
+			return 0, []string{}, dbusErr(fmt.Errorf("entry %d: %w", i+1, err))
+		}
+		ps = append(ps, p)
+	}
+	if err := CheckReason(reason, origin); err != nil {
+		return 0, []string{}, dbusErr(err)
+	}
+	n, skipped, err := x.s.m.BanFrom(jail, ps, seconds(secs), reason, origin)
+	out := make([]string, len(skipped))
+	for i, p := range skipped {
+		out[i] = prefix.Format(p)
+	}
+	return uint32(n), out, dbusErr(err)
+}
+
 // Unban lifts every ban of address, in every jail.
 func (x methods) Unban(msg dbus.Message, address string) (uint32, *dbus.Error) {
 	return x.UnbanJail(msg, "", address)

@@ -67,6 +67,20 @@ func OriginFromHostname(host string) (string, error) {
 	return o, nil
 }
 
+// CheckReason reports whether s can be a ban's reason: printable UTF-8 of
+// at most MaxReason bytes.
+func CheckReason(s string) error {
+	if len(s) > MaxReason {
+		return fmt.Errorf("reason of %d bytes (at most %d)", len(s), MaxReason)
+	}
+	for _, c := range s {
+		if c == unicode.ReplacementChar || !unicode.IsPrint(c) {
+			return fmt.Errorf("reason %q holds a character that is not printable", s)
+		}
+	}
+	return nil
+}
+
 // Key is what a ban key names.
 type Key struct {
 	Origin string
@@ -167,13 +181,8 @@ func (r Record) Check() error {
 	if err := firewall.CheckJailName(r.Jail); err != nil {
 		return err
 	}
-	if len(r.Reason) > MaxReason {
-		return fmt.Errorf("reason of %d bytes (at most %d)", len(r.Reason), MaxReason)
-	}
-	for _, c := range r.Reason {
-		if c == unicode.ReplacementChar || !unicode.IsPrint(c) {
-			return fmt.Errorf("reason %q holds a character that is not printable", r.Reason)
-		}
+	if err := CheckReason(r.Reason); err != nil {
+		return err
 	}
 	if r.Start.IsZero() {
 		return errors.New("no start")
