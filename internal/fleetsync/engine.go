@@ -28,8 +28,9 @@ import (
 // Daemon is the part of the daemon's D-Bus API the engine uses
 // (dbusapi.Client implements it).
 type Daemon interface {
-	Ban(jail, address string, d time.Duration) error
-	BanMany(jail string, addresses []string, d time.Duration) (uint32, error)
+	// BanFrom bans the addresses the daemon does not whitelist and
+	// returns the whitelisted ones it skipped.
+	BanFrom(jail string, addresses []string, d time.Duration, reason, origin string) (uint32, []string, error)
 	Unban(jail, address string) (uint32, error)
 }
 
@@ -180,7 +181,8 @@ func (e *Engine) Reconcile(ctx context.Context, bans []Ban) (published, withdraw
 }
 
 // Apply applies a batch of the bucket's changes: the other servers' bans go
-// into the fleet's jail, grouped by remaining time into BanMany calls; a
+// into the fleet's jail, grouped by remaining time and origin into BanFrom
+// calls (reason "fleet: <jail> on <origin>"); a
 // deleted key lifts the local ban once no other key asks for the address;
 // a deleted key of this server's own (a fleet-wide unban) lifts the ban of
 // the shared jail it names.
@@ -188,7 +190,7 @@ func (e *Engine) Reconcile(ctx context.Context, bans []Ban) (published, withdraw
 // were banned and lifted.
 func (e *Engine) Apply(ctx context.Context, updates []Update) (banned, lifted int, err error) {
 	now := e.o.Now()
-	groups := map[time.Duration][]netip.Prefix{}
+	groups := map[group][]netip.Prefix{}
 	var unban []netip.Prefix
 	var ownUnban []fleet.Key
 	e.mu.Lock()
@@ -240,17 +242,23 @@ func (e *Engine) Apply(ctx context.Context, updates []Update) (banned, lifted in
 		if d == 0 && e.o.MaxBanTime == 0 && !r.Expires.IsZero() {
 			d = time.Second
 		}
-		groups[d] = append(groups[d], r.Prefix)
+		g := group{d: d, reason: r.LocalReason(), origin: r.Origin}
+		groups[g] = append(groups[g], r.Prefix)
 	}
 	e.mu.Unlock()
 
-	durations := make([]time.Duration, 0, len(groups))
-	for d := range groups {
-		durations = append(durations, d)
+	gs := make([]group, 0, len(groups))
+	for g := range groups {
+		gs = append(gs, g)
 	}
-	sort.Slice(durations, func(i, j int) bool { return durations[i] < durations[j] })
-	for _, d := range durations {
-		n, err := e.banMany(groups[d], fleetDuration(d))
+	sort.Slice(gs, func(i, j int) bool {
+		if gs[i].d != gs[j].d {
+			return gs[i].d < gs[j].d
+		}
+		return gs[i].reason < gs[j].reason
+	})
+	for _, g := range gs {
+		n, err := e.banFrom(groups[g], g)
 		banned += n
 		if err != nil {
 			return banned, lifted, err
@@ -283,31 +291,29 @@ func fleetDuration(d time.Duration) time.Duration {
 	return d
 }
 
-// banMany bans ps in the fleet's jail in one call; when the daemon refuses
-// the batch (an address this server whitelists refuses all of it), it bans
-// them one by one, and the ones refused are logged and skipped: each
-// server's whitelist wins.
-func (e *Engine) banMany(ps []netip.Prefix, d time.Duration) (int, error) {
+// group is the bans of a batch that one BanFrom call applies.
+type group struct {
+	d      time.Duration
+	reason string
+	origin string
+}
+
+// banFrom bans ps in the fleet's jail; the addresses this server
+// whitelists are skipped by the daemon and logged: each server's whitelist
+// wins.
+func (e *Engine) banFrom(ps []netip.Prefix, g group) (int, error) {
 	addrs := make([]string, len(ps))
 	for i, p := range ps {
 		addrs[i] = prefix.Format(p)
 	}
-	if _, err := e.o.Daemon.BanMany(e.o.Jail, addrs, d); err == nil {
-		return len(addrs), nil
+	_, skipped, err := e.o.Daemon.BanFrom(e.o.Jail, addrs, fleetDuration(g.d), g.reason, g.origin)
+	if err != nil {
+		return 0, fmt.Errorf("banning %d addresses of %s in %s: %w", len(addrs), g.origin, e.o.Jail, err)
 	}
-	n := 0
-	var refused []string
-	for _, a := range addrs {
-		if err := e.o.Daemon.Ban(e.o.Jail, a, d); err != nil {
-			refused = append(refused, a+": "+err.Error())
-			continue
-		}
-		n++
+	if len(skipped) > 0 {
+		e.o.Log(6, fmt.Sprintf("%d of the fleet's bans from %s not applied here (whitelisted): %s", len(skipped), g.origin, strings.Join(skipped, ", ")))
 	}
-	if len(refused) > 0 {
-		e.o.Log(6, fmt.Sprintf("%d of the fleet's bans not applied here: %s", len(refused), strings.Join(refused, "; ")))
-	}
-	return n, nil
+	return len(addrs) - len(skipped), nil
 }
 
 // FleetUnban deletes every origin's keys of p; it returns how many.

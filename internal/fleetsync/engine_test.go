@@ -2,7 +2,6 @@ package fleetsync
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"path"
@@ -82,41 +81,34 @@ func (s *memStore) updates() []Update {
 	return out
 }
 
-// fakeDaemon refuses a whole BanMany batch holding a whitelisted address,
-// as the daemon does.
+// fakeDaemon skips whitelisted addresses, as the daemon's BanFrom does.
 type fakeDaemon struct {
 	whitelist map[string]bool
 	bans      map[string]time.Duration // jail/address → duration
-	banMany   int
+	reasons   map[string]string        // jail/address → reason
+	calls     int
 }
 
 func newFakeDaemon(whitelisted ...string) *fakeDaemon {
-	d := &fakeDaemon{whitelist: map[string]bool{}, bans: map[string]time.Duration{}}
+	d := &fakeDaemon{whitelist: map[string]bool{}, bans: map[string]time.Duration{}, reasons: map[string]string{}}
 	for _, a := range whitelisted {
 		d.whitelist[a] = true
 	}
 	return d
 }
 
-func (d *fakeDaemon) Ban(jail, a string, dur time.Duration) error {
-	if d.whitelist[a] {
-		return fmt.Errorf("%s is whitelisted", a)
-	}
-	d.bans[jail+"/"+a] = dur
-	return nil
-}
-
-func (d *fakeDaemon) BanMany(jail string, as []string, dur time.Duration) (uint32, error) {
-	d.banMany++
+func (d *fakeDaemon) BanFrom(jail string, as []string, dur time.Duration, reason, origin string) (uint32, []string, error) {
+	d.calls++
+	var skipped []string
 	for _, a := range as {
 		if d.whitelist[a] {
-			return 0, errors.New("whitelisted address in the batch")
+			skipped = append(skipped, a)
+			continue
 		}
-	}
-	for _, a := range as {
 		d.bans[jail+"/"+a] = dur
+		d.reasons[jail+"/"+a] = reason
 	}
-	return uint32(len(as)), nil
+	return uint32(len(as) - len(skipped)), skipped, nil
 }
 
 func (d *fakeDaemon) Unban(jail, a string) (uint32, error) {
@@ -199,9 +191,12 @@ func TestApplyAcrossServers(t *testing.T) {
 	if fmt.Sprint(b.bans) != fmt.Sprint(want) {
 		t.Errorf("web2's bans = %v, want %v", b.bans, want)
 	}
+	if b.reasons["fleet/203.0.113.9"] != "fleet: sshd on web1" || b.calls != 2 {
+		t.Errorf("reasons %v in %d BanFrom calls; want fleet: sshd on web1, in 2 (1h and the 24h cap)", b.reasons, b.calls)
+	}
 	joined := strings.Join(logs, "\n")
 	for _, w := range []string{"ignoring a value of the bucket: value of ban.web3.sshd.203_0_113_5", "ban.web3.sshd.203_0_113_4: 4096 bytes",
-		"1 of the fleet's bans not applied here: 203.0.113.7: 203.0.113.7 is whitelisted"} {
+		"1 of the fleet's bans from web1 not applied here (whitelisted): 203.0.113.7"} {
 		if !strings.Contains(joined, w) {
 			t.Errorf("logs lack %q:\n%s", w, joined)
 		}

@@ -35,16 +35,10 @@ type lockedDaemon struct {
 	d  *fakeDaemon
 }
 
-func (l *lockedDaemon) Ban(j, a string, d time.Duration) error {
+func (l *lockedDaemon) BanFrom(j string, as []string, d time.Duration, reason, origin string) (uint32, []string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.d.Ban(j, a, d)
-}
-
-func (l *lockedDaemon) BanMany(j string, as []string, d time.Duration) (uint32, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.d.BanMany(j, as, d)
+	return l.d.BanFrom(j, as, d, reason, origin)
 }
 
 func (l *lockedDaemon) Unban(j, a string) (uint32, error) {

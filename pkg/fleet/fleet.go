@@ -239,13 +239,9 @@ func Decode(key string, value []byte) (Record, error) {
 }
 
 // LocalReason is the reason a record's ban carries on the servers that apply
-// it: "fleet: <jail> on <origin>", followed by the origin's reason if any.
+// it: "fleet: <jail> on <origin>".
 func (r Record) LocalReason() string {
-	s := "fleet: " + r.Jail + " on " + r.Origin
-	if r.Reason != "" {
-		s += " (" + r.Reason + ")"
-	}
-	return s
+	return "fleet: " + r.Jail + " on " + r.Origin
 }
 
 // Policy is how a server applies the fleet's records.
