@@ -20,6 +20,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	testbed.RemoveBuild()
 	testbed.RemoveActionsBuild()
+	testbed.RemoveSyncBuild()
 	os.Exit(code)
 }
 

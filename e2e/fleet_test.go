@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/jailkeeper/jailkeeper/internal/testbed"
+)
+
+// syncDropIn is the sync section of one host, against the test's NATS.
+func syncDropIn(url, origin string, share ...string) string {
+	return fmt.Sprintf("sync:\n  servers: [%s]\n  origin: %s\n  share: [%s]\n  max_bantime: 1h\n", url, origin, strings.Join(share, ", "))
+}
+
+const fleetJail = `jails:
+  fleet:
+    filter: sshd
+    units: [jailkeeper-fleet.service]
+    ports: [22]
+    bantime: 1h
+`
+
+// TestFleet: two hosts, each a real daemon with its own namespaces, system
+// bus and `jailkeeper sync`, share bans through a real nats-server (in this
+// process, on loopback): a real sshd attacker banned on A is in B's kernel
+// within a second; an address B whitelists is banned on A and never on B;
+// B, offline during a ban of A, catches up on its return; a fleet unban
+// lifts the ban on both.
+func TestFleet(t *testing.T) {
+	testbed.Require(t, testbed.BedCommands...)
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	defer ns.Shutdown()
+	url := ns.ClientURL()
+
+	bed := testbed.NewBed(t)
+	a := bed.NewDaemon(t, map[string]string{"10-sshd.yaml": testbed.SSHJailConfig, "15-fleet.yaml": fleetJail,
+		"40-sync.yaml": syncDropIn(url, "hosta", "sshd")})
+	hostsB := testbed.NewHosts(t)
+	busB := testbed.NewBus(t)
+	b := testbed.NewDaemon(t, hostsB, busB, map[string]string{
+		"10-base.yaml":  "whitelist: [203.0.113.50]\nfirewall: {backend: iptables}\n",
+		"15-fleet.yaml": fleetJail, "40-sync.yaml": syncDropIn(url, "hostb")})
+	b.Journald = bed.Journald // the fleet jail's unit never logs
+	a.Start(t)
+	b.Start(t)
+	a.WaitReady(t, readyTimeout)
+	b.WaitReady(t, readyTimeout)
+	sa, sb := testbed.NewSync(t, a), testbed.NewSync(t, b)
+	sa.Start(t, readyTimeout)
+	sb.Start(t, readyTimeout)
+
+	banned := func(h *testbed.Hosts, addr string) bool { _, ok := h.SrvBanned(t, addr); return ok }
+	wait := func(what string, limit time.Duration, cond func() bool) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for !cond() {
+			if time.Since(start) > limit {
+				t.Fatalf("%s: not within %v", what, limit)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+
+	// A real attacker: three failures on A's sshd.
+	for i := 0; i < 3; i++ {
+		if at := bed.Hosts.SSHAttempt(testbed.SrvAddr4, ""); at.Outcome == testbed.Refused {
+			break
+		}
+	}
+	wait("the attacker in A's kernel", banTimeout, func() bool { return banned(bed.Hosts, "198.51.100.2") })
+	took := wait("the attacker in B's kernel", time.Second, func() bool { return banned(hostsB, "198.51.100.2") })
+	t.Logf("A's ban in B's kernel %v after it was seen in A's", took.Round(time.Millisecond))
+	if bans := b.Status(t, "fleet"); len(bans) != 1 || bans[0].CurrentlyBanned != 1 {
+		t.Errorf("B's fleet jail: %+v", bans)
+	}
+	if out, err := busB.BusCall("ListBans", ""); err != nil || !strings.Contains(out, `"fleet: sshd on hosta"`) {
+		t.Errorf("B's ListBans = %q, %v; want the reason fleet: sshd on hosta", out, err)
+	}
+
+	// B's whitelist wins.
+	for _, addr := range []string{"203.0.113.50", "203.0.113.51"} {
+		if out, err := bed.Bus.BusCall("Ban", "sst", "sshd", addr, "600"); err != nil {
+			t.Fatalf("ban of %s on A: %v\n%s", addr, err, out)
+		}
+	}
+	wait("203.0.113.51 in B's kernel", time.Second, func() bool { return banned(hostsB, "203.0.113.51") })
+	if !banned(bed.Hosts, "203.0.113.50") || banned(hostsB, "203.0.113.50") {
+		t.Errorf("203.0.113.50: banned on A %v (want true), on B %v (want false: B whitelists it)",
+			banned(bed.Hosts, "203.0.113.50"), banned(hostsB, "203.0.113.50"))
+	}
+
+	// B offline during a ban of A catches up on its return.
+	sb.Stop(t)
+	if out, err := bed.Bus.BusCall("Ban", "sst", "sshd", "203.0.113.60", "600"); err != nil {
+		t.Fatalf("ban on A: %v\n%s", err, out)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if banned(hostsB, "203.0.113.60") {
+		t.Fatal("B banned 203.0.113.60 with its sync service stopped")
+	}
+	sb.Start(t, readyTimeout)
+	wait("203.0.113.60 in B's kernel after B's return", 2*time.Second, func() bool { return banned(hostsB, "203.0.113.60") })
+
+	// A fleet unban lifts the attacker on both hosts.
+	if out, err := sa.FleetUnban("198.51.100.2"); err != nil || !strings.Contains(out, "unbanned 198.51.100.2 across the fleet (1 keys deleted)") {
+		t.Fatalf("unban --fleet = %q, %v", out, err)
+	}
+	wait("the fleet unban on B", time.Second, func() bool { return !banned(hostsB, "198.51.100.2") })
+	wait("the fleet unban on A", time.Second, func() bool { return !banned(bed.Hosts, "198.51.100.2") })
+	if at := bed.Hosts.SSHAttempt(testbed.SrvAddr4, ""); at.Outcome != testbed.Denied {
+		t.Errorf("after the fleet unban the attacker gets %s, want %s", at.Outcome, testbed.Denied)
+	}
+}
