@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -9,7 +11,36 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/jailkeeper/jailkeeper/internal/testbed"
+	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
 )
+
+// procCPU is the user and system CPU time of a process so far.
+func procCPU(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
+}
+
+// vmRSS is a process's VmRSS line.
+func vmRSS(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}
 
 // syncDropIn is the sync section of one host, against the test's NATS.
 func syncDropIn(url, origin string, share ...string) string {
@@ -112,6 +143,36 @@ func TestFleet(t *testing.T) {
 	}
 	sb.Start(t, readyTimeout)
 	wait("203.0.113.60 in B's kernel after B's return", 2*time.Second, func() bool { return banned(hostsB, "203.0.113.60") })
+
+	// A burst of 10,000 bans on A reaches B's kernel completely.
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", bed.Bus.Address)
+	client, err := dbusapi.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	burst := make([]string, 10000)
+	for i := range burst {
+		burst[i] = fmt.Sprintf("203.0.%d.%d", 120+i/250, 1+i%250)
+	}
+	fleetSet := func() int {
+		n := 0
+		for _, s := range hostsB.SrvSets(t) {
+			if strings.HasPrefix(s.Name, "jk-fleet-") {
+				n += len(s.Members)
+			}
+		}
+		return n
+	}
+	before := fleetSet()
+	idle := vmRSS(t, sb.PID())
+	cpu0, cpuA0 := procCPU(t, sb.PID()), procCPU(t, sa.PID())
+	if _, err := client.BanMany("sshd", burst, 10*time.Minute); err != nil {
+		t.Fatalf("BanMany of 10,000 on A: %v", err)
+	}
+	took = wait("the 10,000 bans in B's kernel", 30*time.Second, func() bool { return fleetSet() >= before+len(burst) })
+	t.Logf("10,000 bans on A: all in B's kernel %v after BanMany was called; CPU of A's sync %v, of B's %v; VmRSS of B's sync %s before, A's %s after",
+		took.Round(time.Millisecond), procCPU(t, sa.PID())-cpuA0, procCPU(t, sb.PID())-cpu0, idle, vmRSS(t, sa.PID()))
 
 	// A fleet unban lifts the attacker on both hosts.
 	if out, err := sa.FleetUnban("198.51.100.2"); err != nil || !strings.Contains(out, "unbanned 198.51.100.2 across the fleet (1 keys deleted)") {
