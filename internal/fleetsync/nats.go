@@ -73,14 +73,31 @@ func Dial(ctx context.Context, s config.ResolvedSync, name string) (*NATSStore, 
 // Close closes the connection.
 func (n *NATSStore) Close() { n.nc.Close() }
 
-// Put sets key with the message TTL ttl (0: none).
+// PutRetry is how long Put keeps retrying a put that failed (a NATS node
+// lost, the client reconnecting to another one).
+const PutRetry = 30 * time.Second
+
+// putAttempt bounds one attempt: an acknowledgement lost with its node
+// never comes.
+const putAttempt = 2 * time.Second
+
+// Put sets key with the message TTL ttl (0: none). A failed put is
+// retried for up to PutRetry: putting the same value twice is harmless.
 func (n *NATSStore) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	var opts []jetstream.PublishOpt
 	if ttl > 0 {
 		opts = append(opts, jetstream.WithMsgTTL(ttl))
 	}
-	_, err := n.js.PublishMsg(ctx, &nats.Msg{Subject: n.subPre + key, Data: value}, opts...)
-	return err
+	end := time.Now().Add(PutRetry)
+	for {
+		actx, cancel := context.WithTimeout(ctx, putAttempt)
+		_, err := n.js.PublishMsg(actx, &nats.Msg{Subject: n.subPre + key, Data: value}, opts...)
+		cancel()
+		if err == nil || ctx.Err() != nil || time.Now().After(end) || errors.Is(err, nats.ErrPermissionViolation) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // Delete deletes key.
