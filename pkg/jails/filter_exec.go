@@ -3,7 +3,9 @@ package jails
 import (
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -24,13 +26,18 @@ import (
 //   - the old value of a capture is saved only while a choice is pending.
 //
 // Without the bitmap, backtracking is not linear in the worst case, so each
-// run has a step budget; a line that exhausts it is matched by re instead,
-// so a crafted line costs at most budget steps more than it did before.
-// Programs with a loop over an expression that can match the empty string
-// (whose result depends on the bitmap pruning the loop) always use re.
+// run has a step budget; a line that exhausts it is matched by package
+// regexp instead, so a crafted line costs at most budget steps more than it
+// did before. Programs with a loop over an expression that can match the
+// empty string (whose result depends on the bitmap pruning the loop)
+// always use package regexp.
+//
+// Package regexp's compiled form is built on first use only (most filters
+// never need it), and the matcher keeps none of the syntax.Prog it was
+// built from: both would stay resident in the daemon for nothing.
 type matcher struct {
-	re    *regexp.Regexp
-	insts []vmInst // nil: always use re
+	re    func() *regexp.Regexp // compiles on first call, once
+	insts []vmInst              // nil: always use re
 	runes []runeAux
 	alts  []altAux
 	start uint32
@@ -47,7 +54,9 @@ type vmInst struct {
 }
 
 type runeAux struct {
-	tab  [2]uint64 // the ASCII bytes accepted
+	tab [2]uint64 // the ASCII bytes accepted
+	// inst is a copy of the instruction when it may accept a non-ASCII
+	// rune (nil: it accepts none).
 	inst *syntax.Inst
 	// lit is, for an InstRune1 that starts a chain of InstRune1 of ASCII
 	// bytes without case folding, the bytes of the chain (2 or more), and
@@ -106,27 +115,32 @@ func viable(set *byteSet, null bool, s string, pos int) bool {
 // newMatcher compiles expr (already anchored with "^") for package regexp
 // and, when it qualifies, for the filter's own backtracker.
 func newMatcher(expr string) (*matcher, error) {
-	re, err := regexp.Compile(expr)
-	if err != nil {
-		return nil, err
-	}
-	m := &matcher{re: re, ncap: 2 * (re.NumSubexp() + 1)}
-	// Same steps as regexp.Compile, so that the program (and the group
-	// numbering) is the one re runs.
+	m, _, err := compileMatcher(expr)
+	return m, err
+}
+
+// compileMatcher is newMatcher that also returns the names of the
+// submatches (as regexp.SubexpNames gives them).
+func compileMatcher(expr string) (*matcher, []string, error) {
+	// Same steps as regexp.Compile, with the same errors, so that the
+	// program (and the group numbering) is the one package regexp runs.
 	tree, err := syntax.Parse(expr, syntax.Perl)
 	if err != nil {
-		return m, nil
+		return nil, nil, err
 	}
+	names := tree.CapNames()
+	m := &matcher{ncap: 2 * (tree.MaxCap() + 1)}
+	m.re = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 	tree = tree.Simplify()
-	if hasNullableLoop(tree) {
-		return m, nil
-	}
 	prog, err := syntax.Compile(tree)
-	if err != nil || prog.StartCond()&syntax.EmptyBeginText == 0 {
-		return m, nil
+	if err != nil {
+		return nil, nil, err
+	}
+	if hasNullableLoop(tree) || prog.StartCond()&syntax.EmptyBeginText == 0 {
+		return m, names, nil
 	}
 	if len(prog.Inst) > 1<<16 {
-		return m, nil
+		return m, names, nil
 	}
 	m.start = uint32(prog.Start)
 	insts := make([]vmInst, len(prog.Inst))
@@ -136,7 +150,10 @@ func newMatcher(expr string) (*matcher, error) {
 		v := vmInst{op: in.Op, out: in.Out, arg: in.Arg}
 		switch in.Op {
 		case syntax.InstRune, syntax.InstRune1:
-			ra := runeAux{inst: in}
+			ra := runeAux{}
+			if syntax.Flags(in.Arg)&syntax.FoldCase != 0 || slices.ContainsFunc(in.Rune, func(r rune) bool { return r >= utf8.RuneSelf }) {
+				ra.inst = &syntax.Inst{Op: in.Op, Arg: in.Arg, Rune: slices.Clone(in.Rune)}
+			}
 			for b := 0; b < utf8.RuneSelf; b++ {
 				if in.MatchRune(rune(b)) {
 					ra.tab[b>>6] |= 1 << (b & 63)
@@ -160,7 +177,7 @@ func newMatcher(expr string) (*matcher, error) {
 	if !fs.cyclic {
 		m.insts = insts
 	}
-	return m, nil
+	return m, names, nil
 }
 
 // literalRun returns the ASCII bytes of the chain of case-sensitive
@@ -322,7 +339,7 @@ func (m *matcher) find(s string, dst []int) []int {
 			return nil
 		}
 	}
-	return m.re.FindStringSubmatchIndex(s)
+	return m.re().FindStringSubmatchIndex(s)
 }
 
 // matchString reports whether m's regex matches s.
@@ -333,7 +350,7 @@ func (m *matcher) matchString(s string) bool {
 			return ok
 		}
 	}
-	return m.re.MatchString(s)
+	return m.re().MatchString(s)
 }
 
 // exec runs the backtracker. done is false when the step budget ran out
@@ -379,7 +396,7 @@ func (m *matcher) exec(s string, caps []int) (ok, done bool) {
 				pos++
 			} else {
 				r, w := utf8.DecodeRuneInString(s[pos:])
-				if !ra.inst.MatchRune(r) {
+				if ra.inst == nil || !ra.inst.MatchRune(r) {
 					goto fail
 				}
 				pos += w
