@@ -40,6 +40,7 @@ type matcher struct {
 	insts []vmInst              // nil: always use re
 	runes []runeAux
 	alts  []altAux
+	sets  []byteSet // the distinct first-byte sets of alts
 	start uint32
 	ncap  int
 }
@@ -67,9 +68,11 @@ type runeAux struct {
 
 type altAux struct {
 	// The bytes that can start the out and arg branches (bytes ≥ 0x80
-	// stand for any non-ASCII rune), and whether a branch can get past its
-	// first byte without consuming one (then it is always tried).
-	outFirst, argFirst byteSet
+	// stand for any non-ASCII rune), as indexes into matcher.sets (few
+	// distinct sets serve thousands of alternatives), and whether a branch
+	// can get past its first byte without consuming one (then it is always
+	// tried).
+	outFirst, argFirst uint16
 	outNull, argNull   bool
 	// skip is, for the InstAlt of a ".*" loop whose exit starts with
 	// literal ASCII bytes, those bytes ("" otherwise); lazy tells ".*?".
@@ -144,6 +147,26 @@ func compileMatcher(expr string) (*matcher, []string, error) {
 	}
 	m.start = uint32(prog.Start)
 	insts := make([]vmInst, len(prog.Inst))
+	nr, na := 0, 0
+	for pc := range prog.Inst {
+		switch prog.Inst[pc].Op {
+		case syntax.InstRune, syntax.InstRune1:
+			nr++
+		case syntax.InstAlt, syntax.InstAltMatch:
+			na++
+		}
+	}
+	m.runes, m.alts = make([]runeAux, 0, nr), make([]altAux, 0, na)
+	setIdx := map[byteSet]uint16{}
+	intern := func(set byteSet) uint16 {
+		i, ok := setIdx[set]
+		if !ok {
+			i = uint16(len(m.sets))
+			setIdx[set] = i
+			m.sets = append(m.sets, set)
+		}
+		return i
+	}
 	fs := firstSets{prog: prog, done: make([]bool, len(prog.Inst)), busy: make([]bool, len(prog.Inst)), sets: make([]byteSet, len(prog.Inst)), null: make([]bool, len(prog.Inst))}
 	for pc := range prog.Inst {
 		in := &prog.Inst[pc]
@@ -167,8 +190,13 @@ func compileMatcher(expr string) (*matcher, []string, error) {
 		case syntax.InstAlt, syntax.InstAltMatch:
 			var aa altAux
 			aa.skip, aa.lazy = starSkip(prog, uint32(pc))
-			aa.outFirst, aa.outNull = fs.first(in.Out)
-			aa.argFirst, aa.argNull = fs.first(in.Arg)
+			var outSet, argSet byteSet
+			outSet, aa.outNull = fs.first(in.Out)
+			argSet, aa.argNull = fs.first(in.Arg)
+			aa.outFirst, aa.argFirst = intern(outSet), intern(argSet)
+			if len(m.sets) > 1<<16 {
+				return m, names, nil
+			}
 			v.aux = uint16(len(m.alts))
 			m.alts = append(m.alts, aa)
 		}
@@ -176,6 +204,9 @@ func compileMatcher(expr string) (*matcher, []string, error) {
 	}
 	if !fs.cyclic {
 		m.insts = insts
+		m.sets = slices.Clip(m.sets)
+	} else {
+		m.runes, m.alts, m.sets = nil, nil, nil
 	}
 	return m, names, nil
 }
@@ -453,8 +484,8 @@ func (m *matcher) exec(s string, caps []int) (ok, done bool) {
 				pc, pos = f.pc, q
 				continue
 			}
-			outOK := viable(&aa.outFirst, aa.outNull, s, pos)
-			argOK := viable(&aa.argFirst, aa.argNull, s, pos)
+			outOK := viable(&m.sets[aa.outFirst], aa.outNull, s, pos)
+			argOK := viable(&m.sets[aa.argFirst], aa.argNull, s, pos)
 			switch {
 			case outOK && argOK:
 				stack = append(stack, frame{kind: frameResume, pc: in.arg, lo: int32(pos)})
