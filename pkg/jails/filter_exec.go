@@ -38,7 +38,8 @@ import (
 type matcher struct {
 	re    func() *regexp.Regexp // compiles on first call, once
 	insts []vmInst              // nil: always use re
-	runes []runeAux
+	runes []runeAux             // distinct when they accept ASCII bytes only
+	lits  []litAux
 	alts  []altAux
 	sets  []byteSet // the distinct first-byte sets of alts
 	start uint32
@@ -47,7 +48,9 @@ type matcher struct {
 
 // vmInst is one instruction of the program, small so that a program stays
 // in the L1 cache; aux indexes runes (InstRune, InstRune1) or alts
-// (InstAlt, InstAltMatch).
+// (InstAlt, InstAltMatch). In an InstRune1 that starts a chain of
+// InstRune1 of ASCII bytes without case folding, arg is 1 + the index of
+// the chain in lits (0: none).
 type vmInst struct {
 	out, arg uint32
 	aux      uint16
@@ -59,11 +62,13 @@ type runeAux struct {
 	// inst is a copy of the instruction when it may accept a non-ASCII
 	// rune (nil: it accepts none).
 	inst *syntax.Inst
-	// lit is, for an InstRune1 that starts a chain of InstRune1 of ASCII
-	// bytes without case folding, the bytes of the chain (2 or more), and
-	// litOut the instruction after it.
-	lit    string
-	litOut uint32
+}
+
+// litAux is a chain of InstRune1 of ASCII bytes without case folding: its
+// bytes (2 or more) and the instruction after it.
+type litAux struct {
+	lit string
+	out uint32
 }
 
 type altAux struct {
@@ -157,6 +162,9 @@ func compileMatcher(expr string) (*matcher, []string, error) {
 		}
 	}
 	m.runes, m.alts = make([]runeAux, 0, nr), make([]altAux, 0, na)
+	runeIdx := map[[2]uint64]uint16{}
+	var last litAux // the chain of the previous InstRune1, whose suffixes follow
+	lastNext := uint32(0)
 	setIdx := map[byteSet]uint16{}
 	intern := func(set byteSet) uint16 {
 		i, ok := setIdx[set]
@@ -173,6 +181,7 @@ func compileMatcher(expr string) (*matcher, []string, error) {
 		v := vmInst{op: in.Op, out: in.Out, arg: in.Arg}
 		switch in.Op {
 		case syntax.InstRune, syntax.InstRune1:
+			v.arg = 0
 			ra := runeAux{}
 			if syntax.Flags(in.Arg)&syntax.FoldCase != 0 || slices.ContainsFunc(in.Rune, func(r rune) bool { return r >= utf8.RuneSelf }) {
 				ra.inst = &syntax.Inst{Op: in.Op, Arg: in.Arg, Rune: slices.Clone(in.Rune)}
@@ -182,11 +191,27 @@ func compileMatcher(expr string) (*matcher, []string, error) {
 					ra.tab[b>>6] |= 1 << (b & 63)
 				}
 			}
-			if lit, out := literalRun(prog, uint32(pc)); len(lit) >= 2 {
-				ra.lit, ra.litOut = lit, out
+			la := litAux{}
+			if len(last.lit) >= 3 && lastNext == uint32(pc) {
+				la = litAux{last.lit[1:], last.out}
+			} else {
+				la.lit, la.out = literalRun(prog, uint32(pc))
 			}
-			v.aux = uint16(len(m.runes))
-			m.runes = append(m.runes, ra)
+			last, lastNext = litAux{}, 0
+			if len(la.lit) >= 2 {
+				v.arg = uint32(len(m.lits)) + 1
+				m.lits = append(m.lits, la)
+				last, lastNext = la, in.Out
+			}
+			if i, ok := runeIdx[ra.tab]; ok && ra.inst == nil {
+				v.aux = i
+			} else {
+				v.aux = uint16(len(m.runes))
+				m.runes = append(m.runes, ra)
+				if ra.inst == nil {
+					runeIdx[ra.tab] = v.aux
+				}
+			}
 		case syntax.InstAlt, syntax.InstAltMatch:
 			var aa altAux
 			aa.skip, aa.lazy = starSkip(prog, uint32(pc))
@@ -204,9 +229,9 @@ func compileMatcher(expr string) (*matcher, []string, error) {
 	}
 	if !fs.cyclic {
 		m.insts = insts
-		m.sets = slices.Clip(m.sets)
+		m.runes, m.lits, m.sets = slices.Clip(m.runes), slices.Clip(m.lits), slices.Clip(m.sets)
 	} else {
-		m.runes, m.alts, m.sets = nil, nil, nil
+		m.runes, m.lits, m.alts, m.sets = nil, nil, nil, nil
 	}
 	return m, names, nil
 }
@@ -408,15 +433,16 @@ func (m *matcher) exec(s string, caps []int) (ok, done bool) {
 			caps[1] = pos
 			return true, true
 		case syntax.InstRune1, syntax.InstRune:
-			ra := &m.runes[in.aux]
-			if ra.lit != "" {
-				if !strings.HasPrefix(s[pos:], ra.lit) {
+			if in.arg != 0 {
+				la := &m.lits[in.arg-1]
+				if !strings.HasPrefix(s[pos:], la.lit) {
 					goto fail
 				}
-				pos += len(ra.lit)
-				pc = ra.litOut
+				pos += len(la.lit)
+				pc = la.out
 				continue
 			}
+			ra := &m.runes[in.aux]
 			if pos >= len(s) {
 				goto fail
 			}
