@@ -556,6 +556,33 @@ func (k *Keeper) Unban(jail string, p netip.Prefix) (int, error) {
 	return len(gone), nil
 }
 
+// UnbanAll implements dbusapi.Manager: every ban of jail goes in one
+// transaction and one batch to the firewall.
+func (k *Keeper) UnbanAll(jail string) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.jailByName(jail); !ok {
+		return 0, fmt.Errorf("%w %q (jails: %s)", dbusapi.ErrUnknownJail, jail, strings.Join(jailNames(k.rt), ", "))
+	}
+	gone, err := k.table.RemoveJail(jail)
+	if err != nil {
+		return 0, err
+	}
+	if len(gone) == 0 {
+		return 0, nil
+	}
+	if err := k.fw.Remove(toFirewall(gone)); err != nil {
+		return 0, fmt.Errorf("removing from the firewall: %w", err)
+	}
+	logBans(k.log, evUnbanned, gone)
+	forget(k.engine, gone)
+	if k.bus != nil {
+		announceUnbanned(k.bus, gone)
+	}
+	k.opts.Notify("STATUS=" + k.statusLocked())
+	return len(gone), nil
+}
+
 // Status implements dbusapi.Manager.
 func (k *Keeper) Status(jail string) ([]dbusapi.JailStatus, error) {
 	k.mu.Lock()
@@ -619,9 +646,25 @@ const StatusListMax = 10_000
 
 // ListBans implements dbusapi.Manager.
 func (k *Keeper) ListBans() []dbusapi.BanInfo {
+	return banInfos(k.table.Active(time.Now()))
+}
+
+// ListBansPage implements dbusapi.Manager. Each page sorts the table
+// anew (a million bans: see docs/daemon.md); the lock is not held.
+func (k *Keeper) ListBansPage(offset, limit int) ([]dbusapi.BanInfo, int) {
 	active := k.table.Active(time.Now())
-	out := make([]dbusapi.BanInfo, len(active))
-	for i, b := range active {
+	total := len(active)
+	offset = min(max(offset, 0), total)
+	end := total
+	if limit > 0 {
+		end = min(offset+limit, total)
+	}
+	return banInfos(active[offset:end]), total
+}
+
+func banInfos(bs []bans.Ban) []dbusapi.BanInfo {
+	out := make([]dbusapi.BanInfo, len(bs))
+	for i, b := range bs {
 		out[i] = dbusapi.BanInfo{Jail: b.Jail, Prefix: prefix.Format(b.Prefix), Start: b.Start.Unix(), Reason: b.Reason}
 		if !b.Permanent() {
 			out[i].Expires = b.Expires.Unix()

@@ -1,12 +1,15 @@
 package keeper
 
 import (
+	"errors"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/pkg/bans"
+	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
 	"github.com/jailkeeper/jailkeeper/pkg/journal"
 )
 
@@ -132,5 +135,47 @@ func TestLargeImport(t *testing.T) {
 	}
 	if gone != n || table.Len() != 0 {
 		t.Fatalf("expired %d, left %d", gone, table.Len())
+	}
+}
+
+// TestUnbanAllAndPages: ListBansPage pages in ListBans' order with the
+// total; UnbanAll lifts one jail's bans from the table and the firewall and
+// leaves the other jail's.
+func TestUnbanAllAndPages(t *testing.T) {
+	b := newBed(t, nil, testRuntime(t, "iptables", "sshd", "web"))
+	ps := importList(25)
+	if _, err := b.k.Ban("sshd", ps, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.k.Ban("web", ps[:5], 0); err != nil {
+		t.Fatal(err)
+	}
+	all := b.k.ListBans()
+	var paged []dbusapi.BanInfo
+	for off := 0; ; off += 7 {
+		page, total := b.k.ListBansPage(off, 7)
+		if total != 30 {
+			t.Fatalf("total = %d, want 30", total)
+		}
+		if len(page) == 0 {
+			break
+		}
+		paged = append(paged, page...)
+	}
+	if !slices.Equal(all, paged) || len(all) != 30 {
+		t.Fatalf("pages = %v, ListBans = %v", paged, all)
+	}
+	if all[0].Prefix != "100.0.0.0" || all[9].Prefix != "100.0.0.10" || all[23].Prefix != "2001:db8:0:9::/64" {
+		t.Errorf("order: %v", all[:25])
+	}
+	n, err := b.k.UnbanAll("sshd")
+	if err != nil || n != 25 {
+		t.Fatalf("UnbanAll = %d, %v", n, err)
+	}
+	if in, _ := b.fws["iptables"].List(); len(in) != 5 {
+		t.Fatalf("firewall holds %d, want web's 5", len(in))
+	}
+	if _, err := b.k.UnbanAll("nope"); !errors.Is(err, dbusapi.ErrUnknownJail) {
+		t.Fatalf("UnbanAll(nope) = %v", err)
 	}
 }
