@@ -246,6 +246,7 @@ func (d *daemon) startReader() error {
 	r, err := sdjournal.Open(sdjournal.Options{
 		Units:       d.k.Units(),
 		Identifiers: d.k.Identifiers(),
+		Unitless:    d.k.Unitless(),
 		Cursor:      d.k.Cursor(),
 		LookBack:    d.k.LookBack(),
 		Logf: func(format string, args ...any) {
