@@ -14,8 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/journal"
@@ -75,6 +77,17 @@ type Keeper struct {
 
 	lastCursor  string
 	cursorSaved time.Time
+
+	// running is rt and engine for Status, which must not wait for the
+	// lock: an import step or the watchdog's check of a million bans
+	// holds it for up to a second.
+	running atomic.Pointer[running]
+}
+
+// running is a configuration and its engine, as swapped in together.
+type running struct {
+	rt     *config.Runtime
+	engine *jails.Engine
 }
 
 // Start builds a Keeper: it opens the firewall backend rt names, drops bans
@@ -101,7 +114,7 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 	} else if len(gone) > 0 {
 		k.log.Infof(MsgExpire, "%d bans expired while jailkeeper was stopped", len(gone))
 	}
-	active := k.keepConfigured(rt, table.Active(now))
+	active := k.keepConfigured(rt, table.Snapshot(now))
 	k.tearDownOthers(fw.Name())
 	if err := fw.Setup(rt.Layout, toFirewall(active)); err != nil {
 		fw.Close()
@@ -113,6 +126,7 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 		return nil, fmt.Errorf("starting jails: %w", err)
 	}
 	k.rt, k.engine, k.fw, k.restored = rt, engine, fw, len(active)
+	k.running.Store(&running{rt, engine})
 	return k, nil
 }
 
@@ -307,6 +321,26 @@ func (k *Keeper) HandleBatch(batches ...[]jjournal.Entry) {
 	}
 }
 
+// sortByKey sorts the bans of one jail in the ban table's key order (the
+// prefixes' text).
+func sortByKey(bs []bans.Ban) {
+	if len(bs) < 2 {
+		return
+	}
+	type keyed struct {
+		k string
+		b bans.Ban
+	}
+	ks := make([]keyed, len(bs))
+	for i, b := range bs {
+		ks[i] = keyed{b.Prefix.Masked().String(), b}
+	}
+	slices.SortFunc(ks, func(x, y keyed) int { return strings.Compare(x.k, y.k) })
+	for i := range ks {
+		bs[i] = ks[i].b
+	}
+}
+
 // forget drops the engine's tracked failures inside bs, per jail in one
 // call.
 func forget(e *jails.Engine, bs []bans.Ban) {
@@ -427,7 +461,7 @@ func (k *Keeper) expireStep() int {
 // repairs drift, logging what it found. An error means the repair failed.
 func (k *Keeper) Verify() error {
 	k.mu.Lock()
-	found, err := k.fw.Verify(k.rt.Layout, toFirewall(k.table.Active(time.Now())))
+	found, err := k.fw.Verify(k.rt.Layout, toFirewall(k.table.Snapshot(time.Now())))
 	k.mu.Unlock()
 	if len(found) > 0 {
 		k.log.Event(journal.PriWarning, MsgRepair, fmt.Sprintf("firewall drift repaired: %s", strings.Join(found, "; ")))
@@ -512,6 +546,10 @@ func (k *Keeper) Ban(jail string, prefixes []netip.Prefix, dur time.Duration) (i
 		}
 		bs = append(bs, b)
 	}
+	// In the table's key order, each step's bans fall into few pages of
+	// the ban database; in the list's order each step rewrote pages all
+	// over it.
+	sortByKey(bs)
 	total := 0
 	for len(bs) > 0 {
 		step := bs[:min(len(bs), importChunk)]
@@ -593,10 +631,9 @@ func (k *Keeper) UnbanAll(jail string) (int, error) {
 
 // Status implements dbusapi.Manager.
 func (k *Keeper) Status(jail string) ([]dbusapi.JailStatus, error) {
-	k.mu.Lock()
-	names := jailNames(k.rt)
-	engine := k.engine
-	k.mu.Unlock()
+	cur := k.running.Load()
+	names := jailNames(cur.rt)
+	engine := cur.engine
 	stats := map[string]jails.JailStats{}
 	for _, s := range engine.Stats() {
 		stats[s.Name] = s
@@ -730,7 +767,7 @@ func (k *Keeper) Swap(n *Next) error {
 	if n.fw != nil {
 		fw = n.fw
 	}
-	active := k.keepConfigured(n.rt, k.table.Active(time.Now()))
+	active := k.keepConfigured(n.rt, k.table.Snapshot(time.Now()))
 	if err := fw.Setup(n.rt.Layout, toFirewall(active)); err != nil {
 		if n.fw != nil {
 			// The old layout was never touched.
@@ -738,7 +775,7 @@ func (k *Keeper) Swap(n *Next) error {
 			n.fw.Close()
 		} else {
 			// Put the old layout back: never lose protection on a bad reload.
-			k.fw.Setup(k.rt.Layout, toFirewall(k.table.Active(time.Now())))
+			k.fw.Setup(k.rt.Layout, toFirewall(k.table.Snapshot(time.Now())))
 		}
 		return fmt.Errorf("building firewall layout (%s): %w", fw.Name(), err)
 	}
@@ -759,6 +796,7 @@ func (k *Keeper) Swap(n *Next) error {
 	// count.
 	n.engine.Adopt(k.engine)
 	k.rt, k.engine = n.rt, n.engine
+	k.running.Store(&running{n.rt, n.engine})
 	return nil
 }
 

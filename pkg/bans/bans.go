@@ -93,8 +93,9 @@ func Open(path string) (*Table, error) {
 				return err
 			}
 		}
+		strs := interner{}
 		if err := tx.Bucket(bucketBans).ForEach(func(k, v []byte) error {
-			b, err := decodeBan(k, v)
+			b, err := decodeBan(k, v, strs)
 			if err != nil {
 				return fmt.Errorf("ban %q: %w", k, err)
 			}
@@ -104,7 +105,7 @@ func Open(path string) (*Table, error) {
 			return err
 		}
 		if err := tx.Bucket(bucketHistory).ForEach(func(k, v []byte) error {
-			jail, p, starts, err := decodeHistory(k, v)
+			jail, p, starts, err := decodeHistory(k, v, strs)
 			if err != nil {
 				return fmt.Errorf("history %q: %w", k, err)
 			}
@@ -406,7 +407,17 @@ func (t *Table) persist(put, del []Ban, hist map[key][]time.Time, totals map[str
 }
 
 // Active returns the bans in force at now, sorted by jail then prefix.
+// The sort runs after the table's lock is released.
 func (t *Table) Active(now time.Time) []Ban {
+	out := t.Snapshot(now)
+	slices.SortFunc(out, compareBans)
+	return out
+}
+
+// Snapshot returns the bans in force at now in no particular order: for
+// callers that need no order (the firewall's layout and repair), a sort
+// of a million bans is most of a second.
+func (t *Table) Snapshot(now time.Time) []Ban {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]Ban, 0, len(t.active))
@@ -415,7 +426,6 @@ func (t *Table) Active(now time.Time) []Ban {
 			out = append(out, b)
 		}
 	}
-	slices.SortFunc(out, compareBans)
 	return out
 }
 

@@ -1,12 +1,12 @@
 package bans
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 )
 
@@ -43,9 +43,30 @@ func appendKey(dst []byte, jail string, p netip.Prefix) []byte {
 	return p.AppendTo(dst)
 }
 
+// interner hands out one string per distinct value: a table loads a
+// million bans of a few jails, most with one of a few reasons.
+type interner map[string]string
+
+// get returns b as a string, shared with earlier equal ones (nil: a new
+// string each time).
+func (in interner) get(b []byte) string {
+	if in == nil {
+		return string(b)
+	}
+	if s, ok := in[string(b)]; ok {
+		return s
+	}
+	if len(in) >= 4096 {
+		return string(b)
+	}
+	s := string(b)
+	in[s] = s
+	return s
+}
+
 // parseKey splits a key into its jail and prefix.
-func parseKey(k []byte) (string, netip.Prefix, error) {
-	i := strings.IndexByte(string(k), 0)
+func parseKey(k []byte, strs interner) (string, netip.Prefix, error) {
+	i := bytes.IndexByte(k, 0)
 	if i < 0 {
 		return "", netip.Prefix{}, errors.New("no jail separator in key")
 	}
@@ -53,7 +74,7 @@ func parseKey(k []byte) (string, netip.Prefix, error) {
 	if err != nil {
 		return "", netip.Prefix{}, fmt.Errorf("key: %w", err)
 	}
-	return string(k[:i]), p, nil
+	return strs.get(k[:i]), p, nil
 }
 
 func appendTime(dst []byte, sec int64, nsec int) []byte {
@@ -99,8 +120,9 @@ func (r *recordReader) time(base int64) time.Time {
 	return time.Unix(base+sec, int64(ns))
 }
 
-// decodeBan reads the ban stored under k with value v, in either format.
-func decodeBan(k, v []byte) (Ban, error) {
+// decodeBan reads the ban stored under k with value v, in either format;
+// strs (may be nil) shares equal jail names and reasons.
+func decodeBan(k, v []byte, strs interner) (Ban, error) {
 	if len(v) > 0 && v[0] == '{' {
 		var b Ban
 		if err := json.Unmarshal(v, &b); err != nil {
@@ -111,7 +133,7 @@ func decodeBan(k, v []byte) (Ban, error) {
 	if len(v) < 2 || v[0] != recordV1 {
 		return Ban{}, unknownRecord(v)
 	}
-	jail, p, err := parseKey(k)
+	jail, p, err := parseKey(k, strs)
 	if err != nil {
 		return Ban{}, err
 	}
@@ -124,7 +146,7 @@ func decodeBan(k, v []byte) (Ban, error) {
 	if r.err != nil {
 		return Ban{}, r.err
 	}
-	b.Reason = string(r.b)
+	b.Reason = strs.get(r.b)
 	return b, nil
 }
 
@@ -140,7 +162,7 @@ func appendHistory(dst []byte, starts []time.Time) []byte {
 
 // decodeHistory reads the history stored under k with value v, in either
 // format.
-func decodeHistory(k, v []byte) (string, netip.Prefix, []time.Time, error) {
+func decodeHistory(k, v []byte, strs interner) (string, netip.Prefix, []time.Time, error) {
 	if len(v) > 0 && v[0] == '{' {
 		var h historyRecord
 		if err := json.Unmarshal(v, &h); err != nil {
@@ -151,7 +173,7 @@ func decodeHistory(k, v []byte) (string, netip.Prefix, []time.Time, error) {
 	if len(v) < 1 || v[0] != recordV1 {
 		return "", netip.Prefix{}, nil, unknownRecord(v)
 	}
-	jail, p, err := parseKey(k)
+	jail, p, err := parseKey(k, strs)
 	if err != nil {
 		return "", netip.Prefix{}, nil, err
 	}

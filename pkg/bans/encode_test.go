@@ -23,7 +23,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		{Jail: "x", Prefix: netip.MustParsePrefix("0.0.0.0/0"), Start: time.Unix(-5, 7), Expires: time.Unix(-1, 0), Reason: "before 1970"},
 	} {
 		k := appendKey(nil, b.Jail, b.Prefix)
-		got, err := decodeBan(k, appendBan(nil, b))
+		got, err := decodeBan(k, appendBan(nil, b), interner{})
 		if err != nil {
 			t.Fatalf("%+v: %v", b, err)
 		}
@@ -32,7 +32,7 @@ func TestRecordRoundTrip(t *testing.T) {
 			t.Fatalf("round trip of %+v = %+v", b, got)
 		}
 		starts := []time.Time{b.Start, start, start.Add(time.Second)}
-		j, p, hs, err := decodeHistory(k, appendHistory(nil, starts))
+		j, p, hs, err := decodeHistory(k, appendHistory(nil, starts), nil)
 		if err != nil || j != b.Jail || p != b.Prefix || len(hs) != 3 {
 			t.Fatalf("history round trip: %s %s %v %v", j, p, hs, err)
 		}
@@ -44,7 +44,7 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 	k := appendKey(nil, "sshd", netip.MustParsePrefix("198.51.100.7/32"))
 	for _, bad := range [][]byte{nil, {0x02, 0}, {recordV1}, {recordV1, 0, 0x80}} {
-		if _, err := decodeBan(k, bad); err == nil {
+		if _, err := decodeBan(k, bad, nil); err == nil {
 			t.Errorf("decodeBan(%x) accepted", bad)
 		}
 	}
