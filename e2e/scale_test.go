@@ -14,9 +14,26 @@ import (
 )
 
 // kernelBans is the number of entries of jailkeeper's ban sets (not the
-// whitelist sets) in the server namespace, from `ipset list -t`.
-func kernelBans(t *testing.T, h *testbed.Hosts) int {
+// whitelist sets) in the server namespace: from `ipset list -t` for
+// iptables, by counting the elements `nft list set` prints for nftables.
+func kernelBans(t *testing.T, h *testbed.Hosts, backend string) int {
 	t.Helper()
+	if backend == "nftables" {
+		n := 0
+		for _, set := range []string{"sshd-4", "sshd-n4", "sshd-6", "sshd-n6"} {
+			out, err := h.InSrv("nft", "list", "set", "inet", "jailkeeper", set).CombinedOutput()
+			if err != nil {
+				continue // no such set (yet), or the table is gone
+			}
+			_, elems, ok := strings.Cut(string(out), "elements = {")
+			if !ok {
+				continue
+			}
+			elems, _, _ = strings.Cut(elems, "}")
+			n += strings.Count(elems, ",") + 1
+		}
+		return n
+	}
 	out, err := h.InSrv("ipset", "list", "-t").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ipset list -t: %v\n%s", err, out)
@@ -58,13 +75,26 @@ func statusBanned(d *testbed.Daemon) (int, time.Duration, error) {
 // TestImport100k: `jailkeeper ban sshd -` of 100,000 entries reaches the
 // kernel and the status, with `jailkeeper status` (polled every 100 ms)
 // answering throughout; the bans survive a restart (kernel sets full) and
-// a flush of the kernel sets (the watchdog puts them back). The entries
+// a flush of the kernel's sets or ruleset (the watchdog puts them back),
+// on iptables+ipset and on nftables, in parallel. The entries
 // are IPv6 addresses and /64s inside 2001:db8::/32 plus the IPv4
 // addresses of 203.0.113.0/24 (documentation ranges only: IPv4 has too
 // few of them for 100,000). JK_IMPORT_N=1000000 runs it with that many
 // (docs/bench.md's 1M rows).
 func TestImport100k(t *testing.T) {
-	bed, d := startDaemon(t, "firewall: {backend: iptables}\n")
+	for _, backend := range []string{"iptables", "nftables"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			if backend == "nftables" {
+				testbed.Require(t, "nft")
+			}
+			testImport(t, backend)
+		})
+	}
+}
+
+func testImport(t *testing.T, backend string) {
+	bed, d := startDaemon(t, "firewall: {backend: "+backend+"}\n")
 	h := bed.Hosts
 	n := 100_000
 	if v, err := strconv.Atoi(os.Getenv("JK_IMPORT_N")); err == nil && v > 1000 {
@@ -116,12 +146,12 @@ func TestImport100k(t *testing.T) {
 		wg.Wait()
 		t.Fatalf("ban sshd -: %v\n%s", err, out)
 	}
-	waitUntil(t, 30*time.Second+time.Duration(n)*100*time.Microsecond, func() bool { return kernelBans(t, h) >= n })
+	waitUntil(t, 30*time.Second+time.Duration(n)*100*time.Microsecond, func() bool { return kernelBans(t, h, backend) >= n })
 	inKernel := time.Since(start)
 	close(stop)
 	wg.Wait()
-	t.Logf("import of %d: CLI %v, all in the kernel after %v; status max %v over %d polls",
-		n, imported.Round(time.Millisecond), inKernel.Round(time.Millisecond), slowest.Round(time.Millisecond), polls)
+	t.Logf("%s: import of %d: CLI %v, all in the kernel after %v; status max %v over %d polls",
+		backend, n, imported.Round(time.Millisecond), inKernel.Round(time.Millisecond), slowest.Round(time.Millisecond), polls)
 	if pollErr != nil {
 		t.Fatal(pollErr)
 	}
@@ -132,7 +162,7 @@ func TestImport100k(t *testing.T) {
 	}
 	check := func(when string) {
 		t.Helper()
-		if k := kernelBans(t, h); k != n {
+		if k := kernelBans(t, h, backend); k != n {
 			t.Errorf("%s: %d bans in the kernel, want %d", when, k, n)
 		}
 		if b, _, err := statusBanned(d); err != nil || b != n {
@@ -150,11 +180,15 @@ func TestImport100k(t *testing.T) {
 	t.Logf("restart with %d bans: READY=1 after %v", n, time.Since(start).Round(time.Millisecond))
 	check("after the restart")
 
-	if out, err := h.InSrv("ipset", "flush").CombinedOutput(); err != nil {
-		t.Fatalf("ipset flush: %v\n%s", err, out)
+	flush := []string{"ipset", "flush"}
+	if backend == "nftables" {
+		flush = []string{"nft", "flush", "ruleset"}
+	}
+	if out, err := h.InSrv(flush[0], flush[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v\n%s", flush, err, out)
 	}
 	flushed := time.Now()
-	waitUntil(t, d.Watchdog+30*time.Second, func() bool { return kernelBans(t, h) == n })
-	t.Logf("sets refilled %v after ipset flush", time.Since(flushed).Round(time.Millisecond))
+	waitUntil(t, d.Watchdog+30*time.Second, func() bool { return kernelBans(t, h, backend) == n })
+	t.Logf("sets refilled %v after %s", time.Since(flushed).Round(time.Millisecond), strings.Join(flush, " "))
 	check("after the flush")
 }

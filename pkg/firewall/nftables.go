@@ -583,38 +583,57 @@ func (b *nft) addHosts(k setKey, in []Ban, idx []int32, now time.Time) error {
 func (b *nft) addNets(name string, bs []Ban, now time.Time, checkNested bool) error {
 	s := nftSpec{name: name, v6: bs[0].Prefix.Addr().Is6(), interval: true, timeout: true}.set(b.table)
 	state := map[netip.Prefix]bool{} // true = present in the kernel
+	lens := map[int]int{}            // prefix length → how many in state
 	if checkNested {
 		els, err := b.c.GetSetElements(s)
 		if err != nil {
 			return fmt.Errorf("reading set %s: %w", name, err)
 		}
 		for _, e := range readElems(els, true) {
+			if _, ok := state[e.p]; !ok {
+				lens[e.p.Bits()]++
+			}
 			state[e.p] = true
 		}
 	}
 	slices.SortFunc(bs, func(a, b Ban) int { return a.Prefix.Bits() - b.Prefix.Bits() }) // wider first
 	var adds, dels []nftables.SetElement
+	// Nesting is looked up per prefix length present, not by a scan of
+	// state per ban: 100,000 /64s took 25 s to import and over 20 s to
+	// restore with the scans.
 	for _, bn := range bs {
 		p := bn.Prefix
 		covered := false
-		for q := range state {
-			if q.Bits() < p.Bits() && q.Contains(p.Addr()) {
-				covered = true
-				b.opts.logf("firewall nftables: %v in jail %s is covered by banned %v", p, bn.Jail, q)
-				break
+		for l, n := range lens {
+			if n == 0 || l >= p.Bits() {
+				continue
+			}
+			if q, err := p.Addr().Prefix(l); err == nil {
+				if _, ok := state[q]; ok {
+					covered = true
+					b.opts.logf("firewall nftables: %v in jail %s is covered by banned %v", p, bn.Jail, q)
+					break
+				}
 			}
 		}
 		if covered {
 			continue
 		}
-		for q, present := range state {
-			if q.Bits() > p.Bits() && p.Contains(q.Addr()) {
-				if present {
-					e, _ := intervalElems(q, 0)
-					e[0].Timeout = 0
-					dels = append(dels, e...)
+		longer := false
+		for l, n := range lens {
+			longer = longer || (n > 0 && l > p.Bits())
+		}
+		if longer {
+			for q, present := range state {
+				if q.Bits() > p.Bits() && p.Contains(q.Addr()) {
+					if present {
+						e, _ := intervalElems(q, 0)
+						e[0].Timeout = 0
+						dels = append(dels, e...)
+					}
+					delete(state, q)
+					lens[q.Bits()]--
 				}
-				delete(state, q)
 			}
 		}
 		to, _ := nftTimeout(bn.Expires, now)
@@ -625,6 +644,7 @@ func (b *nft) addNets(name string, bs []Ban, now time.Time, checkNested bool) er
 		adds = append(adds, e...)
 		if _, ok := state[p]; !ok {
 			state[p] = false
+			lens[p.Bits()]++
 		}
 	}
 	if len(dels) > 0 {
