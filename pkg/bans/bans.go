@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -66,6 +67,9 @@ type Table struct {
 	// nothing expires), so that Expire can skip the scan until then.
 	nextExpiry time.Time
 	cursor     string
+	// counts is perJail and totals as of the last change, for readers
+	// that must not wait for a commit's disk write (status).
+	counts atomic.Pointer[counts]
 	// HistoryKeep bounds the history kept per prefix.
 	historyKeep int
 }
@@ -127,6 +131,7 @@ func Open(path string) (*Table, error) {
 		db.Close()
 		return nil, fmt.Errorf("loading ban database %s: %w", path, err)
 	}
+	t.publish()
 	return t, nil
 }
 
@@ -232,6 +237,7 @@ func (t *Table) commit(cursor *string, bs []Ban) ([]Ban, error) {
 	if cursor != nil {
 		t.cursor = *cursor
 	}
+	t.publish()
 	return changed, nil
 }
 
@@ -316,6 +322,7 @@ func (t *Table) drop(gone []Ban) error {
 			t.perJail[k.jail]--
 		}
 	}
+	t.publish()
 	return nil
 }
 
@@ -441,18 +448,34 @@ func compareBans(a, b Ban) int {
 	return cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits())
 }
 
-// Counts returns how many bans each jail holds (expired ones linger until
-// the next Expire). O(jails), for status.
-func (t *Table) Counts() map[string]int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make(map[string]int, len(t.perJail))
+// counts is a published copy of the per-jail numbers.
+type counts struct {
+	active, totals map[string]int
+}
+
+// publish copies perJail and totals for Counts and Total; the caller
+// holds t.mu (or owns t). A copy costs O(jails).
+func (t *Table) publish() {
+	c := &counts{active: make(map[string]int, len(t.perJail)), totals: make(map[string]int, len(t.totals))}
 	for j, n := range t.perJail {
 		if n > 0 {
-			out[j] = n
+			c.active[j] = n
 		}
 	}
-	return out
+	for j, n := range t.totals {
+		c.totals[j] = n
+	}
+	t.counts.Store(c)
+}
+
+// Counts returns how many bans each jail holds (expired ones linger until
+// the next Expire). It does not wait for a commit in progress: it gives
+// the numbers before it. The caller may keep the map but not change it.
+func (t *Table) Counts() map[string]int {
+	if c := t.counts.Load(); c != nil {
+		return c.active
+	}
+	return map[string]int{}
 }
 
 // Len returns how many bans the table holds (expired ones linger until the
@@ -463,11 +486,13 @@ func (t *Table) Len() int {
 	return len(t.active)
 }
 
-// Total returns how many bans jail has started, ever (persisted).
+// Total returns how many bans jail has started, ever (persisted). Like
+// Counts, it does not wait for a commit in progress.
 func (t *Table) Total(jail string) int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.totals[jail]
+	if c := t.counts.Load(); c != nil {
+		return c.totals[jail]
+	}
+	return 0
 }
 
 // BanCount implements jails.History.
