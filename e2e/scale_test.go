@@ -115,6 +115,19 @@ func testImport(t *testing.T, backend string) {
 		count++
 	}
 
+	// A bad line bans nothing and is named; --skip-bad bans the rest
+	// (below) and lists it.
+	cut := strings.Index(list.String(), "203.0.113.20\n")
+	withBad := "198.51.100.77\n" + list.String()[:cut] + "not-an-address\n" + list.String()[cut:]
+	badLine := 1 + 19 + 1 // 198.51.100.77, 203.0.113.1–19, then the bad line
+	out, err := jk(d, withBad, "ban", "sshd", "-", "--for", "1h")
+	if err == nil || !strings.Contains(out, fmt.Sprintf("stdin line %d:", badLine)) {
+		t.Fatalf("list with a bad line: %v %q, want an error naming line %d", err, out, badLine)
+	}
+	if k := kernelBans(t, h, backend); k != 0 {
+		t.Fatalf("a list with a bad line was partly applied: %d bans in the kernel", k)
+	}
+
 	// Poll status every 100 ms while the import runs.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -139,13 +152,17 @@ func testImport(t *testing.T, backend string) {
 		}
 	}()
 	start := time.Now()
-	out, err := jk(d, list.String(), "ban", "sshd", "-", "--for", "1h")
+	out, err = jk(d, withBad, "ban", "sshd", "-", "--for", "1h", "--skip-bad")
 	imported := time.Since(start)
 	if err != nil {
 		close(stop)
 		wg.Wait()
 		t.Fatalf("ban sshd -: %v\n%s", err, out)
 	}
+	if !strings.Contains(out, fmt.Sprintf("skipped stdin line %d:", badLine)) || !strings.Contains(out, "1 bad lines skipped") {
+		t.Errorf("ban --skip-bad said %q, want the bad line named", out)
+	}
+	n++ // 198.51.100.77
 	waitUntil(t, 30*time.Second+time.Duration(n)*100*time.Microsecond, func() bool { return kernelBans(t, h, backend) >= n })
 	inKernel := time.Since(start)
 	close(stop)
@@ -191,4 +208,17 @@ func testImport(t *testing.T, backend string) {
 	waitUntil(t, d.Watchdog+30*time.Second, func() bool { return kernelBans(t, h, backend) == n })
 	t.Logf("sets refilled %v after %s", time.Since(flushed).Round(time.Millisecond), strings.Join(flush, " "))
 	check("after the flush")
+
+	start = time.Now()
+	out, err = jk(d, "", "unban", "--jail", "sshd", "--all")
+	if err != nil || !strings.Contains(out, fmt.Sprintf("(%d bans lifted)", n)) {
+		t.Fatalf("unban --all: %v %q", err, out)
+	}
+	t.Logf("unban --jail sshd --all of %d: %v", n, time.Since(start).Round(time.Millisecond))
+	if k := kernelBans(t, h, backend); k != 0 {
+		t.Errorf("after unban --all: %d bans in the kernel", k)
+	}
+	if b, _, err := statusBanned(d); err != nil || b != 0 {
+		t.Errorf("after unban --all: status says %d banned (%v)", b, err)
+	}
 }

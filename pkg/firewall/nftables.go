@@ -669,27 +669,61 @@ func (b *nft) addNets(name string, bs []Ban, now time.Time, checkNested bool) er
 	return b.addElems(s, adds[len(first):])
 }
 
-// Remove deletes each ban; each goes in its own transaction, so a ban the
-// kernel no longer holds (ENOENT) does not undo the others.
+// Remove deletes the bans, nftChunk per transaction. A ban the kernel no
+// longer holds (ENOENT) undoes its whole transaction: the chunk is then
+// deleted one ban per transaction, skipping bans whose time is up, which
+// the kernel drops by their own timeouts (at most the time their batch
+// took to load after it). One transaction per ban took 150 s for an
+// unban of 100,000.
 func (b *nft) Remove(bans []Ban) error {
+	type del struct {
+		p    netip.Prefix
+		name string
+		set  *nftables.Set
+		els  []nftables.SetElement
+		over bool // expired: the kernel's timeout drops it
+	}
+	now := b.now()
+	dels := make([]del, 0, len(bans))
 	for _, bn := range bans {
 		n, err := normalize(bn)
 		if err != nil {
 			return err
 		}
-		name := nftSetFor(n)
-		var els []nftables.SetElement
-		s := nftSpec{name: name, v6: n.Prefix.Addr().Is6(), interval: !isHost(n.Prefix), timeout: true}.set(b.table)
+		d := del{p: n.Prefix, name: nftSetFor(n), over: !n.Expires.IsZero() && !n.Expires.After(now)}
+		d.set = nftSpec{name: d.name, v6: n.Prefix.Addr().Is6(), interval: !isHost(n.Prefix), timeout: true}.set(b.table)
 		if isHost(n.Prefix) {
-			els = []nftables.SetElement{{Key: n.Prefix.Addr().AsSlice()}}
-		} else if els, err = intervalElems(n.Prefix, 0); err != nil {
+			d.els = []nftables.SetElement{{Key: n.Prefix.Addr().AsSlice()}}
+		} else if d.els, err = intervalElems(n.Prefix, 0); err != nil {
 			return err
 		}
-		if err := b.c.SetDeleteElements(s, els); err != nil {
-			return fmt.Errorf("removing %v from set %s: %w", n.Prefix, name, err)
+		dels = append(dels, d)
+	}
+	for len(dels) > 0 {
+		chunk := dels[:min(len(dels), nftChunk)]
+		dels = dels[len(chunk):]
+		for _, d := range chunk {
+			if err := b.c.SetDeleteElements(d.set, d.els); err != nil {
+				return fmt.Errorf("removing %v from set %s: %w", d.p, d.name, err)
+			}
 		}
-		if err := b.c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("removing %v from set %s: %w", n.Prefix, name, err)
+		err := b.c.Flush()
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("removing %d bans: %w", len(chunk), err)
+		}
+		for _, d := range chunk {
+			if d.over {
+				continue
+			}
+			if err := b.c.SetDeleteElements(d.set, d.els); err != nil {
+				return fmt.Errorf("removing %v from set %s: %w", d.p, d.name, err)
+			}
+			if err := b.c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("removing %v from set %s: %w", d.p, d.name, err)
+			}
 		}
 	}
 	return nil
