@@ -702,9 +702,17 @@ func (b *nft) Remove(bans []Ban) error {
 	for len(dels) > 0 {
 		chunk := dels[:min(len(dels), nftChunk)]
 		dels = dels[len(chunk):]
+		// One message per set: a message per ban overflowed the socket's
+		// receive buffer with acknowledgements.
+		bySet := map[string][]nftables.SetElement{}
+		sets := map[string]*nftables.Set{}
 		for _, d := range chunk {
-			if err := b.c.SetDeleteElements(d.set, d.els); err != nil {
-				return fmt.Errorf("removing %v from set %s: %w", d.p, d.name, err)
+			bySet[d.name] = append(bySet[d.name], d.els...)
+			sets[d.name] = d.set
+		}
+		for name, els := range bySet {
+			if err := b.c.SetDeleteElements(sets[name], els); err != nil {
+				return fmt.Errorf("removing %d elements from set %s: %w", len(els), name, err)
 			}
 		}
 		err := b.c.Flush()
