@@ -602,15 +602,42 @@ func (k *Keeper) Unban(jail string, p netip.Prefix) (int, error) {
 	return len(gone), nil
 }
 
-// UnbanAll implements dbusapi.Manager: every ban of jail goes in one
-// transaction and one batch to the firewall.
+// UnbanAll implements dbusapi.Manager: every ban the jail holds when the
+// call starts is lifted, in steps of expireChunk with the lock free in
+// between (as an import).
 func (k *Keeper) UnbanAll(jail string) (int, error) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
-	if _, ok := k.jailByName(jail); !ok {
-		return 0, fmt.Errorf("%w %q (jails: %s)", dbusapi.ErrUnknownJail, jail, strings.Join(jailNames(k.rt), ", "))
+	_, ok := k.jailByName(jail)
+	names := jailNames(k.rt)
+	k.mu.Unlock()
+	if !ok {
+		return 0, fmt.Errorf("%w %q (jails: %s)", dbusapi.ErrUnknownJail, jail, strings.Join(names, ", "))
 	}
-	gone, err := k.table.RemoveJail(jail)
+	var held []bans.Ban
+	for _, b := range k.table.Snapshot(time.Time{}) {
+		if b.Jail == jail {
+			held = append(held, b)
+		}
+	}
+	sortByKey(held)
+	total := 0
+	for len(held) > 0 {
+		step := held[:min(len(held), expireChunk)]
+		held = held[len(step):]
+		n, err := k.unbanStep(step)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// unbanStep lifts those of bs the table still holds.
+func (k *Keeper) unbanStep(bs []bans.Ban) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	gone, err := k.table.RemoveBans(bs)
 	if err != nil {
 		return 0, err
 	}

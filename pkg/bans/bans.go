@@ -295,14 +295,15 @@ func (t *Table) ExpireSome(now time.Time, max int) ([]Ban, error) {
 	return gone, nil
 }
 
-// RemoveJail lifts every ban of jail (in one transaction) and returns them.
-func (t *Table) RemoveJail(jail string) ([]Ban, error) {
+// RemoveBans lifts those of bs (by jail and prefix) that the table still
+// holds, in one transaction, and returns them as they were held.
+func (t *Table) RemoveBans(bs []Ban) ([]Ban, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var gone []Ban
-	for k, b := range t.active {
-		if k.jail == jail {
-			gone = append(gone, b)
+	for _, b := range bs {
+		if held, ok := t.active[key{b.Jail, b.Prefix.Masked()}]; ok {
+			gone = append(gone, held)
 		}
 	}
 	return gone, t.drop(gone)

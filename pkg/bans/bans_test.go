@@ -184,9 +184,9 @@ func BenchmarkCommit(b *testing.B) {
 	}
 }
 
-// TestExpireSomeAndRemoveJail: expiry in bounded batches, a mass unban of
+// TestExpireSomeAndRemoveBans: expiry in bounded batches, a mass unban of
 // one jail, and the per-jail counts through both.
-func TestExpireSomeAndRemoveJail(t *testing.T) {
+func TestExpireSomeAndRemoveBans(t *testing.T) {
 	path := filepath.Join(t.TempDir(), FileName)
 	tb, err := Open(path)
 	if err != nil {
@@ -224,9 +224,16 @@ func TestExpireSomeAndRemoveJail(t *testing.T) {
 	if total != 250 || tb.Counts()["sshd"] != 1 {
 		t.Fatalf("expired %d, counts %v", total, tb.Counts())
 	}
-	gone, err := tb.RemoveJail("web")
-	if err != nil || len(gone) != 250 {
-		t.Fatalf("RemoveJail = %d, %v", len(gone), err)
+	var web []Ban
+	for _, b := range tb.Active(t0) {
+		if b.Jail == "web" {
+			web = append(web, Ban{Jail: b.Jail, Prefix: b.Prefix})
+		}
+	}
+	web = append(web, ban("web", "192.0.2.1/32", t0, 0)) // not held
+	gone, err := tb.RemoveBans(web)
+	if err != nil || len(gone) != 250 || gone[0].Reason != "test" {
+		t.Fatalf("RemoveBans = %d, %v", len(gone), err)
 	}
 	tb = reopen(t, tb, path)
 	defer tb.Close()
