@@ -217,9 +217,13 @@ func TestDebianSSHDBanned(t *testing.T) {
 // HTTP request on the SSH port ("banner exchange: … invalid format"), a
 // client offering only an obsolete key exchange ("Unable to negotiate …"),
 // and a client that sends its banner and resets ("Connection reset by H
-// port P [preauth]"). Three such probes ban. The bare "Connection closed
-// by H port P" of a client that only read the banner (the bed's own
-// readiness checks) never counts.
+// port P [preauth]"). With the bed's readiness check, three such probes
+// ban (maxretry 4): a client that only reads the banner and closes (the
+// readiness check) makes its process write "kex_exchange_identification:
+// Connection closed by remote host", which names no address, then
+// "Connection closed by H port P"; as in fail2ban's ddos mode, the second
+// line gives the first its address and the pair counts once. A bare
+// "Connection closed by H port P" alone never counts.
 //
 // Each of these lines is the last its per-connection process writes, and
 // journald sometimes handles it after the process has gone, without
@@ -233,7 +237,7 @@ func TestSSHDProbesAggressive(t *testing.T) {
 	jd := testbed.StartJournald(t)
 	bus := testbed.NewBus(t)
 	testbed.StartDebianSSHD(t, h, jd)
-	d := testbed.NewDaemon(t, h, bus, map[string]string{"10-sshd.yaml": "firewall: {backend: iptables}\njails:\n  sshd: {mode: aggressive, maxretry: 3, bantime: 1h}\n"})
+	d := testbed.NewDaemon(t, h, bus, map[string]string{"10-sshd.yaml": "firewall: {backend: iptables}\njails:\n  sshd: {mode: aggressive, maxretry: 4, bantime: 1h}\n"})
 	d.Journald = jd
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -329,8 +333,9 @@ func TestSSHDProbesAggressive(t *testing.T) {
 		t.Errorf("%s, named only in lines a local user forged, is in set %s", forged, set)
 	}
 	st := d.Status(t, "sshd")
-	if len(st) != 1 || st[0].TotalFailed != 3 {
-		t.Errorf("jailkeeper status sshd = %+v, want 3 failures (the forged lines count none)", st)
+	// The readiness checks from AtkAddr4 and AtkAddr6 count one each.
+	if len(st) != 1 || st[0].TotalFailed != 5 {
+		t.Errorf("jailkeeper status sshd = %+v, want 5 failures: 3 probes and the 2 readiness checks (the forged lines count none)", st)
 	}
 
 	// How many of the probes' lines journald stored without the unit.

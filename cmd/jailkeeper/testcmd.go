@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -132,13 +133,23 @@ func runTest(f *jails.Filter, in io.Reader, onMatch func(int, jails.Match) error
 	res := testResult{regexHits: make([]int, f.NumRegex()), addrHits: map[netip.Addr]int{}}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	// Lines with a PID (syslog tag, journal JSON) share their process's
+	// context, as in the daemon; lines are taken as written in order.
+	var ctx *jails.ProcContexts
+	if f.HasContext() {
+		ctx = jails.NewProcContexts(0, 0)
+	}
 	for sc.Scan() {
 		res.lines++
 		en, err := journal.ParseLine(sc.Text())
 		if err != nil {
 			return res, fmt.Errorf("line %d: %w", res.lines, err)
 		}
-		m, ok := f.Match(en.Message)
+		at := en.Time
+		if at.IsZero() {
+			at = time.Now()
+		}
+		m, ok := f.MatchIn(ctx, jails.Proc{Unit: en.Unit, PID: en.PID}, en.Message, at)
 		if !ok {
 			if f.Ignored(en.Message) && f.Failed(en.Message) {
 				res.ignored++

@@ -96,3 +96,16 @@ func shellJoin(argv []string) string {
 	}
 	return strings.Join(q, " ")
 }
+
+// AtkDialFrom is AtkDial with the connection's source address src (one
+// of the attacker namespace's, see AddAttackerAddr).
+func (h *Hosts) AtkDialFrom(src, hostport string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := inNetns(h.Atk, func() error {
+		d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		var err error
+		c, err = d.Dial("tcp", hostport)
+		return err
+	})
+	return c, err
+}

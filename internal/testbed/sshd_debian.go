@@ -19,8 +19,9 @@ import (
 // authentication defaults (UsePAM yes, password authentication through
 // PAM, keyboard-interactive off). Every process sshd forks per connection
 // sends its own lines, as on a real host. It listens on 198.51.100.1:22
-// and [2001:db8::1]:22 and is stopped by PID at cleanup.
-func StartDebianSSHD(t testing.TB, h *Hosts, jd *Journald) *SSHD {
+// and [2001:db8::1]:22 and is stopped by PID at cleanup. Lines in extra
+// are added to its sshd_config (e.g. "LogLevel VERBOSE").
+func StartDebianSSHD(t testing.TB, h *Hosts, jd *Journald, extra ...string) *SSHD {
 	t.Helper()
 	Require(t, "sshd", "ssh-keygen", "ip", "nsenter")
 	if _, err := os.Stat("/etc/pam.d/sshd"); err != nil {
@@ -41,6 +42,7 @@ func StartDebianSSHD(t testing.TB, h *Hosts, jd *Journald) *SSHD {
 		"KbdInteractiveAuthentication no",
 		"UsePAM yes",
 		"LoginGraceTime 15",
+		strings.Join(extra, "\n"),
 		"",
 	}, "\n")
 	if err := os.WriteFile(s.Config, []byte(cfg), 0o600); err != nil {

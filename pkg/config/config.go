@@ -41,6 +41,7 @@ type Config struct {
 	Defaults   Jail                `yaml:"defaults"`
 	Filters    map[string]Filter   `yaml:"filters"`
 	Jails      map[string]Jail     `yaml:"jails"`
+	Actions    map[string]Action   `yaml:"actions"`
 	Files      []string            `yaml:"-"` // files read, in order
 	pos        map[string]Position `yaml:"-"`
 }
@@ -65,10 +66,13 @@ type Firewall struct {
 	KillConnections *bool  `yaml:"kill_connections"`
 }
 
-// Filter is a named filter definition (failregex, ignoreregex, units).
+// Filter is a named filter definition (failregex, ignoreregex, units,
+// and the per-process context regexes of jails.FilterDef).
 type Filter struct {
 	FailRegex   []string `yaml:"failregex"`
 	IgnoreRegex []string `yaml:"ignoreregex"`
+	Context     []string `yaml:"context"`
+	ContextEnd  []string `yaml:"context_end"`
 	Units       []string `yaml:"units"`
 }
 

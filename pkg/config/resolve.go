@@ -115,7 +115,7 @@ func (c *Config) validate() error {
 			return err
 		}
 	}
-	return nil
+	return c.validateActions()
 }
 
 func (c *Config) validateJail(name string) error {
@@ -206,7 +206,7 @@ func (c *Config) Resolve() (*Runtime, error) {
 		def := jails.FilterDef{FailRegex: j.FailRegex, IgnoreRegex: j.IgnoreRegex}
 		if j.Filter != "" {
 			if f, ok := c.Filters[j.Filter]; ok {
-				def = jails.FilterDef{FailRegex: f.FailRegex, IgnoreRegex: f.IgnoreRegex, Units: f.Units}
+				def = jails.FilterDef{FailRegex: f.FailRegex, IgnoreRegex: f.IgnoreRegex, Context: f.Context, ContextEnd: f.ContextEnd, Units: f.Units}
 			} else if def, err = jails.Builtin(j.Filter, j.Mode); err != nil {
 				return nil, c.errAt(at+".filter", "jail %s: %v", name, err)
 			}

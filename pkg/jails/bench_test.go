@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/jailkeeper/jailkeeper/pkg/journal"
 )
 
 // sshdMix is a realistic sshd.service journal under a brute force:
@@ -129,6 +131,32 @@ func BenchmarkEngineHandle(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		e.Handle(entry(time.Duration(i), "%s", lines[i%len(lines)]))
+	}
+}
+
+// BenchmarkEngineHandleContext is BenchmarkEngineHandle with the PIDs the
+// live reader gives (one process per connection of 10 lines, each opened
+// by sshd's VERBOSE "Connection from" line), so that the sshd filter's
+// per-process context is kept and looked up.
+func BenchmarkEngineHandleContext(b *testing.B) {
+	e, err := NewEngine([]Jail{{Name: "sshd", Filter: sshdFilter(b, ""), MaxRetry: 5, FindTime: 10 * time.Minute, BanTime: time.Hour}}, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ens []journal.Entry
+	for i, l := range sshdMix() {
+		pid := uint32(1000 + i/10)
+		if i%10 == 0 {
+			ens = append(ens, journal.Entry{Unit: "ssh.service", PID: pid, Message: fmt.Sprintf("Connection from 203.0.113.%d port %d on 198.51.100.1 port 22", i%250, 40000+i)})
+		}
+		ens = append(ens, journal.Entry{Unit: "ssh.service", PID: pid, Message: l})
+	}
+	t0 := time.Unix(1_700_000_000, 0)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		en := ens[i%len(ens)]
+		en.Time = t0.Add(time.Duration(i))
+		e.Handle(en)
 	}
 }
 

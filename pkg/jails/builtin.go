@@ -59,6 +59,8 @@ func Builtin(name, mode string) (FilterDef, error) {
 		IgnoreRegex: append([]string(nil), b.def.IgnoreRegex...),
 		Units:       append([]string(nil), b.def.Units...),
 		Unitless:    append([]UnitlessSender(nil), b.def.Unitless...),
+		Context:     append([]string(nil), b.def.Context...),
+		ContextEnd:  append([]string(nil), b.def.ContextEnd...),
 	}
 	if mode == "" || mode == "normal" {
 		return def, nil

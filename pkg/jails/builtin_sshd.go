@@ -51,8 +51,17 @@ func init() {
 				`^(?:error: )?Received disconnect from <HOST>` + sshPort + `: ?3: .*: Auth (?:fail|cancel)`,
 				`^ROOT LOGIN REFUSED FROM <HOST>` + sshPort + sshPreauth + `$`,
 				`^refused connect from \S+ \(<HOST>\)$`,
+				// Failures without an address: the process's context has it.
+				`^<CTXHOST>Disconnecting: Too many authentication failures(?: for (?:invalid user |illegal user )?(?P<user>.*?))?` + sshPreauth + `$`,
+				`^<CTXHOST>User <USER> not allowed because account is locked$`,
+				`^<CTXHOST>input_userauth_request: (?:invalid|illegal) user <USER>` + sshPreauth + `$`,
 			},
 			IgnoreRegex: []string{},
+			// Lines sshd writes with the client's address, which the
+			// failures below that name none take it from (see FilterDef).
+			// Each is sshd's own text up to the address.
+			Context:    sshContext,
+			ContextEnd: sshContextEnd,
 			// A probe's line is the last its per-connection process
 			// writes, and journald may handle it after the process has
 			// gone, without _SYSTEMD_UNIT. sshd (and OpenSSH 9.8's
@@ -85,6 +94,9 @@ var sshDDoS = []string{
 	`^(?:fatal: )?Timeout before authentication for (?:connection from )?<HOST>` + sshPort + `(?: to \S+, pid = [0-9]+)?$`,
 	// OpenSSH ≥ 9.8 PerSourcePenalties: the listener refuses a penalised source.
 	`^drop connection #[0-9]+ from \[<HOST>\]:<PORT> on \[[0-9A-Fa-f.:%]+\]:[0-9]+ penalty: `,
+	// Without an address: the process's context has it.
+	`^<CTXHOST>(?:error: )?kex_exchange_identification: (?:client sent invalid protocol identifier|Connection closed by remote host|read: Connection reset by peer)`,
+	`^<CTXHOST>fatal: Read from socket failed: Connection reset by peer` + sshPreauth + `$`,
 }
 
 // sshExtra are clients that gave up or could not agree on an algorithm
@@ -93,4 +105,33 @@ var sshExtra = []string{
 	`^(?:error: )?Received disconnect from <HOST>` + sshPort + `: ?14: No (?:supported |more )?authentication methods available` + sshPreauth + `$`,
 	`^(?:fatal: )?Unable to negotiate with <HOST>` + sshPort + `: no matching [a-zA-Z ]+ found`,
 	`^Disconnected from (?:authenticating|invalid) user <USER> <HOST>` + sshPort + ` \[preauth\]$`,
+	// Without an address: the process's context has it.
+	`^<CTXHOST>fatal: Unable to negotiate a key exchange method` + sshPreauth + `$`,
+	`^<CTXHOST>fatal: no matching [a-z ]+ found: client `,
+}
+
+// sshContext are the lines in which sshd names the client of the process
+// that writes them: "Connection from" (LogLevel VERBOSE), the ends of a
+// connection, a valid user's failed public key (an agent offering keys one
+// by one; not a failure by itself), and the "SSH: Server;Ltype: …;Remote:
+// H-P;" audit lines of some distributions' sshd. The address is always
+// written by sshd before any client-written text.
+var sshContext = []string{
+	`^Connection from <HOST>(?: port <PORT>(?: on \S+ port [0-9]+(?: rdomain "[^"]*")?)?)?$`,
+	`^Connection (?:closed|reset) by <HOST>` + sshPort + sshPreauth + `$`,
+	`^Disconnected from <HOST>` + sshPort + sshPreauth + `$`,
+	`^(?:error: )?Received disconnect from <HOST>` + sshPort + `: ?[0-9]+: `,
+	`^(?:error: )?Failed publickey for ` + sshFailUser + ` from <HOST>` + sshPort + sshAuthInfo + `$`,
+	`^SSH: Server;Ltype: [A-Za-z]+;Remote: <HOST>-<PORT>;`,
+}
+
+// sshContextEnd are the lines after which a process's connection is over,
+// so that a later process with the same PID starts without its context.
+var sshContextEnd = []string{
+	`^Connection (?:closed|reset) by `,
+	`^Disconnected from `,
+	`^(?:error: )?Received disconnect from `,
+	`^Timeout, client not responding`,
+	`^(?:fatal: )?Timeout before authentication`,
+	`^pam_unix\(sshd:session\): session closed `,
 }

@@ -116,7 +116,10 @@ type Engine struct {
 
 type jailState struct {
 	Jail
-	tracker   *Tracker
+	tracker *Tracker
+	// ctx is the per-process memory of a filter with <CTXHOST> regexes
+	// (nil otherwise); only Handle touches it.
+	ctx       *ProcContexts
 	dist      *distTracker
 	escalated map[netip.Prefix]time.Time // subnet → end of its ban
 	total     int
@@ -217,6 +220,9 @@ func NewEngine(jails []Jail, wl *Whitelist, h History) (*Engine, error) {
 			}
 		}
 		js := &jailState{Jail: j, tracker: NewTracker(j.MaxRetry, j.FindTime, j.MaxTracked), escalated: map[netip.Prefix]time.Time{}}
+		if j.Filter.HasContext() {
+			js.ctx = NewProcContexts(0, j.FindTime)
+		}
 		if j.Distributed.Window > 0 && j.Distributed.MinAddresses > 0 {
 			js.dist = newDistTracker(j.Distributed, j.MaxTracked)
 		}
@@ -299,8 +305,15 @@ func (e *Engine) Handle(en journal.Entry) []Decision {
 	var out []Decision
 	for _, i := range idx {
 		js := e.jails[i]
-		// Filters and the whitelist are immutable: match outside the lock.
-		m, ok := js.Filter.Match(en.Message)
+		// Filters and the whitelist are immutable, and only Handle
+		// touches ctx: match outside the lock.
+		var m Match
+		var ok bool
+		if js.ctx == nil {
+			m, ok = js.Filter.Match(en.Message)
+		} else {
+			m, ok = js.Filter.MatchIn(js.ctx, Proc{Unit: en.Unit, PID: en.PID}, en.Message, at)
+		}
 		if !ok || e.wl.Contains(m.Addr) {
 			continue
 		}
@@ -464,19 +477,26 @@ func (e *Engine) Adopt(old *Engine) {
 	for _, js := range old.jails {
 		prev[js.Name] = js
 	}
-	// The saved state follows: the next TakeState hands out everything,
-	// so that records of what is not carried over go.
+	// The saved state follows. When saved records of old are not carried
+	// over (a jail removed, a tracker or distributed counts not taken),
+	// the next TakeState hands out everything, so that they go.
 	if old.state {
 		e.recordState()
-		e.fullNext = true
+		e.fullNext = old.fullNext
 	}
+	carried := map[string]bool{}
 	for _, js := range e.jails {
 		o := prev[js.Name]
 		if o == nil {
 			continue
 		}
+		carried[js.Name] = true
 		js.total = o.total
 		js.totalDirty = o.totalDirty
+		if o.ctx != nil && js.ctx != nil {
+			o.ctx.maxAge = js.FindTime
+			js.ctx = o.ctx // what processes said about their clients stays true
+		}
 		for sub, end := range o.escalated {
 			js.escalated[sub] = end
 		}
@@ -486,12 +506,21 @@ func (e *Engine) Adopt(old *Engine) {
 				o.tracker.changed = map[netip.Prefix]struct{}{}
 			}
 			js.tracker = o.tracker
+		} else if o.tracker.keys.len() > 0 {
+			e.fullNext = e.state
 		}
 		if o.dist != nil && js.dist != nil && o.Distributed == js.Distributed && o.IPv6Prefix == js.IPv6Prefix {
 			if e.state && o.dist.changed == nil {
 				o.dist.changed = map[distPair]struct{}{}
 			}
 			js.dist = o.dist
+		} else if o.dist != nil && o.dist.pairs > 0 {
+			e.fullNext = e.state
+		}
+	}
+	for _, o := range old.jails {
+		if !carried[o.Name] && (o.total > 0 || o.tracker.keys.len() > 0 || o.dist != nil && o.dist.pairs > 0) {
+			e.fullNext = e.state
 		}
 	}
 }

@@ -29,9 +29,28 @@ import (
 // group of its own: (?P<user>[^"]*).
 //
 // A line that matches an ignoreregex (also anchored) is never a failure.
+//
+// Some services name the client's address once per connection and write
+// later failure lines of the same process without it (sshd at LogLevel
+// VERBOSE: "Connection from H port P on L port Q", later "Disconnecting:
+// Too many authentication failures [preauth]"). For them a filter lists
+// context regexes (anchored, each with <HOST>, optionally <PORT>): a line
+// that matches one records that address for its process (unit and PID)
+// and is never a failure by itself. A failregex written with <CTXHOST>
+// instead of <HOST> (<CTXHOST> matches nothing in the line) is a failure
+// of the address its process's context holds; the line itself never
+// supplies one. When such a line comes before any context line of its
+// process, the failure waits, and the next context line of the process
+// counts it with that line's address. Context_end regexes (anchored) end
+// a process's connection: its context is forgotten after the line (which
+// may itself be a context line). Contexts live as long as findtime and
+// are capped in number (see ProcContexts); entries without a PID have
+// none, so <CTXHOST> regexes never match them.
 type FilterDef struct {
 	FailRegex   []string `yaml:"failregex"`
 	IgnoreRegex []string `yaml:"ignoreregex"`
+	Context     []string `yaml:"context"`
+	ContextEnd  []string `yaml:"context_end"`
 	Units       []string `yaml:"units"` // default units when a jail names this filter and sets none
 	// Unitless are the senders whose entries without _SYSTEMD_UNIT a jail
 	// with this filter reads as entries of its first unit (see
@@ -59,6 +78,9 @@ type Match struct {
 type Filter struct {
 	fail     []failRegex
 	ignore   []*matcher
+	ctx      []failRegex // context regexes (hosts, ports set)
+	ctxEnd   []failRegex // context_end regexes (no macros needed)
+	hasCtx   bool        // some failregex uses <CTXHOST>
 	units    []string
 	unitless []UnitlessSender
 
@@ -78,6 +100,7 @@ type failRegex struct {
 	prefixes []string // empty: no prefilter
 	required []string // literals every match contains (a second prefilter)
 	hosts    []int    // submatch indexes of <HOST> groups
+	ctxHost  bool     // written with <CTXHOST>: the address comes from the process's context
 	users    []int
 	ports    []int
 }
@@ -103,10 +126,11 @@ func (f *Filter) NumRegex() int { return len(f.fail) }
 // Regex returns the source text of failregex i as written.
 func (f *Filter) Regex(i int) string { return f.fail[i].src }
 
-// expand replaces the macros of one regex with uniquely named groups.
-func expand(src string) (string, int, error) {
+// expand replaces the macros of one regex with uniquely named groups. It
+// returns the expansion, the number of <HOST> and of <CTXHOST>.
+func expand(src string) (string, int, int) {
 	var b strings.Builder
-	hosts := 0
+	hosts, ctxHosts := 0, 0
 	n := 0
 	for {
 		i := strings.IndexByte(src, '<')
@@ -121,6 +145,9 @@ func expand(src string) (string, int, error) {
 			fmt.Fprintf(&b, `(?P<jkhost%d>%s|%s)%s`, n, ipv4Pattern, ipv6Pattern, zonePattern)
 			src = rest[len("<HOST>"):]
 			hosts++
+		case strings.HasPrefix(rest, "<CTXHOST>"):
+			src = rest[len("<CTXHOST>"):]
+			ctxHosts++
 		case strings.HasPrefix(rest, "<USER>"):
 			fmt.Fprintf(&b, `(?P<jkuser%d>.*)`, n)
 			src = rest[len("<USER>"):]
@@ -133,7 +160,7 @@ func expand(src string) (string, int, error) {
 		}
 		n++
 	}
-	return b.String(), hosts, nil
+	return b.String(), hosts, ctxHosts
 }
 
 // Compile checks and compiles def. The error names the bad regex by its
@@ -144,24 +171,20 @@ func Compile(def FilterDef) (*Filter, error) {
 	}
 	f := &Filter{units: append([]string(nil), def.Units...), unitless: append([]UnitlessSender(nil), def.Unitless...)}
 	for i, src := range def.FailRegex {
-		exp, hosts, _ := expand(src)
-		if hosts == 0 {
-			return nil, fmt.Errorf("failregex[%d] %q: no <HOST>", i, src)
-		}
-		m, err := newMatcher(`^(?:` + exp + `)`)
-		if err != nil {
+		fr, ctxHosts, err := compileFail(src)
+		switch {
+		case err != nil:
 			return nil, fmt.Errorf("failregex[%d] %q: %w", i, src, err)
+		case len(fr.hosts) > 0 && ctxHosts > 0:
+			return nil, fmt.Errorf("failregex[%d] %q: both <HOST> and <CTXHOST>", i, src)
+		case len(fr.hosts) == 0 && ctxHosts == 0:
+			return nil, fmt.Errorf("failregex[%d] %q: no <HOST>", i, src)
+		case ctxHosts > 0 && len(def.Context) == 0:
+			return nil, fmt.Errorf("failregex[%d] %q: <CTXHOST> needs context regexes (context:)", i, src)
 		}
-		fr := failRegex{m: m, src: src, prefixes: literalPrefixes(`^(?:` + exp + `)`), required: requiredLiterals(`^(?:` + exp + `)`)}
-		for j, name := range m.re.SubexpNames() {
-			switch {
-			case strings.HasPrefix(name, "jkhost"):
-				fr.hosts = append(fr.hosts, j)
-			case strings.HasPrefix(name, "jkuser"), name == "user":
-				fr.users = append(fr.users, j)
-			case strings.HasPrefix(name, "jkport"):
-				fr.ports = append(fr.ports, j)
-			}
+		if ctxHosts > 0 {
+			fr.ctxHost = true
+			f.hasCtx = true
 		}
 		f.fail = append(f.fail, fr)
 		if len(fr.prefixes) == 0 {
@@ -184,7 +207,46 @@ func Compile(def FilterDef) (*Filter, error) {
 		}
 		f.ignore = append(f.ignore, m)
 	}
+	for i, src := range def.Context {
+		fr, ctxHosts, err := compileFail(src)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("context[%d] %q: %w", i, src, err)
+		case len(fr.hosts) == 0 || ctxHosts > 0:
+			return nil, fmt.Errorf("context[%d] %q: needs <HOST> (and no <CTXHOST>)", i, src)
+		}
+		f.ctx = append(f.ctx, fr)
+	}
+	for i, src := range def.ContextEnd {
+		fr, _, err := compileFail(src)
+		if err != nil {
+			return nil, fmt.Errorf("context_end[%d] %q: %w", i, src, err)
+		}
+		f.ctxEnd = append(f.ctxEnd, fr)
+	}
 	return f, nil
+}
+
+// compileFail compiles one failregex or context regex, and returns the
+// number of <CTXHOST> in it.
+func compileFail(src string) (failRegex, int, error) {
+	exp, _, ctxHosts := expand(src)
+	m, err := newMatcher(`^(?:` + exp + `)`)
+	if err != nil {
+		return failRegex{}, 0, err
+	}
+	fr := failRegex{m: m, src: src, prefixes: literalPrefixes(`^(?:` + exp + `)`), required: requiredLiterals(`^(?:` + exp + `)`)}
+	for j, name := range m.re.SubexpNames() {
+		switch {
+		case strings.HasPrefix(name, "jkhost"):
+			fr.hosts = append(fr.hosts, j)
+		case strings.HasPrefix(name, "jkuser"), name == "user":
+			fr.users = append(fr.users, j)
+		case strings.HasPrefix(name, "jkport"):
+			fr.ports = append(fr.ports, j)
+		}
+	}
+	return fr, ctxHosts, nil
 }
 
 // Match reports whether msg is a failure, and which address (and user,
@@ -192,7 +254,7 @@ func Compile(def FilterDef) (*Filter, error) {
 // parses as an address wins. A message that matches any ignoreregex is
 // never a failure.
 func (f *Filter) Match(msg string) (Match, bool) {
-	m, ok := f.matchFail(msg)
+	m, ok := f.matchFail(msg, false)
 	if !ok {
 		return Match{}, false
 	}
@@ -205,7 +267,7 @@ func (f *Filter) Match(msg string) (Match, bool) {
 // Failed reports whether a failregex matches msg, ignoreregexes aside
 // (`jailkeeper test` counts lines that both match as "ignored").
 func (f *Filter) Failed(msg string) bool {
-	_, ok := f.matchFail(msg)
+	_, ok := f.matchFail(msg, false)
 	return ok
 }
 
@@ -219,14 +281,17 @@ func (f *Filter) Ignored(msg string) bool {
 	return false
 }
 
-func (f *Filter) matchFail(msg string) (Match, bool) {
+// matchFail tries the failregexes in order. With ctx, a <CTXHOST> regex
+// may match too, giving a Match without an address; without, those
+// regexes are skipped.
+func (f *Filter) matchFail(msg string, ctx bool) (Match, bool) {
 	if msg == "" {
 		return Match{}, false
 	}
 	cands := f.byFirst[msg[0]]
 	if len(f.always) == 0 {
 		for _, i := range cands {
-			if m, ok := f.try(i, msg, true); ok {
+			if m, ok := f.try(&f.fail[i], i, msg, true, ctx); ok {
 				return m, true
 			}
 		}
@@ -245,15 +310,17 @@ func (f *Filter) matchFail(msg string) (Match, bool) {
 			c++
 			check = true
 		}
-		if m, ok := f.try(i, msg, check); ok {
+		if m, ok := f.try(&f.fail[i], i, msg, check, ctx); ok {
 			return m, true
 		}
 	}
 	return Match{}, false
 }
 
-func (f *Filter) try(i int, msg string, check bool) (Match, bool) {
-	fr := &f.fail[i]
+func (f *Filter) try(fr *failRegex, i int, msg string, check, ctx bool) (Match, bool) {
+	if fr.ctxHost && !ctx {
+		return Match{}, false
+	}
 	if check {
 		found := false
 		for _, p := range fr.prefixes {
@@ -293,7 +360,7 @@ func (f *Filter) try(i int, msg string, check bool) (Match, bool) {
 		m.Addr = prefix.Addr(a)
 		break
 	}
-	if !m.Addr.IsValid() {
+	if !m.Addr.IsValid() && !fr.ctxHost {
 		return Match{}, false
 	}
 	for _, g := range fr.users {

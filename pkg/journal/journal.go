@@ -16,6 +16,7 @@ import (
 type Entry struct {
 	Unit       string    // _SYSTEMD_UNIT, "" when the writer was in no unit
 	Identifier string    // SYSLOG_IDENTIFIER
+	PID        uint32    // _PID, the sender's PID journald has from the kernel; 0 when unknown or the entry came through a stdout stream (whose _PID is the stream's opener, not the writer); offline: the syslog tag's pid
 	Message    string    // MESSAGE
 	Time       time.Time // _SOURCE_REALTIME_TIMESTAMP, else the receive time
 	Cursor     string    // the entry's cursor; the Reader sets it on the last entry of each batch only, offline input from __CURSOR

@@ -11,12 +11,12 @@ import (
 // ParseLine turns one line of offline input into an Entry. It accepts:
 //
 //   - `journalctl -o json` lines (an object with MESSAGE, _SYSTEMD_UNIT,
-//     SYSLOG_IDENTIFIER, __REALTIME_TIMESTAMP, __CURSOR …; MESSAGE
+//     SYSLOG_IDENTIFIER, _PID, __REALTIME_TIMESTAMP, __CURSOR …; MESSAGE
 //     may be a string or, for binary data, an array of bytes);
 //   - classic syslog lines, `Nov 22 10:00:00 host ident[123]: message`
 //     (also journalctl's short format) and rsyslog's
 //     `2025-03-01T10:00:00.123456+00:00 host ident[123]: message`: the
-//     prefix is stripped and becomes Identifier and Time;
+//     prefix is stripped and becomes Identifier, PID and Time;
 //   - the log files FTP daemons write themselves: vsftpd's
 //     `Sun Nov 29 09:38:16 2026 [pid 1] …` (the date is stripped) and
 //     proftpd's SystemLog `2026-11-29 09:39:50,167 host proftpd[1] …`
@@ -58,6 +58,9 @@ func parseJSON(line string) (Entry, error) {
 		return ""
 	}
 	e.Unit = str("_SYSTEMD_UNIT")
+	if pid, err := strconv.ParseUint(str("_PID"), 10, 32); err == nil {
+		e.PID = uint32(pid)
+	}
 	e.Identifier = str("SYSLOG_IDENTIFIER")
 	e.Cursor = str("__CURSOR")
 	for _, k := range []string{"_SOURCE_REALTIME_TIMESTAMP", "__REALTIME_TIMESTAMP"} {
@@ -155,6 +158,9 @@ func parseSyslog(line string) (Entry, bool) {
 		return Entry{}, false
 	}
 	if i := strings.IndexByte(tag, '['); i > 0 && strings.HasSuffix(tag, "]") {
+		if pid, err := strconv.ParseUint(tag[i+1:len(tag)-1], 10, 32); err == nil {
+			e.PID = uint32(pid)
+		}
 		tag = tag[:i]
 	}
 	e.Identifier = tag
@@ -191,8 +197,9 @@ func parseDaemonFile(line string) (Entry, bool) {
 	if !ok || i <= 0 {
 		return Entry{}, false
 	}
-	if _, err := strconv.Atoi(tag[i+1:]); err != nil {
+	pid, err := strconv.ParseUint(tag[i+1:], 10, 32)
+	if err != nil {
 		return Entry{}, false
 	}
-	return Entry{Time: t, Identifier: tag[:i], Message: f[2]}, true
+	return Entry{Time: t, Identifier: tag[:i], PID: uint32(pid), Message: f[2]}, true
 }

@@ -220,11 +220,20 @@ func TestReaderUnitMatch(t *testing.T) {
 
 	all := byIdent.collect(t, len(want)+2*len(forged), 5*time.Second)
 	byIdent.quiet(t, 200*time.Millisecond)
-	nForged := 0
+	nForged, withPID := 0, 0
 	for _, e := range all {
 		if e.Unit != unit {
 			nForged++
 		}
+		if e.PID != 0 {
+			withPID++
+		}
+	}
+	// logger's lines (syslog) carry their sender's _PID; those of stdout
+	// streams (the unit's writer, systemd-cat), whose _PID is the stream's
+	// opener, none.
+	if withPID != len(forged) {
+		t.Fatalf("%d entries with a PID, want %d (logger's)", withPID, len(forged))
 	}
 	if nForged != 2*len(forged) {
 		t.Fatalf("with identifiers opted in: %d entries from outside the unit, want %d", nForged, 2*len(forged))

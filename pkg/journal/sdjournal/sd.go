@@ -2,7 +2,8 @@ package sdjournal
 
 // This file is the thin cgo binding to libsystemd's sd-journal that the
 // Reader uses. It is not go-systemd's sdjournal on purpose: the Reader needs
-// five fields, the realtime stamp and the cursor of every entry, and
+// a few fields (MESSAGE, _SYSTEMD_UNIT, SYSLOG_IDENTIFIER, _PID, _UID, the
+// source time), the realtime stamp and the cursor of every entry, and
 // sdjournal costs one cgo call, one mutex, one C string and one Go string
 // per field (GetDataValue scans the entry's items once per field). Here one
 // C call per entry advances the read pointer, walks the entry's items once
@@ -30,6 +31,8 @@ typedef struct {
 	const char *ident; size_t ident_len;
 	const char *srt;   size_t srt_len;
 	const char *uid;   size_t uid_len;
+	const char *pid;   size_t pid_len;
+	int stdout_stream;
 	uint64_t realtime;
 	size_t cursor_len;
 	char cursor[256];
@@ -52,27 +55,29 @@ static int jk_open(sd_journal **j, const char *dir) {
 // only until the next call on j.
 //
 // The walk over the entry's fields (each one a data object to look up in
-// the mmap) stops once it has MESSAGE, _SYSTEMD_UNIT, SYSLOG_IDENTIFIER and
-// either _SOURCE_REALTIME_TIMESTAMP or _TRANSPORT=stdout (stdout streams
-// never carry a source timestamp). _UID is taken when it comes before
-// (always, for an entry without _SYSTEMD_UNIT).
+// the mmap) stops once it has MESSAGE, _SYSTEMD_UNIT, SYSLOG_IDENTIFIER,
+// _PID and either _SOURCE_REALTIME_TIMESTAMP or _TRANSPORT=stdout (stdout
+// streams never carry a source timestamp). _UID is taken when it comes
+// before (always, for an entry without _SYSTEMD_UNIT).
 static int jk_next(sd_journal *j, jk_entry *e) {
 	const void *d;
 	size_t l;
 	int is_stdout = 0;
 	int r = sd_journal_next(j);
 	if (r <= 0) return r;
-	e->msg = e->unit = e->ident = e->srt = e->uid = NULL;
-	e->msg_len = e->unit_len = e->ident_len = e->srt_len = e->uid_len = 0;
+	e->msg = e->unit = e->ident = e->srt = e->uid = e->pid = NULL;
+	e->msg_len = e->unit_len = e->ident_len = e->srt_len = e->uid_len = e->pid_len = 0;
 	SD_JOURNAL_FOREACH_DATA(j, d, l) {
-		if (e->msg && e->unit && e->ident && (e->srt || is_stdout)) break;
+		if (e->msg && e->unit && e->ident && e->pid && (e->srt || is_stdout)) break;
 		JK_FIELD("MESSAGE=", msg)
 		JK_FIELD("_SYSTEMD_UNIT=", unit)
 		JK_FIELD("SYSLOG_IDENTIFIER=", ident)
 		JK_FIELD("_UID=", uid)
+		JK_FIELD("_PID=", pid)
 		JK_FIELD("_SOURCE_REALTIME_TIMESTAMP=", srt)
 		if (l == sizeof(JK_STDOUT) - 1 && memcmp(d, JK_STDOUT, l) == 0) is_stdout = 1;
 	}
+	e->stdout_stream = is_stdout;
 	r = sd_journal_get_realtime_usec(j, &e->realtime);
 	return r < 0 ? r : 1;
 }
@@ -260,6 +265,14 @@ func (s *sdJournal) next(e *journal.Entry) (bool, error) {
 	v := parseUint(uid)
 	s.hasUID = len(uid) > 0 && v <= 1<<32-1 && (v > 0 || string(uid) == "0")
 	s.uid = uint32(v)
+	// A stdout stream's _PID is the process that opened the stream (a
+	// service's main process, or systemd-cat), whatever process wrote the
+	// line: such entries get no PID.
+	if v := parseUint(fieldBytes(c.pid, c.pid_len)); v <= 1<<32-1 && c.stdout_stream == 0 {
+		e.PID = uint32(v)
+	} else {
+		e.PID = 0
+	}
 	s.received = time.UnixMicro(int64(c.realtime))
 	e.Time = s.received
 	if src := fieldBytes(c.srt, c.srt_len); len(src) > 0 {
