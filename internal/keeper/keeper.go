@@ -57,7 +57,15 @@ type Options struct {
 	// re-reads the configuration on its main loop, which owns the journal
 	// reader, and calls Prepare and Swap. nil refuses reloads.
 	Reload func() error
+	// Own lists the machine's own addresses, which are never banned
+	// (prefix.Refuse); nil means the addresses of the interfaces the
+	// process sees. The Keeper asks again at most every ownEvery.
+	Own func() ([]netip.Addr, error)
 }
+
+// ownEvery bounds how often the Keeper re-reads the machine's own
+// addresses (an address can come and go while the daemon runs).
+const ownEvery = 10 * time.Second
 
 // Keeper holds the running configuration, the engine, the ban table and
 // the firewall.
@@ -75,6 +83,9 @@ type Keeper struct {
 
 	lastCursor  string
 	cursorSaved time.Time
+
+	own   []netip.Addr // the machine's own addresses, as of ownAt
+	ownAt time.Time
 }
 
 // Start builds a Keeper: it opens the firewall backend rt names, drops bans
@@ -88,6 +99,9 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 	}
 	if opts.Notify == nil {
 		opts.Notify = func(string) {}
+	}
+	if opts.Own == nil {
+		opts.Own = interfaceAddrs
 	}
 	k := &Keeper{opts: opts, log: opts.Log, table: table, lastCursor: table.Cursor()}
 	fw, err := k.openBackend(rt)
@@ -239,7 +253,37 @@ func (k *Keeper) Close() error {
 	return errors.Join(errs...)
 }
 
-// keepConfigured drops (and logs) bans of jails no longer configured.
+// interfaceAddrs are the addresses of the interfaces the process sees.
+func interfaceAddrs() ([]netip.Addr, error) {
+	ps, err := jails.SelfAddresses()
+	out := make([]netip.Addr, len(ps))
+	for i, p := range ps {
+		out[i] = p.Addr()
+	}
+	return out, err
+}
+
+// refuse applies prefix.Refuse with the machine's own addresses, re-read
+// at most every ownEvery. Callers hold k.mu (or own k before Start
+// returns).
+func (k *Keeper) refuse(p netip.Prefix) error {
+	if now := time.Now(); k.ownAt.IsZero() || now.Sub(k.ownAt) >= ownEvery {
+		own, err := k.opts.Own()
+		if err != nil {
+			k.log.Warnf("reading the machine's own addresses: %v", err)
+		}
+		if err == nil || k.ownAt.IsZero() {
+			k.own = own
+		}
+		k.ownAt = now
+	}
+	return prefix.Refuse(p, k.own)
+}
+
+// keepConfigured drops (and logs) bans of jails no longer configured, and
+// bans that must never be (prefix.Refuse: a ban of 0.0.0.0 recorded by an
+// older version, say, which the kernel would refuse with every other ban
+// of its batch).
 func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ban {
 	known := map[string]bool{}
 	for _, j := range rt.Jails {
@@ -247,6 +291,15 @@ func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ba
 	}
 	var keep []bans.Ban
 	for _, b := range active {
+		if rerr := k.refuse(b.Prefix); rerr != nil {
+			if _, err := k.table.Remove(b.Jail, b.Prefix); err != nil {
+				k.log.Errorf(MsgUnban, "dropping ban of %s in jail %s: %v", prefix.Format(b.Prefix), b.Jail, err)
+				continue
+			}
+			k.log.Event(journal.PriWarning, MsgUnban, fmt.Sprintf("dropped the recorded ban of %s in jail %s: %v", prefix.Format(b.Prefix), b.Jail, rerr),
+				"JAIL", b.Jail, "ADDRESS", prefix.Format(b.Prefix))
+			continue
+		}
 		if known[b.Jail] {
 			keep = append(keep, b)
 			continue
@@ -285,6 +338,13 @@ func (k *Keeper) HandleBatch(batches ...[]jjournal.Entry) {
 	if len(decisions) > 0 {
 		bs := make([]bans.Ban, 0, len(decisions))
 		for _, dec := range decisions {
+			if err := k.refuse(dec.Prefix); err != nil {
+				// Log lines naming 0.0.0.0, multicast, this machine…:
+				// counted, never banned.
+				k.log.Event(journal.PriWarning, MsgBan, fmt.Sprintf("not banning in jail %s: %v", dec.Jail, err),
+					"JAIL", dec.Jail, "ADDRESS", prefix.Format(dec.Prefix))
+				continue
+			}
 			bs = append(bs, banFromDecision(dec))
 		}
 		// The bans and the cursor after the entries that decided them go
@@ -459,6 +519,9 @@ func (k *Keeper) Ban(jail string, prefixes []netip.Prefix, dur time.Duration) (i
 	now := time.Now()
 	bs := make([]bans.Ban, 0, len(prefixes))
 	for _, p := range prefixes {
+		if err := k.refuse(p); err != nil {
+			return 0, fmt.Errorf("%w: %v; nothing banned", dbusapi.ErrBadAddress, err)
+		}
 		if k.rt.Whitelist.Overlaps(p) {
 			return 0, fmt.Errorf("%w: %s overlaps the whitelist; nothing banned", dbusapi.ErrWhitelisted, prefix.Format(p))
 		}
