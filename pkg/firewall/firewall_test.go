@@ -549,6 +549,12 @@ var cases = []struct {
 			}
 		},
 		expect(map[probe]Verdict{p4: R, p6: R}), listed("198.51.100.2", "2001:db8::2"), verify(false),
+		func(x *x) {
+			b := ban(x, "0.0.0.0", hour)
+			if found, err := x.b.Verify(x.layout, append(x.bans(), b)); err != nil || len(found) > 0 {
+				x.t.Fatalf("Verify with 0.0.0.0 among the bans = %q, %v; want nothing to repair", found, err)
+			}
+		},
 	}},
 	{"close leaves bans, teardown removes them", Layout{Jails: []JailRules{sshJail}}, []step{
 		setup(), add(hour, "198.51.100.2"), reopen(), expect(map[probe]Verdict{p4: R}), listed("198.51.100.2"),

@@ -611,7 +611,8 @@ func (b *ipt) Verify(l Layout, bans []Ban) ([]string, error) {
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("verifying iptables layout: %w", err)
+		// Bans the kernel must not hold: logged, the rest verified.
+		b.opts.logf("firewall iptables: bans left out of the sets: %v", err)
 	}
 	var found []string
 	var short []string // ban sets to refill
@@ -645,10 +646,7 @@ func (b *ipt) Verify(l Layout, bans []Ban) ([]string, error) {
 		}
 	}
 	if len(short) > 0 {
-		in, err := prepare(bans, jails, now)
-		if err != nil {
-			return found, fmt.Errorf("verifying iptables layout: %w", err)
-		}
+		in, _ := prepare(bans, jails, now) // what it leaves out is logged above
 		groups := ipsetGroups(in, now)
 		for _, name := range short {
 			if err := b.bulk.add(name, groups[name]); err != nil {
