@@ -518,7 +518,14 @@ func (k *Keeper) Ban(jail string, prefixes []netip.Prefix, dur time.Duration) (i
 	}
 	now := time.Now()
 	bs := make([]bans.Ban, 0, len(prefixes))
+	seen := make(map[netip.Prefix]bool, len(prefixes))
 	for _, p := range prefixes {
+		// Copies of one address are one ban: counted once in the totals
+		// and the history (which raises the next bantime).
+		if p = prefix.Norm(p); seen[p] {
+			continue
+		}
+		seen[p] = true
 		if err := k.refuse(p); err != nil {
 			return 0, fmt.Errorf("%w: %v; nothing banned", dbusapi.ErrBadAddress, err)
 		}

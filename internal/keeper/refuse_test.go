@@ -106,3 +106,24 @@ func TestRefuseRecordedBans(t *testing.T) {
 		t.Errorf("log:\n%s", b.log)
 	}
 }
+
+// TestBanManyCopies: copies of one address in one BanMany are one ban, in
+// the reply, the totals and the history.
+func TestBanManyCopies(t *testing.T) {
+	b := newBed(t, nil, testRuntime(t, "iptables", "sshd"))
+	ps := []netip.Prefix{pfx("203.0.113.5"), pfx("203.0.113.5"), pfx("::ffff:203.0.113.5"), pfx("203.0.113.5"), pfx("203.0.113.6")}
+	n, err := b.k.Ban("sshd", ps, 0)
+	if err != nil || n != 2 {
+		t.Fatalf("Ban = %d, %v; want 2", n, err)
+	}
+	if got := b.table.Total("sshd"); got != 2 {
+		t.Errorf("total bans %d, want 2", got)
+	}
+	if got := b.table.BanCount("sshd", pfx("203.0.113.5"), time.Now().Add(-time.Hour)); got != 1 {
+		t.Errorf("history counts %d bans of 203.0.113.5, want 1", got)
+	}
+	st, err := b.k.Status("sshd")
+	if err != nil || st[0].TotalBanned != 2 || st[0].CurrentlyBanned != 2 {
+		t.Errorf("Status = %+v, %v", st, err)
+	}
+}

@@ -126,10 +126,20 @@ func TestDurations(t *testing.T) {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got.Std(), err, want)
 		}
 	}
-	for _, bad := range []string{"", "x", "1x", "-5", "h", "1.5.3h"} {
+	for _, bad := range []string{"", "x", "1x", "-5", "h", "1.5.3h", "1hh", "5 m"} {
 		if _, err := ParseDuration(bad); err == nil {
 			t.Errorf("ParseDuration(%q) accepted", bad)
 		}
+	}
+	// Huge values are a range error, never an overflow into "negative".
+	for _, huge := range []string{"99999999999w", "300000d", "36501d", "9223372036854775807", "99999999999999999999", "9999999999999999h"} {
+		_, err := ParseDuration(huge)
+		if err == nil || !strings.Contains(err.Error(), "out of range, the longest is 100 years") {
+			t.Errorf("ParseDuration(%q) = %v, want a range error", huge, err)
+		}
+	}
+	if d, err := ParseDuration("36500d"); err != nil || d.Std() != MaxDuration {
+		t.Errorf("ParseDuration(36500d) = %v, %v", d.Std(), err)
 	}
 }
 
@@ -198,5 +208,27 @@ func TestVendorDefaultsAreTheEngines(t *testing.T) {
 		*d.MaxTracked != jails.DefaultMaxTracked {
 		t.Errorf("vendor defaults maxretry %d findtime %v bantime %v ipv6_prefix %d max_tracked %d differ from the engine's",
 			*d.MaxRetry, d.FindTime.Std(), d.BanTime.Std(), *d.IPv6Prefix, *d.MaxTracked)
+	}
+}
+
+// TestWhitelistCoveringEverything: a whitelist that together covers a
+// whole family is refused like 0.0.0.0/0, naming the key.
+func TestWhitelistCoveringEverything(t *testing.T) {
+	for _, wl := range []string{"[0.0.0.0/0]", "[0.0.0.0/1, 128.0.0.0/1]", "['::/1', '8000::/1']", "[0.0.0.0/2, 64.0.0.0/2, 128.0.0.0/1]"} {
+		cfg, err := LoadBytes([2]string{"wl.yaml", "ignoreself: false\nwhitelist: " + wl + "\n"})
+		if err != nil {
+			t.Fatalf("%s: %v", wl, err)
+		}
+		_, err = cfg.Resolve()
+		if err == nil || !strings.Contains(err.Error(), "would exempt every source") || !strings.Contains(err.Error(), "wl.yaml") {
+			t.Errorf("whitelist %s: Resolve = %v, want refused naming wl.yaml", wl, err)
+		}
+	}
+	cfg, err := LoadBytes([2]string{"wl.yaml", "ignoreself: false\nwhitelist: [0.0.0.0/1, 128.0.0.0/2]\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.Resolve(); err != nil {
+		t.Errorf("a whitelist with a gap refused: %v", err)
 	}
 }

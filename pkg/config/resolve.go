@@ -8,6 +8,7 @@ import (
 
 	"github.com/jailkeeper/jailkeeper/pkg/firewall"
 	"github.com/jailkeeper/jailkeeper/pkg/jails"
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // filterNameRE is the shape of a filter's name.
@@ -171,6 +172,9 @@ func (c *Config) Resolve() (*Runtime, error) {
 	wl, err := jails.ResolveWhitelist(entries, c.IgnoreSelf == nil || *c.IgnoreSelf)
 	if err != nil {
 		return nil, c.errAt("whitelist", "resolving whitelist: %v", err)
+	}
+	if fam, all := prefix.CoversAll(wl); all {
+		return nil, c.errAt("whitelist", "whitelist covers every %s address: it would exempt every source (like 0.0.0.0/0 or ::/0)", fam)
 	}
 	rt.Whitelist = jails.NewWhitelist(wl)
 	rt.Layout.Whitelist = rt.Whitelist.Prefixes()

@@ -2,6 +2,7 @@ package dbusapi
 
 import (
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -178,6 +179,13 @@ func TestOnRealBus(t *testing.T) {
 	if out, err := bus.BusCall("Ban", "sst", "sshd", "not-an-ip", "0"); err == nil || !strings.Contains(out, "not an IPv4/IPv6 address") {
 		t.Fatalf("bad address accepted: %q %v", out, err)
 	}
+	// 99999999999w in seconds: a range error, not a permanent ban.
+	if out, err := bus.BusCall("Ban", "sst", "sshd", "203.0.113.9", "60479999999395200"); err == nil || !strings.Contains(out, "out of range") {
+		t.Fatalf("a huge duration accepted: %q %v", out, err)
+	}
+	if _, n, _ := m.get("sshd", "203.0.113.9/32"); n != 0 {
+		t.Fatalf("a ban of a refused duration reached the manager")
+	}
 	if out, err := bus.BusCall("Ban", "sst", "nosuch", "203.0.113.7", "0"); err == nil || !strings.Contains(out, "unknown jail") {
 		t.Fatalf("unknown jail accepted: %q %v", out, err)
 	}
@@ -339,4 +347,26 @@ func checkIntrospection(t *testing.T, doc string) {
 
 func TestIntrospectionXML(t *testing.T) {
 	checkIntrospection(t, introspectXML)
+}
+
+// TestSeconds: 0 is the jail's bantime, 2^64-1 permanent, up to 100 years
+// as given, beyond a range error.
+func TestSeconds(t *testing.T) {
+	for _, c := range []struct {
+		in   uint64
+		want time.Duration
+		err  bool
+	}{
+		{0, 0, false}, {600, 10 * time.Minute, false}, {1<<64 - 1, -1, false},
+		{uint64(100 * 365 * 24 * 3600), 100 * 365 * 24 * time.Hour, false},
+		{uint64(100*365*24*3600) + 1, 0, true},
+		{300000 * 24 * 3600, 0, true},
+		{1 << 63, 0, true},
+		{1<<64 - 2, 0, true},
+	} {
+		d, err := seconds(c.in)
+		if d != c.want || (err != nil) != c.err || (err != nil && !errors.Is(err, ErrBadDuration)) {
+			t.Errorf("seconds(%d) = %v, %v; want %v, error %v", c.in, d, err, c.want, c.err)
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
+	"github.com/jailkeeper/jailkeeper/pkg/config"
 	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
@@ -130,14 +131,19 @@ func (s *Server) check(sender dbus.Sender) *dbus.Error {
 	return nil
 }
 
-func seconds(t uint64) time.Duration {
-	if t == 0 {
-		return 0
+// seconds turns the seconds argument of Ban and BanMany into a duration:
+// 0 is the jail's bantime, 2^64-1 permanent, and anything longer than
+// config.MaxDuration a range error wrapping ErrBadDuration.
+func seconds(t uint64) (time.Duration, error) {
+	switch {
+	case t == 0:
+		return 0, nil
+	case t == math.MaxUint64:
+		return -1, nil
+	case t > uint64(config.MaxDuration/time.Second):
+		return 0, fmt.Errorf("%w: %d seconds is out of range, the longest is %d (100 years); 2^64-1 means permanent", ErrBadDuration, t, uint64(config.MaxDuration/time.Second))
 	}
-	if t > uint64(math.MaxInt64/int64(time.Second)) {
-		return -1
-	}
-	return time.Duration(t) * time.Second
+	return time.Duration(t) * time.Second, nil
 }
 
 // methods is the exported method set; kept apart from Server so that only
@@ -153,7 +159,11 @@ func (x methods) Ban(sender dbus.Sender, jail, address string, secs uint64) *dbu
 	if err != nil {
 		return dbusErr(err)
 	}
-	_, err = x.s.m.Ban(jail, []netip.Prefix{p}, seconds(secs))
+	d, err := seconds(secs)
+	if err != nil {
+		return dbusErr(err)
+	}
+	_, err = x.s.m.Ban(jail, []netip.Prefix{p}, d)
 	return dbusErr(err)
 }
 
@@ -170,7 +180,11 @@ func (x methods) BanMany(sender dbus.Sender, jail string, addresses []string, se
 		}
 		ps = append(ps, p)
 	}
-	n, err := x.s.m.Ban(jail, ps, seconds(secs))
+	d, err := seconds(secs)
+	if err != nil {
+		return 0, dbusErr(err)
+	}
+	n, err := x.s.m.Ban(jail, ps, d)
 	return uint32(n), dbusErr(err)
 }
 

@@ -61,9 +61,9 @@ func checkLayout(l Layout) error {
 		if !p.IsValid() {
 			return fmt.Errorf("whitelist: invalid prefix %v", p)
 		}
-		if p.Bits() == 0 {
-			return fmt.Errorf("whitelist: %v would exempt every source", p)
-		}
+	}
+	if fam, all := prefix.CoversAll(l.Whitelist); all {
+		return fmt.Errorf("whitelist: it covers every %s address and would exempt every source", fam)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 )
 
 // Parse reads an address or a CIDR network and returns it in normal form.
@@ -111,4 +112,58 @@ func Refuse(p netip.Prefix, own []netip.Addr) error {
 		}
 	}
 	return nil
+}
+
+// CoversAll reports whether ps together cover every IPv4 address or every
+// IPv6 address (0.0.0.0/1 with 128.0.0.0/1 as much as 0.0.0.0/0), and
+// names the family. A whitelist that does exempts every source of that
+// family.
+func CoversAll(ps []netip.Prefix) (family string, ok bool) {
+	for _, v6 := range []bool{false, true} {
+		var fam []netip.Prefix
+		for _, p := range ps {
+			if p = Norm(p); p.IsValid() && p.Addr().Is6() == v6 {
+				fam = append(fam, p)
+			}
+		}
+		slices.SortFunc(fam, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+		next := netip.IPv4Unspecified() // the first address not covered yet
+		if v6 {
+			next = netip.IPv6Unspecified()
+		}
+		for _, p := range fam {
+			if next.Less(p.Addr()) {
+				break // a gap
+			}
+			last := lastAddr(p)
+			if !last.Next().IsValid() {
+				// p reaches the family's last address.
+				if v6 {
+					return "IPv6", true
+				}
+				return "IPv4", true
+			}
+			if next.Less(last.Next()) {
+				next = last.Next()
+			}
+		}
+	}
+	return "", false
+}
+
+// lastAddr is the last address of p (p masked).
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr()
+	if a.Is4() {
+		b := a.As4()
+		for i := p.Bits(); i < 32; i++ {
+			b[i/8] |= 1 << (7 - i%8)
+		}
+		return netip.AddrFrom4(b)
+	}
+	b := a.As16()
+	for i := p.Bits(); i < 128; i++ {
+		b[i/8] |= 1 << (7 - i%8)
+	}
+	return netip.AddrFrom16(b)
 }

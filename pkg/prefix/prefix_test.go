@@ -96,3 +96,31 @@ func TestRefuse(t *testing.T) {
 		t.Error("Refuse(invalid) = nil")
 	}
 }
+
+func TestCoversAll(t *testing.T) {
+	for _, c := range []struct {
+		in   []string
+		want string
+	}{
+		{[]string{"0.0.0.0/0"}, "IPv4"},
+		{[]string{"0.0.0.0/1", "128.0.0.0/1"}, "IPv4"},
+		{[]string{"128.0.0.0/1", "10.0.0.0/8", "0.0.0.0/1"}, "IPv4"},
+		{[]string{"0.0.0.0/2", "64.0.0.0/2", "128.0.0.0/1", "::1/128"}, "IPv4"},
+		{[]string{"::/1", "8000::/1"}, "IPv6"},
+		{[]string{"::ffff:0.0.0.0/97", "::ffff:128.0.0.0/97"}, "IPv4"},
+		{[]string{"0.0.0.0/1", "128.0.0.0/2", "224.0.0.0/3"}, ""}, // 192.0.0.0/3 left
+		{[]string{"0.0.0.0/1"}, ""},
+		{[]string{"128.0.0.0/1"}, ""},
+		{[]string{"0.0.0.0/1", "128.0.0.1/32", "::/1"}, ""},
+		{nil, ""},
+	} {
+		var ps []netip.Prefix
+		for _, s := range c.in {
+			ps = append(ps, netip.MustParsePrefix(s))
+		}
+		fam, ok := CoversAll(ps)
+		if fam != c.want || ok != (c.want != "") {
+			t.Errorf("CoversAll(%v) = %q, %v; want %q", c.in, fam, ok, c.want)
+		}
+	}
+}
