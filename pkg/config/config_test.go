@@ -232,3 +232,27 @@ func TestWhitelistCoveringEverything(t *testing.T) {
 		t.Errorf("a whitelist with a gap refused: %v", err)
 	}
 }
+
+// TestLoosePermissionsRefused: a world-writable configuration directory
+// or drop-in is refused with an error naming it (sshd's StrictModes).
+func TestLoosePermissionsRefused(t *testing.T) {
+	dir := writeDir(t, map[string]string{"10-a.yaml": "jails: {}\n", "20-b.yaml": "jails: {}\n"})
+	if _, err := Load(dir); err != nil {
+		t.Fatalf("tight permissions refused: %v", err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "20-b.yaml"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "20-b.yaml: it is world-writable (mode 0666)") {
+		t.Errorf("world-writable drop-in: Load = %v", err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "20-b.yaml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "world-writable (mode 0777)") {
+		t.Errorf("world-writable directory: Load = %v", err)
+	}
+}
