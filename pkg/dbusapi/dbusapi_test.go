@@ -87,7 +87,9 @@ func (m *memManager) get(jail string, p string) (time.Duration, int, int) {
 	return m.bans[jail][netip.MustParsePrefix(p)], len(m.bans[jail]), m.reload
 }
 
-func (m *memManager) ListBans() []BanInfo { return nil }
+func (m *memManager) ListBans() []BanInfo {
+	return []BanInfo{{Jail: "sshd", Prefix: "203.0.113.5", Start: 1, Reason: `5 failures within 10m0s, last for user "hunter2 \"x"`}}
+}
 
 func (m *memManager) Reload() error {
 	m.mu.Lock()
@@ -202,6 +204,13 @@ func TestOnRealBus(t *testing.T) {
 	}
 	if out, err := bus.BusCallAs("65534", "Status", "s", "sshd"); err != nil || !strings.Contains(out, `"sshd"`) {
 		t.Fatalf("nobody Status = %q, %v", out, err)
+	}
+	// User names in reasons (maybe mistyped passwords): root only.
+	if out, err := bus.BusCallAs("65534", "ListBans", ""); err != nil || !strings.Contains(out, `last for user (hidden)`) || strings.Contains(out, "hunter2") {
+		t.Fatalf("nobody ListBans = %q, %v; want the user name hidden", out, err)
+	}
+	if out, err := bus.BusCall("ListBans", ""); err != nil || !strings.Contains(out, `hunter2`) {
+		t.Fatalf("root ListBans = %q, %v; want the user name", out, err)
 	}
 
 	// The daemon's own check refuses a non-root caller even if a policy
@@ -367,6 +376,19 @@ func TestSeconds(t *testing.T) {
 		d, err := seconds(c.in)
 		if d != c.want || (err != nil) != c.err || (err != nil && !errors.Is(err, ErrBadDuration)) {
 			t.Errorf("seconds(%d) = %v, %v; want %v, error %v", c.in, d, err, c.want, c.err)
+		}
+	}
+}
+
+func TestHideUsers(t *testing.T) {
+	for in, want := range map[string]string{
+		`3 failures within 10m0s, last for user "root"`:                                            `3 failures within 10m0s, last for user (hidden)`,
+		`distributed attack on user "a\"b c": 5 addresses within 1h0m0s, 2 failures from this one`: `distributed attack on user (hidden): 5 addresses within 1h0m0s, 2 failures from this one`,
+		`banned by an administrator`:                                                               `banned by an administrator`,
+		`3 failures within 10m0s`:                                                                  `3 failures within 10m0s`,
+	} {
+		if got := HideUsers(in); got != want {
+			t.Errorf("HideUsers(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

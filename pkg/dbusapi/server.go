@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"regexp"
 	"sync"
 	"time"
 
@@ -215,13 +216,36 @@ func (x methods) Status(jail string) ([]JailStatus, *dbus.Error) {
 	return st, dbusErr(err)
 }
 
-// ListBans returns every active ban.
-func (x methods) ListBans() ([]BanInfo, *dbus.Error) {
+// ListBans returns every active ban. Only root sees the user names in the
+// reasons (they can be mistyped passwords); other callers see them hidden.
+func (x methods) ListBans(sender dbus.Sender) ([]BanInfo, *dbus.Error) {
 	b := x.s.m.ListBans()
 	if b == nil {
 		b = []BanInfo{}
 	}
+	if !x.s.isRoot(sender) {
+		for i := range b {
+			b[i].Reason = HideUsers(b[i].Reason)
+		}
+	}
 	return b, nil
+}
+
+// isRoot reports whether sender runs as uid 0 (false when the bus cannot
+// tell).
+func (s *Server) isRoot(sender dbus.Sender) bool {
+	var uid uint32
+	err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, string(sender)).Store(&uid)
+	return err == nil && uid == 0
+}
+
+// userInReason is a user name as ban reasons quote it (user "name").
+var userInReason = regexp.MustCompile(`\buser "(?:[^"\\]|\\.)*"`)
+
+// HideUsers replaces the user names quoted in a ban reason by "(hidden)":
+// a failed login's user name can be a password typed in the wrong field.
+func HideUsers(reason string) string {
+	return userInReason.ReplaceAllLiteralString(reason, "user (hidden)")
 }
 
 // Reload re-reads the configuration; on error the running one stays.
