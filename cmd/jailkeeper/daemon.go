@@ -11,12 +11,12 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/coreos/go-systemd/v22/journal"
-	"github.com/godbus/dbus/v5"
 	"golang.org/x/sys/unix"
 
 	"github.com/jailkeeper/jailkeeper/internal/keeper"
@@ -111,7 +111,23 @@ type daemon struct {
 	reader       *sdjournal.Reader
 	batches      chan []jjournal.Entry
 	reloads      chan chan error
+
+	// The D-Bus service, while connected; busErr says why not (STATUS=),
+	// busNext when to try again and busWait the backoff after that.
+	conn    *dbusapi.ServiceConn
+	srv     *dbusapi.Server
+	busErr  error
+	busNext time.Time
+	busWait time.Duration
+	dropped uint64                 // signals dropped, as last logged
+	busDown atomic.Pointer[string] // the STATUS= suffix while the bus is down, else nil
 }
+
+// Reconnecting to the bus backs off from busRetryMin to busRetryMax.
+const (
+	busRetryMin = time.Second
+	busRetryMax = 30 * time.Second
+)
 
 func (d *daemon) run() error {
 	cfg, err := config.Load(d.cfgDir)
@@ -135,8 +151,14 @@ func (d *daemon) run() error {
 	defer table.Close()
 
 	k, err := keeper.Start(rt, table, keeper.Options{
-		Log:    d.log,
-		Notify: func(state string) { sddaemon.SdNotify(false, state) },
+		Log: d.log,
+		Notify: func(state string) {
+			// The keeper's STATUS= lines carry the bus's state too.
+			if p := d.busDown.Load(); p != nil && strings.HasPrefix(state, "STATUS=") {
+				state += *p
+			}
+			sddaemon.SdNotify(false, state)
+		},
 		Reload: d.requestReload,
 	})
 	if err != nil {
@@ -145,7 +167,8 @@ func (d *daemon) run() error {
 	d.k = k
 
 	if err := d.connectBus(); err != nil {
-		d.log.Warnf("D-Bus unavailable, running without org.jailkeeper: %v", err)
+		d.log.Warnf("D-Bus unavailable, running without org.jailkeeper until it is back: %v", err)
+		d.busFailed(err)
 	}
 
 	d.batches = make(chan []jjournal.Entry, maxGroup)
@@ -159,7 +182,7 @@ func (d *daemon) run() error {
 
 	d.log.Event(journal.PriNotice, keeper.MsgStarted, fmt.Sprintf("jailkeeper %s started: backend %s, %d jails (%s), %d bans restored",
 		version, k.Backend(), len(rt.Jails), strings.Join(cfg.JailNames(), ", "), k.Restored()))
-	sddaemon.SdNotify(false, "READY=1\nSTATUS="+k.StatusLine())
+	sddaemon.SdNotify(false, "READY=1\nSTATUS="+d.statusLine())
 
 	var wdTick <-chan time.Time
 	if iv, err := sddaemon.SdWatchdogEnabled(false); err == nil && iv > 0 {
@@ -192,6 +215,7 @@ func (d *daemon) run() error {
 			resp <- d.reload()
 		case <-expiry.C:
 			d.k.Expire()
+			d.checkBus()
 			if !trimmed && time.Since(lastBatch) >= idleTrim {
 				debug.FreeOSMemory()
 				trimmed = true
@@ -211,17 +235,72 @@ func (d *daemon) run() error {
 }
 
 func (d *daemon) connectBus() error {
-	conn, err := dbus.ConnectSystemBus()
+	conn, err := dbusapi.ConnectService()
 	if err != nil {
 		return err
 	}
-	srv, err := dbusapi.Serve(conn, d.k)
+	srv, err := dbusapi.Serve(conn.Conn, d.k)
 	if err != nil {
-		conn.Close()
+		conn.Abort()
 		return err
 	}
 	d.k.SetAnnouncer(srv)
+	d.conn, d.srv, d.busErr, d.busWait = conn, srv, nil, 0
+	d.busDown.Store(nil)
 	return nil
+}
+
+// busFailed records why the bus is unavailable and when to try again.
+func (d *daemon) busFailed(err error) {
+	d.busErr = err
+	suffix := fmt.Sprintf("; D-Bus API down, retrying (%s)", oneLine(err.Error()))
+	d.busDown.Store(&suffix)
+	d.busWait = min(max(2*d.busWait, busRetryMin), busRetryMax)
+	d.busNext = time.Now().Add(d.busWait)
+	sddaemon.SdNotify(false, "STATUS="+d.statusLine())
+}
+
+// checkBus runs every second on the main loop: it drops a connection that
+// is lost or that the bus no longer reads from (Server.Health; closing
+// the socket frees whatever was blocked writing to it), reconnects with
+// backoff and re-exports the service, and logs signals the queue had to
+// drop. The ban path never waits for any of it.
+func (d *daemon) checkBus() {
+	if d.srv != nil {
+		if n := d.srv.Dropped(); n != d.dropped {
+			d.log.Warnf("D-Bus: %d ban signals dropped (a slow bus or subscriber); ListBans has every ban", n-d.dropped)
+			d.dropped = n
+		}
+		err := d.srv.Health()
+		if err == nil {
+			return
+		}
+		d.log.Errorf(keeper.MsgStopping, "%v; reconnecting", err)
+		d.k.SetAnnouncer(nil)
+		d.srv.Close()
+		d.conn.Abort()
+		d.conn, d.srv, d.dropped = nil, nil, 0
+		d.busFailed(err)
+	}
+	if time.Now().Before(d.busNext) {
+		return
+	}
+	if err := d.connectBus(); err != nil {
+		d.busFailed(err)
+		return
+	}
+	d.log.Event(journal.PriNotice, keeper.MsgStarted, "D-Bus: connected, "+dbusapi.BusName+" exported again")
+	sddaemon.SdNotify(false, "STATUS="+d.statusLine())
+}
+
+// statusLine is the keeper's STATUS= line, plus the bus's state while the
+// D-Bus service is down.
+func (d *daemon) statusLine() string {
+	line := d.k.StatusLine()
+	if p := d.busDown.Load(); p != nil {
+		line += *p
+	}
+	return line
 }
 
 func (d *daemon) startReader() error {

@@ -205,12 +205,40 @@ func TestOnRealBus(t *testing.T) {
 	if out, err := bus.BusCallAs("65534", "Status", "s", "sshd"); err != nil || !strings.Contains(out, `"sshd"`) {
 		t.Fatalf("nobody Status = %q, %v", out, err)
 	}
+	// Costly reads: an unprivileged caller is rate-limited, root is not.
+	limited := 0
+	for range 3 * readBurst {
+		if out, err := bus.BusCallAs("65534", "Status", "s", "sshd"); err != nil {
+			if !strings.Contains(out, "too many Status/ListBans calls") {
+				t.Fatalf("nobody Status refused with %q, %v", out, err)
+			}
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Errorf("%d Status calls of an unprivileged user in a row: none refused", 3*readBurst)
+	}
+	for range 3 * readBurst {
+		if out, err := bus.BusCall("Status", "s", "sshd"); err != nil {
+			t.Fatalf("root Status refused: %q, %v", out, err)
+		}
+	}
+	time.Sleep(time.Second) // refill
 	// User names in reasons (maybe mistyped passwords): root only.
 	if out, err := bus.BusCallAs("65534", "ListBans", ""); err != nil || !strings.Contains(out, `last for user (hidden)`) || strings.Contains(out, "hunter2") {
 		t.Fatalf("nobody ListBans = %q, %v; want the user name hidden", out, err)
 	}
 	if out, err := bus.BusCall("ListBans", ""); err != nil || !strings.Contains(out, `hunter2`) {
 		t.Fatalf("root ListBans = %q, %v; want the user name", out, err)
+	}
+	if out, err := bus.BusCall("ListBansPage", "uu", "0", "10"); err != nil || !strings.Contains(out, `hunter2`) || !strings.HasSuffix(strings.TrimSpace(out), " 1") {
+		t.Fatalf("root ListBansPage(0, 10) = %q, %v", out, err)
+	}
+	if out, err := bus.BusCall("ListBansPage", "uu", "1", "10"); err != nil || strings.TrimSpace(out) != "a(ssxxs)u 0 1" {
+		t.Fatalf("root ListBansPage(1, 10) = %q, %v", out, err)
+	}
+	if err := srv.Health(); err != nil {
+		t.Errorf("Health = %v on a live bus", err)
 	}
 
 	// The daemon's own check refuses a non-root caller even if a policy
@@ -390,5 +418,28 @@ func TestHideUsers(t *testing.T) {
 		if got := HideUsers(in); got != want {
 			t.Errorf("HideUsers(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestSignalQueueNeverBlocks: a full signal queue drops and counts, and
+// never waits (the ban path calls these with the keeper's lock held).
+func TestSignalQueueNeverBlocks(t *testing.T) {
+	s := &Server{sigs: make(chan signal, 2), done: make(chan struct{})} // nobody empties it
+	p := netip.MustParsePrefix("203.0.113.1/32")
+	start := time.Now()
+	var errs int
+	for range 5 {
+		if err := s.Banned("sshd", p, time.Time{}, "r"); err != nil {
+			errs++
+		}
+	}
+	if err := s.UnbannedMany("sshd", []netip.Prefix{p}); err == nil {
+		t.Error("UnbannedMany into a full queue: no error")
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("emitting into a full queue took %v", d)
+	}
+	if errs != 3 || s.Dropped() != 4 {
+		t.Errorf("%d errors, %d dropped; want 3 and 4", errs, s.Dropped())
 	}
 }
