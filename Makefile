@@ -52,7 +52,7 @@ test: deps-build
 	@if [ "$$(id -u)" = 0 ]; then \
 		echo "e2e against a -race build of the daemon"; \
 		$(GO) build -race -o bin/jailkeeper-race ./cmd/jailkeeper && \
-		JAILKEEPER_BIN=$$PWD/bin/jailkeeper-race GORACE=halt_on_error=1 $(GO) test -count=1 -timeout 10m ./e2e; \
+		JAILKEEPER_BIN=$$PWD/bin/jailkeeper-race GORACE=halt_on_error=1 $(GO) test -count=1 -timeout 10m ./e2e/...; \
 	fi
 
 # Only the real-systemd test (systemd-nspawn over a cached debootstrap).
