@@ -214,3 +214,45 @@ func TestSpecialAddresses(t *testing.T) {
 		t.Errorf("after restart status = %+v", st)
 	}
 }
+
+// TestBusRestart is issue 6: after dbus-daemon restarts, the daemon keeps
+// banning and pinging, says in STATUS= that its API is down, then takes
+// org.jailkeeper back (with backoff) and the CLI works again.
+func TestBusRestart(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	since := time.Now()
+	b.d.Bus.Restart(t)
+	// Banning goes on without the bus.
+	b.fail(t, "203.0.113.31", 3)
+	b.waitBanned(t, "203.0.113.31", banTimeout)
+	// Back within the backoff (1 s, 2 s, …) plus the bus's start.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, err := b.cli("status", "sshd", "--json")
+		if err == nil && strings.Contains(out, "203.0.113.31") {
+			t.Logf("the API answered again %v after the bus restarted", time.Since(since).Round(time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("jailkeeper status after the bus restarted: %q, %v", out, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	sawDown := false
+	for _, m := range b.d.Notify.Messages() {
+		for _, l := range m.Lines {
+			sawDown = sawDown || (m.At.After(since) && strings.HasPrefix(l, "STATUS=") && strings.Contains(l, "D-Bus API down, retrying"))
+		}
+	}
+	if !sawDown {
+		t.Errorf("no STATUS= said the D-Bus API was down; last: %s", b.lastStatus())
+	}
+	if st := b.lastStatus(); strings.Contains(st, "D-Bus API down") {
+		t.Errorf("STATUS= still says the API is down once it is back: %s", st)
+	}
+	if j := b.journal(t, "-n", "50"); !strings.Contains(j, "exported again") {
+		t.Errorf("the journal does not say the API was exported again:\n%s", j)
+	}
+	b.checkWatchdog(t, since)
+}

@@ -156,14 +156,14 @@ func (s *Server) probe() {
 // than stallAfter to leave, or no answer to the prober for as long (the
 // connection is closed, blocked, or the name is lost).
 func (s *Server) Health() error {
+	if !s.conn.Connected() {
+		return fmt.Errorf("D-Bus: connection to the bus lost")
+	}
 	now := time.Now()
 	if t := s.sending.Load(); t != 0 && now.Sub(time.Unix(0, t)) > stallAfter {
 		return fmt.Errorf("D-Bus: a signal has waited %s to leave (the bus is not reading from jailkeeper)", now.Sub(time.Unix(0, t)).Round(time.Second))
 	}
 	if last := time.Unix(0, s.probeOK.Load()); now.Sub(last) > stallAfter+probeEvery {
-		if !s.conn.Connected() {
-			return fmt.Errorf("D-Bus: connection to the bus lost")
-		}
 		return fmt.Errorf("D-Bus: the bus has not answered for %s, or %s is no longer ours", now.Sub(last).Round(time.Second), BusName)
 	}
 	return nil
