@@ -2,10 +2,11 @@
 # sudo's PATH usually lacks /usr/local/go/bin: fall back to it.
 GO      ?= $(or $(shell command -v go 2>/dev/null),/usr/local/go/bin/go)
 PREFIX  ?= /usr/local
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build install uninstall deps-build test test-systemd test-unit demo bench clean
+.PHONY: all build install uninstall purge deps-build test test-systemd test-unit demo bench clean
 
 all: build
 
@@ -13,21 +14,41 @@ build: deps-build
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/jailkeeper ./cmd/jailkeeper
 
 # Install the binary, the unit, the D-Bus policy and an example drop-in.
+# The unit goes where systemd looks for locally installed vendor units, so
+# that /etc/systemd/system stays the administrator's: drop-ins, and
+# `systemctl mask jailkeeper` (which cannot mask a unit file in /etc).
 install: build
 	install -D -m 0755 bin/jailkeeper $(DESTDIR)$(PREFIX)/bin/jailkeeper
-	install -D -m 0644 packaging/systemd/jailkeeper.service $(DESTDIR)/etc/systemd/system/jailkeeper.service
-	sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)/etc/systemd/system/jailkeeper.service
+	install -D -m 0644 packaging/systemd/jailkeeper.service $(DESTDIR)$(UNITDIR)/jailkeeper.service
+	sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)$(UNITDIR)/jailkeeper.service
 	install -D -m 0644 packaging/systemd/org.jailkeeper.conf $(DESTDIR)/usr/share/dbus-1/system.d/org.jailkeeper.conf
 	install -D -m 0644 packaging/systemd/org.jailkeeper.service $(DESTDIR)/usr/share/dbus-1/system-services/org.jailkeeper.service
 	install -D -m 0644 packaging/systemd/org.jailkeeper.policy $(DESTDIR)/usr/share/polkit-1/actions/org.jailkeeper.policy
 	install -d -m 0755 $(DESTDIR)/etc/jailkeeper.d
 	test -e $(DESTDIR)/etc/jailkeeper.d/10-sshd.yaml || install -m 0644 packaging/examples/10-sshd.yaml $(DESTDIR)/etc/jailkeeper.d/10-sshd.yaml
+	@if [ -f $(DESTDIR)/etc/systemd/system/jailkeeper.service ] && [ ! -L $(DESTDIR)/etc/systemd/system/jailkeeper.service ]; then \
+		echo "note: /etc/systemd/system/jailkeeper.service (an earlier make install's?) overrides $(UNITDIR)/jailkeeper.service;"; \
+		echo "      to use the new unit: systemctl disable jailkeeper; rm /etc/systemd/system/jailkeeper.service; systemctl daemon-reload; systemctl enable jailkeeper"; fi
 	-[ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ] && systemctl daemon-reload && systemctl reload dbus 2>/dev/null; true
 
+# Stop and disable the service and mask it until its files are gone (no
+# D-Bus activation in between), remove its firewall layout with the binary
+# about to go (a failed teardown stops here: the binary is the tool that
+# lifts the bans), then remove what install put in place. Configuration
+# (/etc/jailkeeper.d) and state (/var/lib/jailkeeper) stay: `make purge`.
 uninstall:
-	-systemctl disable --now jailkeeper 2>/dev/null
-	rm -f $(DESTDIR)$(PREFIX)/bin/jailkeeper $(DESTDIR)/etc/systemd/system/jailkeeper.service $(DESTDIR)/usr/share/dbus-1/system.d/org.jailkeeper.conf \
-		$(DESTDIR)/usr/share/dbus-1/system-services/org.jailkeeper.service $(DESTDIR)/usr/share/polkit-1/actions/org.jailkeeper.policy
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+		set -x; systemctl disable jailkeeper 2>/dev/null; systemctl mask --runtime --now jailkeeper; fi; true
+	if [ -z "$(DESTDIR)" ] && [ -x $(PREFIX)/bin/jailkeeper ]; then $(PREFIX)/bin/jailkeeper teardown; fi
+	rm -f $(DESTDIR)$(PREFIX)/bin/jailkeeper $(DESTDIR)$(UNITDIR)/jailkeeper.service $(DESTDIR)/etc/systemd/system/jailkeeper.service \
+		$(DESTDIR)/usr/share/dbus-1/system.d/org.jailkeeper.conf $(DESTDIR)/usr/share/dbus-1/system-services/org.jailkeeper.service \
+		$(DESTDIR)/usr/share/polkit-1/actions/org.jailkeeper.policy
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+		set -x; systemctl unmask --runtime jailkeeper; systemctl daemon-reload; systemctl reload dbus 2>/dev/null; fi; true
+
+# uninstall, and remove the configuration and the ban table too.
+purge: uninstall
+	rm -rf $(DESTDIR)/etc/jailkeeper.d $(DESTDIR)/var/lib/jailkeeper
 
 # The build needs cgo and libsystemd's headers (the journal reader).
 deps-build:

@@ -32,10 +32,15 @@ func TestUnitFile(t *testing.T) {
 	}
 	unit := string(b)
 	for _, want := range []string{"Type=notify", "WatchdogSec=", "Restart=on-failure", "StateDirectory=jailkeeper",
-		"ExecStart=/usr/local/bin/jailkeeper daemon", "ExecReload=/usr/local/bin/jailkeeper reload", "BusName=org.jailkeeper"} {
+		"ExecStart=/usr/local/bin/jailkeeper daemon", "ExecReload=/usr/local/bin/jailkeeper reload", "BusName=org.jailkeeper",
+		// Ordered like a firewall (systemdtest boots it to check).
+		"DefaultDependencies=no", "Wants=network-pre.target", "Before=network-pre.target ssh.service sshd.service"} {
 		if !strings.Contains(unit, "\n"+want) {
 			t.Errorf("unit lacks %q", want)
 		}
+	}
+	if strings.Contains(unit, "After=network") {
+		t.Errorf("unit is ordered after the network: it must come before it")
 	}
 	// Verify with the binary path pointing at an executable that exists.
 	dir := t.TempDir()

@@ -35,7 +35,30 @@ if [ "$what" = test ]; then
 
 	# Real web servers for the e2e tests.
 
-	# Real FTP daemons for the e2e tests.
+	# Real FTP daemons for the e2e tests. Debian's FTP servers conflict
+	# with each other (all provide ftp-server): vsftpd is installed, and
+	# proftpd-core and pure-ftpd are unpacked (no maintainer scripts, no
+	# service) under $ftp_root with pure-ftpd-common (its PAM file), their
+	# libraries installed.
+	[ -x /usr/sbin/vsftpd ] || need_pkg vsftpd
+	command -v curl >/dev/null || need_pkg curl
+	for p in libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3 libsodium23 libpam-modules; do
+		dpkg -s "$p" >/dev/null 2>&1 || need_pkg "$p"
+	done
+	ftp_root=${JAILKEEPER_FTP_ROOT:-/var/cache/jailkeeper-test/ftp}
+	if [ ! -x "$ftp_root/usr/sbin/proftpd" ] || [ ! -e "$ftp_root/etc/pam.d/pure-ftpd" ]; then
+		if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+			echo "unpacking proftpd-core and pure-ftpd into $ftp_root"
+			d=$(mktemp -d)
+			( cd "$d" && { apt-get download -q proftpd-core pure-ftpd pure-ftpd-common >/dev/null 2>&1 ||
+				{ apt-get update -q >/dev/null && apt-get download -q proftpd-core pure-ftpd pure-ftpd-common >/dev/null 2>&1; }; } )
+			mkdir -p "$ftp_root"
+			for f in "$d"/*.deb; do dpkg-deb -x "$f" "$ftp_root"; done
+			rm -rf "$d"
+		else
+			missing="$missing proftpd-core(unpacked) pure-ftpd(unpacked)"
+		fi
+	fi
 
 fi
 [ -z "$missing" ] && exit 0

@@ -162,6 +162,9 @@ func (c *container) Run(argv ...string) (string, error) {
 	args := append([]string{"-t", strconv.Itoa(c.PID), "-a", "-r", "-w"}, argv...)
 	cmd := exec.CommandContext(ctx, "nsenter", args...)
 	cmd.Env = containerEnv
+	// nsenter forks into the PID namespace: killing it at the timeout
+	// leaves the command holding the output pipe, so stop waiting for it.
+	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("in the container: %s: %w", strings.Join(argv, " "), err)

@@ -24,8 +24,11 @@ const suite = "bookworm"
 const fallbackMirror = "http://deb.debian.org/debian"
 
 // includes are the packages debootstrap adds to the minbase variant: a
-// bootable systemd with its system bus, and the firewall tools.
-var includes = []string{"systemd", "systemd-sysv", "dbus", "iptables", "ipset", "nftables", "libsystemd0"}
+// bootable systemd with its system bus, the firewall tools, polkitd (which
+// needs libpam-systemd to start), the OpenSSH server jailkeeper's
+// example jail protects, and make for `make uninstall` on the server.
+var includes = []string{"systemd", "systemd-sysv", "dbus", "iptables", "ipset", "nftables", "libsystemd0",
+	"polkitd", "libpam-systemd", "openssh-server", "make"}
 
 // cacheBase returns CacheDir, or JAILKEEPER_TEST_CACHE when set.
 func cacheBase() string {

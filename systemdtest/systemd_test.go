@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +27,9 @@ const (
 	chain = "JAILKEEPER"
 	// testUser is an unprivileged user created in the container.
 	testUser = "jk-user"
+	// testAdmin is a user created in the container whom a polkit rule
+	// grants org.jailkeeper.manage.
+	testAdmin = "jk-admin"
 )
 
 // TestSystemdService runs jailkeeper under a real systemd exactly as the
@@ -49,14 +51,16 @@ func TestSystemdService(t *testing.T) {
 	c := bootContainer(t, root, h.Srv)
 	// Installed into the running system, as on a real server.
 	makeInstall(t, repo, root)
-	t.Cleanup(func() {
+	// Deferred, not a cleanup: it must run before the container's
+	// poweroff, which is a cleanup of whichever container booted last.
+	defer func() {
 		if t.Failed() {
 			// Structured lines only: a watchdog's SIGABRT makes the Go
 			// runtime dump every goroutine on stderr.
 			out, _ := c.Run("journalctl", "--no-pager", "-n", "80", "-u", unit, "-u", "dbus", "_TRANSPORT=journal")
 			t.Logf("container journal (jailkeeper, dbus):\n%s", out)
 		}
-	})
+	}()
 
 	// step runs one check as a subtest; the scenario stops at the first
 	// failure, since later steps build on earlier ones.
@@ -141,35 +145,203 @@ func TestSystemdService(t *testing.T) {
 	})
 
 	step("traffic", func(t *testing.T) {
-		// A listener on the server's port 22 (the container's network),
-		// dialled from the attacker: the ban must refuse it, the unban
-		// let it in again.
-		ln := listenIn(t, h.Srv, "198.51.100.1:22")
-		defer ln.Close()
-		if err := atkDial(h); err != nil {
-			t.Fatalf("before the ban: %v", err)
+		// The container's own sshd (ssh.service), dialled from the
+		// attacker: the ban must refuse it, the unban let it in again.
+		if b, err := h.AtkBanner("198.51.100.1:22", 2*time.Second); err != nil || !strings.HasPrefix(b, "SSH-") {
+			t.Fatalf("before the ban: banner %q, %v; want sshd's", b, err)
 		}
 		c.Must(t, "jailkeeper", "ban", "sshd", "198.51.100.2")
 		if err := atkDial(h); !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Fatalf("after banning the attacker: dial = %v, want connection refused (tcp-reset)", err)
 		}
 		c.Must(t, "busctl", "call", "org.jailkeeper", "/org/jailkeeper", "org.jailkeeper.Manager1", "Unban", "s", "198.51.100.2")
-		if err := atkDial(h); err != nil {
-			t.Fatalf("after Unban: %v", err)
+		if b, err := h.AtkBanner("198.51.100.1:22", 2*time.Second); err != nil || !strings.HasPrefix(b, "SSH-") {
+			t.Fatalf("after Unban: banner %q, %v; want sshd's", b, err)
 		}
 	})
 
-	step("bus policy", func(t *testing.T) {
+	step("polkit", func(t *testing.T) {
+		// The bus lets everyone's changing calls through to the daemon,
+		// which asks polkit about callers other than root: refused
+		// without a rule, granted to the one user a rule names.
+		const addr = "203.0.113.9"
 		c.Must(t, "useradd", "--no-create-home", testUser)
-		as := []string{"setpriv", "--reuid=" + testUser, "--regid=" + testUser, "--clear-groups"}
-		out, err := c.Run(append(as, "dbus-send", "--system", "--print-reply", "--dest=org.jailkeeper",
-			"/org/jailkeeper", "org.jailkeeper.Manager1.Unban", "string:203.0.113.9")...)
-		if err == nil || !testbed.RefusedByBus(out) {
-			t.Errorf("Unban by an unprivileged user: err %v, want the bus's policy to refuse it:\n%s", err, out)
+		c.Must(t, "useradd", "--no-create-home", testAdmin)
+		as := func(user string, argv ...string) (string, error) {
+			return c.Run(append([]string{"setpriv", "--reuid=" + user, "--regid=" + user, "--clear-groups"}, argv...)...)
 		}
-		if out, err := c.Run(append(as, "jailkeeper", "status", "--json")...); err != nil || !strings.Contains(out, `"sshd"`) {
+		// refused checks that user can neither ban nor unban addr nor
+		// reload, and that addr stays banned or not as it was.
+		refused := func(user string, banned bool) {
+			t.Helper()
+			verb := []string{"jailkeeper", "ban", "sshd", addr}
+			if banned {
+				verb = []string{"jailkeeper", "unban", addr}
+			}
+			out, err := as(user, verb...)
+			if err == nil || !strings.Contains(out, "uid ") || !strings.Contains(out, "polkit does not grant org.jailkeeper.manage") {
+				t.Errorf("%s as %s: %v, want the daemon's refusal naming polkit's action:\n%s", strings.Join(verb, " "), user, err, out)
+			}
+			out, err = as(user, "dbus-send", "--system", "--print-reply", "--dest=org.jailkeeper",
+				"/org/jailkeeper", "org.jailkeeper.Manager1.Reload")
+			if err == nil || testbed.RefusedByBus(out) || !strings.Contains(out, "org.jailkeeper.Error.PermissionDenied") {
+				t.Errorf("Reload by %s: %v, want org.jailkeeper.Error.PermissionDenied from the daemon:\n%s", user, err, out)
+			}
+			if _, ok := kernelBan(t, c, addr); ok != banned {
+				t.Fatalf("in the kernel after refused calls by %s: %s %v, want %v", user, addr, ok, banned)
+			}
+		}
+		refused(testAdmin, false)
+		refused(testUser, false)
+
+		writeFile(t, root, "/etc/polkit-1/rules.d/50-jailkeeper-test.rules", `polkit.addRule(function(action, subject) {
+    if (action.id == "org.jailkeeper.manage" && subject.user == "`+testAdmin+`") {
+        return polkit.Result.YES;
+    }
+});
+`)
+		// polkitd reloads its rules when the directory changes.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out, err := as(testAdmin, "jailkeeper", "ban", "sshd", addr)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("jailkeeper ban as %s with a polkit rule granting it: %v\n%s", testAdmin, err, out)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if _, ok := kernelBan(t, c, addr); !ok {
+			t.Fatalf("after jailkeeper ban by %s: %s in no ipset", testAdmin, addr)
+		}
+		refused(testUser, true) // the rule names one user
+		if out, err := as(testAdmin, "jailkeeper", "unban", addr); err != nil {
+			t.Fatalf("jailkeeper unban as %s: %v\n%s", testAdmin, err, out)
+		}
+		if _, ok := kernelBan(t, c, addr); ok {
+			t.Errorf("after jailkeeper unban by %s: %s still in an ipset", testAdmin, addr)
+		}
+		if out, err := as(testAdmin, "jailkeeper", "reload"); err != nil {
+			t.Errorf("jailkeeper reload as %s: %v\n%s", testAdmin, err, out)
+		}
+		if out, err := as(testUser, "jailkeeper", "status", "--json"); err != nil || !strings.Contains(out, `"sshd"`) {
 			t.Errorf("jailkeeper status by an unprivileged user: %v\n%s", err, out)
 		}
+
+		// A rule asking for authentication: a call without the
+		// ALLOW_INTERACTIVE_AUTHORIZATION flag (dbus-send sets none) is
+		// told so; one with it (jailkeeper's) lets polkit try an agent,
+		// and there is none here.
+		const authRule = "/etc/polkit-1/rules.d/50-jailkeeper-test-auth.rules"
+		writeFile(t, root, authRule, `polkit.addRule(function(action, subject) {
+    if (action.id == "org.jailkeeper.manage" && subject.user == "`+testUser+`") {
+        return polkit.Result.AUTH_ADMIN;
+    }
+});
+`)
+		deadline = time.Now().Add(10 * time.Second)
+		for {
+			out, _ := as(testUser, "dbus-send", "--system", "--print-reply", "--dest=org.jailkeeper",
+				"/org/jailkeeper", "org.jailkeeper.Manager1.Reload")
+			if strings.Contains(out, "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Reload by %s under an AUTH_ADMIN rule, no interactive flag: want InteractiveAuthorizationRequired:\n%s", testUser, out)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		start := time.Now()
+		out, err := as(testUser, "jailkeeper", "ban", "sshd", addr)
+		t.Logf("jailkeeper ban by %s under an AUTH_ADMIN rule, interactive, no agent (%v): %v: %s", testUser, time.Since(start).Round(time.Millisecond), err, out)
+		if err == nil || !strings.Contains(out, "did not authenticate for org.jailkeeper.manage") {
+			t.Errorf("jailkeeper ban by %s under an AUTH_ADMIN rule without an agent: %v, want refused as not authenticated:\n%s", testUser, err, out)
+		}
+		if _, ok := kernelBan(t, c, addr); ok {
+			t.Errorf("%s banned by an unauthenticated user", addr)
+		}
+		if err := os.Remove(filepath.Join(root, authRule)); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	// Reboot with persisted bans, the network namespace recreated empty as
+	// after a real reboot: from the first packet on, banned sources (a
+	// permanent ban and a timed one) must never reach the container's
+	// sshd, probed every 10 ms from before nspawn starts until well after
+	// ssh.service is up. An address not banned reaches it, so the probes
+	// could have seen a window.
+	const permBanned, timedBanned, notBanned = "198.51.100.2", "198.51.100.4", "198.51.100.5"
+	step("reboot: bans persisted", func(t *testing.T) {
+		h.AddAttackerAddr(t, timedBanned+"/24")
+		h.AddAttackerAddr(t, notBanned+"/24")
+		c.Must(t, "jailkeeper", "ban", "sshd", permBanned, "--for", "permanent")
+		c.Must(t, "jailkeeper", "ban", "sshd", timedBanned, "--for", "1h")
+		for _, a := range []string{permBanned, timedBanned} {
+			if _, ok := kernelBan(t, c, a); !ok {
+				t.Fatalf("%s not in the kernel before the reboot", a)
+			}
+		}
+		c.poweroff(t)
+	})
+	var (
+		stopProbes chan struct{}
+		probes     []<-chan *probe
+		booted     time.Time
+	)
+	if ok {
+		recreateSrvNetns(t, h, timedBanned+"/24", notBanned+"/24")
+		stopProbes = make(chan struct{})
+		for _, src := range []string{permBanned, timedBanned} {
+			probes = append(probes, startProbe(h, src, "198.51.100.1:22", 10*time.Millisecond, stopProbes))
+		}
+		time.Sleep(50 * time.Millisecond) // probing before the boot starts
+		booted = time.Now()
+		c = bootContainer(t, root, h.Srv)
+	}
+	step("reboot: no banned connection reaches sshd", func(t *testing.T) {
+		waitActive(t, c, 30*time.Second, unit, "ssh.service")
+		time.Sleep(500 * time.Millisecond)
+		close(stopProbes)
+		for _, ch := range probes {
+			p := <-ch
+			t.Logf("probe %v", p)
+			if len(p.reached) > 0 {
+				t.Errorf("banned %s reached sshd %d times after the reboot, the first %v after systemd-nspawn started",
+					p.src, len(p.reached), p.reached[0].Sub(booted).Round(time.Millisecond))
+			}
+			if p.tries < 50 || p.refused < p.tries*9/10 {
+				t.Errorf("probe from %s: %v; want at least 50 attempts, nearly all refused", p.src, p)
+			}
+		}
+		jk := monotonic(t, c, unit, "ActiveEnterTimestampMonotonic")
+		ssh := monotonic(t, c, "ssh.service", "ExecMainStartTimestampMonotonic")
+		t.Logf("after boot: jailkeeper ready at %.3f s, sshd started at %.3f s (monotonic)", float64(jk)/1e6, float64(ssh)/1e6)
+		if jk > ssh {
+			t.Errorf("jailkeeper ready at %d µs, after sshd started at %d µs", jk, ssh)
+		}
+		if b, err := bannerFrom(h, notBanned); err != nil || !strings.HasPrefix(b, "SSH-") {
+			t.Errorf("from %s, not banned, after the reboot: banner %q, %v; want sshd's", notBanned, b, err)
+		}
+		for _, a := range []string{permBanned, timedBanned} {
+			timeout, ok := kernelBan(t, c, a)
+			if !ok {
+				t.Errorf("after the reboot: %s not in the kernel", a)
+			}
+			if a == permBanned && timeout != 0 {
+				t.Errorf("after the reboot: permanent ban of %s has timeout %d", a, timeout)
+			}
+		}
+		// journalctl --grep exits 1 when nothing matches.
+		if out, err := c.Run("journalctl", "--no-pager", "-o", "cat", "-b", "--grep", "ordering cycle"); err == nil {
+			t.Errorf("the boot found an ordering cycle:\n%s", out)
+		}
+		// Started before dbus at boot, the daemon takes its name later.
+		bus, _ := c.Run("journalctl", "--no-pager", "-o", "cat", "-b", "-u", unit, "--grep", "bus")
+		t.Logf("the daemon's lines about the bus at boot:\n%s", bus)
+		c.Must(t, "jailkeeper", "unban", permBanned)
+		c.Must(t, "jailkeeper", "unban", timedBanned)
 	})
 
 	const kept = "203.0.113.8"
@@ -284,9 +456,9 @@ func TestSystemdService(t *testing.T) {
 		if !strings.HasPrefix(out, `a(suuuuas) 1 "sshd"`) {
 			t.Errorf("Status while stopped: %q, want the sshd jail from a bus-activated daemon", out)
 		}
-		if got := strings.TrimSpace(c.Must(t, "systemctl", "is-active", unit)); got != "active" {
-			t.Errorf("after a call to org.jailkeeper: is-active = %q, want bus activation to start it", got)
-		}
+		// The daemon answers once it holds its name, shortly before
+		// READY=1 (it opens the journal in between).
+		waitActive(t, c, 5*time.Second, unit)
 	})
 
 	step("watchdog", func(t *testing.T) {
@@ -327,6 +499,23 @@ func TestSystemdService(t *testing.T) {
 		}
 	})
 
+	step("system bus after the daemon", func(t *testing.T) {
+		// As at boot, where jailkeeper starts before dbus: started without
+		// a bus it runs, and takes org.jailkeeper once the bus is up.
+		c.Must(t, "systemctl", "stop", "dbus.socket", "dbus.service")
+		cur := c.Cursor(t)
+		c.Must(t, "systemctl", "restart", unit)
+		c.WaitJournal(t, []string{"D-Bus unavailable, running without org.jailkeeper until the system bus is up"}, "-u", unit, "--after-cursor="+cur)
+		if _, ok := kernelBan(t, c, kept); !ok {
+			t.Errorf("started without a bus: %s not in the kernel", kept)
+		}
+		c.Must(t, "systemctl", "start", "dbus.socket", "dbus.service")
+		c.WaitJournal(t, []string{"system bus up: took org.jailkeeper"}, "-u", unit, "--after-cursor="+cur)
+		if st := jsonStatus(t, c); len(st.Jails) != 1 || !slices.Contains(st.Jails[0].Banned, kept) {
+			t.Errorf("over the late bus: status %+v does not list %s", st.Jails, kept)
+		}
+	})
+
 	step("security", func(t *testing.T) {
 		out := c.Must(t, "systemd-analyze", "security", "--no-pager", unit)
 		m := regexp.MustCompile(`Overall exposure level for jailkeeper\.service: ([0-9.]+)`).FindStringSubmatch(out)
@@ -338,6 +527,95 @@ func TestSystemdService(t *testing.T) {
 			t.Errorf("systemd-analyze security %s: %s, want ≤ 3.0", unit, m[1])
 		}
 		t.Logf("systemd-analyze security: %s", m[1])
+	})
+
+	step("stop and remove, as docs/daemon.md says", func(t *testing.T) {
+		// Stop for good: no D-Bus activation by anyone's `jailkeeper
+		// status`, then the layout torn down: the banned source gets in.
+		c.Must(t, "jailkeeper", "ban", "sshd", "198.51.100.2", "--for", "permanent")
+		if err := atkDial(h); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("banned: dial = %v, want connection refused", err)
+		}
+		if out, err := c.Run("jailkeeper", "teardown"); err == nil || !strings.Contains(out, "jailkeeper is running") {
+			t.Errorf("jailkeeper teardown while the daemon runs: %v, want a refusal:\n%s", err, out)
+		}
+		c.Must(t, "systemctl", "disable", unit)
+		c.Must(t, "systemctl", "mask", "--now", unit)
+		as := []string{"setpriv", "--reuid=" + testUser, "--regid=" + testUser, "--clear-groups"}
+		out, err := c.Run(append(as, "jailkeeper", "status")...)
+		t.Logf("jailkeeper status, masked: %v: %s", err, out)
+		if err == nil || !strings.Contains(out, "jailkeeper is not running and the bus could not start it") {
+			t.Errorf("jailkeeper status with the service masked: %v, want it to say jailkeeper is not running:\n%s", err, out)
+		}
+		if got, _ := c.Run("systemctl", "is-active", unit); strings.TrimSpace(got) == "active" {
+			t.Fatalf("masked, a D-Bus call started jailkeeper again")
+		}
+		out = c.Must(t, "jailkeeper", "teardown")
+		t.Logf("jailkeeper teardown:\n%s", out)
+		noLayout(t, c)
+		if b, err := h.AtkBanner("198.51.100.1:22", 2*time.Second); err != nil || !strings.HasPrefix(b, "SSH-") {
+			t.Errorf("after teardown: banner %q, %v; want the banned source let in", b, err)
+		}
+		c.Must(t, "systemctl", "unmask", unit)
+		c.Must(t, "systemctl", "enable", "--now", unit)
+		if err := atkDial(h); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("started again: dial = %v, want the persisted ban back (connection refused)", err)
+		}
+	})
+
+	step("make uninstall, make purge", func(t *testing.T) {
+		// `sudo make uninstall` on the server itself, from a copy of the
+		// source tree's Makefile next to the built binary.
+		src := "/root/jailkeeper-src"
+		for _, f := range []string{"Makefile", "bin/jailkeeper"} {
+			b, err := os.ReadFile(filepath.Join(repo, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, root, filepath.Join(src, f), string(b))
+		}
+		out, err := c.Run("make", "-C", src, "uninstall")
+		t.Logf("make uninstall:\n%s", out)
+		if err != nil {
+			t.Fatalf("make uninstall: %v", err)
+		}
+		// The layout it tore down held the permanent ban at least.
+		if !strings.Contains(out, "iptables: no JAILKEEPER chain, INPUT jump or jk-* ipset left (bans it held: ") {
+			t.Errorf("make uninstall did not report tearing down a layout with bans")
+		}
+		if got, _ := c.Run("systemctl", "is-active", unit); strings.TrimSpace(got) == "active" {
+			t.Errorf("after make uninstall: %s still active", unit)
+		}
+		if st := c.Show(t, unit, "LoadState"); st != "not-found" {
+			t.Errorf("after make uninstall: LoadState %q, want not-found", st)
+		}
+		if _, err := c.Run("test", "-e", "/usr/local/bin/jailkeeper"); err == nil {
+			t.Errorf("after make uninstall: /usr/local/bin/jailkeeper still there")
+		}
+		noLayout(t, c)
+		if b, err := h.AtkBanner("198.51.100.1:22", 2*time.Second); err != nil || !strings.HasPrefix(b, "SSH-") {
+			t.Errorf("after make uninstall: banner %q, %v; want the banned source let in", b, err)
+		}
+		// Nothing answers for org.jailkeeper any more, and nothing rebuilt
+		// the layout on the call.
+		if out, err := c.Run("busctl", "call", "org.jailkeeper", "/org/jailkeeper", "org.jailkeeper.Manager1", "Status", "s", ""); err == nil {
+			t.Errorf("after make uninstall: a call to org.jailkeeper succeeded: %s", out)
+		}
+		noLayout(t, c)
+		for _, f := range []string{"/etc/jailkeeper.d/10-sshd.yaml", "/var/lib/jailkeeper"} {
+			if _, err := c.Run("test", "-e", f); err != nil {
+				t.Errorf("make uninstall removed %s; it keeps configuration and state", f)
+			}
+		}
+		out, err = c.Run("make", "-C", src, "purge")
+		if err != nil {
+			t.Fatalf("make purge after make uninstall: %v\n%s", err, out)
+		}
+		for _, f := range []string{"/etc/jailkeeper.d", "/var/lib/jailkeeper"} {
+			if _, err := c.Run("test", "-e", f); err == nil {
+				t.Errorf("make purge left %s", f)
+			}
+		}
 	})
 
 	t.Logf("total %v", time.Since(begin).Round(time.Second))
@@ -446,31 +724,6 @@ func kernelBan(t *testing.T, c *container, addr string) (int, bool) {
 	return 0, false
 }
 
-// listenIn opens a TCP listener in the named network namespace that
-// accepts and closes every connection until closed.
-func listenIn(t *testing.T, ns, addr string) net.Listener {
-	t.Helper()
-	var ln net.Listener
-	err := inNetns(ns, func() error {
-		var err error
-		ln, err = net.Listen("tcp", addr)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("listening on %s in %s: %v", addr, ns, err)
-	}
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
-	return ln
-}
-
 // atkDial connects from the attacker to the server's port 22.
 func atkDial(h *testbed.Hosts) error {
 	conn, err := h.AtkDial("198.51.100.1:22", 2*time.Second)
@@ -501,4 +754,24 @@ func inNetns(name string, f func() error) error {
 		errc <- f()
 	}()
 	return <-errc
+}
+
+// noLayout fails the test when the container's kernel holds any of
+// jailkeeper's firewall layout: a jump or chain in iptables or ip6tables,
+// a jk-* ipset, or table inet jailkeeper.
+func noLayout(t *testing.T, c *container) {
+	t.Helper()
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		if out := c.Must(t, tool, "-S"); strings.Contains(out, chain) {
+			t.Errorf("%s -S still shows %s:\n%s", tool, chain, out)
+		}
+	}
+	for _, l := range strings.Split(c.Must(t, "ipset", "list", "-n"), "\n") {
+		if strings.HasPrefix(l, "jk-") {
+			t.Errorf("ipset %s still there", l)
+		}
+	}
+	if out := c.Must(t, "nft", "list", "tables"); strings.Contains(out, "jailkeeper") {
+		t.Errorf("nft list tables still shows jailkeeper:\n%s", out)
+	}
 }

@@ -126,7 +126,7 @@ type daemon struct {
 // Reconnecting to the bus backs off from busRetryMin to busRetryMax.
 const (
 	busRetryMin = time.Second
-	busRetryMax = 30 * time.Second
+	busRetryMax = 10 * time.Second
 )
 
 func (d *daemon) run() error {
@@ -167,7 +167,10 @@ func (d *daemon) run() error {
 	d.k = k
 
 	if err := d.connectBus(); err != nil {
-		d.log.Warnf("D-Bus unavailable, running without org.jailkeeper until it is back: %v", err)
+		// At boot the daemon starts before the system bus (the unit is
+		// ordered like a firewall, before network-pre.target): checkBus
+		// keeps trying and takes org.jailkeeper once dbus is up.
+		d.log.Warnf("D-Bus unavailable, running without org.jailkeeper until the system bus is up: %v", err)
 		d.busFailed(err)
 	}
 
@@ -289,7 +292,7 @@ func (d *daemon) checkBus() {
 		d.busFailed(err)
 		return
 	}
-	d.log.Event(journal.PriNotice, keeper.MsgStarted, "D-Bus: connected, "+dbusapi.BusName+" exported again")
+	d.log.Infof(keeper.MsgStarted, "system bus up: took %s", dbusapi.BusName)
 	sddaemon.SdNotify(false, "STATUS="+d.statusLine())
 }
 
@@ -307,6 +310,7 @@ func (d *daemon) startReader() error {
 	r, err := sdjournal.Open(sdjournal.Options{
 		Units:       d.k.Units(),
 		Identifiers: d.k.Identifiers(),
+		Unitless:    d.k.Unitless(),
 		Cursor:      d.k.Cursor(),
 		LookBack:    d.k.LookBack(),
 		Logf: func(format string, args ...any) {

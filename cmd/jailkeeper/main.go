@@ -32,6 +32,7 @@ commands:
   unban ADDR|CIDR [--jail JAIL]                 lift a ban (from every jail by default)
   reload                                        re-read /etc/jailkeeper.d (the running config stays on error)
   check [--config-dir DIR] [--json]             validate the configuration
+  teardown [--backend B] [--force]              remove jailkeeper's chains, sets and tables (stop the service first)
   test FILTER [FILE|-] [--json] [--mode M]      run a filter over log lines (like fail2ban-regex)
   version                                       print the version
 
@@ -63,6 +64,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdCheck(rest, stdout, stderr)
 	case "test":
 		return cmdTest(rest, stdin, stdout, stderr)
+	case "teardown":
+		return cmdTeardown(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "jailkeeper %s\n", version)
 		return 0

@@ -251,7 +251,7 @@ func TestBusRestart(t *testing.T) {
 	if st := b.lastStatus(); strings.Contains(st, "D-Bus API down") {
 		t.Errorf("STATUS= still says the API is down once it is back: %s", st)
 	}
-	if j := b.journal(t, "-n", "50"); !strings.Contains(j, "exported again") {
+	if j := b.journal(t, "-n", "50"); !strings.Contains(j, "system bus up: took org.jailkeeper") {
 		t.Errorf("the journal does not say the API was exported again:\n%s", j)
 	}
 	b.checkWatchdog(t, since)

@@ -216,6 +216,14 @@ func (k *Keeper) Identifiers() []string {
 	return k.engine.Identifiers()
 }
 
+// Unitless returns the senders whose entries without _SYSTEMD_UNIT the
+// reader gives to the jails' units (see jails.Engine.Unitless).
+func (k *Keeper) Unitless() []jjournal.Unitless {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.engine.Unitless()
+}
+
 // LookBack is how far back a reader without a cursor starts: the longest
 // findtime.
 func (k *Keeper) LookBack() time.Duration {

@@ -2,6 +2,7 @@ package dbusapi
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -11,7 +12,6 @@ import (
 // ($DBUS_SYSTEM_BUS_ADDRESS when set).
 type Client struct {
 	conn *dbus.Conn
-	obj  dbus.BusObject
 }
 
 // Dial connects to the system bus.
@@ -20,17 +20,45 @@ func Dial() (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the system bus: %w", err)
 	}
-	return &Client{conn: conn, obj: conn.Object(BusName, Path)}, nil
+	return &Client{conn: conn}, nil
 }
 
 // Close closes the bus connection.
 func (c *Client) Close() error { return c.conn.Close() }
 
+// call calls method and stores its reply in out. Changing calls carry
+// the ALLOW_INTERACTIVE_AUTHORIZATION flag, as busctl's do by default: a
+// caller whom polkit lets in after authentication gets asked through its
+// polkit agent instead of refused.
 func (c *Client) call(method string, out []any, args ...any) error {
-	call := c.obj.Call(Interface+"."+method, 0, args...)
+	var flags dbus.Flags
+	if changing[method] {
+		flags = dbus.FlagAllowInteractiveAuthorization
+	}
+	msg := &dbus.Message{
+		Type:  dbus.TypeMethodCall,
+		Flags: flags,
+		Headers: map[dbus.HeaderField]dbus.Variant{
+			dbus.FieldPath:        dbus.MakeVariant(Path),
+			dbus.FieldDestination: dbus.MakeVariant(BusName),
+			dbus.FieldInterface:   dbus.MakeVariant(Interface),
+			dbus.FieldMember:      dbus.MakeVariant(method),
+		},
+		Body: args,
+	}
+	if len(args) > 0 {
+		msg.Headers[dbus.FieldSignature] = dbus.MakeVariant(dbus.SignatureOf(args...))
+	}
+	call := <-c.conn.Send(msg, make(chan *dbus.Call, 1)).Done
 	if call.Err != nil {
-		if de, ok := call.Err.(dbus.Error); ok && de.Name == "org.freedesktop.DBus.Error.ServiceUnknown" {
-			return fmt.Errorf("jailkeeper is not running (no %s on the system bus)", BusName)
+		if de, ok := call.Err.(dbus.Error); ok {
+			switch {
+			case de.Name == "org.freedesktop.DBus.Error.ServiceUnknown":
+				return fmt.Errorf("jailkeeper is not running (no %s on the system bus)", BusName)
+			case strings.HasPrefix(de.Name, "org.freedesktop.systemd1."), strings.HasPrefix(de.Name, "org.freedesktop.DBus.Error.Spawn"):
+				// D-Bus activation failed, e.g. the unit is masked.
+				return fmt.Errorf("jailkeeper is not running and the bus could not start it: %w", FromDBusError(call.Err))
+			}
 		}
 		return FromDBusError(call.Err)
 	}
@@ -39,6 +67,9 @@ func (c *Client) call(method string, out []any, args ...any) error {
 	}
 	return nil
 }
+
+// changing names the methods that need authorization.
+var changing = map[string]bool{"Ban": true, "BanMany": true, "Unban": true, "UnbanJail": true, "Reload": true}
 
 func secs(d time.Duration) uint64 {
 	switch {

@@ -30,7 +30,7 @@ type Server struct {
 	m    Manager
 
 	mu        sync.Mutex
-	authorize func(sender dbus.Sender) error
+	authorize func(Caller) error
 	uids      map[dbus.Sender]uint32 // callers' uids, looked up once per connection
 	limits    map[string]*bucket     // rate limits of costly reads, by "sender" and "uid"
 
@@ -72,8 +72,9 @@ const (
 const ErrNameLimits = "org.jailkeeper.Error.LimitsExceeded"
 
 // SetAuthorizer replaces the check of callers that change bans (nil
-// restores the default: uid 0, or polkit's verdict on PolkitAction).
-func (s *Server) SetAuthorizer(f func(sender dbus.Sender) error) {
+// restores the default: uid 0, or polkit's verdict on PolkitAction). An
+// error refuses the call with ErrNamePermission and the error's text.
+func (s *Server) SetAuthorizer(f func(Caller) error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f == nil {
@@ -225,37 +226,17 @@ func (s *Server) UnbannedMany(jail string, ps []netip.Prefix) error {
 	return s.emit("UnbannedMany", jail, addrs)
 }
 
-func (s *Server) defaultAuthorize(sender dbus.Sender) error {
-	var uid uint32
-	if err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, string(sender)).Store(&uid); err != nil {
-		return fmt.Errorf("identifying caller %s: %w", sender, err)
-	}
-	if uid == 0 {
-		return nil
-	}
-	subject := struct {
-		Kind    string
-		Details map[string]dbus.Variant
-	}{"system-bus-name", map[string]dbus.Variant{"name": dbus.MakeVariant(string(sender))}}
-	var res struct {
-		IsAuthorized, IsChallenge bool
-		Details                   map[string]string
-	}
-	err := s.conn.Object("org.freedesktop.PolicyKit1", "/org/freedesktop/PolicyKit1/Authority").Call(
-		"org.freedesktop.PolicyKit1.Authority.CheckAuthorization", 0,
-		subject, PolkitAction, map[string]string{}, uint32(1), "").Store(&res)
-	if err == nil && res.IsAuthorized {
-		return nil
-	}
-	return fmt.Errorf("uid %d may not change bans (needs root or polkit action %s)", uid, PolkitAction)
+func (s *Server) defaultAuthorize(c Caller) error {
+	return authorize(busAuthority{s.conn}, c)
 }
 
-func (s *Server) check(sender dbus.Sender) *dbus.Error {
+// check authorizes the caller of msg, a changing call.
+func (s *Server) check(msg *dbus.Message) *dbus.Error {
 	s.mu.Lock()
 	auth := s.authorize
 	s.mu.Unlock()
-	if err := auth(sender); err != nil {
-		return dbus.NewError(ErrNamePermission, []any{err.Error()})
+	if err := auth(callerOf(msg)); err != nil {
+		return refusal(err)
 	}
 	return nil
 }
@@ -276,12 +257,14 @@ func seconds(t uint64) (time.Duration, error) {
 }
 
 // methods is the exported method set; kept apart from Server so that only
-// these become D-Bus methods.
+// these become D-Bus methods. A dbus.Message parameter receives the call
+// itself (godbus fills it in; it is not part of the D-Bus signature): the
+// changing methods read their caller and its flags from it.
 type methods struct{ s *Server }
 
 // Ban bans one address or CIDR in jail for seconds (0 = the jail's bantime).
-func (x methods) Ban(sender dbus.Sender, jail, address string, secs uint64) *dbus.Error {
-	if e := x.s.check(sender); e != nil {
+func (x methods) Ban(msg dbus.Message, jail, address string, secs uint64) *dbus.Error {
+	if e := x.s.check(&msg); e != nil {
 		return e
 	}
 	p, err := ParsePrefix(address)
@@ -297,8 +280,8 @@ func (x methods) Ban(sender dbus.Sender, jail, address string, secs uint64) *dbu
 }
 
 // BanMany bans every address in one batch: all or nothing.
-func (x methods) BanMany(sender dbus.Sender, jail string, addresses []string, secs uint64) (uint32, *dbus.Error) {
-	if e := x.s.check(sender); e != nil {
+func (x methods) BanMany(msg dbus.Message, jail string, addresses []string, secs uint64) (uint32, *dbus.Error) {
+	if e := x.s.check(&msg); e != nil {
 		return 0, e
 	}
 	ps := make([]netip.Prefix, 0, len(addresses))
@@ -318,13 +301,13 @@ func (x methods) BanMany(sender dbus.Sender, jail string, addresses []string, se
 }
 
 // Unban lifts every ban of address, in every jail.
-func (x methods) Unban(sender dbus.Sender, address string) (uint32, *dbus.Error) {
-	return x.UnbanJail(sender, "", address)
+func (x methods) Unban(msg dbus.Message, address string) (uint32, *dbus.Error) {
+	return x.UnbanJail(msg, "", address)
 }
 
 // UnbanJail lifts the ban of address in one jail ("" = every jail).
-func (x methods) UnbanJail(sender dbus.Sender, jail, address string) (uint32, *dbus.Error) {
-	if e := x.s.check(sender); e != nil {
+func (x methods) UnbanJail(msg dbus.Message, jail, address string) (uint32, *dbus.Error) {
+	if e := x.s.check(&msg); e != nil {
 		return 0, e
 	}
 	p, err := ParsePrefix(address)
@@ -462,8 +445,8 @@ func HideUsers(reason string) string {
 }
 
 // Reload re-reads the configuration; on error the running one stays.
-func (x methods) Reload(sender dbus.Sender) *dbus.Error {
-	if e := x.s.check(sender); e != nil {
+func (x methods) Reload(msg dbus.Message) *dbus.Error {
+	if e := x.s.check(&msg); e != nil {
 		return e
 	}
 	return dbusErr(x.s.m.Reload())

@@ -58,6 +58,7 @@ func Builtin(name, mode string) (FilterDef, error) {
 		FailRegex:   append([]string(nil), b.def.FailRegex...),
 		IgnoreRegex: append([]string(nil), b.def.IgnoreRegex...),
 		Units:       append([]string(nil), b.def.Units...),
+		Unitless:    append([]UnitlessSender(nil), b.def.Unitless...),
 	}
 	if mode == "" || mode == "normal" {
 		return def, nil

@@ -51,9 +51,10 @@ type f2bAnnotation struct {
 }
 
 var (
-	// syslogDate matches an RFC 3164 or ISO 8601 timestamp and the space
-	// after it at the start of a sample line.
-	syslogDate = regexp.MustCompile(`^(?:<[0-9]+>)?(?:[A-Z][a-z]{2} +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?: [0-9]{4})?|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?) `)
+	// syslogDate matches an RFC 3164 or ISO 8601 timestamp, or the
+	// ctime-like "Fri Jan 19 12:20:33 2007" of vsftpd's own log, and the
+	// space after it at the start of a sample line.
+	syslogDate = regexp.MustCompile(`^(?:<[0-9]+>)?(?:(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) )?[A-Z][a-z]{2} +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?: [0-9]{4})?|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?) `)
 	// rfc5424 matches an RFC 5424 header up to the message.
 	rfc5424 = regexp.MustCompile(`^(?:<[0-9]+>)?1 \S+ \S+ \S+ \S+ \S+ (?:-|(?:\[[^\]]*\])+) `)
 	// syslogTag matches a syslog tag: "prog", "prog[pid]" or "[prog]",
@@ -404,6 +405,7 @@ func TestReduceToMessage(t *testing.T) {
 		{"Jun 12 23:06:05 auth-worker(57065): Info: conn unix:auth-worker", "auth-worker(57065): Info: conn unix:auth-worker"},
 		{"Jan 10 00:00:00 myhost proftpd[12345] myhost.domain.com (1.2.3.4[1.2.3.4]): USER u", "myhost.domain.com (1.2.3.4[1.2.3.4]): USER u"},
 		{"2005-06-21T16:47:48.000000+02:00 host sshd[1]: Invalid user a from 192.0.2.1", "Invalid user a from 192.0.2.1"},
+		{"Thu Sep  8 00:39:49 2016 [pid 15019] [guest] FAIL LOGIN: Client \"::ffff:192.0.2.1\"", "[pid 15019] [guest] FAIL LOGIN: Client \"::ffff:192.0.2.1\""},
 		{"<13>1 2005-06-21T16:47:48.123+02:00 host sshd 123 - - Invalid user a from 192.0.2.1", "Invalid user a from 192.0.2.1"},
 		{"2012/04/09 11:53:29 [error] 2865#0: *66647 user \"xyz\" was not found", "2012/04/09 11:53:29 [error] 2865#0: *66647 user \"xyz\" was not found"},
 		{"2011-12-25 17:09:20: (http_auth.c.875) password doesn't match", "2011-12-25 17:09:20: (http_auth.c.875) password doesn't match"},

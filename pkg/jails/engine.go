@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -106,6 +107,7 @@ type Engine struct {
 	hist     History
 	units    []string
 	idents   []string
+	unitless []journal.Unitless
 }
 
 type jailState struct {
@@ -195,6 +197,12 @@ func NewEngine(jails []Jail, wl *Whitelist, h History) (*Engine, error) {
 				e.units = append(e.units, u)
 			}
 		}
+		for _, s := range j.Filter.Unitless() {
+			u := journal.Unitless{Unit: j.Units[0], Identifier: s.Identifier, UID: s.UID}
+			if !slices.Contains(e.unitless, u) {
+				e.unitless = append(e.unitless, u)
+			}
+		}
 		for _, id := range j.Identifiers {
 			e.byIdent[id] = append(e.byIdent[id], i)
 			if !seenIdent[id] {
@@ -219,6 +227,12 @@ func (e *Engine) Units() []string { return append([]string(nil), e.units...) }
 
 // Identifiers returns every SYSLOG_IDENTIFIER some jail opted in to.
 func (e *Engine) Identifiers() []string { return append([]string(nil), e.idents...) }
+
+// Unitless returns the senders whose entries without _SYSTEMD_UNIT the
+// reader is to give to the jails' units (from the jails' filters).
+func (e *Engine) Unitless() []journal.Unitless {
+	return append([]journal.Unitless(nil), e.unitless...)
+}
 
 // Key returns the prefix under which jail counts and bans a: the address
 // itself for IPv4, its /ipv6Prefix for IPv6.

@@ -33,6 +33,18 @@ type FilterDef struct {
 	FailRegex   []string `yaml:"failregex"`
 	IgnoreRegex []string `yaml:"ignoreregex"`
 	Units       []string `yaml:"units"` // default units when a jail names this filter and sets none
+	// Unitless are the senders whose entries without _SYSTEMD_UNIT a jail
+	// with this filter reads as entries of its first unit (see
+	// journal.Unitless). Built-in filters only.
+	Unitless []UnitlessSender `yaml:"-"`
+}
+
+// UnitlessSender is a daemon whose short-lived processes may log before
+// journald has read their cgroup: its SYSLOG_IDENTIFIER and the UID those
+// processes run as (kernel-supplied _UID, which no other user can send).
+type UnitlessSender struct {
+	Identifier string
+	UID        uint32
 }
 
 // Match is what a filter found in one message.
@@ -45,9 +57,10 @@ type Match struct {
 
 // Filter is a compiled FilterDef. It is safe for concurrent use.
 type Filter struct {
-	fail   []failRegex
-	ignore []*matcher
-	units  []string
+	fail     []failRegex
+	ignore   []*matcher
+	units    []string
+	unitless []UnitlessSender
 
 	// Literal prefilter: a failregex is tried only if the message starts
 	// with one of its possible literal prefixes and contains the literals
@@ -79,6 +92,10 @@ const (
 
 // Units returns the filter's default units (may be empty).
 func (f *Filter) Units() []string { return append([]string(nil), f.units...) }
+
+// Unitless returns the senders whose entries without _SYSTEMD_UNIT the
+// filter's jails read (may be empty).
+func (f *Filter) Unitless() []UnitlessSender { return append([]UnitlessSender(nil), f.unitless...) }
 
 // NumRegex returns the number of failregexes.
 func (f *Filter) NumRegex() int { return len(f.fail) }
@@ -125,7 +142,7 @@ func Compile(def FilterDef) (*Filter, error) {
 	if len(def.FailRegex) == 0 {
 		return nil, fmt.Errorf("filter has no failregex")
 	}
-	f := &Filter{units: append([]string(nil), def.Units...)}
+	f := &Filter{units: append([]string(nil), def.Units...), unitless: append([]UnitlessSender(nil), def.Unitless...)}
 	for i, src := range def.FailRegex {
 		exp, hosts, _ := expand(src)
 		if hosts == 0 {

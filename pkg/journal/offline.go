@@ -17,6 +17,10 @@ import (
 //     (also journalctl's short format) and rsyslog's
 //     `2025-03-01T10:00:00.123456+00:00 host ident[123]: message`: the
 //     prefix is stripped and becomes Identifier and Time;
+//   - the log files FTP daemons write themselves: vsftpd's
+//     `Sun Nov 29 09:38:16 2026 [pid 1] …` (the date is stripped) and
+//     proftpd's SystemLog `2026-11-29 09:39:50,167 host proftpd[1] …`
+//     (date, host and tag, which has no colon there, are stripped);
 //   - anything else: a bare message.
 //
 // A line starting with "{" that is not a JSON object with a MESSAGE is an
@@ -100,6 +104,9 @@ var months = map[string]time.Month{
 func parseSyslog(line string) (Entry, bool) {
 	var e Entry
 	rest := line
+	if e, ok := parseDaemonFile(line); ok {
+		return e, true
+	}
 	switch {
 	case len(line) >= 16 && months[line[:3]] != 0 && line[3] == ' ':
 		// "Nov 22 10:00:00 " (day may be space-padded: "Nov  2")
@@ -155,4 +162,37 @@ func parseSyslog(line string) (Entry, bool) {
 		e.Message = rest[colon+2:]
 	}
 	return e, true
+}
+
+// parseDaemonFile reads the lines of the log files vsftpd and proftpd
+// write themselves (see ParseLine).
+func parseDaemonFile(line string) (Entry, bool) {
+	const ctime = "Mon Jan _2 15:04:05 2006"
+	if len(line) > len(ctime) && line[3] == ' ' && line[len(ctime)] == ' ' {
+		if t, err := time.ParseInLocation(ctime, line[:len(ctime)], time.Local); err == nil {
+			return Entry{Time: t, Message: line[len(ctime)+1:]}, true
+		}
+	}
+	const iso = "2006-01-02 15:04:05,000"
+	if len(line) <= len(iso) || line[10] != ' ' || line[19] != ',' || line[len(iso)] != ' ' {
+		return Entry{}, false
+	}
+	t, err := time.ParseInLocation(iso, line[:len(iso)], time.Local)
+	if err != nil {
+		return Entry{}, false
+	}
+	// HOST TAG[PID] MESSAGE
+	f := strings.SplitN(line[len(iso)+1:], " ", 3)
+	if len(f) != 3 {
+		return Entry{}, false
+	}
+	tag, ok := strings.CutSuffix(f[1], "]")
+	i := strings.IndexByte(tag, '[')
+	if !ok || i <= 0 {
+		return Entry{}, false
+	}
+	if _, err := strconv.Atoi(tag[i+1:]); err != nil {
+		return Entry{}, false
+	}
+	return Entry{Time: t, Identifier: tag[:i], Message: f[2]}, true
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"github.com/jailkeeper/jailkeeper/pkg/journal"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,6 +27,11 @@ type Options struct {
 	// units. Any local user can forge an identifier: only for jails that opt
 	// in, and the caller logs that warning.
 	Identifiers []string
+	// Unitless are matched as SYSLOG_IDENTIFIER=<id> _UID=<uid>, OR'ed
+	// with the rest; an entry that has no _SYSTEMD_UNIT and whose
+	// identifier and _UID are those of one of them is returned with that
+	// one's Unit. Entries of another unit come back with their own unit.
+	Unitless []journal.Unitless
 	// Cursor resumes right after the entry it names. "" means no cursor.
 	Cursor string
 	// LookBack applies when there is no cursor: the reader starts at
@@ -108,7 +114,7 @@ type runRequest struct {
 // first entry at or after the cursor's time and logs the gap. An error
 // means nothing is open.
 func Open(opts Options) (*Reader, error) {
-	if len(opts.Units) == 0 && len(opts.Identifiers) == 0 {
+	if len(opts.Units) == 0 && len(opts.Identifiers) == 0 && len(opts.Unitless) == 0 {
 		return nil, errors.New("opening the journal: no units or identifiers to match")
 	}
 	if opts.Logf == nil {
@@ -270,6 +276,19 @@ func addMatches(sj *sdJournal, opts Options) error {
 			return err
 		}
 	}
+	for i, u := range opts.Unitless {
+		if i > 0 || len(opts.Units) > 0 || len(opts.Identifiers) > 0 {
+			if err := sj.addDisjunction(); err != nil {
+				return err
+			}
+		}
+		if err := sj.addMatch("SYSLOG_IDENTIFIER=" + u.Identifier); err != nil {
+			return err
+		}
+		if err := sj.addMatch("_UID=" + strconv.FormatUint(uint64(u.UID), 10)); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -334,6 +353,9 @@ func (f *follower) follow(ctx context.Context, out chan<- []journal.Entry) error
 			}
 			if !ok {
 				break
+			}
+			if f.cur.Unit == "" && len(f.opts.Unitless) > 0 {
+				f.cur.Adopt(f.sj.uid, f.sj.hasUID, f.opts.Unitless)
 			}
 			if batch == nil { // taken only when there is something to send
 				batch = newBatch()

@@ -29,6 +29,7 @@ typedef struct {
 	const char *unit;  size_t unit_len;
 	const char *ident; size_t ident_len;
 	const char *srt;   size_t srt_len;
+	const char *uid;   size_t uid_len;
 	uint64_t realtime;
 	size_t cursor_len;
 	char cursor[256];
@@ -53,20 +54,22 @@ static int jk_open(sd_journal **j, const char *dir) {
 // The walk over the entry's fields (each one a data object to look up in
 // the mmap) stops once it has MESSAGE, _SYSTEMD_UNIT, SYSLOG_IDENTIFIER and
 // either _SOURCE_REALTIME_TIMESTAMP or _TRANSPORT=stdout (stdout streams
-// never carry a source timestamp).
+// never carry a source timestamp). _UID is taken when it comes before
+// (always, for an entry without _SYSTEMD_UNIT).
 static int jk_next(sd_journal *j, jk_entry *e) {
 	const void *d;
 	size_t l;
 	int is_stdout = 0;
 	int r = sd_journal_next(j);
 	if (r <= 0) return r;
-	e->msg = e->unit = e->ident = e->srt = NULL;
-	e->msg_len = e->unit_len = e->ident_len = e->srt_len = 0;
+	e->msg = e->unit = e->ident = e->srt = e->uid = NULL;
+	e->msg_len = e->unit_len = e->ident_len = e->srt_len = e->uid_len = 0;
 	SD_JOURNAL_FOREACH_DATA(j, d, l) {
 		if (e->msg && e->unit && e->ident && (e->srt || is_stdout)) break;
 		JK_FIELD("MESSAGE=", msg)
 		JK_FIELD("_SYSTEMD_UNIT=", unit)
 		JK_FIELD("SYSLOG_IDENTIFIER=", ident)
+		JK_FIELD("_UID=", uid)
 		JK_FIELD("_SOURCE_REALTIME_TIMESTAMP=", srt)
 		if (l == sizeof(JK_STDOUT) - 1 && memcmp(d, JK_STDOUT, l) == 0) is_stdout = 1;
 	}
@@ -119,6 +122,8 @@ type sdJournal struct {
 	j        *C.sd_journal
 	e        *C.jk_entry // C memory, reused for every entry
 	received time.Time   // the receive time of the entry next read last
+	uid      uint32      // its _UID, when hasUID
+	hasUID   bool
 }
 
 func errnoErr(r C.int) error { return syscall.Errno(-r) }
@@ -251,6 +256,10 @@ func (s *sdJournal) next(e *journal.Entry) (bool, error) {
 	if !sameIdent {
 		e.Identifier = all[i : i+len(ident)]
 	}
+	uid := fieldBytes(c.uid, c.uid_len)
+	v := parseUint(uid)
+	s.hasUID = len(uid) > 0 && v <= 1<<32-1 && (v > 0 || string(uid) == "0")
+	s.uid = uint32(v)
 	s.received = time.UnixMicro(int64(c.realtime))
 	e.Time = s.received
 	if src := fieldBytes(c.srt, c.srt_len); len(src) > 0 {
