@@ -66,6 +66,8 @@ test: deps-build
 	@# The pure packages build and test without cgo (no libsystemd).
 	CGO_ENABLED=0 $(GO) test -count=1 ./pkg/jails ./pkg/config ./pkg/journal
 	$(GO) test -count=1 -timeout 20m ./...
+	@# Each fuzz target briefly (its seeds in testdata/fuzz run above too).
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 	$(GO) test -count=1 -race -timeout 10m ./pkg/... ./cmd/... ./internal/keeper
 	@# The daemon's own concurrency (journal reader, main loop, conntrack
 	@# killer, D-Bus handlers) runs only in the e2e tests: run them once more
@@ -80,6 +82,16 @@ test: deps-build
 test-systemd: deps-build
 	@scripts/deps.sh test
 	$(GO) test -count=1 -v -run TestSystemdService ./systemdtest/
+
+# The fuzz targets: config loader, D-Bus arguments, journal-entry path.
+# A crasher is written to the package's testdata/fuzz/ and fails the run.
+FUZZTIME ?= 2m
+FUZZ_TARGETS := ./pkg/config:FuzzLoad ./pkg/config:FuzzParseDuration ./pkg/dbusapi:FuzzArgs ./pkg/jails:FuzzHandle
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($${t%:*}, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) $${t%:*}; \
+	done
 
 test-unit:
 	$(GO) test -count=1 -short ./pkg/... ./cmd/... ./internal/keeper

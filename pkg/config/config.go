@@ -359,8 +359,15 @@ func recordPositions(n *yaml.Node, path string, origin map[*yaml.Node]string, po
 // Pos returns where the dotted key path (e.g. "jails.sshd.filter") was set.
 func (c *Config) Pos(path string) Position { return c.pos[path] }
 
+// errAt is an error at the key path, or at the nearest key above it that
+// a file set (a "firewall:" left empty drops the vendor's backend: the
+// error names that line).
 func (c *Config) errAt(path, format string, args ...any) error {
 	p := c.Pos(path)
+	for k := path; p.File == "" && strings.Contains(k, "."); {
+		k = k[:strings.LastIndex(k, ".")]
+		p = c.Pos(k)
+	}
 	if p.File == "" {
 		return fmt.Errorf(format, args...)
 	}
