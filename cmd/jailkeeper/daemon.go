@@ -23,6 +23,7 @@ import (
 	"github.com/jailkeeper/jailkeeper/pkg/bans"
 	"github.com/jailkeeper/jailkeeper/pkg/config"
 	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
+	"github.com/jailkeeper/jailkeeper/pkg/jails"
 	jjournal "github.com/jailkeeper/jailkeeper/pkg/journal"
 	"github.com/jailkeeper/jailkeeper/pkg/journal/sdjournal"
 )
@@ -56,7 +57,7 @@ func cmdDaemon(args []string, stdout, stderr io.Writer) int {
 			*stateDir = strings.Split(s, ":")[0]
 		}
 	}
-	d := &daemon{cfgDir: *cfgDir, stateDir: *stateDir, log: keeper.NewLogger(stderr), reloads: make(chan chan error)}
+	d := &daemon{cfgDir: *cfgDir, stateDir: *stateDir, log: keeper.NewLogger(stderr), reloads: make(chan chan error), resolved: make(chan struct{})}
 	if f := os.Getenv("JAILKEEPER_CPUPROFILE"); f != "" {
 		stop, err := startCPUProfile(f)
 		if err != nil {
@@ -121,6 +122,57 @@ type daemon struct {
 	busWait time.Duration
 	dropped uint64                 // signals dropped, as last logged
 	busDown atomic.Pointer[string] // the STATUS= suffix while the bus is down, else nil
+
+	// resolved receives when every whitelist host name that did not
+	// resolve does (retryWhitelist); stopResolve stops that retry.
+	resolved    chan struct{}
+	stopResolve context.CancelFunc
+}
+
+// Whitelist host names that did not resolve are retried after
+// resolveRetryMin, backing off to resolveRetryMax.
+const (
+	resolveRetryMin = 5 * time.Second
+	resolveRetryMax = time.Minute
+)
+
+// retryWhitelist resolves names in the background until each has an
+// address, then tells the main loop (d.resolved), which reloads: the
+// reload resolves the whole whitelist again and swaps it in. A later call
+// replaces the retry.
+func (d *daemon) retryWhitelist(names []string) {
+	if d.stopResolve != nil {
+		d.stopResolve()
+		d.stopResolve = nil
+	}
+	if len(names) == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.stopResolve = cancel
+	go func() {
+		for wait := resolveRetryMin; ; wait = min(2*wait, resolveRetryMax) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			ok := true
+			for _, n := range names {
+				lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
+				_, err := jails.LookupNetIP(lctx, "ip", n)
+				lcancel()
+				ok = ok && err == nil
+			}
+			if ok {
+				select {
+				case d.resolved <- struct{}{}:
+				case <-ctx.Done():
+				}
+				return
+			}
+		}
+	}()
 }
 
 // Reconnecting to the bus backs off from busRetryMin to busRetryMax.
@@ -179,6 +231,8 @@ func (d *daemon) run() error {
 		return err
 	}
 
+	d.retryWhitelist(rt.Unresolved)
+
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -214,6 +268,9 @@ func (d *daemon) run() error {
 			if err := d.startReader(); err != nil {
 				d.log.Errorf(keeper.MsgJournal, "restarting journal reader: %v", err)
 			}
+		case <-d.resolved:
+			d.log.Infof(keeper.MsgConfig, "whitelist host names %s resolve now: reloading", strings.Join(d.k.Runtime().Unresolved, ", "))
+			d.reload()
 		case resp := <-d.reloads:
 			resp <- d.reload()
 		case <-expiry.C:
@@ -418,6 +475,7 @@ func (d *daemon) reload() error {
 		return fmt.Errorf("%w: %v", dbusapi.ErrBadConfig, err)
 	}
 	d.log.Event(journal.PriNotice, keeper.MsgConfig, "configuration reloaded: "+d.k.StatusLine())
+	d.retryWhitelist(d.k.Runtime().Unresolved)
 	return nil
 }
 

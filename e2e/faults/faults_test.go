@@ -256,3 +256,34 @@ func TestBusRestart(t *testing.T) {
 	}
 	b.checkWatchdog(t, since)
 }
+
+// TestWhitelistDNSDownAtStart is issue 3: a whitelist host name and no
+// DNS (the server namespace reaches no resolver) at start. The daemon
+// starts with the rest of the whitelist instead of exiting 78, says what
+// did not resolve, and bans; the whitelisted address still is exempt.
+func TestWhitelistDNSDownAtStart(t *testing.T) {
+	t.Parallel()
+	testbed.Require(t, "ip", "iptables", "ipset", "dbus-daemon", "journalctl", "systemd-cat", "unshare", "nsenter")
+	h := testbed.NewHosts(t)
+	jd := testbed.StartJournald(t)
+	cfg := strings.Replace(config, "whitelist: [198.51.100.3]", "whitelist: [admin-box.example.com, 198.51.100.3]", 1)
+	d := testbed.NewDaemon(t, h, testbed.NewBus(t), map[string]string{"10-sshd.yaml": cfg})
+	d.Journald = jd
+	d.Start(t)
+	start := time.Now()
+	d.WaitReady(t, readyTimeout)
+	t.Logf("READY=1 %v after start with DNS down", time.Since(start).Round(time.Millisecond))
+	b := &bed{h: h, jd: jd, d: d}
+	if j := b.journal(t, "-p", "warning"); !strings.Contains(j, `"admin-box.example.com"`) || !strings.Contains(j, "retrying in the background") {
+		t.Errorf("no warning names the host that did not resolve:\n%s", j)
+	}
+	b.fail(t, "198.51.100.3", 3)
+	b.fail(t, "203.0.113.41", 3)
+	b.waitBanned(t, "203.0.113.41", banTimeout)
+	if _, ok := h.SrvBanned(t, "198.51.100.3"); ok {
+		t.Error("the whitelisted 198.51.100.3 was banned")
+	}
+	since := time.Now()
+	time.Sleep(2 * d.Watchdog)
+	b.checkWatchdog(t, since)
+}

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"context"
+	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -254,5 +257,38 @@ func TestLoosePermissionsRefused(t *testing.T) {
 	}
 	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "world-writable (mode 0777)") {
 		t.Errorf("world-writable directory: Load = %v", err)
+	}
+}
+
+// TestWhitelistNameNotResolving: a host name that does not resolve (DNS
+// not up at boot) is no error: the whitelist holds the rest, the name is
+// in Unresolved and a warning says so.
+func TestWhitelistNameNotResolving(t *testing.T) {
+	orig := jails.LookupNetIP
+	t.Cleanup(func() { jails.LookupNetIP = orig })
+	jails.LookupNetIP = func(_ context.Context, _, host string) ([]netip.Addr, error) {
+		if host == "ok.example.com" {
+			return []netip.Addr{netip.MustParseAddr("198.51.100.77")}, nil
+		}
+		return nil, fmt.Errorf("lookup %s: no answer", host)
+	}
+	cfg, err := LoadBytes([2]string{"wl.yaml", "ignoreself: false\nwhitelist: [admin-box.example.com, ok.example.com, 203.0.113.5]\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := cfg.Resolve()
+	if err != nil {
+		t.Fatalf("Resolve with a name not resolving: %v", err)
+	}
+	if len(rt.Unresolved) != 1 || rt.Unresolved[0] != "admin-box.example.com" {
+		t.Errorf("Unresolved = %q", rt.Unresolved)
+	}
+	for _, a := range []string{"198.51.100.77", "203.0.113.5"} {
+		if !rt.Whitelist.Contains(netip.MustParseAddr(a)) {
+			t.Errorf("whitelist lacks %s", a)
+		}
+	}
+	if w := strings.Join(rt.Warnings, "\n"); !strings.Contains(w, `"admin-box.example.com": lookup admin-box.example.com: no answer`) || !strings.Contains(w, "retrying in the background") {
+		t.Errorf("warnings: %s", w)
 	}
 }
