@@ -275,6 +275,7 @@ func (d *daemon) run() error {
 			resp <- d.reload()
 		case <-expiry.C:
 			d.k.Expire()
+			d.k.RetrySave()
 			d.checkBus()
 			if !trimmed && time.Since(lastBatch) >= idleTrim {
 				debug.FreeOSMemory()
@@ -440,6 +441,11 @@ func (d *daemon) handle(group ...[]jjournal.Entry) {
 func (d *daemon) watchdog() {
 	if err := d.k.Verify(); err != nil {
 		d.log.Errorf(keeper.MsgRepair, "%v, withholding watchdog ping", err)
+		return
+	}
+	// Bans in the kernel but not on disk (logged once, in STATUS=): no
+	// ping until they are saved.
+	if err := d.k.Health(); err != nil {
 		return
 	}
 	iv, _ := sddaemon.SdWatchdogEnabled(false)

@@ -86,7 +86,20 @@ type Keeper struct {
 
 	own   []netip.Addr // the machine's own addresses, as of ownAt
 	ownAt time.Time
+
+	// unsaved are the engine's bans in the kernel whose commit failed
+	// (disk full…), retried with each batch and every CursorEvery; while
+	// there are any, no cursor is saved past them, so a restart reads
+	// their entries again. saveErr is the last failure.
+	unsaved   []bans.Ban
+	saveErr   error
+	saveTried time.Time
 }
+
+// maxUnsaved bounds the bans kept for a retry of their commit; beyond it
+// the oldest are dropped from the retry (they stay in the kernel, and the
+// unsaved cursor makes a restart decide them again).
+const maxUnsaved = 100_000
 
 // Start builds a Keeper: it opens the firewall backend rt names, drops bans
 // that expired while the daemon was down and bans of jails no longer
@@ -250,7 +263,7 @@ func (k *Keeper) Close() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var errs []error
-	if k.lastCursor != "" {
+	if k.lastCursor != "" && len(k.unsaved) == 0 {
 		if err := k.table.SaveCursor(k.lastCursor); err != nil {
 			errs = append(errs, err)
 		}
@@ -343,8 +356,10 @@ func (k *Keeper) HandleBatch(batches ...[]jjournal.Entry) {
 			k.lastCursor = c
 		}
 	}
-	if len(decisions) > 0 {
-		bs := make([]bans.Ban, 0, len(decisions))
+	retry := len(k.unsaved) > 0 && time.Since(k.saveTried) >= CursorEvery
+	if len(decisions) > 0 || retry {
+		bs := make([]bans.Ban, 0, len(k.unsaved)+len(decisions))
+		bs = append(bs, k.unsaved...)
 		for _, dec := range decisions {
 			if err := k.refuse(dec.Prefix); err != nil {
 				// Log lines naming 0.0.0.0, multicast, this machine…:
@@ -357,14 +372,74 @@ func (k *Keeper) HandleBatch(batches ...[]jjournal.Entry) {
 		}
 		// The bans and the cursor after the entries that decided them go
 		// into one transaction.
-		k.commit(k.lastCursor, bs, false)
+		k.commitEngine(bs)
 		k.cursorSaved = time.Now()
-	} else if time.Since(k.cursorSaved) >= CursorEvery {
+	} else if len(k.unsaved) == 0 && time.Since(k.cursorSaved) >= CursorEvery {
 		if err := k.table.SaveCursor(k.lastCursor); err != nil {
 			k.log.Errorf(MsgJournal, "%v", err)
 		}
 		k.cursorSaved = time.Now()
 	}
+}
+
+// commitEngine commits the engine's bans bs with the last cursor; when
+// that fails, it keeps them for a retry (the cursor stays where it was
+// saved) and says so once per failure spell. Callers hold k.mu.
+func (k *Keeper) commitEngine(bs []bans.Ban) {
+	k.saveTried = time.Now()
+	if len(k.unsaved) > 0 {
+		// A ban decided again while unsaved: the latest counts.
+		idx := make(map[[2]any]int, len(bs))
+		out := bs[:0]
+		for _, b := range bs {
+			key := [2]any{b.Jail, b.Prefix}
+			if i, ok := idx[key]; ok {
+				out[i] = b
+				continue
+			}
+			idx[key] = len(out)
+			out = append(out, b)
+		}
+		bs = out
+	}
+	if _, err := k.commit(k.lastCursor, bs, false); err != nil {
+		if len(bs) > maxUnsaved {
+			bs = bs[len(bs)-maxUnsaved:]
+		}
+		if k.saveErr == nil {
+			k.log.Errorf(MsgSave, "%d bans are in the kernel but not saved: %v; the journal cursor stays at the last saved entry, retrying every %s", len(bs), err, CursorEvery)
+		}
+		k.unsaved, k.saveErr = bs, err
+		k.opts.Notify("STATUS=" + k.statusLocked())
+		return
+	}
+	if k.saveErr != nil {
+		k.log.Event(journal.PriNotice, MsgSave, fmt.Sprintf("saved the %d bans that could not be saved before", len(k.unsaved)))
+		k.unsaved, k.saveErr = nil, nil
+		k.opts.Notify("STATUS=" + k.statusLocked())
+	}
+}
+
+// RetrySave retries the commit of bans that could not be saved, at most
+// every CursorEvery (the daemon calls it every second).
+func (k *Keeper) RetrySave() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.unsaved) == 0 || time.Since(k.saveTried) < CursorEvery {
+		return
+	}
+	k.commitEngine(append([]bans.Ban(nil), k.unsaved...))
+}
+
+// Health is nil while every ban the kernel got is saved, else why not
+// (the daemon withholds WATCHDOG=1 meanwhile).
+func (k *Keeper) Health() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.saveErr != nil {
+		return fmt.Errorf("%d bans not saved: %w", len(k.unsaved), k.saveErr)
+	}
+	return nil
 }
 
 func banFromDecision(dec jails.Decision) bans.Ban {
@@ -416,7 +491,9 @@ func (k *Keeper) commit(cursor string, bs []bans.Ban, manual bool) (int, error) 
 		changed, err = k.table.Add(bs...)
 	}
 	if err != nil {
-		k.log.Errorf(MsgBan, "%v", err)
+		if manual { // the engine's failures: commitEngine
+			k.log.Errorf(MsgBan, "%v", err)
+		}
 		return 0, err
 	}
 	if len(changed) == 0 {
@@ -484,7 +561,11 @@ func (k *Keeper) StatusLine() string {
 
 func (k *Keeper) statusLocked() string {
 	names := jailNames(k.rt)
-	return fmt.Sprintf("%d jails (%s), %d bans", len(names), strings.Join(names, ", "), k.table.Len())
+	line := fmt.Sprintf("%d jails (%s), %d bans", len(names), strings.Join(names, ", "), k.table.Len())
+	if k.saveErr != nil {
+		line += fmt.Sprintf("; %d more in the kernel NOT SAVED (%v), retrying", len(k.unsaved), k.saveErr)
+	}
+	return line
 }
 
 // jailNames are the running jails' names, in configuration order (sorted).
