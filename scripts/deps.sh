@@ -29,9 +29,35 @@ if [ "$what" = test ]; then
 	[ -x /lib/systemd/systemd-journald ] || need_pkg systemd
 	# The conformance suite reads fail2ban's annotated sample logs.
 	[ -d /usr/lib/python3/dist-packages/fail2ban/tests/files/logs ] || need_pkg fail2ban
-	# Real sshd partners (beyond openssh-server above).
+	# Real sshd partners (beyond openssh-server above): a password user for PAM.
+	command -v chpasswd >/dev/null || need_pkg passwd
 
-	# Real mail daemons for the e2e tests.
+	# Real mail daemons for the e2e tests: postfix (submission with SASL
+	# through dovecot), dovecot for IMAP and POP3, curl as their client.
+	command -v postfix >/dev/null || need_pkg postfix
+	[ -x /usr/sbin/dovecot ] || need_pkg dovecot-core
+	[ -x /usr/lib/dovecot/imap-login ] || need_pkg dovecot-imapd
+	[ -x /usr/lib/dovecot/pop3-login ] || need_pkg dovecot-pop3d
+	command -v curl >/dev/null || need_pkg curl
+	# courier: authdaemond and courierlogger/couriertcpd are installed;
+	# courier-imap conflicts with dovecot-imapd (both provide imap-server),
+	# so it is unpacked into a directory of its own, with the libraries it
+	# links installed.
+	[ -x /usr/sbin/authdaemond ] || need_pkg courier-authdaemon
+	[ -x /usr/sbin/couriertcpd ] || need_pkg courier-base
+	for p in libgamin0 libgdbm6 libidn12 libcourier-unicode4; do
+		dpkg -s $p >/dev/null 2>&1 || need_pkg $p
+	done
+	# qmail's RBL front end rblsmtpd (Debian 12 ships no qmail).
+	command -v rblsmtpd >/dev/null || need_pkg ucspi-tcp
+	courier_imap=/var/lib/jailkeeper-test/courier-imap
+	if [ ! -x $courier_imap/usr/lib/courier/courier/imaplogin ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		d=$(mktemp -d)
+		(cd "$d" && { apt-get download -q courier-imap >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get download -q courier-imap >/dev/null; }; } &&
+			mkdir -p $courier_imap && dpkg-deb -x courier-imap_*.deb $courier_imap) ||
+			echo "could not unpack courier-imap into $courier_imap" >&2
+		rm -rf "$d"
+	fi
 
 	# Real web servers for the e2e tests.
 

@@ -196,11 +196,16 @@ func (d *daemon) run() error {
 	if err := os.MkdirAll(d.stateDir, 0o700); err != nil {
 		return fmt.Errorf("creating state directory: %w", err)
 	}
-	table, err := bans.Open(filepath.Join(d.stateDir, bans.FileName))
+	// A corrupt state file is moved aside; the keeper then starts from
+	// the bans the kernel still holds.
+	table, broken, err := bans.OpenRecovering(filepath.Join(d.stateDir, bans.FileName))
 	if err != nil {
 		return err
 	}
 	defer table.Close()
+	if broken != nil {
+		d.log.Event(journal.PriCrit, keeper.MsgRepair, fmt.Sprintf("%v; moved to %s, starting from the bans the kernel holds", broken.Cause, broken.MovedTo))
+	}
 
 	k, err := keeper.Start(rt, table, keeper.Options{
 		Log: d.log,
@@ -211,7 +216,8 @@ func (d *daemon) run() error {
 			}
 			sddaemon.SdNotify(false, state)
 		},
-		Reload: d.requestReload,
+		Reload:     d.requestReload,
+		FromKernel: broken != nil,
 	})
 	if err != nil {
 		return err
@@ -237,8 +243,8 @@ func (d *daemon) run() error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	d.log.Event(journal.PriNotice, keeper.MsgStarted, fmt.Sprintf("jailkeeper %s started: backend %s, %d jails (%s), %d bans restored",
-		version, k.Backend(), len(rt.Jails), strings.Join(cfg.JailNames(), ", "), k.Restored()))
+	d.log.Event(journal.PriNotice, keeper.MsgStarted, fmt.Sprintf("jailkeeper %s started: backend %s, %d jails (%s), %d bans restored, failures of %d addresses restored",
+		version, k.Backend(), len(rt.Jails), strings.Join(cfg.JailNames(), ", "), k.Restored(), k.CountsRestored()))
 	sddaemon.SdNotify(false, "READY=1\nSTATUS="+d.statusLine())
 
 	var wdTick <-chan time.Time
@@ -283,6 +289,11 @@ func (d *daemon) run() error {
 			}
 		case <-wdTick:
 			d.watchdog()
+		case <-d.k.DriftWake():
+			// Drift between watchdog periods: repaired at once.
+			if err := d.k.RepairDrift(); err != nil {
+				d.log.Errorf(keeper.MsgRepair, "%v", err)
+			}
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
 				d.reload()

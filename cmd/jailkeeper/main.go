@@ -14,8 +14,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jailkeeper/jailkeeper/internal/jailcheck"
 	"github.com/jailkeeper/jailkeeper/pkg/config"
 	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
+	"github.com/jailkeeper/jailkeeper/pkg/jails"
 	"github.com/jailkeeper/jailkeeper/pkg/journal"
 	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
@@ -292,9 +294,10 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("check", "check [--config-dir DIR] [--json]", stderr)
+	fs := newFlagSet("check", "check [--config-dir DIR] [--json] [--config-only]", stderr)
 	dir := fs.String("config-dir", defaultConfigDir, "directory of *.yaml drop-ins")
 	asJSON := fs.Bool("json", false, "print JSON")
+	configOnly := fs.Bool("config-only", false, "validate the configuration only: do not look at this host's units and journal")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return usageError(err)
@@ -312,11 +315,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, "check", err)
 	}
 	type jailOut struct {
-		Name     string   `json:"name"`
-		Units    []string `json:"units"`
-		MaxRetry int      `json:"maxretry"`
-		FindTime string   `json:"findtime"`
-		BanTime  string   `json:"bantime"`
+		Name     string              `json:"name"`
+		Units    []string            `json:"units"`
+		MaxRetry int                 `json:"maxretry"`
+		FindTime string              `json:"findtime"`
+		BanTime  string              `json:"bantime"`
+		Warnings []jailcheck.Warning `json:"warnings"`
 	}
 	out := struct {
 		Files     []string  `json:"files"`
@@ -334,13 +338,21 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	for _, p := range rt.Layout.Whitelist {
 		out.Whitelist = append(out.Whitelist, prefix.Format(p))
 	}
+	host := jailcheck.NewSystem()
 	for _, j := range rt.Jails {
 		bt := config.Duration(j.BanTime).String()
 		units := make([]string, len(j.Units))
 		for i, u := range j.Units {
 			units[i] = journal.UnitName(u) // as the reader matches it
 		}
-		out.Jails = append(out.Jails, jailOut{j.Name, units, j.MaxRetry, j.FindTime.String(), bt})
+		jo := jailOut{j.Name, units, j.MaxRetry, j.FindTime.String(), bt, []jailcheck.Warning{}}
+		if !*configOnly {
+			// Warnings about the host never change the exit code.
+			if ws := jailcheck.Check(checkedJail(cfg, j), host, time.Now()); ws != nil {
+				jo.Warnings = ws
+			}
+		}
+		out.Jails = append(out.Jails, jo)
 	}
 	if *asJSON {
 		return writeJSON(stdout, stderr, out)
@@ -348,9 +360,31 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "configuration OK: %d files, backend %s, %d jails\n", len(out.Files), out.Backend, len(out.Jails))
 	for _, j := range out.Jails {
 		fmt.Fprintf(stdout, "  %s: units %s, maxretry %d, findtime %s, bantime %s\n", j.Name, strings.Join(j.Units, " "), j.MaxRetry, j.FindTime, j.BanTime)
+		for _, w := range j.Warnings {
+			fmt.Fprintf(stdout, "    warning: %s\n", w.Message)
+		}
 	}
 	for _, w := range out.Warnings {
 		fmt.Fprintf(stdout, "  warning: %s\n", w)
 	}
 	return 0
+}
+
+// checkedJail describes jail j of cfg for jailcheck: a built-in filter's
+// default units are alternatives (one service's unit name per
+// distribution).
+func checkedJail(cfg *config.Config, j jails.Jail) jailcheck.Jail {
+	e := cfg.Effective(j.Name)
+	name := "of jail " + j.Name
+	if e.Filter != "" {
+		name = e.Filter
+		if _, custom := cfg.Filters[e.Filter]; !custom {
+			mode := e.Mode
+			if mode == "" {
+				mode = "normal"
+			}
+			name += " (mode " + mode + ")"
+		}
+	}
+	return jailcheck.Jail{Name: j.Name, Filter: j.Filter, FilterName: name, Units: j.Units, Alternatives: e.Units == nil}
 }

@@ -33,10 +33,15 @@ const testTopAddresses = 10
 func cmdTest(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("test", "test FILTER [FILE|-] [--json] [--mode M] | test FILTER --journal --unit U [--since T]", stderr)
 	asJSON := fs.Bool("json", false, `print one JSON object per matched line: {"line":N,"host":"…","user":"…"}`)
-	mode := fs.String("mode", "", "mode of a built-in filter (e.g. sshd: normal, aggressive)")
+	mode := fs.String("mode", "", "mode of a built-in filter (default normal; the modes are listed below)")
 	fromJournal := fs.Bool("journal", false, "read the live journal (via journalctl) instead of a file")
 	unit := fs.String("unit", "", "with --journal: the unit to read (_SYSTEMD_UNIT)")
 	since := fs.String("since", "", "with --journal: start time, as journalctl --since takes it")
+	flagUsage := fs.Usage
+	fs.Usage = func() {
+		flagUsage()
+		fmt.Fprint(stderr, builtinModesText())
+	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return usageError(err)
@@ -237,4 +242,14 @@ func loadTestFilter(arg, mode string) (string, *jails.Filter, error) {
 // oneLineText squeezes a message onto one line.
 func oneLineText(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// builtinModesText lists the built-in filters and their modes for --help.
+func builtinModesText() string {
+	var b strings.Builder
+	b.WriteString("built-in filters and their modes (--mode):\n")
+	for _, n := range jails.BuiltinNames() {
+		fmt.Fprintf(&b, "  %-18s %s\n", n, strings.Join(jails.BuiltinModes(n), ", "))
+	}
+	return b.String()
 }

@@ -55,7 +55,7 @@ func TestCmdTest(t *testing.T) {
 			contains: []string{"Lines:    3\n", "Matched:  1\n", "Ignored:  1\n", "Missed:   1\n"},
 		},
 		{name: "unknown filter", args: []string{"nosuch"}, code: 2, stderrHas: `unknown filter "nosuch"`, stderrOnly: true},
-		{name: "unknown mode", args: []string{"sshd", "--mode", "ddos"}, code: 2, stderrHas: `no mode "ddos"`, stderrOnly: true},
+		{name: "unknown mode", args: []string{"sshd", "--mode", "insane"}, code: 2, stderrHas: `no mode "insane"`, stderrOnly: true},
 		{name: "missing file", args: []string{"sshd", "testdata/nope.log"}, code: 2, stderrHas: "nope.log", stderrOnly: true},
 		{name: "no filter", args: nil, code: 2, stderrHas: "want FILTER", stderrOnly: true},
 		{name: "bad json line", args: []string{"sshd", "--json"}, stdin: "{\"MESSAGE\":\n", code: 2, stderrHas: "line 1", stderrOnly: true},
@@ -85,5 +85,17 @@ func TestCmdTest(t *testing.T) {
 				t.Errorf("stdout not empty: %q", out.String())
 			}
 		})
+	}
+}
+
+func TestCmdTestHelpListsModes(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"test", "--help"}, strings.NewReader(""), &out, &errOut); code != 0 {
+		t.Fatalf("test --help: exit %d", code)
+	}
+	for _, want := range []string{"built-in filters and their modes", "\n  sshd               normal, aggressive, ddos, extra\n", "\n  postfix            normal"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("test --help does not say %q:\n%s", want, errOut.String())
+		}
 	}
 }

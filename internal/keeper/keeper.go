@@ -61,6 +61,10 @@ type Options struct {
 	// (prefix.Refuse); nil means the addresses of the interfaces the
 	// process sees. The Keeper asks again at most every ownEvery.
 	Own func() ([]netip.Addr, error)
+	// FromKernel: the table was started empty because its file was found
+	// corrupt (bans.OpenRecovering); Start fills it with the bans the
+	// kernel's sets still hold before it builds the layout.
+	FromKernel bool
 }
 
 // ownEvery bounds how often the Keeper re-reads the machine's own
@@ -80,6 +84,8 @@ type Keeper struct {
 	fw       firewall.Backend
 	bus      Announcer
 	restored int
+	counted  int               // tracked addresses whose failures Start restored
+	drift    *firewall.Watcher // watches fw; nil when it cannot be watched
 
 	lastCursor  string
 	cursorSaved time.Time
@@ -128,6 +134,9 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 	} else if len(gone) > 0 {
 		k.log.Infof(MsgExpire, "%d bans expired while jailkeeper was stopped", len(gone))
 	}
+	if opts.FromKernel {
+		k.importKernel(fw, now)
+	}
 	active := k.keepConfigured(rt, table.Active(now))
 	k.tearDownOthers(fw.Name())
 	if err := fw.Setup(rt.Layout, toFirewall(active)); err != nil {
@@ -139,8 +148,78 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 		fw.Close()
 		return nil, fmt.Errorf("starting jails: %w", err)
 	}
+	// Failure counts survive restarts: restored from the table, then saved
+	// with every cursor write (docs/daemon.md).
+	if k.counted, err = engine.RestoreState(table.EachState, now); err != nil {
+		k.log.Warnf("%v", err)
+	}
+	table.AttachState(engine)
 	k.rt, k.engine, k.fw, k.restored = rt, engine, fw, len(active)
+	k.watchDrift()
 	return k, nil
+}
+
+// importKernel fills the table with the bans fw's sets hold: each set
+// carries the jail, the prefix and the time left (ipset caps a timeout at
+// about 24.8 days, so a longer ban comes back that long).
+func (k *Keeper) importKernel(fw firewall.Backend, now time.Time) {
+	held, err := fw.List()
+	if err != nil {
+		k.log.Event(journal.PriCrit, MsgRepair, fmt.Sprintf("reading the bans the kernel holds, to rebuild the ban table: %v", err))
+		return
+	}
+	bs := make([]bans.Ban, 0, len(held))
+	for _, b := range held {
+		bs = append(bs, bans.Ban{Jail: b.Jail, Prefix: b.Prefix, Start: now, Expires: b.Expires,
+			Reason: "restored from the kernel: the state file was corrupt"})
+	}
+	added, err := k.table.Add(bs...)
+	if err != nil {
+		k.log.Event(journal.PriCrit, MsgRepair, fmt.Sprintf("rebuilding the ban table from the kernel: %v", err))
+		return
+	}
+	k.log.Event(journal.PriCrit, MsgRepair, fmt.Sprintf("ban table rebuilt from the kernel: %d bans", len(added)))
+}
+
+// CountsRestored is the number of tracked addresses (IPv6: prefixes)
+// whose failures Start restored.
+func (k *Keeper) CountsRestored() int { return k.counted }
+
+// watchDrift starts watching k.fw for drift, closing the watcher of a
+// previous backend. Called with k.mu held, or before k is shared.
+func (k *Keeper) watchDrift() {
+	k.drift.Close()
+	w, err := firewall.Watch(k.fw)
+	if err != nil {
+		k.log.Warnf("watching the firewall for drift: %v (the watchdog's check repairs what is not watched)", err)
+	}
+	k.drift = w
+}
+
+// DriftWake returns a channel that receives a value when the firewall may
+// have drifted (another program's change, a ban set found short): the
+// caller then calls RepairDrift. A backend that cannot be watched gives a
+// nil channel. Call it again after a reload: a backend switch changes it.
+func (k *Keeper) DriftWake() <-chan struct{} {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.drift.Wake()
+}
+
+// RepairDrift verifies the firewall now (as Verify) if its watcher says it
+// may have drifted; otherwise it does nothing.
+func (k *Keeper) RepairDrift() error {
+	k.mu.Lock()
+	w := k.drift
+	drifted := w.Check()
+	k.mu.Unlock()
+	if !drifted {
+		return nil
+	}
+	start := time.Now()
+	err := k.Verify()
+	w.Verified(time.Since(start))
+	return err
 }
 
 // openBackend opens the backend rt names, with the Keeper's options.
@@ -268,6 +347,8 @@ func (k *Keeper) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	k.drift.Close()
+	k.drift = nil
 	if err := k.fw.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing firewall: %w", err))
 	}
@@ -785,6 +866,7 @@ func (k *Keeper) Swap(n *Next) error {
 		old.Close()
 		k.log.Event(journal.PriNotice, MsgConfig, fmt.Sprintf("firewall backend switched from %s to %s with %d bans", old.Name(), fw.Name(), len(active)))
 		k.fw = fw
+		k.watchDrift()
 	}
 	for _, w := range n.rt.Warnings {
 		k.log.Warnf("%s", w)
@@ -793,6 +875,7 @@ func (k *Keeper) Swap(n *Next) error {
 	// counted so far must come along: a reload gives no attacker a fresh
 	// count.
 	n.engine.Adopt(k.engine)
+	k.table.AttachState(n.engine)
 	k.rt, k.engine = n.rt, n.engine
 	return nil
 }

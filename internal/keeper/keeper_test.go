@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -457,6 +458,90 @@ func TestConcurrentCalls(t *testing.T) {
 	wg.Wait()
 	if _, err := b.k.Status(""); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCountsSurviveRestart: with maxretry 2, one failure, a restart of the
+// keeper on the same state file (Close, or a crash after the cursor was
+// saved), one failure → banned, and the failure total carries on.
+func TestCountsSurviveRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), bans.FileName)
+	open := func() *bans.Table {
+		tb, err := bans.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tb
+	}
+	table := open()
+	b := newBed(t, table, testRuntime(t, "iptables", "sshd"))
+	b.k.HandleBatch([]journal.Entry{failure("203.0.113.7", "c1")})
+	// A crash right after the cursor's save: no Close.
+	if err := table.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	table = open()
+	defer table.Close()
+	b = newBed(t, table, testRuntime(t, "iptables", "sshd"))
+	if n := b.k.CountsRestored(); n != 1 {
+		t.Fatalf("CountsRestored = %d, want 1", n)
+	}
+	e := failure("203.0.113.7", "c2")
+	e.Message = strings.Replace(e.Message, "4711", "4712", 1)
+	b.k.HandleBatch([]journal.Entry{e})
+	if v := b.verdict("iptables", "203.0.113.7"); v != firewall.VerdictReject {
+		t.Fatalf("after a failure, a restart and a failure: %s, want reject", v)
+	}
+	st, err := b.k.Status("sshd")
+	if err != nil || st[0].TotalFailed != 2 || st[0].TotalBanned != 1 {
+		t.Fatalf("Status = %+v, %v; want 2 failures, 1 ban in total", st, err)
+	}
+}
+
+// TestStartFromKernel: a table started empty because its file was
+// corrupt is filled from the kernel's sets before the layout is built, so
+// no ban is lost; bans of jails no longer configured are lifted as usual.
+func TestStartFromKernel(t *testing.T) {
+	fw := &namedFake{Fake: &firewall.Fake{}, name: "iptables"}
+	old := testRuntime(t, "iptables", "sshd", "gone")
+	exp := time.Now().Add(time.Hour)
+	if err := fw.Setup(old.Layout, []firewall.Ban{
+		{Jail: "sshd", Prefix: pfx("203.0.113.7"), Expires: exp},
+		{Jail: "sshd", Prefix: pfx("2001:db8::/64")},
+		{Jail: "gone", Prefix: pfx("203.0.113.8"), Expires: exp},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	table := bans.NewMemory()
+	var log bytes.Buffer
+	k, err := Start(testRuntime(t, "iptables", "sshd"), table, Options{
+		Log:        &Logger{out: &log},
+		NewBackend: func(string, firewall.Options) (firewall.Backend, error) { return fw, nil },
+		FromKernel: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	var got []string
+	for _, b := range table.Active(time.Now()) {
+		got = append(got, b.Jail+" "+b.Prefix.String())
+		if b.Prefix.Bits() == 32 && b.Expires.Sub(exp).Abs() > 2*time.Second {
+			t.Errorf("%s expires %v, want about %v", b.Prefix, b.Expires, exp)
+		}
+	}
+	want := []string{"sshd 203.0.113.7/32", "sshd 2001:db8::/64"} // Active: IPv4 before IPv6
+	if !slices.Equal(got, want) {
+		t.Fatalf("table after a start from the kernel: %q, want %q", got, want)
+	}
+	for _, a := range []string{"203.0.113.7", "2001:db8::9"} {
+		if v := fw.Verdict(netip.MustParseAddr(a), firewall.ProtoTCP, 22); v != firewall.VerdictReject {
+			t.Errorf("%s after the start: %s, want reject", a, v)
+		}
+	}
+	if !strings.Contains(log.String(), "ban table rebuilt from the kernel: 3 bans") {
+		t.Errorf("log lacks the rebuild:\n%s", log.String())
 	}
 }
 

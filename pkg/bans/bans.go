@@ -1,23 +1,25 @@
 // Package bans is the one place that knows who is banned, why and until
 // when. It keeps the active bans and the ban history (for repeat-offender
 // increments), expires bans, and persists all of it — with the journal
-// cursor — in one bbolt file under the state directory, so a restart, crash
-// or reboot restores every unexpired ban without re-reading logs. It does not
-// parse logs and does not talk to the firewall.
+// cursor, and with the state another stage must save together with that
+// cursor (the engine's failure counts, state.go) — in one bbolt file under
+// the state directory, so a restart, crash or reboot restores every
+// unexpired ban without re-reading logs. A file found corrupt is reported,
+// never trusted (corrupt.go). It does not parse logs and does not talk to
+// the firewall.
 package bans
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
 // FileName is the database file inside the state directory.
@@ -27,6 +29,7 @@ var (
 	bucketBans    = []byte("bans")
 	bucketHistory = []byte("history")
 	bucketMeta    = []byte("meta")
+	bucketState   = []byte("state")
 	keyCursor     = []byte("cursor")
 	keyTotals     = []byte("totals")
 )
@@ -63,6 +66,8 @@ type Table struct {
 	cursor  string
 	// HistoryKeep bounds the history kept per prefix.
 	historyKeep int
+	// The state saved with the cursor (state.go).
+	st stateLog
 }
 
 // NewMemory returns a table that persists nothing (tests, dry runs).
@@ -72,18 +77,33 @@ func NewMemory() *Table {
 
 // Open opens (creating if needed) the database at path and loads it. A
 // second daemon on the same file fails after a second instead of waiting.
+// A file that is there but is not a sound ban database — empty, truncated,
+// overwritten, a page or a record that does not decode — gives an error
+// wrapping ErrCorrupt, never a panic (see OpenRecovering).
 func Open(path string) (*Table, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
+		return nil, fmt.Errorf("opening ban database %s: %w: the file is empty", path, ErrCorrupt)
+	}
+	db, err := openBolt(path)
 	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("opening ban database %s: another jailkeeper holds it", path)
-		}
-		return nil, fmt.Errorf("opening ban database %s: %w", path, err)
+		return nil, err
 	}
 	t := NewMemory()
 	t.db = db
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketBans, bucketHistory, bucketMeta} {
+	if err := t.load(); err != nil {
+		closeQuietly(db)
+		return nil, fmt.Errorf("loading ban database %s: %w", path, err)
+	}
+	return t, nil
+}
+
+// load creates the buckets and reads the bans, histories, totals and
+// cursor into memory.
+func (t *Table) load() (err error) {
+	defer recoverCorrupt(&err)
+	defer faultsPanic()()
+	return t.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketBans, bucketHistory, bucketMeta, bucketState} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -91,7 +111,7 @@ func Open(path string) (*Table, error) {
 		if err := tx.Bucket(bucketBans).ForEach(func(k, v []byte) error {
 			var b Ban
 			if err := json.Unmarshal(v, &b); err != nil {
-				return fmt.Errorf("ban %q: %w", k, err)
+				return fmt.Errorf("%w: ban %q: %v", ErrCorrupt, k, err)
 			}
 			t.active[key{b.Jail, b.Prefix}] = b
 			return nil
@@ -105,27 +125,23 @@ func Open(path string) (*Table, error) {
 				Starts []time.Time  `json:"starts"`
 			}
 			if err := json.Unmarshal(v, &h); err != nil {
-				return fmt.Errorf("history %q: %w", k, err)
+				return fmt.Errorf("%w: history %q: %v", ErrCorrupt, k, err)
 			}
 			t.history[key{h.Jail, h.Prefix}] = h.Starts
 			return nil
 		}); err != nil {
 			return err
 		}
+		t.st.open(tx)
 		meta := tx.Bucket(bucketMeta)
 		t.cursor = string(meta.Get(keyCursor))
 		if v := meta.Get(keyTotals); v != nil {
 			if err := json.Unmarshal(v, &t.totals); err != nil {
-				return fmt.Errorf("totals: %w", err)
+				return fmt.Errorf("%w: totals: %v", ErrCorrupt, err)
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("loading ban database %s: %w", path, err)
-	}
-	return t, nil
 }
 
 // Close closes the database.
@@ -149,7 +165,8 @@ func (t *Table) Add(bs ...Ban) ([]Ban, error) {
 }
 
 // Commit is Add plus the journal cursor up to which the bans were decided,
-// written in the same transaction (one sync instead of two).
+// written in the same transaction (one sync instead of two), with the
+// attached state's changes (AttachState).
 func (t *Table) Commit(cursor string, bs ...Ban) ([]Ban, error) {
 	return t.commit(&cursor, bs)
 }
@@ -184,10 +201,13 @@ func (t *Table) plan(bs []Ban) (changed, fresh []Ban) {
 }
 
 func (t *Table) commit(cursor *string, bs []Ban) ([]Ban, error) {
+	if cursor != nil {
+		t.takeState()
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	changed, fresh := t.plan(bs)
-	if cursor != nil && *cursor == t.cursor {
+	if cursor != nil && *cursor == t.cursor && !t.st.dirty() {
 		cursor = nil
 	}
 	if len(changed) == 0 && cursor == nil {
@@ -278,9 +298,13 @@ func (t *Table) drop(gone []Ban) error {
 }
 
 // persist writes one transaction: bans put and deleted, history, totals
-// (nil: unchanged) and the cursor (nil: unchanged).
+// (nil: unchanged) and the cursor (nil: unchanged) with the pending state
+// changes.
 func (t *Table) persist(put, del []Ban, hist map[key][]time.Time, totals map[string]int, cursor *string) error {
 	if t.db == nil {
+		if cursor != nil {
+			t.st.written()
+		}
 		return nil
 	}
 	err := t.db.Update(func(tx *bolt.Tx) error {
@@ -322,11 +346,15 @@ func (t *Table) persist(put, del []Ban, hist map[key][]time.Time, totals map[str
 			if err := tx.Bucket(bucketMeta).Put(keyCursor, []byte(*cursor)); err != nil {
 				return err
 			}
+			return t.st.write(tx)
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("saving bans: %w", err)
+	}
+	if cursor != nil {
+		t.st.written()
 	}
 	return nil
 }
@@ -403,20 +431,26 @@ func (t *Table) Cursor() string {
 	return t.cursor
 }
 
-// SaveCursor persists the cursor of the last journal entry processed.
+// SaveCursor persists the cursor of the last journal entry processed,
+// with the attached state's changes (AttachState).
 func (t *Table) SaveCursor(c string) error {
+	t.takeState()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if c == t.cursor {
+	if c == t.cursor && !t.st.dirty() {
 		return nil
 	}
 	if t.db != nil {
 		if err := t.db.Update(func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketMeta).Put(keyCursor, []byte(c))
+			if err := tx.Bucket(bucketMeta).Put(keyCursor, []byte(c)); err != nil {
+				return err
+			}
+			return t.st.write(tx)
 		}); err != nil {
 			return fmt.Errorf("saving journal cursor: %w", err)
 		}
 	}
+	t.st.written()
 	t.cursor = c
 	return nil
 }

@@ -183,3 +183,162 @@ func BenchmarkCommit(b *testing.B) {
 		}
 	}
 }
+
+// fakeState is a StateSource handing out what was queued on it.
+type fakeState struct {
+	queued map[string][]byte // the changes the next call hands out
+	all    map[string][]byte // what a full call hands out
+	fulls  int
+}
+
+func (f *fakeState) TakeState(all bool, put func(k, v []byte)) bool {
+	src := f.queued
+	if all {
+		src = f.all
+	}
+	for k, v := range src {
+		put([]byte(k), v)
+	}
+	f.queued = map[string][]byte{}
+	if all {
+		f.fulls++
+	}
+	return all
+}
+
+// savedState replays the saved log: later records replace, nil deletes.
+func savedState(t *testing.T, tb *Table) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	if err := tb.EachState(func(k, v []byte) {
+		if v == nil {
+			delete(m, string(k))
+			return
+		}
+		m[string(k)] = string(v)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestStateCompaction: the log grows by the changes; past compactMin plus
+// twice its size after the last compaction, the next cursor write takes
+// everything from the source and the log holds just that.
+func TestStateCompaction(t *testing.T) {
+	tb, err := Open(filepath.Join(t.TempDir(), FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	src := &fakeState{all: map[string][]byte{"live": []byte("x")}}
+	tb.AttachState(src)
+	entries := func() int {
+		n := 0
+		tb.EachState(func(k, v []byte) { n++ })
+		return n
+	}
+	const per = 4096
+	i := 0
+	for ; src.fulls == 0 && i < 100; i++ {
+		src.queued = map[string][]byte{}
+		for k := 0; k < per; k++ {
+			src.queued[fmt.Sprintf("k%d", k)] = []byte{byte(i)}
+		}
+		if err := tb.SaveCursor(fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if src.fulls != 1 || i != compactMin/per+2 {
+		t.Fatalf("%d full takes after %d writes of %d, want 1 after %d", src.fulls, i, per, compactMin/per+2)
+	}
+	if n := entries(); n != 1 {
+		t.Fatalf("%d log entries after the compaction, want 1", n)
+	}
+	if m := savedState(t, tb); len(m) != 1 || m["live"] != "x" {
+		t.Fatalf("state after the compaction: %v", m)
+	}
+}
+
+// TestStateSavedWithCursor: the attached state's changes are written only
+// with the journal cursor (Commit, SaveCursor, also when the cursor has
+// not moved), in its transaction, and read back after a reopen; an Add
+// without cursor keeps them pending.
+func TestStateSavedWithCursor(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	tb, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &fakeState{queued: map[string][]byte{"a": []byte("1"), "b": []byte("2")}}
+	tb.AttachState(src)
+	if _, err := tb.Add(ban("sshd", "198.51.100.2/32", t0, time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if m := savedState(t, tb); len(m) != 0 {
+		t.Fatalf("state written without a cursor: %v", m)
+	}
+	if _, err := tb.Commit("c1", ban("sshd", "198.51.100.3/32", t0, time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if m := savedState(t, tb); m["a"] != "1" || m["b"] != "2" || len(m) != 2 {
+		t.Fatalf("after Commit: %v", m)
+	}
+	// Same cursor, but changes (an unban's): written too.
+	src.queued = map[string][]byte{"a": nil, "c": []byte("3")}
+	if err := tb.SaveCursor("c1"); err != nil {
+		t.Fatal(err)
+	}
+	if m := savedState(t, tb); m["a"] != "" || m["c"] != "3" || len(m) != 2 {
+		t.Fatalf("after SaveCursor with the same cursor: %v, want b c", m)
+	}
+	src.queued = map[string][]byte{"d": []byte("4")}
+	if err := tb.SaveCursor("c2"); err != nil {
+		t.Fatal(err)
+	}
+	tb = reopen(t, tb, path)
+	defer tb.Close()
+	m := savedState(t, tb)
+	if len(m) != 3 || m["b"] != "2" || m["c"] != "3" || m["d"] != "4" {
+		t.Fatalf("after SaveCursor and reopen: %v, want b c d", m)
+	}
+	if tb.Cursor() != "c2" {
+		t.Fatalf("cursor %q", tb.Cursor())
+	}
+}
+
+// BenchmarkCommitState is BenchmarkCommit with the engine's state changes
+// of a journal batch of 1024 failures from distinct addresses (a record of
+// about 60 bytes each): the cost the saved failure counts add on the ban
+// path in a flood of new addresses.
+func BenchmarkCommitState(b *testing.B) {
+	tb, err := Open(filepath.Join(b.TempDir(), FileName))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tb.Close()
+	src := &fakeState{}
+	tb.AttachState(src)
+	now := time.Now()
+	batch := make([]Ban, 25)
+	val := make([]byte, 46)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		src.queued = make(map[string][]byte, 1024)
+		for k := 0; k < 1024; k++ {
+			v := uint32(0xc6120000 + i*1024 + k)
+			a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+			src.queued["fsshd\x00"+a.String()+"/32"] = val
+		}
+		for k := range batch {
+			v := uint32(0x0a000000 + i*len(batch) + k)
+			a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+			batch[k] = Ban{Jail: "sshd", Prefix: netip.PrefixFrom(a, 32), Start: now, Expires: now.Add(time.Hour), Reason: "5 failures within 10m0s"}
+		}
+		b.StartTimer()
+		if _, err := tb.Commit(fmt.Sprintf("s=x;i=%x", i), batch...); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -29,9 +29,24 @@ func (c *Config) JailNames() []string {
 }
 
 // Effective returns jail name with every unset field taken from defaults.
+// A jail that names no filter and no failregex uses the filter of its own
+// name (a filter of the configuration, else a built-in one), so that
+// `jails: {postfix: {}}` is a whole jail. A jail of a built-in filter that
+// sets no ports bans the ports of that service (jails.BuiltinPorts), not
+// defaults.ports.
 func (c *Config) Effective(name string) Jail {
 	j := c.Jails[name]
 	d := c.Defaults
+	if j.Filter == "" && len(j.FailRegex) == 0 && c.hasFilter(name) {
+		j.Filter = name
+	}
+	if j.Ports == nil && j.Filter != "" {
+		if _, custom := c.Filters[j.Filter]; !custom {
+			for _, p := range jails.BuiltinPorts(j.Filter) {
+				j.Ports = append(j.Ports, Port(p))
+			}
+		}
+	}
 	if j.MaxRetry == nil {
 		j.MaxRetry = d.MaxRetry
 	}
@@ -69,6 +84,16 @@ func (c *Config) Effective(name string) Jail {
 		j.Mode = d.Mode
 	}
 	return j
+}
+
+// hasFilter reports whether name is a filter of the configuration or a
+// built-in one.
+func (c *Config) hasFilter(name string) bool {
+	if _, ok := c.Filters[name]; ok {
+		return true
+	}
+	_, err := jails.Builtin(name, "")
+	return err == nil
 }
 
 func (c *Config) validate() error {

@@ -14,8 +14,9 @@ type Options struct {
 	// KillConnections removes the conntrack entries of a banned source
 	// after it is added, so an established session ends too.
 	KillConnections bool
-	// Logf receives one line per notable event (choice of backend, repairs,
-	// dry-run actions). Nil discards them.
+	// Logf receives one line per notable event (choice of backend, layout
+	// set up, dry-run actions). Nil discards them. Verify does not log what
+	// it repairs: it returns it, and the caller logs it once.
 	Logf func(format string, args ...any)
 }
 

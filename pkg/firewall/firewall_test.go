@@ -134,18 +134,24 @@ func (e *kernelEnv) probe(t *testing.T, src netip.Addr, port uint16) Verdict {
 	}
 	var v Verdict
 	err := inNetNS(nsPath(e.hosts.Atk), func() error {
-		d := net.Dialer{Timeout: 400 * time.Millisecond, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
-		c, err := d.Dial("tcp", netip.AddrPortFrom(dst, port).String())
-		switch {
-		case err == nil:
-			c.Close()
-			v = VerdictAccept
-		case errors.Is(err, syscall.ECONNREFUSED):
-			v = VerdictReject
-		case isTimeout(err):
-			v = VerdictDrop
-		default:
-			return err
+		// A first timeout may be a busy machine rather than a drop: only
+		// a second, longer one says drop.
+		for _, timeout := range []time.Duration{400 * time.Millisecond, 1500 * time.Millisecond} {
+			d := net.Dialer{Timeout: timeout, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
+			c, err := d.Dial("tcp", netip.AddrPortFrom(dst, port).String())
+			switch {
+			case err == nil:
+				c.Close()
+				v = VerdictAccept
+				return nil
+			case errors.Is(err, syscall.ECONNREFUSED):
+				v = VerdictReject
+				return nil
+			case isTimeout(err):
+				v = VerdictDrop
+			default:
+				return err
+			}
 		}
 		return nil
 	})

@@ -64,6 +64,13 @@ type ipt struct {
 	killer *connKiller // only with KillConnections
 	layout Layout
 	now    func() time.Time
+	// tally counts the bans each set must hold, for the Watcher's cheap
+	// check; tallyStale: the check alarmed, Verify must reset it.
+	tally      *banTally
+	tallyStale bool
+	// xt reads table filter's header with iptables-legacy (xtinfo.go);
+	// nil otherwise.
+	xt *xtWatch
 }
 
 var _ Backend = (*ipt)(nil)
@@ -71,7 +78,7 @@ var _ Backend = (*ipt)(nil)
 // newIPTables opens the iptables backend in opts.NetNS (or the current
 // namespace).
 func newIPTables(opts Options) (*ipt, error) {
-	b := &ipt{opts: opts, ns: nsPath(opts.NetNS), now: time.Now}
+	b := &ipt{opts: opts, ns: nsPath(opts.NetNS), now: time.Now, tally: newBanTally()}
 	err := inNetNS(b.ns, func() error {
 		out, err := exec.Command("iptables", "--version").CombinedOutput()
 		if err != nil {
@@ -106,6 +113,11 @@ func newIPTables(opts Options) (*ipt, error) {
 			b.h.close()
 			b.bulk.close()
 			return nil, fmt.Errorf("opening conntrack netlink socket: %w", err)
+		}
+	}
+	if b.mode == "legacy" {
+		if b.xt, err = openXTWatch(b.ns); err != nil {
+			opts.logf("firewall iptables: rule changes by other programs are repaired at the watchdog's check only: %v", err)
 		}
 	}
 	opts.logf("firewall iptables: using iptables (%s) with ipset", b.mode)
@@ -350,6 +362,11 @@ func (b *ipt) Setup(l Layout, bans []Ban) error {
 		}
 	}
 	b.layout = l
+	b.tally.reset(in, now)
+	b.tallyStale = false
+	if b.xt != nil {
+		b.xt.snapshot()
+	}
 	b.opts.logf("firewall iptables: layout set up for %d jails, %d bans loaded", len(l.Jails), len(in))
 	return nil
 }
@@ -491,6 +508,13 @@ func (b *ipt) Add(bans []Ban) error {
 	now := b.now()
 	in, perr := prepare(bans, jailIndex(b.layout), now)
 	aerr := b.addBans(in, now)
+	if aerr == nil {
+		for _, bn := range in {
+			b.tally.add(bn, 1)
+		}
+	} else {
+		b.tallyStale = true // some are in, some not: Verify recounts
+	}
 	if b.killer != nil {
 		b.killer.kill(in)
 	}
@@ -521,8 +545,64 @@ func (b *ipt) Remove(bans []Ban) error {
 		if err := b.h.del(set, entry(n.Prefix, nil)); err != nil && !isAbsentElement(err) && !isNotFound(err) {
 			return fmt.Errorf("removing %v from ipset %s: %w", n.Prefix, set, err)
 		}
+		b.tally.add(n, -1)
 	}
 	return nil
+}
+
+// resetTally counts the bans the sets must hold afresh.
+func (b *ipt) resetTally(bans []Ban, jails map[string]JailRules, now time.Time) {
+	t := newBanTally()
+	t.cut = now.Unix() + verifySlack
+	_ = eachPrepared(bans, jails, now, func(bn Ban) { t.add(bn, 1) })
+	b.tally, b.tallyStale = t, false
+}
+
+// watchSpec implements watchable: with iptables-nft, table filter of both
+// families is nftables' and its changes are notified; ipset's are not.
+func (b *ipt) watchSpec() (string, []nftTableID, bool) {
+	var tables []nftTableID
+	if b.mode == "nf_tables" {
+		tables = []nftTableID{{unix.NFPROTO_IPV4, iptTable}, {unix.NFPROTO_IPV6, iptTable}}
+	}
+	return b.ns, tables, true
+}
+
+// quickCheck implements watchable: every ban set holding bans must exist
+// and hold at least as many elements as the tally says, each whitelist
+// set at least the whitelist's prefixes of its family (one netlink request
+// per set, for its header); with iptables-legacy, table filter's header
+// must be as the last Setup or Verify left it.
+func (b *ipt) quickCheck(now time.Time) (bool, error) {
+	if b.xt != nil {
+		if changed, err := b.xt.changed(); changed || err != nil {
+			return true, err
+		}
+	}
+	for _, s := range desiredSets(b.layout) {
+		var want int
+		if s.timeout {
+			want = b.tally.want(s.name, now)
+		} else {
+			seen := map[netip.Prefix]bool{}
+			for _, e := range whitelistElems(b.layout, s.v6) {
+				seen[e.prefix] = true
+			}
+			want = len(seen)
+		}
+		if want == 0 {
+			continue
+		}
+		n, err := b.bulk.count(s.name)
+		if err != nil || n < want {
+			b.tallyStale = true
+			if isNotFound(err) {
+				err = nil
+			}
+			return true, err
+		}
+	}
+	return false, nil
 }
 
 // List reads the ban sets of the current layout's jails (or, before Setup,
@@ -661,8 +741,11 @@ func (b *ipt) Verify(l Layout, bans []Ban) ([]string, error) {
 		return err
 	})
 	b.layout = l
-	if len(found) > 0 {
-		b.opts.logf("firewall iptables: repaired: %s", strings.Join(found, "; "))
+	if len(found) > 0 || b.tallyStale {
+		b.resetTally(bans, jails, now)
+	}
+	if b.xt != nil {
+		b.xt.snapshot()
 	}
 	if err != nil {
 		return found, fmt.Errorf("repairing iptables layout: %w", err)
@@ -724,6 +807,9 @@ func (b *ipt) verifyWhitelist(l Layout, s setSpec) ([]string, error) {
 func (b *ipt) Close() error {
 	if b.killer != nil {
 		b.killer.close()
+	}
+	if b.xt != nil {
+		b.xt.close()
 	}
 	b.h.close()
 	b.bulk.close()

@@ -883,11 +883,17 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 			return found, fmt.Errorf("repairing nftables bans: %w", err)
 		}
 	}
-	if len(found) > 0 {
-		b.opts.logf("firewall nftables: repaired: %s", strings.Join(found, "; "))
-	}
 	return found, nil
 }
+
+// watchSpec implements watchable: every change of table inet jailkeeper
+// is notified; nothing needs a timer.
+func (b *nft) watchSpec() (string, []nftTableID, bool) {
+	return nsPath(b.opts.NetNS), []nftTableID{{unix.NFPROTO_INET, nftTable}}, false
+}
+
+// quickCheck implements watchable: notifications are the whole check.
+func (b *nft) quickCheck(time.Time) (bool, error) { return false, nil }
 
 func comparePrefix(a, b netip.Prefix) int {
 	if c := a.Addr().Compare(b.Addr()); c != 0 {

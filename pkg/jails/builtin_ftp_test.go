@@ -9,8 +9,8 @@ import (
 )
 
 // The FTP jails read their daemon's entries that journald wrote without
-// _SYSTEMD_UNIT, by identifier and _UID 0, as their unit's; other jails
-// (sshd) read none.
+// _SYSTEMD_UNIT, by identifier and _UID 0, as their unit's (the sshd jail
+// adds its own two identifiers after them).
 func TestFTPUnitless(t *testing.T) {
 	var js []Jail
 	for _, name := range []string{"vsftpd", "proftpd", "pure-ftpd", "sshd"} {
@@ -32,6 +32,8 @@ func TestFTPUnitless(t *testing.T) {
 		{Unit: "vsftpd.service", Identifier: "vsftpd"},
 		{Unit: "proftpd.service", Identifier: "proftpd"},
 		{Unit: "pure-ftpd.service", Identifier: "pure-ftpd"},
+		{Unit: "ssh.service", Identifier: "sshd"},
+		{Unit: "ssh.service", Identifier: "sshd-session"},
 	}
 	if got := e.Unitless(); !slices.Equal(got, want) {
 		t.Fatalf("Unitless() = %+v, want %+v", got, want)

@@ -14,6 +14,30 @@ type distTracker struct {
 	maxPairs int
 	pairs    int
 	users    *lru[string, *distUser]
+	// changed holds the pairs added, updated or dropped since the last
+	// TakeState, when recording is on (nil: off). See state.go.
+	changed map[distPair]struct{}
+}
+
+// distPair is one key failing against one user.
+type distPair struct {
+	user string
+	key  netip.Prefix
+}
+
+// mark records that a pair changed, when recording is on.
+func (d *distTracker) mark(user string, key netip.Prefix) {
+	if d.changed != nil {
+		d.changed[distPair{user, key}] = struct{}{}
+	}
+}
+
+// markUser records that every pair of user changed (it is being dropped).
+func (d *distTracker) markUser(un *lruNode[string, *distUser]) {
+	if d.changed == nil {
+		return
+	}
+	un.val.keys.each(func(kn *lruNode[netip.Prefix, distKey]) { d.mark(un.key, kn.key) })
 }
 
 type distUser struct {
@@ -47,7 +71,10 @@ func newDistTracker(cfg Distributed, maxPairs int) *distTracker {
 func (d *distTracker) add(user string, key netip.Prefix, at time.Time) []distHit {
 	now := at.UnixNano()
 	horizon := now - int64(d.cfg.Window)
-	d.users.pruneBefore(horizon, func(n *lruNode[string, *distUser]) { d.pairs -= n.val.keys.len() })
+	d.users.pruneBefore(horizon, func(n *lruNode[string, *distUser]) {
+		d.markUser(n)
+		d.pairs -= n.val.keys.len()
+	})
 	un := d.users.get(user)
 	if un == nil {
 		un = d.users.add(user, now)
@@ -55,7 +82,7 @@ func (d *distTracker) add(user string, key netip.Prefix, at time.Time) []distHit
 	}
 	d.users.touch(un, now)
 	u := un.val
-	d.pairs -= u.keys.pruneBefore(horizon, nil)
+	d.pairs -= u.keys.pruneBefore(horizon, func(kn *lruNode[netip.Prefix, distKey]) { d.mark(user, kn.key) })
 	kn := u.keys.get(key)
 	if kn == nil {
 		for d.pairs >= d.maxPairs && d.users.len() > 0 {
@@ -63,12 +90,14 @@ func (d *distTracker) add(user string, key netip.Prefix, at time.Time) []distHit
 			if old == un {
 				// This user alone fills the tracker: drop its oldest key.
 				if o := u.keys.oldest(); o != nil {
+					d.mark(user, o.key)
 					u.keys.remove(o)
 					d.pairs--
 					continue
 				}
 				break
 			}
+			d.markUser(old)
 			d.pairs -= old.val.keys.len()
 			d.users.remove(old)
 		}
@@ -77,6 +106,7 @@ func (d *distTracker) add(user string, key netip.Prefix, at time.Time) []distHit
 	}
 	u.keys.touch(kn, now)
 	kn.val.count++
+	d.mark(user, key)
 	n := u.keys.len()
 	if n < d.cfg.MinAddresses {
 		u.scanned = false
@@ -89,6 +119,7 @@ func (d *distTracker) add(user string, key netip.Prefix, at time.Time) []distHit
 			if k.val.count >= d.cfg.MaxRetry {
 				hits = append(hits, distHit{key: k.key, addresses: n, failures: k.val.count})
 				k.val.count = 0
+				d.mark(user, k.key)
 			}
 		})
 		return hits
@@ -106,6 +137,7 @@ func (d *distTracker) reset(key netip.Prefix) {
 	d.users.each(func(un *lruNode[string, *distUser]) {
 		if kn := un.val.keys.get(key); kn != nil {
 			kn.val.count = 0
+			d.mark(un.key, key)
 		}
 	})
 }
@@ -115,6 +147,7 @@ func (d *distTracker) forget(p netip.Prefix) {
 	d.users.each(func(un *lruNode[string, *distUser]) {
 		un.val.keys.each(func(kn *lruNode[netip.Prefix, distKey]) {
 			if kn.key.Overlaps(p) {
+				d.mark(un.key, kn.key)
 				un.val.keys.remove(kn)
 				d.pairs--
 			}

@@ -108,6 +108,10 @@ type Engine struct {
 	units    []string
 	idents   []string
 	unitless []journal.Unitless
+	// state: changes are recorded for TakeState; fullNext: the next one
+	// hands out every record (state.go).
+	state    bool
+	fullNext bool
 }
 
 type jailState struct {
@@ -116,6 +120,8 @@ type jailState struct {
 	dist      *distTracker
 	escalated map[netip.Prefix]time.Time // subnet → end of its ban
 	total     int
+	// totalDirty: total changed since the last TakeState.
+	totalDirty bool
 }
 
 // NewEngine checks jails and returns an engine for them. wl may be nil
@@ -324,11 +330,12 @@ func (e *Engine) HandleFailure(f Failure) []Decision {
 // fail counts m in js at time at. Called with e.mu held.
 func (e *Engine) fail(js *jailState, m Match, at time.Time) []Decision {
 	key := Key(m.Addr, js.IPv6Prefix)
-	n, counted := js.tracker.Add(key, m.Addr, m.Port, m.Regex, at)
+	n, counted := js.tracker.AddUser(key, m.Addr, m.Port, m.Regex, m.User, at)
 	if !counted {
 		return nil
 	}
 	js.total++
+	js.totalDirty = true
 	var out []Decision
 	if n >= js.MaxRetry {
 		js.tracker.Reset(key)
@@ -473,20 +480,33 @@ func (e *Engine) Adopt(old *Engine) {
 	for _, js := range old.jails {
 		prev[js.Name] = js
 	}
+	// The saved state follows: the next TakeState hands out everything,
+	// so that records of what is not carried over go.
+	if old.state {
+		e.recordState()
+		e.fullNext = true
+	}
 	for _, js := range e.jails {
 		o := prev[js.Name]
 		if o == nil {
 			continue
 		}
 		js.total = o.total
+		js.totalDirty = o.totalDirty
 		for sub, end := range o.escalated {
 			js.escalated[sub] = end
 		}
 		if o.IPv6Prefix == js.IPv6Prefix {
 			o.tracker.retune(js.MaxRetry, js.FindTime, js.MaxTracked)
+			if e.state && o.tracker.changed == nil {
+				o.tracker.changed = map[netip.Prefix]struct{}{}
+			}
 			js.tracker = o.tracker
 		}
 		if o.dist != nil && js.dist != nil && o.Distributed == js.Distributed && o.IPv6Prefix == js.IPv6Prefix {
+			if e.state && o.dist.changed == nil {
+				o.dist.changed = map[distPair]struct{}{}
+			}
 			js.dist = o.dist
 		}
 	}

@@ -99,7 +99,7 @@ func TestBuiltinErrors(t *testing.T) {
 	if _, err := Builtin("nosuch", ""); err == nil || !strings.Contains(err.Error(), `unknown filter "nosuch"`) || !strings.Contains(err.Error(), "sshd") {
 		t.Errorf("unknown name: %v", err)
 	}
-	if _, err := Builtin("sshd", "ddos"); err == nil || !strings.Contains(err.Error(), `no mode "ddos"`) || !strings.Contains(err.Error(), "aggressive") {
+	if _, err := Builtin("sshd", "nosuchmode"); err == nil || !strings.Contains(err.Error(), `no mode "nosuchmode"`) || !strings.Contains(err.Error(), "aggressive") {
 		t.Errorf("unknown mode: %v", err)
 	}
 	n, _ := Builtin("sshd", "normal")

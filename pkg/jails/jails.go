@@ -2,7 +2,8 @@
 // model, filters (failregex/ignoreregex with <HOST> and <USER>, anchored,
 // in Go's regexp syntax: run by a backtracking matcher with a step budget
 // that falls back to Go's linear-time regexp), the failure tracker (maxretry inside findtime, IPv6 prefix
-// grouping, distributed attacks, subnet escalation, a memory bound) and the
+// grouping, distributed attacks, subnet escalation, a memory bound, its
+// counts handed out and taken back across restarts: state.go) and the
 // decision (bantime, repeat-offender increments). It never touches the
 // firewall.
 package jails

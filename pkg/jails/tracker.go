@@ -1,6 +1,7 @@
 package jails
 
 import (
+	"hash/maphash"
 	"net/netip"
 	"time"
 )
@@ -20,6 +21,17 @@ const DefaultMaxTracked = 1_000_000
 // … port 4711", then "Connection closed by invalid user … port 4711"), is
 // not counted again, while repeated lines of one regex (three "Failed
 // password" in one connection) each count.
+//
+// Some services write two lines for one failed attempt that share no
+// port: dovecot's PAM passdb logs "pam_unix(dovecot:auth): authentication
+// failure; … ruser=U rhost=H", and its login process logs "imap-login:
+// Disconnected (auth failed, 1 attempts …): user=<U>, … rip=H". A failure
+// that names the same user and address as the last counted failure of
+// its key, recognised by a different regex, within pairWindow of it, and
+// where one of the two has no port, is that attempt's second line and is
+// not counted (see AddUser). Each other regex pairs once per counted
+// failure, so a client alternating two kinds of lines still has every
+// second one counted. Lines without a user never pair.
 type Tracker struct {
 	maxRetry   int
 	findTime   time.Duration
@@ -27,6 +39,9 @@ type Tracker struct {
 	keys       *lru[netip.Prefix, trackEntry]
 	evicted    int
 	active     int // keys with at least one counted failure
+	// changed holds the keys added, updated or dropped since the last
+	// takeChanges, when recording is on (nil: off). See state.go.
+	changed map[netip.Prefix]struct{}
 }
 
 // banned as trackEntry.lastRegex marks a connection that led to a ban.
@@ -37,7 +52,33 @@ type trackEntry struct {
 	lastAddr  netip.Addr
 	lastPort  uint16
 	lastRegex int
+
+	// The last counted failure that named a user, for pairing the two
+	// lines of one attempt: when, which regex, a hash of the user (0: none),
+	// the source port.
+	pairAt    int64
+	pairUser  uint64
+	pairSeen  uint64 // regexes (< 64) already paired with it
+	pairRegex int32
+	pairPort  uint16
 }
+
+// pairWindow is how long after a counted failure the other line of the
+// same attempt may arrive. Dovecot writes its login process's line when
+// the client disconnects, after its authentication failure delay (2 s by
+// default; PAM adds its own): 4–8 s after the PAM line in the e2e test.
+const pairWindow = 15 * time.Second
+
+// absDiff returns |a-b|.
+func absDiff(a, b int64) int64 {
+	if a < b {
+		return b - a
+	}
+	return a - b
+}
+
+// userSeed seeds the user hashes of the pairing rule.
+var userSeed = maphash.MakeSeed()
 
 // NewTracker returns a Tracker for failures of one jail; maxTracked <= 0
 // means DefaultMaxTracked.
@@ -69,6 +110,14 @@ func (t *Tracker) retune(maxRetry int, findTime time.Duration, maxTracked int) {
 // number of counted failures of key inside the window, and whether this
 // one was counted.
 func (t *Tracker) Add(key netip.Prefix, addr netip.Addr, port uint16, regex int, at time.Time) (n int, counted bool) {
+	return t.AddUser(key, addr, port, regex, "", at)
+}
+
+// AddUser is Add for a failure that names user ("" if none): a failure
+// that is another line of the last counted failure's attempt (same
+// address and user, a regex not yet paired with it, within pairWindow,
+// one of the two without a port) is not counted.
+func (t *Tracker) AddUser(key netip.Prefix, addr netip.Addr, port uint16, regex int, user string, at time.Time) (n int, counted bool) {
 	now := at.UnixNano()
 	horizon := now - int64(t.findTime)
 	// Keys whose last failure left the window are dropped, oldest first.
@@ -84,6 +133,7 @@ func (t *Tracker) Add(key netip.Prefix, addr netip.Addr, port uint16, regex int,
 		node = t.keys.add(key, now)
 		node.val.lastRegex = -1
 	}
+	t.mark(key)
 	e := &node.val
 	wasActive := len(e.times) > 0
 	// Slide the window.
@@ -105,7 +155,30 @@ func (t *Tracker) Add(key netip.Prefix, addr netip.Addr, port uint16, regex int,
 		}
 		return len(e.times), false
 	}
+	var uh uint64
+	if user != "" {
+		uh = maphash.String(userSeed, user) | 1 // never 0, the "no user" mark
+	}
+	if uh != 0 && uh == e.pairUser && regex >= 0 && regex < 64 && int32(regex) != e.pairRegex &&
+		e.pairSeen&(1<<regex) == 0 && addr == e.lastAddr &&
+		(port == 0 || e.pairPort == 0) && absDiff(now, e.pairAt) <= int64(pairWindow) {
+		e.pairSeen |= 1 << regex
+		// The second line of the attempt counted last. It becomes the
+		// connection's last line, so that its closing lines (same port)
+		// do not count either.
+		if e.lastRegex != banned {
+			e.lastPort, e.lastRegex = port, regex
+		} else if port != 0 {
+			e.lastPort = port
+		}
+		return len(e.times), false
+	}
 	e.lastAddr, e.lastPort, e.lastRegex = addr, port, regex
+	if uh != 0 {
+		e.pairAt, e.pairUser, e.pairRegex, e.pairPort, e.pairSeen = now, uh, int32(regex), port, 0
+	} else {
+		e.pairUser = 0
+	}
 	if len(e.times) >= t.maxRetry {
 		e.times = append(e.times[:0], e.times[1:]...)
 	}
@@ -143,6 +216,7 @@ func (t *Tracker) Reset(key netip.Prefix) {
 	if node == nil {
 		return
 	}
+	t.mark(key)
 	if len(node.val.times) > 0 {
 		t.active--
 	}
@@ -151,6 +225,7 @@ func (t *Tracker) Reset(key netip.Prefix) {
 }
 
 func (t *Tracker) dropped(node *lruNode[netip.Prefix, trackEntry]) {
+	t.mark(node.key)
 	if len(node.val.times) > 0 {
 		t.active--
 	}
@@ -175,3 +250,10 @@ func (t *Tracker) Len() int { return t.active }
 
 // Evicted returns how many keys were evicted because the tracker was full.
 func (t *Tracker) Evicted() int { return t.evicted }
+
+// mark records that key changed, when recording is on.
+func (t *Tracker) mark(key netip.Prefix) {
+	if t.changed != nil {
+		t.changed[key] = struct{}{}
+	}
+}

@@ -1,0 +1,507 @@
+package firewall
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Drift between verifications.
+//
+// Verify repairs whatever it finds, but the daemon runs it once per
+// watchdog period. A Watcher notices sooner that another program changed
+// what a backend built, so that the caller verifies at once:
+//
+//   - nftables sends a multicast message (group NFNLGRP_NFTABLES) for every
+//     object of every committed transaction, then one NEWGEN message naming
+//     the process that committed it. The Watcher listens in the backend's
+//     namespace and wakes the caller after a transaction that touched the
+//     backend's tables and was not committed by this process. This covers
+//     the nftables backend (table inet jailkeeper) and the iptables backend
+//     when iptables is iptables-nft (table filter of ip and ip6): `nft
+//     flush ruleset`, `iptables -F`, a rule inserted above ours.
+//   - ipset sends nothing. For the iptables backend the Watcher also wakes
+//     the caller every TickEvery, and Check compares each ban set's element
+//     count (one netlink request for its header) with the bans the backend
+//     knows the set must hold: what Setup and Verify loaded, plus Add, minus
+//     Remove, minus the bans that expired since. `ipset flush` is found at
+//     the next tick.
+//   - iptables-legacy's rules (x_tables) notify nothing either: with it, the
+//     same check compares table filter's header (its rule count, size and
+//     chain offsets) with what the backend's last Setup or Verify left
+//     (xtinfo.go).
+
+// TickEvery is how often a Watcher wakes the caller for a backend whose
+// drift is not notified by the kernel (ipset).
+const TickEvery = 250 * time.Millisecond
+
+// minGap is the least time between two drift alarms of a Watcher, so that
+// another program rewriting its own nftables rules many times a second
+// costs at most ten Verify calls a second; the gap is also at least
+// costFactor times what the last Verify took (Verified), so that repairs
+// take at most a fifth of a core whatever the number of bans. maxGap
+// bounds the back-off after repeated cheap-check alarms (a ban the kernel
+// keeps refusing).
+const (
+	minGap     = 100 * time.Millisecond
+	maxGap     = 6400 * time.Millisecond
+	costFactor = 4
+)
+
+// watchable is implemented by backends a Watcher can watch.
+type watchable interface {
+	// watchSpec returns the namespace (path, "" = current) and the
+	// nftables tables whose changes matter, and whether Check must run
+	// quickCheck on a timer.
+	watchSpec() (ns string, tables []nftTableID, tick bool)
+	// quickCheck reports, cheaply, whether the kernel may have lost
+	// something the backend put there. Called serialised with the
+	// backend's other calls.
+	quickCheck(now time.Time) (bool, error)
+}
+
+// nftTableID names an nftables table: its family (NFPROTO_*) and name.
+type nftTableID struct {
+	family byte
+	name   string
+}
+
+// Watcher tells its caller when the kernel may have drifted from what a
+// backend built (see above). Its methods may be called on a nil Watcher,
+// which never wakes anyone.
+type Watcher struct {
+	b    watchable
+	wake chan struct{}
+	quit chan struct{}
+	wg   sync.WaitGroup
+	// sockFile is the notification socket, in the runtime's poller (its
+	// Close ends a pending read); nil without notifications.
+	sockFile *os.File
+	now      func() time.Time
+
+	mu       sync.Mutex
+	timer    *time.Timer // re-arms a wake held back by the gap
+	notified bool        // a foreign change was notified since the last alarm
+	lost     bool        // notifications were lost (ENOBUFS): assume a change
+	last     time.Time
+	alarms   int           // consecutive alarms of the cheap check
+	cost     time.Duration // what the last Verify after an alarm took
+}
+
+// Watch starts watching b. It returns a nil Watcher for a backend with
+// nothing to watch (none, Fake). When it cannot subscribe to nftables'
+// notifications it says so in the error, and returns the Watcher of the
+// cheap check alone if the backend has one (else nil). Close stops it.
+func Watch(b Backend) (*Watcher, error) {
+	wb, ok := b.(watchable)
+	if !ok {
+		return nil, nil
+	}
+	ns, tables, tick := wb.watchSpec()
+	w := &Watcher{b: wb, wake: make(chan struct{}, 1), quit: make(chan struct{}), now: time.Now}
+	var serr error
+	if len(tables) > 0 {
+		f, err := subscribeNFTables(ns)
+		if err != nil && !tick {
+			return nil, err
+		}
+		if err == nil {
+			w.sockFile = f
+			w.wg.Add(1)
+			go w.listen(tables)
+		}
+		serr = err
+	}
+	if tick {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			t := time.NewTicker(TickEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					w.poke()
+				case <-w.quit:
+					return
+				}
+			}
+		}()
+	}
+	return w, serr
+}
+
+// Wake returns a channel that receives a value when the caller should call
+// Check: at once after a notified change, and every TickEvery for a
+// backend with a cheap check. Nil for a nil Watcher.
+func (w *Watcher) Wake() <-chan struct{} {
+	if w == nil {
+		return nil
+	}
+	return w.wake
+}
+
+func (w *Watcher) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Check reports whether the caller should run Verify now: another program
+// changed the backend's nftables tables, notifications were lost, or the
+// cheap check found a ban set holding fewer elements than it must. Alarms
+// come at most every 100 ms, or four times what the last Verify took
+// (a held-back one is delivered later), and repeated cheap-check alarms
+// back off up to 6.4 s. Call it serialised with the backend's other calls.
+func (w *Watcher) Check() bool {
+	if w == nil {
+		return false
+	}
+	now := w.now()
+	w.mu.Lock()
+	notified := w.notified || w.lost
+	gap := max(minGap, costFactor*w.cost)
+	if w.alarms > 0 {
+		gap = max(gap, min(minGap<<min(w.alarms, 8), maxGap))
+	}
+	if wait := w.last.Add(gap).Sub(now); wait > 0 && (notified || w.alarms > 0) {
+		// Too soon after the last alarm: come back when it is time.
+		if w.timer == nil {
+			w.timer = time.AfterFunc(wait, func() {
+				w.mu.Lock()
+				w.timer = nil
+				w.mu.Unlock()
+				w.poke()
+			})
+		}
+		w.mu.Unlock()
+		return false
+	}
+	w.mu.Unlock()
+
+	short, err := w.b.quickCheck(now)
+	alarm := notified || short || err != nil
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case short || err != nil:
+		w.alarms++
+	default:
+		w.alarms = 0
+	}
+	if alarm {
+		w.notified, w.lost, w.last = false, false, now
+	}
+	return alarm
+}
+
+// Verified tells the Watcher what the Verify run after its alarm took, to
+// space the next alarms by it.
+func (w *Watcher) Verified(took time.Duration) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	w.cost = took
+	w.mu.Unlock()
+}
+
+// Close stops the Watcher.
+func (w *Watcher) Close() {
+	if w == nil {
+		return
+	}
+	close(w.quit)
+	if w.sockFile != nil {
+		w.sockFile.Close() // ends the pending read
+	}
+	w.wg.Wait()
+	w.mu.Lock()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.mu.Unlock()
+}
+
+// listen reads nftables notifications until Close. Its own changes make
+// the kernel notify each element it adds: read them with one buffer and no
+// allocation.
+func (w *Watcher) listen(tables []nftTableID) {
+	defer w.wg.Done()
+	self := ownProcess()
+	touched := false // the transaction being notified touched our tables
+	buf := make([]byte, 1<<16)
+	raw, err := w.sockFile.SyscallConn()
+	if err != nil {
+		return
+	}
+	for {
+		var n int
+		var rerr error
+		err := raw.Read(func(fd uintptr) bool {
+			n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
+			return rerr != unix.EAGAIN
+		})
+		if err == nil {
+			err = rerr
+		}
+		if err != nil {
+			select {
+			case <-w.quit:
+				return
+			default:
+			}
+			// Messages were dropped (ENOBUFS), or the socket failed: a
+			// change may be among them.
+			w.mu.Lock()
+			w.lost = true
+			w.mu.Unlock()
+			w.poke()
+			touched = false
+			if errors.Is(err, unix.ENOBUFS) {
+				continue
+			}
+			// Not a socket that will work again: the watchdog's Verify
+			// and the cheap check are left.
+			return
+		}
+		for b := buf[:n]; len(b) >= unix.NLMSG_HDRLEN; {
+			l := int(binary.NativeEndian.Uint32(b))
+			if l < unix.NLMSG_HDRLEN || l > len(b) {
+				break
+			}
+			typ := binary.NativeEndian.Uint16(b[4:])
+			data := b[unix.NLMSG_HDRLEN:l]
+			b = b[min((l+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1), len(b)):]
+			if typ>>8 != unix.NFNL_SUBSYS_NFTABLES || len(data) < 4 {
+				continue
+			}
+			if typ&0xff == unix.NFT_MSG_NEWGEN {
+				if touched && !self.committed(data[4:]) {
+					w.mu.Lock()
+					w.notified = true
+					w.mu.Unlock()
+					w.poke()
+				}
+				touched = false
+				continue
+			}
+			touched = touched || touches(data, tables)
+		}
+	}
+}
+
+// subscribeNFTables opens a netlink socket in the namespace at ns ("" =
+// current) subscribed to nftables' change notifications.
+func subscribeNFTables(ns string) (*os.File, error) {
+	var fd int
+	err := inNetNS(ns, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_NETFILTER)
+		if err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: 1 << (unix.NFNLGRP_NFTABLES - 1)}); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribing to nftables change notifications: %w", err)
+	}
+	// Room for a large transaction's notifications; beyond it the kernel
+	// reports ENOBUFS, which counts as a change.
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	}
+	return os.NewFile(uintptr(fd), "nftables-notifications"), nil
+}
+
+// touches reports whether an nftables object message (nfgenmsg, then
+// attributes; attribute 1 of every object kind is its table's name) is
+// about one of tables. A message it cannot read counts as touching.
+func touches(data []byte, tables []nftTableID) bool {
+	family := data[0]
+	name, found := "", false
+	eachAttr(data[4:], func(typ uint16, val []byte) {
+		if typ == 1 && !found {
+			found = true
+			if n := len(val); n > 0 && val[n-1] == 0 {
+				val = val[:n-1]
+			}
+			name = string(val)
+		}
+	})
+	if !found {
+		return true
+	}
+	for _, t := range tables {
+		if t.family == family && t.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// genInfo returns NFTA_GEN_PROC_PID and NFTA_GEN_PROC_NAME of a NEWGEN
+// message's attributes (0 and "" when absent).
+func genInfo(attrs []byte) (pid int, comm string) {
+	eachAttr(attrs, func(typ uint16, val []byte) {
+		switch {
+		case typ == unix.NFTA_GEN_PROC_PID && len(val) == 4:
+			pid = int(binary.BigEndian.Uint32(val))
+		case typ == unix.NFTA_GEN_PROC_NAME:
+			comm = strings.TrimRight(string(val), "\x00")
+		}
+	})
+	return pid, comm
+}
+
+// initPIDNS is the inode of the initial PID namespace (the kernel's
+// PROC_PID_INIT_INO).
+const initPIDNS = "pid:[4026531836]"
+
+// process is what tells the daemon's own nftables commits from others'.
+type process struct {
+	pid int
+	// nested: in a PID namespace of its own (a container), where the
+	// kernel's NEWGEN names the committing thread by its ID in the initial
+	// namespace, which the process cannot see; comm is then compared.
+	nested bool
+	comm   string
+}
+
+func ownProcess() process {
+	p := process{pid: os.Getpid()}
+	if ns, err := os.Readlink("/proc/self/ns/pid"); err == nil && ns != initPIDNS {
+		p.nested = true
+		if b, err := os.ReadFile("/proc/self/comm"); err == nil {
+			p.comm = strings.TrimSpace(string(b))
+		}
+	}
+	return p
+}
+
+// committed reports whether the NEWGEN message with attributes attrs is of
+// a transaction this process committed: the kernel names the committing
+// thread, and Go runs on many. In a nested PID namespace the thread's name
+// is compared instead (a process there with the same name goes unnoticed
+// until the watchdog's Verify).
+func (p process) committed(attrs []byte) bool {
+	tid, comm := genInfo(attrs)
+	if p.nested {
+		return p.comm != "" && comm == p.comm
+	}
+	return ownThread(p.pid, tid)
+}
+
+// ownThread reports whether tid is a thread of process pid.
+func ownThread(pid, tid int) bool {
+	if tid <= 0 {
+		return false
+	}
+	return unix.Tgkill(pid, tid, syscall.Signal(0)) == nil
+}
+
+// banTally counts, per ban set, the bans the kernel must hold for sure:
+// permanent ones, and timed ones until verifySlack seconds before they
+// expire. Setup and Verify reset it from the ban table; Add and Remove move
+// it. A ban added again (refreshed or extended) counts twice until the
+// next reset: the count errs high, which costs a Verify that finds nothing
+// and resets it, never a missed drift.
+type banTally struct {
+	perm map[string]int
+	exp  map[string]map[int64]int // set → expiry (unix second, rounded up) → bans
+	sum  map[string]int           // set → bans in exp
+	cut  int64                    // expiries up to this second no longer count
+}
+
+func newBanTally() *banTally {
+	return &banTally{perm: map[string]int{}, exp: map[string]map[int64]int{}, sum: map[string]int{}}
+}
+
+// reset counts exactly bans (prepared), as of now.
+func (t *banTally) reset(bans []Ban, now time.Time) {
+	*t = *newBanTally()
+	t.cut = now.Unix() + verifySlack
+	for _, b := range bans {
+		t.add(b, 1)
+	}
+}
+
+func expirySecond(exp time.Time) int64 {
+	s := exp.Unix()
+	if exp.Nanosecond() > 0 {
+		s++
+	}
+	return s
+}
+
+// add counts a prepared ban (delta 1) or uncounts it (-1).
+func (t *banTally) add(b Ban, delta int) {
+	set := ipsetFor(b)
+	if b.Expires.IsZero() {
+		t.perm[set] = max(t.perm[set]+delta, 0)
+		return
+	}
+	s := expirySecond(b.Expires)
+	if s <= t.cut {
+		return
+	}
+	m := t.exp[set]
+	if m == nil {
+		m = map[int64]int{}
+		t.exp[set] = m
+	}
+	if delta < 0 && m[s] == 0 {
+		return
+	}
+	m[s] += delta
+	t.sum[set] += delta
+	if m[s] == 0 {
+		delete(m, s)
+	}
+}
+
+// want returns the bans set must hold at now.
+func (t *banTally) want(set string, now time.Time) int {
+	t.age(now)
+	return t.perm[set] + t.sum[set]
+}
+
+// age drops the bans expiring within verifySlack seconds of now.
+func (t *banTally) age(now time.Time) {
+	c := now.Unix() + verifySlack
+	if c <= t.cut {
+		return
+	}
+	if c-t.cut > 3600 {
+		for set, m := range t.exp {
+			for s, n := range m {
+				if s <= c {
+					t.sum[set] -= n
+					delete(m, s)
+				}
+			}
+		}
+	} else {
+		for s := t.cut + 1; s <= c; s++ {
+			for set, m := range t.exp {
+				if n, ok := m[s]; ok {
+					t.sum[set] -= n
+					delete(m, s)
+				}
+			}
+		}
+	}
+	t.cut = c
+}
