@@ -31,14 +31,13 @@ const floodEnv = "JK_FAULTS_FLOOD"
 // then holds the connections open until killed.
 func flood() int {
 	path := os.Getenv(floodEnv)
-	var conns []net.Conn
 	for c := 0; c < floodConns; c++ {
 		conn, err := net.Dial("unix", path)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "flood: dial:", err)
 			return 1
 		}
-		conns = append(conns, conn)
+		held = append(held, conn)
 		if err := auth(conn); err != nil {
 			fmt.Fprintln(os.Stderr, "flood: auth:", err)
 			return 1
@@ -91,6 +90,10 @@ func flood() int {
 	fmt.Println("flooding")
 	select {}
 }
+
+// held keeps the flooder's connections from being collected (and closed)
+// once their goroutines have sent everything.
+var held []net.Conn
 
 const (
 	floodConns = 4
