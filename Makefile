@@ -6,12 +6,13 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build install uninstall purge deps-build test test-systemd test-unit demo bench clean
+.PHONY: all build install uninstall purge deps-build test test-systemd test-unit fuzz demo bench clean
 
 all: build
 
 build: deps-build
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/jailkeeper ./cmd/jailkeeper
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/jailkeeper-actions ./cmd/jailkeeper-actions
 
 # Install the binary, the unit, the D-Bus policy and an example drop-in.
 # The unit goes where systemd looks for locally installed vendor units, so
@@ -19,8 +20,10 @@ build: deps-build
 # `systemctl mask jailkeeper` (which cannot mask a unit file in /etc).
 install: build
 	install -D -m 0755 bin/jailkeeper $(DESTDIR)$(PREFIX)/bin/jailkeeper
+	install -D -m 0755 bin/jailkeeper-actions $(DESTDIR)$(PREFIX)/bin/jailkeeper-actions
 	install -D -m 0644 packaging/systemd/jailkeeper.service $(DESTDIR)$(UNITDIR)/jailkeeper.service
 	sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)$(UNITDIR)/jailkeeper.service
+	install -D -m 0644 packaging/systemd/jailkeeper-actions.service $(DESTDIR)$(UNITDIR)/jailkeeper-actions.service && sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)$(UNITDIR)/jailkeeper-actions.service
 	install -D -m 0644 packaging/systemd/org.jailkeeper.conf $(DESTDIR)/usr/share/dbus-1/system.d/org.jailkeeper.conf
 	install -D -m 0644 packaging/systemd/org.jailkeeper.service $(DESTDIR)/usr/share/dbus-1/system-services/org.jailkeeper.service
 	install -D -m 0644 packaging/systemd/org.jailkeeper.policy $(DESTDIR)/usr/share/polkit-1/actions/org.jailkeeper.policy
@@ -38,9 +41,10 @@ install: build
 # (/etc/jailkeeper.d) and state (/var/lib/jailkeeper) stay: `make purge`.
 uninstall:
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
-		set -x; systemctl disable jailkeeper 2>/dev/null; systemctl mask --runtime --now jailkeeper; fi; true
+		set -x; systemctl disable --now jailkeeper-actions 2>/dev/null; systemctl disable jailkeeper 2>/dev/null; systemctl mask --runtime --now jailkeeper; fi; true
 	if [ -z "$(DESTDIR)" ] && [ -x $(PREFIX)/bin/jailkeeper ]; then $(PREFIX)/bin/jailkeeper teardown; fi
 	rm -f $(DESTDIR)$(PREFIX)/bin/jailkeeper $(DESTDIR)$(UNITDIR)/jailkeeper.service $(DESTDIR)/etc/systemd/system/jailkeeper.service \
+		$(DESTDIR)$(PREFIX)/bin/jailkeeper-actions $(DESTDIR)$(UNITDIR)/jailkeeper-actions.service \
 		$(DESTDIR)/usr/share/dbus-1/system.d/org.jailkeeper.conf $(DESTDIR)/usr/share/dbus-1/system-services/org.jailkeeper.service \
 		$(DESTDIR)/usr/share/polkit-1/actions/org.jailkeeper.policy
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
@@ -48,7 +52,7 @@ uninstall:
 
 # uninstall, and remove the configuration and the ban table too.
 purge: uninstall
-	rm -rf $(DESTDIR)/etc/jailkeeper.d $(DESTDIR)/var/lib/jailkeeper
+	rm -rf $(DESTDIR)/etc/jailkeeper.d $(DESTDIR)/var/lib/jailkeeper $(DESTDIR)/var/lib/jailkeeper-actions
 
 # The build needs cgo and libsystemd's headers (the journal reader).
 deps-build:
@@ -68,7 +72,7 @@ test: deps-build
 	$(GO) test -count=1 -timeout 20m ./...
 	@# Each fuzz target briefly (its seeds in testdata/fuzz run above too).
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
-	$(GO) test -count=1 -race -timeout 10m ./pkg/... ./cmd/... ./internal/keeper
+	$(GO) test -count=1 -race -timeout 10m ./pkg/... ./cmd/... ./internal/keeper ./internal/actions
 	@# The daemon's own concurrency (journal reader, main loop, conntrack
 	@# killer, D-Bus handlers) runs only in the e2e tests: run them once more
 	@# against a race-detector build that dies on the first race.

@@ -19,6 +19,7 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	testbed.RemoveBuild()
+	testbed.RemoveActionsBuild()
 	os.Exit(code)
 }
 

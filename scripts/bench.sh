@@ -9,7 +9,7 @@
 # Environment:
 #   BENCH_E2E_ARGS   extra flags for internal/bench/e2e (e.g. "-entries 50000")
 #   BENCH_FW_ARGS    flags for internal/bench/firewall (default below)
-#   BENCH_SKIP       space-separated sections to skip: e2e firewall gobench
+#   BENCH_SKIP       space-separated sections to skip: e2e firewall actions gobench
 #   BENCH_OUT        also write the whole output here (default bin/bench-last.txt)
 set -eu
 cd "$(dirname "$0")/.."
@@ -96,6 +96,10 @@ main() {
 		else
 			echo "HOOK: internal/bench/firewall is not in this tree yet; its table goes here"
 		fi
+	;; esac
+	case $skip in *" actions "*) ;; *)
+		section "4. jailkeeper actions: idle RSS, a 5,000-ban burst to a webhook and a digest mail (issue 9)"
+		$GO run ./internal/bench/actions || status=1
 	;; esac
 	case $skip in *" gobench "*) ;; *)
 		section "3. go test -bench: sshd filter and engine (pkg/jails)"

@@ -86,6 +86,8 @@ if [ "$what" = test ]; then
 		fi
 	fi
 
+	# jailkeeper actions: Debian's whois client (its MTA is postfix, above).
+	command -v whois >/dev/null || need_pkg whois
 fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -36,6 +36,7 @@ commands:
   check [--config-dir DIR] [--json]             validate the configuration
   teardown [--backend B] [--force]              remove jailkeeper's chains, sets and tables (stop the service first)
   test FILTER [FILE|-] [--json] [--mode M]      run a filter over log lines (like fail2ban-regex)
+  actions [--config-dir DIR] [--state-dir DIR]  run the companion: mail, webhooks, commands on bans
   version                                       print the version
 
 Every command takes --help. Flags may stand before or after arguments.
@@ -64,6 +65,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdReload(rest, stdout, stderr)
 	case "check":
 		return cmdCheck(rest, stdout, stderr)
+	case "actions":
+		return cmdActions(rest, stderr)
 	case "test":
 		return cmdTest(rest, stdin, stdout, stderr)
 	case "teardown":

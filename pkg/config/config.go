@@ -42,6 +42,7 @@ type Config struct {
 	Defaults   Jail                `yaml:"defaults"`
 	Filters    map[string]Filter   `yaml:"filters"`
 	Jails      map[string]Jail     `yaml:"jails"`
+	Actions    map[string]Action   `yaml:"actions"`
 	Files      []string            `yaml:"-"` // files read, in order
 	pos        map[string]Position `yaml:"-"`
 }

@@ -117,7 +117,7 @@ func (c *Config) validate() error {
 			return err
 		}
 	}
-	return nil
+	return c.validateActions()
 }
 
 func (c *Config) validateJail(name string) error {

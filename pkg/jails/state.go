@@ -32,6 +32,9 @@ import (
 // after a restore that dropped records, or a reload, the next one hands
 // out everything, so the store can start afresh. Escalated subnets are not
 // part of it: they are bans, in the ban table, and are not banned twice.
+// Nor is the pairing of one attempt's two lines without a shared port
+// (tracker.go: it hashes user names with a seed of the process): a restart
+// in the seconds between them counts that attempt twice.
 
 const (
 	recTrack = 'f'

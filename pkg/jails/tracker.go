@@ -183,7 +183,9 @@ func (t *Tracker) AddUser(key netip.Prefix, addr netip.Addr, port uint16, regex 
 		e.times = append(e.times[:0], e.times[1:]...)
 	}
 	if e.times == nil {
-		e.times = make([]int64, 0, t.maxRetry)
+		// Room for maxretry failures, but not more than a few up front: a
+		// maxretry of a million must not cost 8 MB per address.
+		e.times = make([]int64, 0, min(t.maxRetry, 8))
 	}
 	if len(e.times) == 0 {
 		t.active++
