@@ -33,6 +33,7 @@ const (
 	ErrNameBadAddress  = "org.jailkeeper.Error.BadAddress"
 	ErrNameWhitelisted = "org.jailkeeper.Error.Whitelisted"
 	ErrNameBadConfig   = "org.jailkeeper.Error.BadConfig"
+	ErrNameBadDuration = "org.jailkeeper.Error.BadDuration"
 	ErrNameFailed      = "org.jailkeeper.Error.Failed"
 )
 
@@ -42,6 +43,7 @@ var (
 	ErrBadAddress  = errors.New("bad address")
 	ErrWhitelisted = errors.New("whitelisted")
 	ErrBadConfig   = errors.New("configuration does not load")
+	ErrBadDuration = errors.New("bad duration")
 )
 
 // JailStatus is one jail's counters, as Status returns them (a(suuuuas)).
@@ -71,17 +73,23 @@ type Manager interface {
 	// extended.
 	Ban(jail string, prefixes []netip.Prefix, d time.Duration) (int, error)
 	// BanFrom bans, like Ban, the prefixes that no whitelist entry
-	// overlaps, recording reason (default: "banned by <origin>", or by an
-	// administrator when origin is empty too); the whitelisted ones are
-	// skipped and returned instead of refusing the batch. origin names the
-	// server a shared ban comes from ("" = this one).
+	// overlaps and that are not refused (this machine's own addresses…);
+	// the others are skipped and returned instead of refusing the batch.
+	// The bans carry reason (default: "banned by <origin>", or by an
+	// administrator when origin is empty too); origin names the server a
+	// shared ban comes from ("" = this one).
 	BanFrom(jail string, prefixes []netip.Prefix, d time.Duration, reason, origin string) (changed int, skipped []netip.Prefix, err error)
 	// Unban lifts bans of p in jail ("" = every jail) and returns how many.
 	Unban(jail string, p netip.Prefix) (int, error)
 	// Status returns the counters of jail, or of every jail for "".
 	Status(jail string) ([]JailStatus, error)
+	// UnbanAll lifts every ban of jail in one batch and returns how many.
+	UnbanAll(jail string) (int, error)
 	// ListBans returns every active ban.
 	ListBans() []BanInfo
+	// ListBansPage returns at most limit active bans from the offset-th on,
+	// in ListBans' order, and how many there are in all.
+	ListBansPage(offset, limit int) ([]BanInfo, int)
 	// Reload re-reads the configuration; on error the running one stays.
 	Reload() error
 }
@@ -97,7 +105,9 @@ const introspectXML = introspectDoctype + `<node>
     <method name="Unban"><arg name="address" type="s" direction="in"/><arg name="removed" type="u" direction="out"/></method>
     <method name="UnbanJail"><arg name="jail" type="s" direction="in"/><arg name="address" type="s" direction="in"/><arg name="removed" type="u" direction="out"/></method>
     <method name="Status"><arg name="jail" type="s" direction="in"/><arg name="jails" type="a(suuuuas)" direction="out"/></method>
+    <method name="UnbanAll"><arg name="jail" type="s" direction="in"/><arg name="removed" type="u" direction="out"/></method>
     <method name="ListBans"><arg name="bans" type="a(ssxxs)" direction="out"/></method>
+    <method name="ListBansPage"><arg name="offset" type="u" direction="in"/><arg name="limit" type="u" direction="in"/><arg name="bans" type="a(ssxxs)" direction="out"/><arg name="total" type="u" direction="out"/></method>
     <method name="Reload"></method>
     <signal name="Banned"><arg name="jail" type="s"/><arg name="address" type="s"/><arg name="expires" type="x"/><arg name="reason" type="s"/></signal>
     <signal name="Unbanned"><arg name="jail" type="s"/><arg name="address" type="s"/></signal>
@@ -127,6 +137,8 @@ func dbusErr(err error) *dbus.Error {
 		name = ErrNameWhitelisted
 	case errors.Is(err, ErrBadConfig):
 		name = ErrNameBadConfig
+	case errors.Is(err, ErrBadDuration):
+		name = ErrNameBadDuration
 	}
 	return dbus.NewError(name, []any{err.Error()})
 }
