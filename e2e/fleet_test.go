@@ -58,7 +58,8 @@ const fleetJail = `jails:
 // TestFleet: two hosts, each a real daemon with its own namespaces, system
 // bus and `jailkeeper sync`, share bans through a real nats-server (in this
 // process, on loopback): a real sshd attacker banned on A is in B's kernel
-// within a second; an address B whitelists is banned on A and never on B;
+// within a second; a short ban expires on both; an address B whitelists
+// is banned on A and never on B;
 // B, offline during a ban of A, catches up on its return; a fleet unban
 // lifts the ban on both.
 func TestFleet(t *testing.T) {
@@ -131,6 +132,15 @@ func TestFleet(t *testing.T) {
 		t.Errorf("203.0.113.50: banned on A %v (want true), on B %v (want false: B whitelists it)",
 			banned(bed.Hosts, "203.0.113.50"), banned(hostsB, "203.0.113.50"))
 	}
+
+	// A short ban expires everywhere.
+	if out, err := bed.Bus.BusCall("Ban", "sst", "sshd", "203.0.113.70", "3"); err != nil {
+		t.Fatalf("ban on A: %v\n%s", err, out)
+	}
+	wait("the short ban in B's kernel", time.Second, func() bool { return banned(hostsB, "203.0.113.70") })
+	wait("the short ban's end on A and B", 6*time.Second, func() bool {
+		return !banned(bed.Hosts, "203.0.113.70") && !banned(hostsB, "203.0.113.70")
+	})
 
 	// B offline during a ban of A catches up on its return.
 	sb.Stop(t)
