@@ -61,7 +61,8 @@ const fleetJail = `jails:
 // process, on loopback): a real sshd attacker banned on A is in B's kernel
 // within a second; a short ban expires on both; an address B whitelists
 // is banned on A and never on B;
-// B, offline during a ban of A, catches up on its return; a fleet unban
+// B, offline during a ban of A, catches up on its return, and so does B's
+// daemon; a 10,000-ban burst reaches B's kernel whole; a fleet unban
 // lifts the ban on both.
 func TestFleet(t *testing.T) {
 	t.Parallel()
@@ -155,6 +156,22 @@ func TestFleet(t *testing.T) {
 	}
 	sb.Start(t, readyTimeout)
 	wait("203.0.113.60 in B's kernel after B's return", 2*time.Second, func() bool { return banned(hostsB, "203.0.113.60") })
+
+	// B's daemon away during a ban of A: B's sync applies it on the
+	// daemon's return.
+	if err := b.Stop(t); err != nil {
+		t.Fatalf("stopping B's daemon: %v", err)
+	}
+	if out, err := bed.Bus.BusCall("Ban", "sst", "sshd", "203.0.113.80", "600"); err != nil {
+		t.Fatalf("ban on A: %v\n%s", err, out)
+	}
+	time.Sleep(200 * time.Millisecond)
+	b.Start(t)
+	b.WaitReady(t, readyTimeout)
+	wait("203.0.113.80 in B's kernel after B's daemon returned", 3*time.Second, func() bool { return banned(hostsB, "203.0.113.80") })
+	if out := sb.Output(); !strings.Contains(out, "applying the fleet's bans again") {
+		t.Errorf("B's sync did not replay the bucket on the daemon's return:\n%s", out)
+	}
 
 	// A burst of 10,000 bans on A reaches B's kernel completely.
 	conn, err := dbus.Connect(bed.Bus.Address)

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -75,16 +76,44 @@ func Run(cfgDir string, log Logger) error {
 	log(6, fmt.Sprintf("sharing %v as %s through bucket %s; applying the fleet's bans: %v", s.Share, s.Origin, s.Bucket, s.Apply))
 
 	errc := make(chan error, 2)
-	go func() {
-		errc <- store.Watch(ctx, func(us []Update) {
-			if _, _, err := eng.Apply(ctx, us); err != nil {
-				log(3, fmt.Sprintf("applying the fleet's bans: %v", err))
-			}
-		}, func() {
+	var readyOnce sync.Once
+	ready := func() {
+		readyOnce.Do(func() {
 			_, _ = sd.SdNotify(false, sd.SdNotifyReady+"\nSTATUS=following the fleet as "+s.Origin)
 		})
+	}
+	apply := func(us []Update) {
+		if _, _, err := eng.Apply(ctx, us); err != nil {
+			log(3, fmt.Sprintf("applying the fleet's bans: %v", err))
+		}
+	}
+	// replay restarts the watch, whose start applies every key again:
+	// bans that came while the daemon was away reach it on its return.
+	replay := make(chan struct{}, 1)
+	go func() {
+		for {
+			wctx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- store.Watch(wctx, apply, ready) }()
+			select {
+			case <-replay:
+				cancel()
+				<-done
+				log(6, "jailkeeper (re)appeared on the bus: applying the fleet's bans again")
+			case err := <-done:
+				cancel()
+				errc <- err
+				return
+			}
+		}
 	}()
-	go func() { errc <- Follow(ctx, eng, log) }()
+	onDaemon := func() {
+		select {
+		case replay <- struct{}{}:
+		default:
+		}
+	}
+	go func() { errc <- Follow(ctx, eng, log, onDaemon) }()
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
@@ -96,14 +125,19 @@ func Run(cfgDir string, log Logger) error {
 // busDaemon is the bus's own name and interface.
 const busDaemon = "org.freedesktop.DBus"
 
+// ReconcileEvery is how often Follow reconciles with ListBans besides its
+// start and the daemon's returns: a safety net for a signal the bus
+// dropped or a put that failed.
+const ReconcileEvery = 15 * time.Minute
+
 // Follow publishes the daemon's bans: it reconciles with ListBans, then
 // follows the ban signals of the daemon's connection, reconnecting to the
-// bus after losing it and reconciling whenever the daemon gets a new owner,
-// until ctx ends.
-func Follow(ctx context.Context, eng *Engine, log Logger) error {
+// bus after losing it and reconciling whenever the daemon gets a new owner
+// (and calling onDaemon then), until ctx ends.
+func Follow(ctx context.Context, eng *Engine, log Logger, onDaemon func()) error {
 	wait := 500 * time.Millisecond
 	for ctx.Err() == nil {
-		err := follow(ctx, eng, log)
+		err := follow(ctx, eng, log, onDaemon)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -118,7 +152,7 @@ func Follow(ctx context.Context, eng *Engine, log Logger) error {
 	return nil
 }
 
-func follow(ctx context.Context, eng *Engine, log Logger) error {
+func follow(ctx context.Context, eng *Engine, log Logger, onDaemon func()) error {
 	conn, err := dbus.ConnectSystemBus(dbus.WithSignalHandler(dbus.NewSequentialSignalHandler()))
 	if err != nil {
 		return fmt.Errorf("connecting: %w", err)
@@ -142,10 +176,14 @@ func follow(ctx context.Context, eng *Engine, log Logger) error {
 		owner = ""
 	}
 	reconcile(ctx, conn, eng, log)
+	tick := time.NewTicker(ReconcileEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-tick.C:
+			reconcile(ctx, conn, eng, log)
 		case <-conn.Context().Done():
 			return errors.New("connection lost")
 		case sig, ok := <-ch:
@@ -162,6 +200,9 @@ func follow(ctx context.Context, eng *Engine, log Logger) error {
 				owner, _ = sig.Body[2].(string)
 				if owner != "" {
 					reconcile(ctx, conn, eng, log)
+					if onDaemon != nil {
+						onDaemon()
+					}
 				}
 				continue
 			}
