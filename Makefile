@@ -94,7 +94,7 @@ test-systemd: deps-build
 # The fuzz targets: config loader, D-Bus arguments, journal-entry path.
 # A crasher is written to the package's testdata/fuzz/ and fails the run.
 FUZZTIME ?= 2m
-FUZZ_TARGETS := ./pkg/config:FuzzLoad ./pkg/config:FuzzParseDuration ./pkg/dbusapi:FuzzArgs ./pkg/jails:FuzzHandle
+FUZZ_TARGETS := ./pkg/config:FuzzLoad ./pkg/config:FuzzParseDuration ./pkg/dbusapi:FuzzArgs ./pkg/jails:FuzzHandle ./pkg/fleet:FuzzDecode
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} ($${t%:*}, $(FUZZTIME))"; \
