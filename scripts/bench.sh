@@ -9,7 +9,7 @@
 # Environment:
 #   BENCH_E2E_ARGS   extra flags for internal/bench/e2e (e.g. "-entries 50000")
 #   BENCH_FW_ARGS    flags for internal/bench/firewall (default below)
-#   BENCH_SKIP       space-separated sections to skip: e2e firewall actions gobench
+#   BENCH_SKIP       space-separated sections to skip: e2e firewall actions fleet gobench
 #   BENCH_OUT        also write the whole output here (default bin/bench-last.txt)
 set -eu
 cd "$(dirname "$0")/.."
@@ -100,6 +100,10 @@ main() {
 	case $skip in *" actions "*) ;; *)
 		section "4. jailkeeper actions: idle RSS, a 5,000-ban burst to a webhook and a digest mail (issue 9)"
 		$GO run ./internal/bench/actions || status=1
+	;; esac
+	case $skip in *" fleet "*) ;; *)
+		section "5. jailkeeper sync: two hosts through NATS — ban to the other's kernel, a 10,000-ban burst, idle RSS"
+		$GO run ./internal/bench/fleet || status=1
 	;; esac
 	case $skip in *" gobench "*) ;; *)
 		section "3. go test -bench: sshd filter and engine (pkg/jails)"
