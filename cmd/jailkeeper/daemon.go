@@ -250,6 +250,7 @@ func (d *daemon) dialBus() (*dbusapi.Server, error) {
 		conn.Close()
 		return nil, err
 	}
+	srv.SetVersion(version)
 	return srv, nil
 }
 

@@ -19,6 +19,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	authorize func(Caller) error
+	objs      *objects // the object model (objects.go); nil without a Model
 }
 
 // SetAuthorizer replaces the check of callers that change bans (nil
@@ -44,6 +45,11 @@ func Serve(conn *dbus.Conn, m Manager) (*Server, error) {
 	if err := conn.Export(introspect.Introspectable(introspectXML), Path, "org.freedesktop.DBus.Introspectable"); err != nil {
 		return nil, fmt.Errorf("exporting introspection: %w", err)
 	}
+	if mdl, ok := m.(Model); ok {
+		if err := s.exportObjects(mdl); err != nil {
+			return nil, err
+		}
+	}
 	reply, err := conn.RequestName(BusName, dbus.NameFlagDoNotQueue)
 	if err != nil {
 		return nil, fmt.Errorf("requesting bus name %s: %w", BusName, err)
@@ -56,6 +62,7 @@ func Serve(conn *dbus.Conn, m Manager) (*Server, error) {
 
 // Banned emits the Banned signal. expires is zero for a permanent ban.
 func (s *Server) Banned(jail string, p netip.Prefix, expires time.Time, reason string) error {
+	s.touch()
 	var exp int64
 	if !expires.IsZero() {
 		exp = expires.Unix()
@@ -65,6 +72,7 @@ func (s *Server) Banned(jail string, p netip.Prefix, expires time.Time, reason s
 
 // Unbanned emits the Unbanned signal.
 func (s *Server) Unbanned(jail string, p netip.Prefix) error {
+	s.touch()
 	return s.conn.Emit(Path, Interface+".Unbanned", jail, prefix.Format(p))
 }
 
@@ -74,6 +82,7 @@ func (s *Server) Unbanned(jail string, p netip.Prefix) error {
 // one Banned per ban when more than a few bans happen at once: a signal
 // costs the daemon and dbus-daemon a message each.
 func (s *Server) BannedMany(jail string, ps []netip.Prefix, expires []time.Time) error {
+	s.touch()
 	addrs := make([]string, len(ps))
 	exps := make([]int64, len(ps))
 	for i, p := range ps {
@@ -89,6 +98,7 @@ func (s *Server) BannedMany(jail string, ps []netip.Prefix, expires []time.Time)
 // once (a mass expiry, an unban of a prefix), sent instead of one Unbanned
 // each when more than a few go at once.
 func (s *Server) UnbannedMany(jail string, ps []netip.Prefix) error {
+	s.touch()
 	addrs := make([]string, len(ps))
 	for i, p := range ps {
 		addrs[i] = prefix.Format(p)
@@ -198,5 +208,6 @@ func (x methods) Reload(msg dbus.Message) *dbus.Error {
 	if e := x.s.check(&msg); e != nil {
 		return e
 	}
+	defer x.s.touch()
 	return dbusErr(x.s.m.Reload())
 }
