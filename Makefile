@@ -27,6 +27,7 @@ install: build
 	install -D -m 0644 packaging/systemd/org.jailkeeper.conf $(DESTDIR)/usr/share/dbus-1/system.d/org.jailkeeper.conf
 	install -D -m 0644 packaging/systemd/org.jailkeeper.service $(DESTDIR)/usr/share/dbus-1/system-services/org.jailkeeper.service
 	install -D -m 0644 packaging/systemd/org.jailkeeper.policy $(DESTDIR)/usr/share/polkit-1/actions/org.jailkeeper.policy
+	install -D -m 0644 -t $(DESTDIR)/usr/share/cockpit/jailkeeper packaging/cockpit/jailkeeper/manifest.json packaging/cockpit/jailkeeper/index.html packaging/cockpit/jailkeeper/jailkeeper.js packaging/cockpit/jailkeeper/jailkeeper.css
 	install -d -m 0755 $(DESTDIR)/etc/jailkeeper.d
 	test -e $(DESTDIR)/etc/jailkeeper.d/10-sshd.yaml || install -m 0644 packaging/examples/10-sshd.yaml $(DESTDIR)/etc/jailkeeper.d/10-sshd.yaml
 	@if [ -f $(DESTDIR)/etc/systemd/system/jailkeeper.service ] && [ ! -L $(DESTDIR)/etc/systemd/system/jailkeeper.service ]; then \
@@ -47,6 +48,7 @@ uninstall:
 		$(DESTDIR)$(PREFIX)/bin/jailkeeper-actions $(DESTDIR)$(UNITDIR)/jailkeeper-actions.service \
 		$(DESTDIR)/usr/share/dbus-1/system.d/org.jailkeeper.conf $(DESTDIR)/usr/share/dbus-1/system-services/org.jailkeeper.service \
 		$(DESTDIR)/usr/share/polkit-1/actions/org.jailkeeper.policy
+	rm -rf $(DESTDIR)/usr/share/cockpit/jailkeeper
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
 		set -x; systemctl unmask --runtime jailkeeper; systemctl daemon-reload; systemctl reload dbus 2>/dev/null; fi; true
 
