@@ -21,7 +21,11 @@
         running: false,
     };
 
-    let client, manager, jails, permission;
+    let client, jails, permission;
+    // Manager1's properties. Read with GetAll and kept by PropertiesChanged:
+    // /org/jailkeeper holds the ObjectManager, whose GetManagedObjects
+    // lists the jails below it but not itself, so a proxy would not load.
+    const manager = {};
 
     function $(id) { return document.getElementById(id); }
 
@@ -74,10 +78,12 @@
             s.textContent = "jailkeeper is not running (nobody owns " + BUS_NAME + " on the system bus)";
             s.className = "state stopped";
         } else {
-            const v = manager && manager.valid ? manager.Version : "";
-            const b = manager && manager.valid ? manager.Backend : "";
-            s.textContent = "jailkeeper " + (v || "") + " is running" + (b ? ", firewall backend " + b : "") +
-                (manager && manager.valid ? ": " + manager.CurrentlyBanned + " bans in force, " + manager.BannedTotal + " started in all" : "");
+            const v = manager.Version ? manager.Version + " " : "";
+            const b = manager.Backend ? ", firewall backend " + manager.Backend : "";
+            const n = manager.CurrentlyBanned !== undefined
+                ? ": " + manager.CurrentlyBanned + " bans in force, " + manager.BannedTotal + " started in all"
+                : "";
+            s.textContent = "jailkeeper " + v + "is running" + b + n;
             s.className = "state running";
         }
         $("access").textContent = state.admin
@@ -126,6 +132,18 @@
     /* Bans: the list from ListBans, kept current by the ban signals. */
 
     function key(jail, address) { return jail + "\n" + address; }
+
+    function setManager(props) {
+        for (const name in props)
+            manager[name] = props[name].v;
+        renderState();
+    }
+
+    function loadManager() {
+        return client.call(MANAGER_PATH, "org.freedesktop.DBus.Properties", "GetAll", [MANAGER], { type: "s" })
+                .then(([props]) => setManager(props))
+                .catch(ex => showError("Reading the daemon's state: " + ex.message));
+    }
 
     function loadBans() {
         return client.call(MANAGER_PATH, MANAGER, "ListBans", [])
@@ -255,8 +273,10 @@
             const was = state.running;
             state.running = !!owner;
             renderState();
-            if (state.running && !was)
+            if (state.running && !was) {
+                loadManager();
                 loadBans();
+            }
             if (!state.running) {
                 state.bans.clear();
                 scheduleRender();
@@ -268,8 +288,8 @@
             showError("Connection to the system bus closed" + (options && options.problem ? ": " + options.problem : ""));
         });
 
-        manager = client.proxy(MANAGER, MANAGER_PATH);
-        manager.addEventListener("changed", renderState);
+        client.subscribe({ interface: "org.freedesktop.DBus.Properties", member: "PropertiesChanged", path: MANAGER_PATH },
+                         (path, iface, signal, [name, changed]) => { if (name === MANAGER) setManager(changed) });
 
         jails = client.proxies(JAIL, MANAGER_PATH);
         state.jails = jails;
