@@ -50,31 +50,9 @@ func TestCockpitPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	const port = "9090"
-	argv := h.SrvArgv(nil, cockpitWS, "--no-tls", "--local-session=cockpit-bridge", "--address=127.0.0.1", "--port="+port)
-	ws := exec.Command(argv[0], argv[1:]...)
-	ws.Env = append(os.Environ(), bed.Bus.Env(), "XDG_DATA_DIRS="+data+":/usr/local/share:/usr/share")
-	var wsOut strings.Builder
-	ws.Stdout, ws.Stderr = &wsOut, &wsOut
-	if err := ws.Start(); err != nil {
-		t.Fatalf("starting cockpit-ws: %v", err)
-	}
-	t.Cleanup(func() {
-		ws.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { ws.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(3 * time.Second):
-			ws.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("cockpit-ws output:\n%s", wsOut.String())
-		}
-	})
-
+	startCockpitWS(t, bed, data, port, "")
 	br := testbed.StartBrowser(t, h.SrvArgv(nil)...)
-	url := "http://127.0.0.1:" + port + "/cockpit/@localhost/jailkeeper/index.html"
+	url := pageURL(port)
 	var navErr error
 	for i := 0; i < 50; i++ { // cockpit-ws listening
 		if navErr = br.Navigate(url); navErr == nil {
@@ -87,10 +65,10 @@ func TestCockpitPage(t *testing.T) {
 	if _, err := br.WaitFor(`document.querySelector("#jails tr[data-jail=sshd]") && document.querySelector("#service.running")`, 10*time.Second); err != nil {
 		t.Fatalf("the page did not show the running daemon's jail: %v (navigate: %v)", err, navErr)
 	}
-	var service string
-	br.Eval(`document.querySelector("#service").textContent`, &service)
-	if !strings.Contains(service, "firewall backend iptables") {
-		t.Errorf("service state shows %q", service)
+	if _, err := br.WaitFor(`/^jailkeeper \S+ is running, firewall backend iptables/.test(document.querySelector("#service").textContent)`, 5*time.Second); err != nil {
+		var service string
+		br.Eval(`document.querySelector("#service").textContent`, &service)
+		t.Errorf("service state shows %q: %v", service, err)
 	}
 
 	// A real attacker: three failed logins over IPv4.
@@ -169,4 +147,64 @@ func TestCockpitPage(t *testing.T) {
 		br.Eval(`document.querySelector("#error").textContent`, &errText)
 		t.Errorf("refused ban: page error %q: %v", errText, err)
 	}
+
+	// A session without administrative access (cockpit-ws and its bridge
+	// as nobody, no sudo): read-only, no ban form, no unban buttons.
+	startCockpitWS(t, bed, data, "9091", "65534")
+	ro := testbed.StartBrowser(t, h.SrvArgv(nil)...)
+	for i := 0; i < 50; i++ {
+		if ro.Navigate(pageURL("9091")) == nil {
+			if _, err := ro.WaitFor(`document.querySelector("#jails tr[data-jail=sshd]")`, 2*time.Second); err == nil {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := ro.WaitFor(`document.body.classList.contains("read-only") && document.querySelector("#ban-section").hidden && document.querySelector("#jails tr[data-jail=sshd]")`, 10*time.Second); err != nil {
+		var access string
+		ro.Eval(`document.querySelector("#access").textContent`, &access)
+		t.Errorf("nobody's page is not read-only (%q): %v", access, err)
+	}
+}
+
+func pageURL(port string) string {
+	return "http://127.0.0.1:" + port + "/cockpit/@localhost/jailkeeper/index.html"
+}
+
+// startCockpitWS runs cockpit-ws with a local session (its bridge as the
+// same user; uid "" = root) in bed's server namespace on 127.0.0.1:port,
+// finding packages in data first, and stops it at cleanup.
+func startCockpitWS(t *testing.T, bed *testbed.Bed, data, port, uid string) {
+	t.Helper()
+	cmdline := []string{cockpitWS, "--no-tls", "--local-session=cockpit-bridge", "--address=127.0.0.1", "--port=" + port}
+	if uid != "" {
+		cmdline = append([]string{"setpriv", "--reuid=" + uid, "--regid=" + uid, "--clear-groups"}, cmdline...)
+	}
+	argv := bed.Hosts.SrvArgv(nil, cmdline...)
+	ws := exec.Command(argv[0], argv[1:]...)
+	ws.Env = append(os.Environ(), bed.Bus.Env(), "XDG_DATA_DIRS="+data+":/usr/local/share:/usr/share")
+	if uid != "" {
+		// The package's directory must be readable by the session's user.
+		os.Chmod(filepath.Dir(data), 0o755)
+		os.Chmod(data, 0o755)
+	}
+	var out strings.Builder
+	ws.Stdout, ws.Stderr = &out, &out
+	if err := ws.Start(); err != nil {
+		t.Fatalf("starting cockpit-ws: %v", err)
+	}
+	t.Cleanup(func() {
+		ws.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { ws.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			ws.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("cockpit-ws (port %s) output:\n%s", port, out.String())
+		}
+	})
 }
