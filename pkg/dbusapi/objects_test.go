@@ -255,6 +255,18 @@ wait:
 	if err := cl.Object(BusName, JailPath("my-web")).Call(propsInterface+".GetAll", 0, JailInterface).Err; err == nil {
 		t.Fatal("a removed jail's object still answers")
 	}
+
+	// The Go client reads the whole model.
+	c, err := Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	di, infos, err := c.Objects()
+	if err != nil || di.Version != "1.2.3" || di.Backend != "nftables" || di.CurrentlyBanned != 299 || len(infos) != 2 ||
+		infos[0].Name != "ftp" || infos[1].Name != "sshd" || infos[1].CurrentlyBanned != 299 || infos[1].BanTime != -1 || infos[1].Units[0] != "sshd.service" {
+		t.Fatalf("Objects = %+v, %+v, %v", di, infos, err)
+	}
 }
 
 func busctlAs(bus *testbed.Bus, user string, args ...string) (string, error) {
