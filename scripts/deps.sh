@@ -60,6 +60,10 @@ if [ "$what" = test ]; then
 	fi
 
 	# Real web servers for the e2e tests.
+	[ -x /usr/sbin/nginx ] || need_pkg nginx
+	[ -x /usr/sbin/apache2 ] || need_pkg apache2
+	[ -x /usr/sbin/lighttpd ] || need_pkg lighttpd
+	command -v curl >/dev/null || need_pkg curl
 
 	# Real FTP daemons for the e2e tests. Debian's FTP servers conflict
 	# with each other (all provide ftp-server): vsftpd is installed, and

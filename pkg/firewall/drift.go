@@ -44,15 +44,17 @@ const TickEvery = 250 * time.Millisecond
 
 // minGap is the least time between two drift alarms of a Watcher, so that
 // another program rewriting its own nftables rules many times a second
-// costs at most ten Verify calls a second; the gap is also at least
-// costFactor times what the last Verify took (Verified), so that repairs
-// take at most a fifth of a core whatever the number of bans. maxGap
+// costs at most ten Verify calls a second; the gap is also costFactor
+// times what the last Verify took (Verified), up to maxCostGap, so that
+// slow repairs (many bans, a loaded machine) take at most about half a
+// core while a drift still waits at most 300 ms for its turn. maxGap
 // bounds the back-off after repeated cheap-check alarms (a ban the kernel
 // keeps refusing).
 const (
 	minGap     = 100 * time.Millisecond
 	maxGap     = 6400 * time.Millisecond
-	costFactor = 4
+	costFactor = 2
+	maxCostGap = 300 * time.Millisecond
 )
 
 // watchable is implemented by backends a Watcher can watch.
@@ -158,9 +160,10 @@ func (w *Watcher) poke() {
 // Check reports whether the caller should run Verify now: another program
 // changed the backend's nftables tables, notifications were lost, or the
 // cheap check found a ban set holding fewer elements than it must. Alarms
-// come at most every 100 ms, or four times what the last Verify took
-// (a held-back one is delivered later), and repeated cheap-check alarms
-// back off up to 6.4 s. Call it serialised with the backend's other calls.
+// come at most every 100 ms, or twice what the last Verify took up to
+// 300 ms (a held-back one is delivered later), and repeated cheap-check
+// alarms back off up to 6.4 s. Call it serialised with the backend's other
+// calls.
 func (w *Watcher) Check() bool {
 	if w == nil {
 		return false
@@ -168,7 +171,7 @@ func (w *Watcher) Check() bool {
 	now := w.now()
 	w.mu.Lock()
 	notified := w.notified || w.lost
-	gap := max(minGap, costFactor*w.cost)
+	gap := max(minGap, min(costFactor*w.cost, maxCostGap))
 	if w.alarms > 0 {
 		gap = max(gap, min(minGap<<min(w.alarms, 8), maxGap))
 	}

@@ -173,20 +173,24 @@ func TestWatcherCheck(t *testing.T) {
 		t.Errorf("alarms = %d after a passing check, want 0", w.alarms)
 	}
 
-	// A Verify that took 200 ms spaces alarms by 800 ms.
-	notify()
-	if !w.Check() {
-		t.Fatal("Check after a notification = false")
-	}
-	w.Verified(200 * time.Millisecond)
-	notify()
-	clock = clock.Add(700 * time.Millisecond)
-	if w.Check() {
-		t.Fatal("alarm 700 ms after one whose Verify took 200 ms")
-	}
-	clock = clock.Add(110 * time.Millisecond)
-	if !w.Check() {
-		t.Fatal("no alarm 810 ms after one whose Verify took 200 ms")
+	// A Verify that took 120 ms spaces alarms by 240 ms; one that took a
+	// second, by 300 ms.
+	for _, c := range []struct{ took, gap time.Duration }{{120 * time.Millisecond, 240 * time.Millisecond}, {time.Second, 300 * time.Millisecond}} {
+		clock = clock.Add(time.Second)
+		notify()
+		if !w.Check() {
+			t.Fatal("Check after a notification = false")
+		}
+		w.Verified(c.took)
+		notify()
+		clock = clock.Add(c.gap - 20*time.Millisecond)
+		if w.Check() {
+			t.Fatalf("alarm %v after one whose Verify took %v", c.gap-20*time.Millisecond, c.took)
+		}
+		clock = clock.Add(30 * time.Millisecond)
+		if !w.Check() {
+			t.Fatalf("no alarm %v after one whose Verify took %v", c.gap+10*time.Millisecond, c.took)
+		}
 	}
 }
 

@@ -493,17 +493,20 @@ func (e *Engine) Adopt(old *Engine) {
 	for _, js := range old.jails {
 		prev[js.Name] = js
 	}
-	// The saved state follows: the next TakeState hands out everything,
-	// so that records of what is not carried over go.
+	// The saved state follows. When saved records of old are not carried
+	// over (a jail removed, a tracker or distributed counts not taken),
+	// the next TakeState hands out everything, so that they go.
 	if old.state {
 		e.recordState()
-		e.fullNext = true
+		e.fullNext = old.fullNext
 	}
+	carried := map[string]bool{}
 	for _, js := range e.jails {
 		o := prev[js.Name]
 		if o == nil {
 			continue
 		}
+		carried[js.Name] = true
 		js.total = o.total
 		js.totalDirty = o.totalDirty
 		if o.ctx != nil && js.ctx != nil {
@@ -519,12 +522,21 @@ func (e *Engine) Adopt(old *Engine) {
 				o.tracker.changed = map[netip.Prefix]struct{}{}
 			}
 			js.tracker = o.tracker
+		} else if o.tracker.keys.len() > 0 {
+			e.fullNext = e.state
 		}
 		if o.dist != nil && js.dist != nil && o.Distributed == js.Distributed && o.IPv6Prefix == js.IPv6Prefix {
 			if e.state && o.dist.changed == nil {
 				o.dist.changed = map[distPair]struct{}{}
 			}
 			js.dist = o.dist
+		} else if o.dist != nil && o.dist.pairs > 0 {
+			e.fullNext = e.state
+		}
+	}
+	for _, o := range old.jails {
+		if !carried[o.Name] && (o.total > 0 || o.tracker.keys.len() > 0 || o.dist != nil && o.dist.pairs > 0) {
+			e.fullNext = e.state
 		}
 	}
 }

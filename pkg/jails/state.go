@@ -29,8 +29,8 @@ import (
 //
 // Only what changed since the last TakeState is handed out, so the cost on
 // the ban path follows the failures of the batch, not the tracker's size;
-// after a restore that dropped records, or a reload, the next one hands
-// out everything, so the store can start afresh. Escalated subnets are not
+// after a restore that dropped most records, or a reload that left some
+// behind, the next one hands out everything, so the store can start afresh. Escalated subnets are not
 // part of it: they are bans, in the ban table, and are not banned twice.
 // Nor is the pairing of one attempt's two lines without a shared port
 // (tracker.go: it hashes user names with a seed of the process): a restart
@@ -64,10 +64,10 @@ func (e *Engine) recordState() {
 // TakeState calls put with every record of the engine's counting state
 // that changed since the last call (a nil value: delete the record) and
 // returns false; or, when all is true or the engine needs it (after a
-// restore that dropped records, or a reload), with every record it holds,
-// and returns true: the caller then replaces what it saved with them.
-// Calling it starts the recording. Keys and values are the caller's to
-// keep.
+// restore that dropped most records, or a reload that left some behind),
+// with every record it holds, and returns true: the caller then replaces
+// what it saved with them. Calling it starts the recording. Keys and
+// values are the caller's to keep.
 func (e *Engine) TakeState(all bool, put func(key, value []byte)) (full bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

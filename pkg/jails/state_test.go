@@ -162,7 +162,8 @@ func TestStateRestoreDrops(t *testing.T) {
 
 // TestStateFollowsAdopt: a reload's engine carries the saved state: the
 // records of a removed jail, and of a tracker not carried over, are
-// deleted; the rest keeps being recorded.
+// deleted (a full TakeState); when everything is carried, only changes
+// are handed out.
 func TestStateFollowsAdopt(t *testing.T) {
 	store := memState{}
 	a := newTestEngine(t, stateJail(t, "sshd", 3, 64), stateJail(t, "gone", 3, 64))
@@ -178,8 +179,15 @@ func TestStateFollowsAdopt(t *testing.T) {
 	if got := keysOf(store); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("records after a reload: %q, want %q", got, want)
 	}
+	// The same jails again: only changes are handed out.
+	same := newTestEngine(t, stateJail(t, "sshd", 4, 64))
+	same.Adopt(b)
+	same.Handle(entry(2*time.Second, "Failed password for root from 203.0.113.9 port 3 ssh2"))
+	if puts, _, full := store.take(same); full || puts != 2 {
+		t.Fatalf("TakeState after a reload keeping everything: %d puts, full %v; want 2 (the key, the total), not full", puts, full)
+	}
 	c := newTestEngine(t, stateJail(t, "sshd", 3, 128))
-	c.Adopt(b)
+	c.Adopt(same)
 	store.take(c)
 	if got := keysOf(store); strings.Join(got, ",") != "tsshd" {
 		t.Fatalf("records after an ipv6_prefix change: %q, want only the total", got)
