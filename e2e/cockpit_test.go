@@ -24,6 +24,7 @@ const cockpitWS = "/usr/lib/cockpit/cockpit-ws"
 // jail's counters follow. It saves a screenshot (JAILKEEPER_SCREENSHOT, or
 // the test's temporary directory).
 func TestCockpitPage(t *testing.T) {
+	t.Parallel()
 	testbed.Require(t, append(append(testbed.BedCommands, testbed.BrowserCommands...), "cockpit-bridge")...)
 	if _, err := os.Stat(cockpitWS); err != nil {
 		if os.Getenv("CI") != "" {

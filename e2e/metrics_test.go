@@ -16,6 +16,7 @@ import (
 // one socket-activated HTTP answer, and into a textfile directory; and
 // with the daemon stopped.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	testbed.Require(t, testbed.BedCommands...)
 	bed := testbed.NewBed(t)
 	h := bed.Hosts
