@@ -56,3 +56,16 @@ func orDefaultDur(v, d time.Duration) time.Duration {
 	}
 	return v
 }
+
+// FailureCounts implements dbusapi.Model: each jail's CurrentlyFailed and
+// TotalFailed, from the engine alone.
+func (k *Keeper) FailureCounts() map[string][2]uint32 {
+	k.mu.Lock()
+	engine := k.engine
+	k.mu.Unlock()
+	out := map[string][2]uint32{}
+	for _, s := range engine.Stats() {
+		out[s.Name] = [2]uint32{uint32(s.CurrentlyFailed), uint32(s.TotalFailed)}
+	}
+	return out
+}

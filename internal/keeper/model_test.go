@@ -29,6 +29,9 @@ func TestJailInfos(t *testing.T) {
 		!slices.Equal(s.Units, []string{"sshd.service"}) || s.CurrentlyFailed != 1 || s.TotalFailed != 1 || s.CurrentlyBanned != 0 {
 		t.Errorf("sshd = %+v", s)
 	}
+	if fc := b.k.FailureCounts(); len(fc) != 2 || fc["sshd"] != [2]uint32{1, 1} || fc["web"] != [2]uint32{1, 1} /* web reads sshd.service too */ {
+		t.Errorf("FailureCounts = %v", fc)
+	}
 	st, _ := b.k.Status("web")
 	if w.Name != "web" || w.Filter != "" || w.MaxRetry != 5 || w.BanTime != -1 ||
 		w.CurrentlyBanned != 2 || w.CurrentlyBanned != st[0].CurrentlyBanned || w.TotalBanned != st[0].TotalBanned {

@@ -48,14 +48,18 @@ type JailInfo struct {
 	TotalBanned     uint32
 }
 
-// Model is what the object model reads from the daemon. Its methods are
-// called from the model's own goroutine, about once a second and soon
-// after every ban change, and must be cheap.
+// Model is what the object model reads from the daemon, from the model's
+// own goroutine.
 type Model interface {
 	// Backend names the firewall backend in use.
 	Backend() string
-	// JailInfos describes every configured jail.
+	// JailInfos describes every configured jail. It is called soon after
+	// a ban change or a reload, and every 10 s.
 	JailInfos() []JailInfo
+	// FailureCounts returns each configured jail's CurrentlyFailed and
+	// TotalFailed. It is called every second and must be cheap (no walk
+	// over the bans).
+	FailureCounts() map[string][2]uint32
 }
 
 // JailPath returns the object path of the jail named name: every byte
@@ -134,20 +138,31 @@ func (s *Server) SetVersion(v string) {
 	s.objs.mu.Unlock()
 }
 
-// loop refreshes every period and soon after each nudge, at most once per
-// coalesce: a burst of bans becomes one PropertiesChanged per jail.
+// loop reads the failure counters every period, and everything soon
+// after each nudge (a ban change, a reload), every fullEvery periods, and
+// whenever the counters name other jails than those published (a reload
+// by SIGHUP); at most once per coalesce, so a burst of bans becomes one
+// PropertiesChanged per jail.
 func (o *objects) loop(period, coalesce time.Duration) {
+	const fullEvery = 10
 	done := o.s.conn.Context().Done()
 	t := time.NewTicker(period)
 	defer t.Stop()
+	ticks := 0
 	for {
+		full := false
 		select {
 		case <-done:
 			return
 		case <-t.C:
+			ticks++
+			full = ticks%fullEvery == 0
 		case <-o.tag:
+			full = true
 		}
-		o.refresh()
+		if full || !o.refreshFailures() {
+			o.refresh()
+		}
 		select {
 		case <-done:
 			return
@@ -156,11 +171,39 @@ func (o *objects) loop(period, coalesce time.Duration) {
 	}
 }
 
-// refresh reads the model, exports jails that appeared, unexports those
-// gone, and emits what changed.
+// refreshFailures publishes the failure counters alone. It reports false,
+// doing nothing, when they name other jails than those published.
+func (o *objects) refreshFailures() bool {
+	fc := o.m.FailureCounts()
+	o.mu.Lock()
+	if len(fc) != len(o.jails) {
+		o.mu.Unlock()
+		return false
+	}
+	infos := make([]JailInfo, 0, len(o.jails))
+	for name, ji := range o.jails {
+		c, ok := fc[name]
+		if !ok {
+			o.mu.Unlock()
+			return false
+		}
+		ji.CurrentlyFailed, ji.TotalFailed = c[0], c[1]
+		infos = append(infos, ji)
+	}
+	backend := o.backend
+	o.mu.Unlock()
+	o.publish(infos, backend)
+	return true
+}
+
+// refresh reads the whole model and publishes it.
 func (o *objects) refresh() {
-	infos := o.m.JailInfos()
-	backend := o.m.Backend()
+	o.publish(o.m.JailInfos(), o.m.Backend())
+}
+
+// publish exports jails that appeared, unexports those gone, and emits
+// what changed. Only loop (and exportObjects before it) calls it.
+func (o *objects) publish(infos []JailInfo, backend string) {
 	now := make(map[string]JailInfo, len(infos))
 	for _, ji := range infos {
 		now[ji.Name] = ji

@@ -57,6 +57,14 @@ func (m *memModel) JailInfos() []JailInfo {
 	return out
 }
 
+func (m *memModel) FailureCounts() map[string][2]uint32 {
+	out := map[string][2]uint32{}
+	for _, ji := range m.JailInfos() {
+		out[ji.Name] = [2]uint32{ji.CurrentlyFailed, ji.TotalFailed}
+	}
+	return out
+}
+
 func (m *memModel) Ban(jail string, ps []netip.Prefix, d time.Duration) (int, error) {
 	n, err := m.memManager.Ban(jail, ps, d)
 	if err == nil && m.srv != nil {
@@ -266,6 +274,19 @@ wait:
 	if err != nil || di.Version != "1.2.3" || di.Backend != "nftables" || di.CurrentlyBanned != 299 || len(infos) != 2 ||
 		infos[0].Name != "ftp" || infos[1].Name != "sshd" || infos[1].CurrentlyBanned != 299 || infos[1].BanTime != -1 || infos[1].Units[0] != "sshd.service" {
 		t.Fatalf("Objects = %+v, %+v, %v", di, infos, err)
+	}
+
+	// A reload the bus did not carry (SIGHUP) shows within a second or
+	// two: the counters read every second name other jails.
+	m.setJails("sshd")
+	timeout = time.After(3 * time.Second)
+	for gotRemoved = false; !gotRemoved; {
+		select {
+		case s := <-sigs:
+			gotRemoved = s.Name == objMgrInterface+".InterfacesRemoved" && s.Body[0] == JailPath("ftp")
+		case <-timeout:
+			t.Fatal("no InterfacesRemoved of ftp after a reload without a D-Bus call")
+		}
 	}
 }
 
