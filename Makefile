@@ -24,6 +24,8 @@ install: build
 	install -D -m 0644 packaging/systemd/jailkeeper.service $(DESTDIR)$(UNITDIR)/jailkeeper.service
 	sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)$(UNITDIR)/jailkeeper.service
 	install -D -m 0644 packaging/systemd/jailkeeper-actions.service $(DESTDIR)$(UNITDIR)/jailkeeper-actions.service && sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)$(UNITDIR)/jailkeeper-actions.service
+	install -D -m 0644 packaging/systemd/jailkeeper-metrics.sysusers $(DESTDIR)/usr/lib/sysusers.d/jailkeeper-metrics.conf
+	if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null; then systemd-sysusers /usr/lib/sysusers.d/jailkeeper-metrics.conf; fi
 	install -D -m 0644 packaging/systemd/jailkeeper-metrics.socket $(DESTDIR)$(UNITDIR)/jailkeeper-metrics.socket
 	install -D -m 0644 packaging/systemd/jailkeeper-metrics@.service $(DESTDIR)$(UNITDIR)/jailkeeper-metrics@.service && sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)$(UNITDIR)/jailkeeper-metrics@.service
 	install -D -m 0644 packaging/systemd/org.jailkeeper.conf $(DESTDIR)/usr/share/dbus-1/system.d/org.jailkeeper.conf
@@ -48,7 +50,7 @@ uninstall:
 	if [ -z "$(DESTDIR)" ] && [ -x $(PREFIX)/bin/jailkeeper ]; then $(PREFIX)/bin/jailkeeper teardown; fi
 	rm -f $(DESTDIR)$(PREFIX)/bin/jailkeeper $(DESTDIR)$(UNITDIR)/jailkeeper.service $(DESTDIR)/etc/systemd/system/jailkeeper.service \
 		$(DESTDIR)$(PREFIX)/bin/jailkeeper-actions $(DESTDIR)$(UNITDIR)/jailkeeper-actions.service \
-		$(DESTDIR)$(UNITDIR)/jailkeeper-metrics.socket $(DESTDIR)$(UNITDIR)/jailkeeper-metrics@.service \
+		$(DESTDIR)$(UNITDIR)/jailkeeper-metrics.socket $(DESTDIR)$(UNITDIR)/jailkeeper-metrics@.service $(DESTDIR)/usr/lib/sysusers.d/jailkeeper-metrics.conf \
 		$(DESTDIR)/usr/share/dbus-1/system.d/org.jailkeeper.conf $(DESTDIR)/usr/share/dbus-1/system-services/org.jailkeeper.service \
 		$(DESTDIR)/usr/share/polkit-1/actions/org.jailkeeper.policy
 	rm -rf $(DESTDIR)/usr/share/cockpit/jailkeeper
