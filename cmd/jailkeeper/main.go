@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,8 +31,10 @@ const usage = `usage: jailkeeper COMMAND [ARGS] [FLAGS]
 commands:
   daemon [--config-dir DIR] [--state-dir DIR]   run the ban service
   status [JAIL] [--json]                        show jails, failures and bans
-  ban JAIL ADDR|CIDR|- [--for DURATION]         ban (- reads one address per line from stdin)
+  ban JAIL ADDR|CIDR|- [--for DURATION] [--skip-bad]
+                                                ban (- reads one address per line from stdin)
   unban ADDR|CIDR [--jail JAIL]                 lift a ban (from every jail by default)
+  unban --jail JAIL --all                       lift every ban of a jail
   reload                                        re-read /etc/jailkeeper.d (the running config stays on error)
   check [--config-dir DIR] [--json]             validate the configuration
   teardown [--backend B] [--force]              remove jailkeeper's chains, sets and tables (stop the service first)
@@ -166,9 +169,15 @@ func writeJSON(stdout, stderr io.Writer, v any) int {
 	return 0
 }
 
+// banChunk is how many addresses one BanMany call carries: about 1 MB,
+// far below the system bus's message limit (32 MiB in dbus-daemon's
+// system.conf), and a step the daemon commits in well under a second.
+const banChunk = 50_000
+
 func cmdBan(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("ban", "ban JAIL ADDR|CIDR|- [--for DURATION]", stderr)
+	fs := newFlagSet("ban", "ban JAIL ADDR|CIDR|- [--for DURATION] [--skip-bad]", stderr)
 	forDur := fs.String("for", "", "ban duration (10m, 1h, 1w, permanent; default: the jail's bantime)")
+	skipBad := fs.Bool("skip-bad", false, "with -: ban the good lines and list the bad ones (default: a bad line bans nothing)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return usageError(err)
@@ -187,6 +196,7 @@ func cmdBan(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	jail := pos[0]
 	var addrs []string
+	var bad []string
 	if pos[1] == "-" {
 		sc := bufio.NewScanner(stdin)
 		sc.Buffer(make([]byte, 64*1024), 1024*1024)
@@ -199,7 +209,11 @@ func cmdBan(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 				continue
 			}
 			if _, err := dbusapi.ParsePrefix(line); err != nil {
-				return fail(stderr, "ban", fmt.Errorf("stdin line %d: %w; nothing banned", n, err))
+				if !*skipBad {
+					return fail(stderr, "ban", fmt.Errorf("stdin line %d: %w; nothing banned", n, err))
+				}
+				bad = append(bad, fmt.Sprintf("stdin line %d: %v", n, err))
+				continue
 			}
 			addrs = append(addrs, line)
 		}
@@ -211,6 +225,9 @@ func cmdBan(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return fail(stderr, "ban", err)
 		}
 		addrs = []string{pos[1]}
+	}
+	for _, b := range bad {
+		fmt.Fprintf(stderr, "jailkeeper ban: skipped %s\n", b)
 	}
 	c, err := dbusapi.Dial()
 	if err != nil {
@@ -224,20 +241,77 @@ func cmdBan(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "banned %s in %s\n", addrs[0], jail)
 		return 0
 	}
-	n, err := c.BanMany(jail, addrs, d)
-	if err != nil {
-		return fail(stderr, "ban", err)
+	// In order, each chunk is a narrow range of the daemon's ban
+	// database: fewer pages to rewrite per step.
+	slices.Sort(addrs)
+	progress := isTerminal(stderr) && len(addrs) > banChunk
+	var n uint32
+	for sent := 0; sent < len(addrs) || sent == 0; {
+		part := addrs[sent:min(len(addrs), sent+banChunk)]
+		m, err := c.BanMany(jail, part, d)
+		if progress {
+			fmt.Fprint(stderr, "\r\033[K")
+		}
+		if err != nil {
+			if sent == 0 {
+				return fail(stderr, "ban", err)
+			}
+			return fail(stderr, "ban", fmt.Errorf("%w; the first %d addresses were sent (%d bans new or extended)", err, sent, n))
+		}
+		n += m
+		sent += len(part)
+		if progress {
+			fmt.Fprintf(stderr, "jailkeeper ban: %d of %d addresses sent (%d%%)", sent, len(addrs), 100*sent/len(addrs))
+		}
+		if len(addrs) == 0 {
+			break
+		}
 	}
-	fmt.Fprintf(stdout, "banned %d of %d addresses in %s (the rest were already banned)\n", n, len(addrs), jail)
+	if progress {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	msg := fmt.Sprintf("banned %d of %d addresses in %s (the rest were already banned)", n, len(addrs), jail)
+	if len(bad) > 0 {
+		msg += fmt.Sprintf("; %d bad lines skipped", len(bad))
+	}
+	fmt.Fprintln(stdout, msg)
 	return 0
 }
 
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
 func cmdUnban(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("unban", "unban ADDR|CIDR [--jail JAIL]", stderr)
+	fs := newFlagSet("unban", "unban ADDR|CIDR [--jail JAIL] | unban --jail JAIL --all", stderr)
 	jail := fs.String("jail", "", "only this jail (default: every jail)")
+	all := fs.Bool("all", false, "lift every ban of --jail in one batch")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return usageError(err)
+	}
+	if *all {
+		if len(pos) != 0 || *jail == "" {
+			fmt.Fprintln(stderr, "jailkeeper unban: --all wants --jail JAIL and no address")
+			return 2
+		}
+		c, err := dbusapi.Dial()
+		if err != nil {
+			return fail(stderr, "unban", err)
+		}
+		defer c.Close()
+		n, err := c.UnbanAll(*jail)
+		if err != nil {
+			return fail(stderr, "unban", err)
+		}
+		fmt.Fprintf(stdout, "unbanned every address in %s (%d bans lifted)\n", *jail, n)
+		return 0
 	}
 	if len(pos) != 1 {
 		fmt.Fprintln(stderr, "jailkeeper unban: want one ADDR")

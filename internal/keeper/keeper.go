@@ -14,8 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/journal"
@@ -81,6 +83,17 @@ type Keeper struct {
 
 	lastCursor  string
 	cursorSaved time.Time
+
+	// running is rt and engine for Status, which must not wait for the
+	// lock: an import step or the watchdog's check of a million bans
+	// holds it for up to a second.
+	running atomic.Pointer[running]
+}
+
+// running is a configuration and its engine, as swapped in together.
+type running struct {
+	rt     *config.Runtime
+	engine *jails.Engine
 }
 
 // Start builds a Keeper: it opens the firewall backend rt names, drops bans
@@ -110,7 +123,7 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 	if opts.FromKernel {
 		k.importKernel(fw, now)
 	}
-	active := k.keepConfigured(rt, table.Active(now))
+	active := k.keepConfigured(rt, table.Snapshot(now))
 	k.tearDownOthers(fw.Name())
 	if err := fw.Setup(rt.Layout, toFirewall(active)); err != nil {
 		fw.Close()
@@ -128,6 +141,7 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 	}
 	table.AttachState(engine)
 	k.rt, k.engine, k.fw, k.restored = rt, engine, fw, len(active)
+	k.running.Store(&running{rt, engine})
 	k.watchDrift()
 	return k, nil
 }
@@ -388,6 +402,38 @@ func (k *Keeper) HandleBatch(batches ...[]jjournal.Entry) {
 	}
 }
 
+// sortByKey sorts the bans of one jail in the ban table's key order (the
+// prefixes' text).
+func sortByKey(bs []bans.Ban) {
+	if len(bs) < 2 {
+		return
+	}
+	type keyed struct {
+		k string
+		b bans.Ban
+	}
+	ks := make([]keyed, len(bs))
+	for i, b := range bs {
+		ks[i] = keyed{b.Prefix.Masked().String(), b}
+	}
+	slices.SortFunc(ks, func(x, y keyed) int { return strings.Compare(x.k, y.k) })
+	for i := range ks {
+		bs[i] = ks[i].b
+	}
+}
+
+// forget drops the engine's tracked failures inside bs, per jail in one
+// call.
+func forget(e *jails.Engine, bs []bans.Ban) {
+	byJail := map[string][]netip.Prefix{}
+	for _, b := range bs {
+		byJail[b.Jail] = append(byJail[b.Jail], b.Prefix)
+	}
+	for jail, ps := range byJail {
+		e.ForgetMany(jail, ps)
+	}
+}
+
 func banFromDecision(dec jails.Decision) bans.Ban {
 	b := bans.Ban{Jail: dec.Jail, Prefix: dec.Prefix, Start: dec.Time, Reason: dec.Reason}
 	if b.Start.IsZero() {
@@ -448,9 +494,7 @@ func (k *Keeper) commit(cursor string, bs []bans.Ban, manual bool) (int, error) 
 	}
 	logBans(k.log, evBanned, changed)
 	if manual {
-		for _, b := range changed {
-			k.engine.Forget(b.Jail, b.Prefix)
-		}
+		forget(k.engine, changed)
 	}
 	if k.bus != nil {
 		announceBanned(k.bus, changed)
@@ -459,17 +503,29 @@ func (k *Keeper) commit(cursor string, bs []bans.Ban, manual bool) (int, error) 
 	return len(changed), nil
 }
 
-// Expire lifts the bans whose time is up, from the table and the kernel.
+// expireChunk bounds the expired bans lifted in one step; between steps
+// the lock is free (a million bans imported with one --for expire at
+// once).
+const expireChunk = 20_000
+
+// Expire lifts the bans whose time is up, from the table and the kernel,
+// in steps of expireChunk.
 func (k *Keeper) Expire() {
+	for k.expireStep() == expireChunk {
+	}
+}
+
+// expireStep lifts up to expireChunk expired bans and returns how many.
+func (k *Keeper) expireStep() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	gone, err := k.table.Expire(time.Now())
+	gone, err := k.table.ExpireSome(time.Now(), expireChunk)
 	if err != nil {
 		k.log.Errorf(MsgExpire, "%v", err)
-		return
+		return 0
 	}
 	if len(gone) == 0 {
-		return
+		return 0
 	}
 	if err := k.fw.Remove(toFirewall(gone)); err != nil {
 		k.log.Errorf(MsgExpire, "removing %d expired bans from the firewall: %v", len(gone), err)
@@ -479,13 +535,14 @@ func (k *Keeper) Expire() {
 		announceUnbanned(k.bus, gone)
 	}
 	k.opts.Notify("STATUS=" + k.statusLocked())
+	return len(gone)
 }
 
 // Verify compares the kernel with the layout and the active bans and
 // repairs drift, logging what it found. An error means the repair failed.
 func (k *Keeper) Verify() error {
 	k.mu.Lock()
-	found, err := k.fw.Verify(k.rt.Layout, toFirewall(k.table.Active(time.Now())))
+	found, err := k.fw.Verify(k.rt.Layout, toFirewall(k.table.Snapshot(time.Now())))
 	k.mu.Unlock()
 	if len(found) > 0 {
 		k.log.Event(journal.PriWarning, MsgRepair, fmt.Sprintf("firewall drift repaired: %s", strings.Join(found, "; ")))
@@ -534,21 +591,34 @@ func (k *Keeper) jailByName(name string) (jails.Jail, bool) {
 	return jails.Jail{}, false
 }
 
-// Ban implements dbusapi.Manager: an administrator's bans, all or nothing.
+// importChunk bounds the bans one step of an administrator's import
+// commits while holding the lock: between steps the journal's batches,
+// the watchdog's check and status calls get their turn. A step of 5,000
+// took up to 74 ms in TestLargeImport (bbolt table, fake firewall; the
+// kernel's share comes on top), 10,000 up to 137 ms.
+const importChunk = 5_000
+
+// Ban implements dbusapi.Manager: an administrator's bans. The prefixes
+// are all checked first (an unknown jail or a whitelisted prefix bans
+// nothing), then committed in steps of importChunk; an error in a later
+// step (the disk) leaves the steps before it in place and says how many
+// were banned.
 func (k *Keeper) Ban(jail string, prefixes []netip.Prefix, dur time.Duration) (int, error) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	j, ok := k.jailByName(jail)
 	if !ok {
+		defer k.mu.Unlock()
 		return 0, fmt.Errorf("%w %q (jails: %s)", dbusapi.ErrUnknownJail, jail, strings.Join(jailNames(k.rt), ", "))
 	}
+	wl := k.rt.Whitelist
+	k.mu.Unlock()
 	if dur == 0 {
 		dur = j.BanTime
 	}
 	now := time.Now()
 	bs := make([]bans.Ban, 0, len(prefixes))
 	for _, p := range prefixes {
-		if k.rt.Whitelist.Overlaps(p) {
+		if wl.Overlaps(p) {
 			return 0, fmt.Errorf("%w: %s overlaps the whitelist; nothing banned", dbusapi.ErrWhitelisted, prefix.Format(p))
 		}
 		b := bans.Ban{Jail: jail, Prefix: p, Start: now, Reason: "banned by an administrator"}
@@ -557,8 +627,31 @@ func (k *Keeper) Ban(jail string, prefixes []netip.Prefix, dur time.Duration) (i
 		}
 		bs = append(bs, b)
 	}
-	// commit without a cursor: bans an administrator made.
-	return k.commit("", bs, true)
+	// In the table's key order, each step's bans fall into few pages of
+	// the ban database; in the list's order each step rewrote pages all
+	// over it.
+	sortByKey(bs)
+	total := 0
+	for len(bs) > 0 {
+		step := bs[:min(len(bs), importChunk)]
+		bs = bs[len(step):]
+		k.mu.Lock()
+		if _, ok := k.jailByName(jail); !ok {
+			k.mu.Unlock()
+			return total, fmt.Errorf("%w %q: removed by a reload after %d bans", dbusapi.ErrUnknownJail, jail, total)
+		}
+		// commit without a cursor: bans an administrator made.
+		n, err := k.commit("", step, true)
+		k.mu.Unlock()
+		total += n
+		if err != nil {
+			if total > 0 {
+				return total, fmt.Errorf("%w (after %d bans)", err, total)
+			}
+			return 0, err
+		}
+	}
+	return total, nil
 }
 
 // Unban implements dbusapi.Manager.
@@ -580,9 +673,7 @@ func (k *Keeper) Unban(jail string, p netip.Prefix) (int, error) {
 		}
 	}
 	logBans(k.log, evUnbanned, gone)
-	for _, b := range gone {
-		k.engine.Forget(b.Jail, b.Prefix)
-	}
+	forget(k.engine, gone)
 	if k.bus != nil {
 		announceUnbanned(k.bus, gone)
 	}
@@ -592,12 +683,65 @@ func (k *Keeper) Unban(jail string, p netip.Prefix) (int, error) {
 	return len(gone), nil
 }
 
+// UnbanAll implements dbusapi.Manager: every ban the jail holds when the
+// call starts is lifted, in steps of expireChunk with the lock free in
+// between (as an import).
+func (k *Keeper) UnbanAll(jail string) (int, error) {
+	k.mu.Lock()
+	_, ok := k.jailByName(jail)
+	names := jailNames(k.rt)
+	k.mu.Unlock()
+	if !ok {
+		return 0, fmt.Errorf("%w %q (jails: %s)", dbusapi.ErrUnknownJail, jail, strings.Join(names, ", "))
+	}
+	var held []bans.Ban
+	for _, b := range k.table.Snapshot(time.Time{}) {
+		if b.Jail == jail {
+			held = append(held, b)
+		}
+	}
+	sortByKey(held)
+	total := 0
+	for len(held) > 0 {
+		step := held[:min(len(held), expireChunk)]
+		held = held[len(step):]
+		n, err := k.unbanStep(step)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// unbanStep lifts those of bs the table still holds.
+func (k *Keeper) unbanStep(bs []bans.Ban) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	gone, err := k.table.RemoveBans(bs)
+	if err != nil {
+		return 0, err
+	}
+	if len(gone) == 0 {
+		return 0, nil
+	}
+	if err := k.fw.Remove(toFirewall(gone)); err != nil {
+		return 0, fmt.Errorf("removing from the firewall: %w", err)
+	}
+	logBans(k.log, evUnbanned, gone)
+	forget(k.engine, gone)
+	if k.bus != nil {
+		announceUnbanned(k.bus, gone)
+	}
+	k.opts.Notify("STATUS=" + k.statusLocked())
+	return len(gone), nil
+}
+
 // Status implements dbusapi.Manager.
 func (k *Keeper) Status(jail string) ([]dbusapi.JailStatus, error) {
-	k.mu.Lock()
-	names := jailNames(k.rt)
-	engine := k.engine
-	k.mu.Unlock()
+	cur := k.running.Load()
+	names := jailNames(cur.rt)
+	engine := cur.engine
 	stats := map[string]jails.JailStats{}
 	for _, s := range engine.Stats() {
 		stats[s.Name] = s
@@ -612,7 +756,22 @@ func (k *Keeper) Status(jail string) ([]dbusapi.JailStatus, error) {
 		}
 		names = []string{jail}
 	}
-	active := k.table.Active(time.Now())
+	counts := k.table.Counts()
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	// Up to StatusListMax bans Status lists them; beyond, only the counts
+	// (a list of a million addresses would take seconds to build and
+	// send): ListBans pages through them.
+	var active []bans.Ban
+	if total <= StatusListMax {
+		active = k.table.Active(time.Now())
+		counts = map[string]int{}
+		for _, b := range active {
+			counts[b.Jail]++
+		}
+	}
 	out := make([]dbusapi.JailStatus, 0, len(names))
 	for _, n := range names {
 		st := dbusapi.JailStatus{
@@ -620,6 +779,7 @@ func (k *Keeper) Status(jail string) ([]dbusapi.JailStatus, error) {
 			CurrentlyFailed: uint32(stats[n].CurrentlyFailed),
 			TotalFailed:     uint32(stats[n].TotalFailed),
 			TotalBanned:     uint32(k.table.Total(n)),
+			CurrentlyBanned: uint32(counts[n]),
 			Banned:          []string{},
 		}
 		for _, b := range active {
@@ -627,17 +787,37 @@ func (k *Keeper) Status(jail string) ([]dbusapi.JailStatus, error) {
 				st.Banned = append(st.Banned, prefix.Format(b.Prefix))
 			}
 		}
-		st.CurrentlyBanned = uint32(len(st.Banned))
 		out = append(out, st)
 	}
 	return out, nil
 }
 
+// StatusListMax is the number of bans up to which Status lists the banned
+// addresses of each jail; with more, its lists are empty and only the
+// counts say how many there are.
+const StatusListMax = 10_000
+
 // ListBans implements dbusapi.Manager.
 func (k *Keeper) ListBans() []dbusapi.BanInfo {
+	return banInfos(k.table.Active(time.Now()))
+}
+
+// ListBansPage implements dbusapi.Manager. Each page sorts the table
+// anew (a million bans: see docs/daemon.md); the lock is not held.
+func (k *Keeper) ListBansPage(offset, limit int) ([]dbusapi.BanInfo, int) {
 	active := k.table.Active(time.Now())
-	out := make([]dbusapi.BanInfo, len(active))
-	for i, b := range active {
+	total := len(active)
+	offset = min(max(offset, 0), total)
+	end := total
+	if limit > 0 {
+		end = min(offset+limit, total)
+	}
+	return banInfos(active[offset:end]), total
+}
+
+func banInfos(bs []bans.Ban) []dbusapi.BanInfo {
+	out := make([]dbusapi.BanInfo, len(bs))
+	for i, b := range bs {
 		out[i] = dbusapi.BanInfo{Jail: b.Jail, Prefix: prefix.Format(b.Prefix), Start: b.Start.Unix(), Reason: b.Reason}
 		if !b.Permanent() {
 			out[i].Expires = b.Expires.Unix()
@@ -695,7 +875,7 @@ func (k *Keeper) Swap(n *Next) error {
 	if n.fw != nil {
 		fw = n.fw
 	}
-	active := k.keepConfigured(n.rt, k.table.Active(time.Now()))
+	active := k.keepConfigured(n.rt, k.table.Snapshot(time.Now()))
 	if err := fw.Setup(n.rt.Layout, toFirewall(active)); err != nil {
 		if n.fw != nil {
 			// The old layout was never touched.
@@ -703,7 +883,7 @@ func (k *Keeper) Swap(n *Next) error {
 			n.fw.Close()
 		} else {
 			// Put the old layout back: never lose protection on a bad reload.
-			k.fw.Setup(k.rt.Layout, toFirewall(k.table.Active(time.Now())))
+			k.fw.Setup(k.rt.Layout, toFirewall(k.table.Snapshot(time.Now())))
 		}
 		return fmt.Errorf("building firewall layout (%s): %w", fw.Name(), err)
 	}
@@ -726,6 +906,7 @@ func (k *Keeper) Swap(n *Next) error {
 	n.engine.Adopt(k.engine)
 	k.table.AttachState(n.engine)
 	k.rt, k.engine = n.rt, n.engine
+	k.running.Store(&running{n.rt, n.engine})
 	return nil
 }
 

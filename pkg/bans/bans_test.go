@@ -342,3 +342,65 @@ func BenchmarkCommitState(b *testing.B) {
 		}
 	}
 }
+
+// TestExpireSomeAndRemoveBans: expiry in bounded batches, a mass unban of
+// one jail, and the per-jail counts through both.
+func TestExpireSomeAndRemoveBans(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	tb, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bs []Ban
+	for i := range 250 {
+		bs = append(bs, ban("sshd", fmt.Sprintf("198.51.100.%d/32", i), t0, time.Minute))
+		bs = append(bs, ban("web", fmt.Sprintf("203.0.113.%d/32", i), t0, 0))
+	}
+	bs = append(bs, ban("sshd", "2001:db8::/64", t0, time.Hour))
+	if _, err := tb.Add(bs...); err != nil {
+		t.Fatal(err)
+	}
+	if c := tb.Counts(); c["sshd"] != 251 || c["web"] != 250 {
+		t.Fatalf("Counts = %v", c)
+	}
+	if gone, _ := tb.ExpireSome(t0.Add(59*time.Second), 100); len(gone) != 0 {
+		t.Fatalf("expired early: %d", len(gone))
+	}
+	total := 0
+	for i := 0; ; i++ {
+		gone, err := tb.ExpireSome(t0.Add(time.Minute), 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(gone) > 100 {
+			t.Fatalf("batch of %d", len(gone))
+		}
+		total += len(gone)
+		if len(gone) < 100 {
+			break
+		}
+	}
+	if total != 250 || tb.Counts()["sshd"] != 1 {
+		t.Fatalf("expired %d, counts %v", total, tb.Counts())
+	}
+	var web []Ban
+	for _, b := range tb.Active(t0) {
+		if b.Jail == "web" {
+			web = append(web, Ban{Jail: b.Jail, Prefix: b.Prefix})
+		}
+	}
+	web = append(web, ban("web", "192.0.2.1/32", t0, 0)) // not held
+	gone, err := tb.RemoveBans(web)
+	if err != nil || len(gone) != 250 || gone[0].Reason != "test" {
+		t.Fatalf("RemoveBans = %d, %v", len(gone), err)
+	}
+	tb = reopen(t, tb, path)
+	defer tb.Close()
+	act := tb.Active(t0)
+	if len(act) != 1 || act[0].Prefix.String() != "2001:db8::/64" {
+		t.Fatalf("after reopen: %+v", act)
+	}
+	if gone, _ := tb.Expire(t0.Add(time.Hour)); len(gone) != 1 {
+		t.Fatalf("reopened table did not expire: %v", gone)
+	}
+}

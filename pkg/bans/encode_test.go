@@ -2,73 +2,146 @@ package bans
 
 import (
 	"bytes"
-	"encoding/json"
-	"math/rand/v2"
+	"io"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
-	"unicode/utf8"
+
+	bolt "go.etcd.io/bbolt"
 )
 
-// TestEncodeMatchesJSON: the hand-written encoders write the same bytes as
-// json.Marshal, for ordinary bans, permanent ones, hostile reasons
-// (attacker-chosen user names end up there) and random strings, and the
-// result decodes back to the same values.
-func TestEncodeMatchesJSON(t *testing.T) {
-	berlin := time.FixedZone("CET", 3600)
-	t0 := time.Date(2026, 11, 22, 23, 20, 1, 123456789, time.UTC)
-	strs := []string{
-		"", "5 failures within 10m0s", `last for user "root"`, `back\slash`, "tab\there\nnewline\r\x00\x1f\x7f",
-		"<script>&amp;</script>", "utf-8 ü 日本 🙂", "bad \xff\xfe utf-8", "line\u2028sep\u2029para", "\xed\xa0\x80 surrogate",
-	}
-	r := rand.New(rand.NewPCG(1, 2))
-	for range 300 {
-		b := make([]byte, r.IntN(24))
-		for i := range b {
-			b[i] = byte(r.IntN(256))
-		}
-		strs = append(strs, string(b))
-	}
-	var cases []Ban
-	for i, s := range strs {
-		b := Ban{Jail: s, Prefix: netip.MustParsePrefix("203.0.113.7/32"), Start: t0, Expires: t0.Add(time.Hour), Reason: s}
-		switch i % 4 {
-		case 1:
-			b.Expires = time.Time{}
-			b.Prefix = netip.MustParsePrefix("2001:db8::/64")
-		case 2:
-			b.Start, b.Expires = t0.In(berlin), t0.Add(time.Hour).In(berlin)
-		case 3:
-			b.Start = t0.Truncate(time.Second)
-			b.Prefix = netip.Prefix{}
-		}
-		cases = append(cases, b)
-	}
-	cases = append(cases, Ban{Jail: "far", Start: time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)}) // json refuses
-	for _, b := range cases {
-		want, wantErr := json.Marshal(b)
-		got, gotErr := encodeBan(b)
-		if (wantErr != nil) != (gotErr != nil) || !bytes.Equal(got, want) {
-			t.Fatalf("encodeBan(%+v)\n got %s (%v)\nwant %s (%v)", b, got, gotErr, want, wantErr)
-		}
-		if wantErr != nil {
-			continue
-		}
-		var back Ban
-		if err := json.Unmarshal(got, &back); err != nil || back.Prefix != b.Prefix || !back.Start.Equal(b.Start) || !back.Expires.Equal(b.Expires) ||
-			utf8.ValidString(b.Jail) && (back.Jail != b.Jail || back.Reason != b.Reason) {
-			t.Fatalf("round trip of %+v: %+v, %v", b, back, err)
-		}
-	}
-	for _, h := range []historyRecord{
-		{Jail: "sshd", Prefix: netip.MustParsePrefix("198.51.100.2/32"), Starts: []time.Time{t0, t0.Add(time.Minute).In(berlin)}},
-		{Jail: `"odd"`, Prefix: netip.MustParsePrefix("2001:db8::/48")},
-		{Jail: "empty", Starts: []time.Time{}},
+// TestRecordRoundTrip: a ban and a history read back as written, for
+// ordinary, permanent and far-future bans and odd reasons.
+func TestRecordRoundTrip(t *testing.T) {
+	start := time.Date(2026, 11, 22, 23, 20, 1, 123456789, time.UTC)
+	for _, b := range []Ban{
+		{Jail: "sshd", Prefix: netip.MustParsePrefix("198.51.100.7/32"), Start: start, Expires: start.Add(time.Hour), Reason: "5 failures within 10m0s"},
+		{Jail: "web-auth", Prefix: netip.MustParsePrefix("2001:db8:1::/48"), Start: start, Reason: ""},
+		{Jail: "x", Prefix: netip.MustParsePrefix("203.0.113.0/24"), Start: start, Expires: time.Date(9999, 1, 1, 0, 0, 0, 1, time.UTC), Reason: "bad \xff utf-8 \x00 nul"},
+		{Jail: "x", Prefix: netip.MustParsePrefix("0.0.0.0/0"), Start: time.Unix(-5, 7), Expires: time.Unix(-1, 0), Reason: "before 1970"},
 	} {
-		want, _ := json.Marshal(h)
-		got, err := encodeHistory(h)
-		if err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("encodeHistory(%+v)\n got %s (%v)\nwant %s", h, got, err, want)
+		k := appendKey(nil, b.Jail, b.Prefix)
+		got, err := decodeBan(k, appendBan(nil, b), interner{})
+		if err != nil {
+			t.Fatalf("%+v: %v", b, err)
+		}
+		if got.Jail != b.Jail || got.Prefix != b.Prefix || !got.Start.Equal(b.Start) || !got.Expires.Equal(b.Expires) ||
+			got.Permanent() != b.Permanent() || got.Reason != b.Reason {
+			t.Fatalf("round trip of %+v = %+v", b, got)
+		}
+		starts := []time.Time{b.Start, start, start.Add(time.Second)}
+		j, p, hs, err := decodeHistory(k, appendHistory(nil, starts), nil)
+		if err != nil || j != b.Jail || p != b.Prefix || len(hs) != 3 {
+			t.Fatalf("history round trip: %s %s %v %v", j, p, hs, err)
+		}
+		for i := range hs {
+			if !hs[i].Equal(starts[i]) {
+				t.Fatalf("history start %d = %v, want %v", i, hs[i], starts[i])
+			}
 		}
 	}
+	k := appendKey(nil, "sshd", netip.MustParsePrefix("198.51.100.7/32"))
+	for _, bad := range [][]byte{nil, {0x02, 0}, {recordV1}, {recordV1, 0, 0x80}} {
+		if _, err := decodeBan(k, bad, nil); err == nil {
+			t.Errorf("decodeBan(%x) accepted", bad)
+		}
+	}
+}
+
+// TestSizeV1: a typical ban's record is far smaller than its JSON.
+func TestSizeV1(t *testing.T) {
+	b := Ban{Jail: "sshd", Prefix: netip.MustParsePrefix("198.51.100.77/32"), Start: time.Now(), Expires: time.Now().Add(time.Hour), Reason: "banned by an administrator"}
+	if n := len(appendBan(nil, b)); n > 45 {
+		t.Fatalf("record of %d bytes", n)
+	}
+}
+
+// TestMigrateJSON: testdata/json-v0.db was written by the table when it
+// stored JSON records; it loads, and a table that writes to it again
+// rewrites the records it touches in version 1 and still reads the rest.
+func TestMigrateJSON(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	src, err := os.Open("testdata/json-v0.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+	dst.Close()
+
+	tb, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 29, 9, 0, 0, 123456789, time.UTC)
+	check := func(tb *Table) {
+		t.Helper()
+		act := tb.Active(t0.Add(time.Minute))
+		want := []struct {
+			jail, prefix, reason string
+			expires              time.Time
+		}{
+			{"sshd", "203.0.113.7/32", "3 failures in 10m0s", time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)},
+			{"sshd", "203.0.113.9/32", "expired long ago", t0.Add(time.Hour)},
+			{"sshd", "2001:db8:1:2::/64", "banned by an administrator", time.Time{}},
+			{"web-auth", "198.51.100.0/24", "<&> \"quoted\" é", time.Date(2099, 1, 2, 0, 0, 0, 0, time.UTC)},
+		}
+		if len(act) != len(want) {
+			t.Fatalf("Active = %+v", act)
+		}
+		for i, w := range want {
+			a := act[i]
+			if a.Jail != w.jail || a.Prefix.String() != w.prefix || a.Reason != w.reason || !a.Start.Equal(t0) || !a.Expires.Equal(w.expires) {
+				t.Errorf("ban %d = %+v, want %+v", i, a, w)
+			}
+		}
+		if c := tb.Cursor(); c != "s=0123abcd;i=42;b=feed;m=1;t=5f0;x=9" {
+			t.Errorf("Cursor = %q", c)
+		}
+		if n := tb.Total("sshd"); n != 3 {
+			t.Errorf("Total(sshd) = %d, want 3", n)
+		}
+		if n := tb.BanCount("web-auth", netip.MustParsePrefix("198.51.100.0/24"), t0); n != 1 {
+			t.Errorf("BanCount = %d, want 1", n)
+		}
+		if c := tb.Counts(); c["sshd"] != 3 || c["web-auth"] != 1 {
+			t.Errorf("Counts = %v", c)
+		}
+	}
+	check(tb)
+	// Write again: extend one ban (rewritten in version 1), expire one.
+	ext := Ban{Jail: "sshd", Prefix: netip.MustParsePrefix("203.0.113.9/32"), Start: t0.Add(time.Minute), Expires: t0.Add(2 * time.Hour), Reason: "expired long ago"}
+	if ch, err := tb.Add(ext); err != nil || len(ch) != 1 {
+		t.Fatalf("extend: %v %v", ch, err)
+	}
+	tb = reopen(t, tb, path)
+	act := tb.Active(t0.Add(90 * time.Minute))
+	if len(act) != 4 || !act[1].Expires.Equal(t0.Add(2*time.Hour)) || !act[1].Start.Equal(t0) {
+		t.Fatalf("after extension: %+v", act)
+	}
+	tb.Close()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketBans).Get([]byte("sshd\x00203.0.113.9/32"))
+		if len(v) == 0 || v[0] != recordV1 {
+			t.Errorf("rewritten record = %q, want version 1", v)
+		}
+		v = tx.Bucket(bucketBans).Get([]byte("sshd\x00203.0.113.7/32"))
+		if !bytes.HasPrefix(v, []byte("{")) {
+			t.Errorf("untouched record = %q, want JSON", v)
+		}
+		return nil
+	})
 }

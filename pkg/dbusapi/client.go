@@ -69,7 +69,7 @@ func (c *Client) call(method string, out []any, args ...any) error {
 }
 
 // changing names the methods that need authorization.
-var changing = map[string]bool{"Ban": true, "BanMany": true, "Unban": true, "UnbanJail": true, "Reload": true}
+var changing = map[string]bool{"Ban": true, "BanMany": true, "Unban": true, "UnbanJail": true, "UnbanAll": true, "Reload": true}
 
 func secs(d time.Duration) uint64 {
 	switch {
@@ -121,6 +121,22 @@ func (c *Client) ListBans() ([]BanInfo, error) {
 	var b []BanInfo
 	err := c.call("ListBans", []any{&b})
 	return b, err
+}
+
+// UnbanAll lifts every ban of jail.
+func (c *Client) UnbanAll(jail string) (uint32, error) {
+	var n uint32
+	err := c.call("UnbanAll", []any{&n}, jail)
+	return n, err
+}
+
+// ListBansPage returns at most limit bans from offset on (ListBans'
+// order) and how many bans there are in all.
+func (c *Client) ListBansPage(offset, limit uint32) ([]BanInfo, uint32, error) {
+	var b []BanInfo
+	var total uint32
+	err := c.call("ListBansPage", []any{&b, &total}, offset, limit)
+	return b, total, err
 }
 
 // Reload asks the daemon to re-read its configuration.

@@ -73,8 +73,13 @@ type Manager interface {
 	Unban(jail string, p netip.Prefix) (int, error)
 	// Status returns the counters of jail, or of every jail for "".
 	Status(jail string) ([]JailStatus, error)
+	// UnbanAll lifts every ban of jail in one batch and returns how many.
+	UnbanAll(jail string) (int, error)
 	// ListBans returns every active ban.
 	ListBans() []BanInfo
+	// ListBansPage returns at most limit active bans from the offset-th on,
+	// in ListBans' order, and how many there are in all.
+	ListBansPage(offset, limit int) ([]BanInfo, int)
 	// Reload re-reads the configuration; on error the running one stays.
 	Reload() error
 }
@@ -89,7 +94,9 @@ const introspectXML = introspectDoctype + `<node>
     <method name="Unban"><arg name="address" type="s" direction="in"/><arg name="removed" type="u" direction="out"/></method>
     <method name="UnbanJail"><arg name="jail" type="s" direction="in"/><arg name="address" type="s" direction="in"/><arg name="removed" type="u" direction="out"/></method>
     <method name="Status"><arg name="jail" type="s" direction="in"/><arg name="jails" type="a(suuuuas)" direction="out"/></method>
+    <method name="UnbanAll"><arg name="jail" type="s" direction="in"/><arg name="removed" type="u" direction="out"/></method>
     <method name="ListBans"><arg name="bans" type="a(ssxxs)" direction="out"/></method>
+    <method name="ListBansPage"><arg name="offset" type="u" direction="in"/><arg name="limit" type="u" direction="in"/><arg name="bans" type="a(ssxxs)" direction="out"/><arg name="total" type="u" direction="out"/></method>
     <method name="Reload"></method>
     <signal name="Banned"><arg name="jail" type="s"/><arg name="address" type="s"/><arg name="expires" type="x"/><arg name="reason" type="s"/></signal>
     <signal name="Unbanned"><arg name="jail" type="s"/><arg name="address" type="s"/></signal>

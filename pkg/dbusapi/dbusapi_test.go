@@ -88,6 +88,16 @@ func (m *memManager) get(jail string, p string) (time.Duration, int, int) {
 
 func (m *memManager) ListBans() []BanInfo { return nil }
 
+func (m *memManager) ListBansPage(offset, limit int) ([]BanInfo, int) { return nil, 0 }
+
+func (m *memManager) UnbanAll(jail string) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := len(m.bans[jail])
+	delete(m.bans, jail)
+	return n, nil
+}
+
 func (m *memManager) Reload() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

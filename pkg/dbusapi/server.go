@@ -185,6 +185,15 @@ func (x methods) UnbanJail(msg dbus.Message, jail, address string) (uint32, *dbu
 	return uint32(n), dbusErr(err)
 }
 
+// UnbanAll lifts every ban of jail in one batch.
+func (x methods) UnbanAll(msg dbus.Message, jail string) (uint32, *dbus.Error) {
+	if e := x.s.check(&msg); e != nil {
+		return 0, e
+	}
+	n, err := x.s.m.UnbanAll(jail)
+	return uint32(n), dbusErr(err)
+}
+
 // Status returns the counters of jail, or of every jail for "".
 func (x methods) Status(jail string) ([]JailStatus, *dbus.Error) {
 	st, err := x.s.m.Status(jail)
@@ -201,6 +210,15 @@ func (x methods) ListBans() ([]BanInfo, *dbus.Error) {
 		b = []BanInfo{}
 	}
 	return b, nil
+}
+
+// ListBansPage returns at most limit bans from offset on, and the total.
+func (x methods) ListBansPage(offset, limit uint32) ([]BanInfo, uint32, *dbus.Error) {
+	b, total := x.s.m.ListBansPage(int(offset), int(limit))
+	if b == nil {
+		b = []BanInfo{}
+	}
+	return b, uint32(total), nil
 }
 
 // Reload re-reads the configuration; on error the running one stays.

@@ -464,6 +464,11 @@ var cases = []struct {
 		setup(), add(2*time.Second, "198.51.100.2"), add(hour, "198.51.100.2"),
 		advance(3 * time.Second), expect(map[probe]Verdict{p4: R}), listed("198.51.100.2"),
 	}},
+	{"remove of bans some of which are gone lifts the others", Layout{Jails: []JailRules{sshJail}}, []step{
+		setup(), add(0, "198.51.100.2", "2001:db8::/64", "198.51.100.9"), expect(map[probe]Verdict{p4: R, p6: R}),
+		remove("198.51.100.9"), remove("198.51.100.9", "198.51.100.2", "2001:db8::/64"),
+		expect(map[probe]Verdict{p4: A, p6: A}), listed(),
+	}},
 	{"remove lifts the ban", Layout{Jails: []JailRules{sshJail}}, []step{
 		setup(), add(0, "198.51.100.2", "2001:db8::/64"), expect(map[probe]Verdict{p4: R, p6: R}),
 		remove("198.51.100.2", "2001:db8::/64"), remove("198.51.100.2"),

@@ -454,23 +454,7 @@ func (e *Engine) escalate(js *jailState, ds []Decision, at time.Time) []Decision
 // Forget drops the tracked failures of jail inside p (after a manual ban
 // or unban of p). An empty jail name means every jail.
 func (e *Engine) Forget(jail string, p netip.Prefix) {
-	p = prefix.Norm(p)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, js := range e.jails {
-		if jail != "" && js.Name != jail {
-			continue
-		}
-		js.tracker.Forget(p)
-		if js.dist != nil {
-			js.dist.forget(p)
-		}
-		for sub := range js.escalated {
-			if sub.Overlaps(p) {
-				delete(js.escalated, sub)
-			}
-		}
-	}
+	e.ForgetMany(jail, []netip.Prefix{p})
 }
 
 // Adopt takes over what old has counted for the jails both engines have
