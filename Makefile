@@ -6,7 +6,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build install uninstall purge deps-build test test-systemd test-unit demo bench clean
+.PHONY: all build install uninstall purge deps-build test test-systemd test-unit fuzz demo bench clean
 
 all: build
 
@@ -77,6 +77,8 @@ test: deps-build
 	@# The pure packages build and test without cgo (no libsystemd).
 	CGO_ENABLED=0 $(GO) test -count=1 ./pkg/jails ./pkg/config ./pkg/journal
 	$(GO) test -count=1 -timeout 20m ./...
+	@# Each fuzz target briefly (its seeds in testdata/fuzz run above too).
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 	$(GO) test -count=1 -race -timeout 10m ./pkg/... ./cmd/... ./internal/keeper ./internal/actions
 	@# The daemon's own concurrency (journal reader, main loop, conntrack
 	@# killer, D-Bus handlers) runs only in the e2e tests: run them once more
@@ -84,13 +86,23 @@ test: deps-build
 	@if [ "$$(id -u)" = 0 ]; then \
 		echo "e2e against a -race build of the daemon"; \
 		$(GO) build -race -o bin/jailkeeper-race ./cmd/jailkeeper && \
-		JAILKEEPER_BIN=$$PWD/bin/jailkeeper-race GORACE=halt_on_error=1 $(GO) test -count=1 -timeout 10m ./e2e; \
+		JAILKEEPER_BIN=$$PWD/bin/jailkeeper-race GORACE=halt_on_error=1 $(GO) test -count=1 -timeout 10m ./e2e/...; \
 	fi
 
 # Only the real-systemd test (systemd-nspawn over a cached debootstrap).
 test-systemd: deps-build
 	@scripts/deps.sh test
 	$(GO) test -count=1 -v -run TestSystemdService ./systemdtest/
+
+# The fuzz targets: config loader, D-Bus arguments, journal-entry path.
+# A crasher is written to the package's testdata/fuzz/ and fails the run.
+FUZZTIME ?= 2m
+FUZZ_TARGETS := ./pkg/config:FuzzLoad ./pkg/config:FuzzParseDuration ./pkg/dbusapi:FuzzArgs ./pkg/jails:FuzzHandle
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($${t%:*}, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) $${t%:*}; \
+	done
 
 test-unit:
 	$(GO) test -count=1 -short ./pkg/... ./cmd/... ./internal/keeper

@@ -11,18 +11,19 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/coreos/go-systemd/v22/journal"
-	"github.com/godbus/dbus/v5"
 	"golang.org/x/sys/unix"
 
 	"github.com/jailkeeper/jailkeeper/internal/keeper"
 	"github.com/jailkeeper/jailkeeper/pkg/bans"
 	"github.com/jailkeeper/jailkeeper/pkg/config"
 	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
+	"github.com/jailkeeper/jailkeeper/pkg/jails"
 	jjournal "github.com/jailkeeper/jailkeeper/pkg/journal"
 	"github.com/jailkeeper/jailkeeper/pkg/journal/sdjournal"
 )
@@ -56,7 +57,7 @@ func cmdDaemon(args []string, stdout, stderr io.Writer) int {
 			*stateDir = strings.Split(s, ":")[0]
 		}
 	}
-	d := &daemon{cfgDir: *cfgDir, stateDir: *stateDir, log: keeper.NewLogger(stderr), reloads: make(chan chan error)}
+	d := &daemon{cfgDir: *cfgDir, stateDir: *stateDir, log: keeper.NewLogger(stderr), reloads: make(chan chan error), resolved: make(chan struct{})}
 	if f := os.Getenv("JAILKEEPER_CPUPROFILE"); f != "" {
 		stop, err := startCPUProfile(f)
 		if err != nil {
@@ -111,7 +112,74 @@ type daemon struct {
 	reader       *sdjournal.Reader
 	batches      chan []jjournal.Entry
 	reloads      chan chan error
+
+	// The D-Bus service, while connected; busErr says why not (STATUS=),
+	// busNext when to try again and busWait the backoff after that.
+	conn    *dbusapi.ServiceConn
+	srv     *dbusapi.Server
+	busErr  error
+	busNext time.Time
+	busWait time.Duration
+	dropped uint64                 // signals dropped, as last logged
+	busDown atomic.Pointer[string] // the STATUS= suffix while the bus is down, else nil
+
+	// resolved receives when every whitelist host name that did not
+	// resolve does (retryWhitelist); stopResolve stops that retry.
+	resolved    chan struct{}
+	stopResolve context.CancelFunc
 }
+
+// Whitelist host names that did not resolve are retried after
+// resolveRetryMin, backing off to resolveRetryMax.
+const (
+	resolveRetryMin = 5 * time.Second
+	resolveRetryMax = time.Minute
+)
+
+// retryWhitelist resolves names in the background until each has an
+// address, then tells the main loop (d.resolved), which reloads: the
+// reload resolves the whole whitelist again and swaps it in. A later call
+// replaces the retry.
+func (d *daemon) retryWhitelist(names []string) {
+	if d.stopResolve != nil {
+		d.stopResolve()
+		d.stopResolve = nil
+	}
+	if len(names) == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.stopResolve = cancel
+	go func() {
+		for wait := resolveRetryMin; ; wait = min(2*wait, resolveRetryMax) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			ok := true
+			for _, n := range names {
+				lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
+				_, err := jails.LookupNetIP(lctx, "ip", n)
+				lcancel()
+				ok = ok && err == nil
+			}
+			if ok {
+				select {
+				case d.resolved <- struct{}{}:
+				case <-ctx.Done():
+				}
+				return
+			}
+		}
+	}()
+}
+
+// Reconnecting to the bus backs off from busRetryMin to busRetryMax.
+const (
+	busRetryMin = time.Second
+	busRetryMax = 10 * time.Second
+)
 
 func (d *daemon) run() error {
 	cfg, err := config.Load(d.cfgDir)
@@ -140,8 +208,14 @@ func (d *daemon) run() error {
 	}
 
 	k, err := keeper.Start(rt, table, keeper.Options{
-		Log:        d.log,
-		Notify:     func(state string) { sddaemon.SdNotify(false, state) },
+		Log: d.log,
+		Notify: func(state string) {
+			// The keeper's STATUS= lines carry the bus's state too.
+			if p := d.busDown.Load(); p != nil && strings.HasPrefix(state, "STATUS=") {
+				state += *p
+			}
+			sddaemon.SdNotify(false, state)
+		},
 		Reload:     d.requestReload,
 		FromKernel: broken != nil,
 	})
@@ -150,23 +224,12 @@ func (d *daemon) run() error {
 	}
 	d.k = k
 
-	// At boot the daemon starts before the system bus (the unit is ordered
-	// like a firewall, before network-pre.target): without a bus it keeps
-	// trying in the background and takes org.jailkeeper when dbus is up.
-	busUp := make(chan *dbusapi.Server, 1)
-	if srv, err := d.dialBus(); err != nil {
+	if err := d.connectBus(); err != nil {
+		// At boot the daemon starts before the system bus (the unit is
+		// ordered like a firewall, before network-pre.target): checkBus
+		// keeps trying and takes org.jailkeeper once dbus is up.
 		d.log.Warnf("D-Bus unavailable, running without org.jailkeeper until the system bus is up: %v", err)
-		go func() {
-			for {
-				time.Sleep(time.Second)
-				if srv, err := d.dialBus(); err == nil {
-					busUp <- srv
-					return
-				}
-			}
-		}()
-	} else {
-		d.k.SetAnnouncer(srv)
+		d.busFailed(err)
 	}
 
 	d.batches = make(chan []jjournal.Entry, maxGroup)
@@ -174,13 +237,15 @@ func (d *daemon) run() error {
 		return err
 	}
 
+	d.retryWhitelist(rt.Unresolved)
+
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
 	d.log.Event(journal.PriNotice, keeper.MsgStarted, fmt.Sprintf("jailkeeper %s started: backend %s, %d jails (%s), %d bans restored, failures of %d addresses restored",
 		version, k.Backend(), len(rt.Jails), strings.Join(cfg.JailNames(), ", "), k.Restored(), k.CountsRestored()))
-	sddaemon.SdNotify(false, "READY=1\nSTATUS="+k.StatusLine())
+	sddaemon.SdNotify(false, "READY=1\nSTATUS="+d.statusLine())
 
 	var wdTick <-chan time.Time
 	if iv, err := sddaemon.SdWatchdogEnabled(false); err == nil && iv > 0 {
@@ -209,13 +274,15 @@ func (d *daemon) run() error {
 			if err := d.startReader(); err != nil {
 				d.log.Errorf(keeper.MsgJournal, "restarting journal reader: %v", err)
 			}
-		case srv := <-busUp:
-			d.k.SetAnnouncer(srv)
-			d.log.Infof(keeper.MsgStarted, "system bus up: took %s", dbusapi.BusName)
+		case <-d.resolved:
+			d.log.Infof(keeper.MsgConfig, "whitelist host names %s resolve now: reloading", strings.Join(d.k.Runtime().Unresolved, ", "))
+			d.reload()
 		case resp := <-d.reloads:
 			resp <- d.reload()
 		case <-expiry.C:
 			d.k.Expire()
+			d.k.RetrySave()
+			d.checkBus()
 			if !trimmed && time.Since(lastBatch) >= idleTrim {
 				debug.FreeOSMemory()
 				trimmed = true
@@ -239,19 +306,74 @@ func (d *daemon) run() error {
 	}
 }
 
-// dialBus connects to the system bus and serves org.jailkeeper on it.
-func (d *daemon) dialBus() (*dbusapi.Server, error) {
-	conn, err := dbus.ConnectSystemBus()
+func (d *daemon) connectBus() error {
+	conn, err := dbusapi.ConnectService()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	srv, err := dbusapi.Serve(conn, d.k)
+	srv, err := dbusapi.Serve(conn.Conn, d.k)
 	if err != nil {
-		conn.Close()
-		return nil, err
+		conn.Abort()
+		return err
 	}
 	srv.SetVersion(version)
-	return srv, nil
+	d.k.SetAnnouncer(srv)
+	d.conn, d.srv, d.busErr, d.busWait = conn, srv, nil, 0
+	d.busDown.Store(nil)
+	return nil
+}
+
+// busFailed records why the bus is unavailable and when to try again.
+func (d *daemon) busFailed(err error) {
+	d.busErr = err
+	suffix := fmt.Sprintf("; D-Bus API down, retrying (%s)", oneLine(err.Error()))
+	d.busDown.Store(&suffix)
+	d.busWait = min(max(2*d.busWait, busRetryMin), busRetryMax)
+	d.busNext = time.Now().Add(d.busWait)
+	sddaemon.SdNotify(false, "STATUS="+d.statusLine())
+}
+
+// checkBus runs every second on the main loop: it drops a connection that
+// is lost or that the bus no longer reads from (Server.Health; closing
+// the socket frees whatever was blocked writing to it), reconnects with
+// backoff and re-exports the service, and logs signals the queue had to
+// drop. The ban path never waits for any of it.
+func (d *daemon) checkBus() {
+	if d.srv != nil {
+		if n := d.srv.Dropped(); n != d.dropped {
+			d.log.Warnf("D-Bus: %d ban signals dropped (a slow bus or subscriber); ListBans has every ban", n-d.dropped)
+			d.dropped = n
+		}
+		err := d.srv.Health()
+		if err == nil {
+			return
+		}
+		d.log.Errorf(keeper.MsgStopping, "%v; reconnecting", err)
+		d.k.SetAnnouncer(nil)
+		d.srv.Close()
+		d.conn.Abort()
+		d.conn, d.srv, d.dropped = nil, nil, 0
+		d.busFailed(err)
+	}
+	if time.Now().Before(d.busNext) {
+		return
+	}
+	if err := d.connectBus(); err != nil {
+		d.busFailed(err)
+		return
+	}
+	d.log.Infof(keeper.MsgStarted, "system bus up: took %s", dbusapi.BusName)
+	sddaemon.SdNotify(false, "STATUS="+d.statusLine())
+}
+
+// statusLine is the keeper's STATUS= line, plus the bus's state while the
+// D-Bus service is down.
+func (d *daemon) statusLine() string {
+	line := d.k.StatusLine()
+	if p := d.busDown.Load(); p != nil {
+		line += *p
+	}
+	return line
 }
 
 func (d *daemon) startReader() error {
@@ -333,6 +455,11 @@ func (d *daemon) watchdog() {
 		d.log.Errorf(keeper.MsgRepair, "%v, withholding watchdog ping", err)
 		return
 	}
+	// Bans in the kernel but not on disk (logged once, in STATUS=): no
+	// ping until they are saved.
+	if err := d.k.Health(); err != nil {
+		return
+	}
 	iv, _ := sddaemon.SdWatchdogEnabled(false)
 	if r := d.reader; r != nil && iv > 0 && time.Since(r.Alive()) > iv {
 		d.log.Errorf(keeper.MsgJournal, "journal loop stalled since %s, withholding watchdog ping", r.Alive().Format(time.RFC3339))
@@ -366,6 +493,7 @@ func (d *daemon) reload() error {
 		return fmt.Errorf("%w: %v", dbusapi.ErrBadConfig, err)
 	}
 	d.log.Event(journal.PriNotice, keeper.MsgConfig, "configuration reloaded: "+d.k.StatusLine())
+	d.retryWhitelist(d.k.Runtime().Unresolved)
 	return nil
 }
 

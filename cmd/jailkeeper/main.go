@@ -208,7 +208,7 @@ func cmdBan(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			if line == "" {
 				continue
 			}
-			if _, err := dbusapi.ParsePrefix(line); err != nil {
+			if err := checkBannable(line); err != nil {
 				if !*skipBad {
 					return fail(stderr, "ban", fmt.Errorf("stdin line %d: %w; nothing banned", n, err))
 				}
@@ -221,7 +221,7 @@ func cmdBan(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return fail(stderr, "ban", fmt.Errorf("reading stdin: %w; nothing banned", err))
 		}
 	} else {
-		if _, err := dbusapi.ParsePrefix(pos[1]); err != nil {
+		if err := checkBannable(pos[1]); err != nil {
 			return fail(stderr, "ban", err)
 		}
 		addrs = []string{pos[1]}
@@ -286,6 +286,20 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// checkBannable parses an address to ban and refuses what the daemon
+// would refuse anyway (prefix.Refuse; the daemon also knows its own
+// addresses), before anything is sent.
+func checkBannable(s string) error {
+	p, err := dbusapi.ParsePrefix(s)
+	if err != nil {
+		return err
+	}
+	if err := prefix.Refuse(p, nil); err != nil {
+		return fmt.Errorf("%w: %v", dbusapi.ErrBadAddress, err)
+	}
+	return nil
 }
 
 func cmdUnban(args []string, stdout, stderr io.Writer) int {

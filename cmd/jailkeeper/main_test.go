@@ -57,6 +57,8 @@ func TestUsageAndErrors(t *testing.T) {
 		{"ban help after args", "", []string{"ban", "sshd", "--help"}, 0, "usage: jailkeeper ban", ""},
 		{"ban missing addr", "", []string{"ban", "sshd"}, 2, "want JAIL and ADDR", ""},
 		{"ban bad addr", "", []string{"ban", "sshd", "203.0.113.300"}, 1, `bad address "203.0.113.300"`, ""},
+		{"ban 0.0.0.0", "", []string{"ban", "sshd", "0.0.0.0"}, 1, "bad address: not bannable: 0.0.0.0 is the unspecified address", ""},
+		{"ban multicast from stdin", "203.0.113.7\nff02::1\n", []string{"ban", "sshd", "-"}, 1, "stdin line 2: bad address: not bannable: ff02::1 is multicast (ff00::/8); nothing banned", ""},
 		{"ban bad duration", "", []string{"ban", "sshd", "203.0.113.7", "--for", "soon"}, 1, `bad duration "soon"`, ""},
 		{"ban stdin bad line", "203.0.113.7\n# comment\n\n203.0.113.0/24\nnot-an-address\n", []string{"ban", "sshd", "-"}, 1, "stdin line 5: bad address \"not-an-address\"", ""},
 		{"unban bad", "", []string{"unban", "x"}, 1, `bad address "x"`, ""},

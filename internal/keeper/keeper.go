@@ -59,11 +59,19 @@ type Options struct {
 	// re-reads the configuration on its main loop, which owns the journal
 	// reader, and calls Prepare and Swap. nil refuses reloads.
 	Reload func() error
+	// Own lists the machine's own addresses, which are never banned
+	// (prefix.Refuse); nil means the addresses of the interfaces the
+	// process sees. The Keeper asks again at most every ownEvery.
+	Own func() ([]netip.Addr, error)
 	// FromKernel: the table was started empty because its file was found
 	// corrupt (bans.OpenRecovering); Start fills it with the bans the
 	// kernel's sets still hold before it builds the layout.
 	FromKernel bool
 }
+
+// ownEvery bounds how often the Keeper re-reads the machine's own
+// addresses (an address can come and go while the daemon runs).
+const ownEvery = 10 * time.Second
 
 // Keeper holds the running configuration, the engine, the ban table and
 // the firewall.
@@ -88,6 +96,17 @@ type Keeper struct {
 	// lock: an import step or the watchdog's check of a million bans
 	// holds it for up to a second.
 	running atomic.Pointer[running]
+
+	own   []netip.Addr // the machine's own addresses, as of ownAt
+	ownAt time.Time
+
+	// unsaved are the engine's bans in the kernel whose commit failed
+	// (disk full…), retried with each batch and every CursorEvery; while
+	// there are any, no cursor is saved past them, so a restart reads
+	// their entries again. saveErr is the last failure.
+	unsaved   []bans.Ban
+	saveErr   error
+	saveTried time.Time
 }
 
 // running is a configuration and its engine, as swapped in together.
@@ -95,6 +114,11 @@ type running struct {
 	rt     *config.Runtime
 	engine *jails.Engine
 }
+
+// maxUnsaved bounds the bans kept for a retry of their commit; beyond it
+// the oldest are dropped from the retry (they stay in the kernel, and the
+// unsaved cursor makes a restart decide them again).
+const maxUnsaved = 100_000
 
 // Start builds a Keeper: it opens the firewall backend rt names, drops bans
 // that expired while the daemon was down and bans of jails no longer
@@ -107,6 +131,9 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 	}
 	if opts.Notify == nil {
 		opts.Notify = func(string) {}
+	}
+	if opts.Own == nil {
+		opts.Own = interfaceAddrs
 	}
 	k := &Keeper{opts: opts, log: opts.Log, table: table, lastCursor: table.Cursor()}
 	fw, err := k.openBackend(rt)
@@ -329,7 +356,7 @@ func (k *Keeper) Close() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var errs []error
-	if k.lastCursor != "" {
+	if k.lastCursor != "" && len(k.unsaved) == 0 {
 		if err := k.table.SaveCursor(k.lastCursor); err != nil {
 			errs = append(errs, err)
 		}
@@ -342,7 +369,37 @@ func (k *Keeper) Close() error {
 	return errors.Join(errs...)
 }
 
-// keepConfigured drops (and logs) bans of jails no longer configured.
+// interfaceAddrs are the addresses of the interfaces the process sees.
+func interfaceAddrs() ([]netip.Addr, error) {
+	ps, err := jails.SelfAddresses()
+	out := make([]netip.Addr, len(ps))
+	for i, p := range ps {
+		out[i] = p.Addr()
+	}
+	return out, err
+}
+
+// refuse applies prefix.Refuse with the machine's own addresses, re-read
+// at most every ownEvery. Callers hold k.mu (or own k before Start
+// returns).
+func (k *Keeper) refuse(p netip.Prefix) error {
+	if now := time.Now(); k.ownAt.IsZero() || now.Sub(k.ownAt) >= ownEvery {
+		own, err := k.opts.Own()
+		if err != nil {
+			k.log.Warnf("reading the machine's own addresses: %v", err)
+		}
+		if err == nil || k.ownAt.IsZero() {
+			k.own = own
+		}
+		k.ownAt = now
+	}
+	return prefix.Refuse(p, k.own)
+}
+
+// keepConfigured drops (and logs) bans of jails no longer configured, and
+// bans that must never be (prefix.Refuse: a ban of 0.0.0.0 recorded by an
+// older version, say, which the kernel would refuse with every other ban
+// of its batch).
 func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ban {
 	known := map[string]bool{}
 	for _, j := range rt.Jails {
@@ -350,6 +407,15 @@ func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ba
 	}
 	var keep []bans.Ban
 	for _, b := range active {
+		if rerr := k.refuse(b.Prefix); rerr != nil {
+			if _, err := k.table.Remove(b.Jail, b.Prefix); err != nil {
+				k.log.Errorf(MsgUnban, "dropping ban of %s in jail %s: %v", prefix.Format(b.Prefix), b.Jail, err)
+				continue
+			}
+			k.log.Event(journal.PriWarning, MsgUnban, fmt.Sprintf("dropped the recorded ban of %s in jail %s: %v", prefix.Format(b.Prefix), b.Jail, rerr),
+				"JAIL", b.Jail, "ADDRESS", prefix.Format(b.Prefix))
+			continue
+		}
 		if known[b.Jail] {
 			keep = append(keep, b)
 			continue
@@ -385,16 +451,25 @@ func (k *Keeper) HandleBatch(batches ...[]jjournal.Entry) {
 			k.lastCursor = c
 		}
 	}
-	if len(decisions) > 0 {
-		bs := make([]bans.Ban, 0, len(decisions))
+	retry := len(k.unsaved) > 0 && time.Since(k.saveTried) >= CursorEvery
+	if len(decisions) > 0 || retry {
+		bs := make([]bans.Ban, 0, len(k.unsaved)+len(decisions))
+		bs = append(bs, k.unsaved...)
 		for _, dec := range decisions {
+			if err := k.refuse(dec.Prefix); err != nil {
+				// Log lines naming 0.0.0.0, multicast, this machine…:
+				// counted, never banned.
+				k.log.Event(journal.PriWarning, MsgBan, fmt.Sprintf("not banning in jail %s: %v", dec.Jail, err),
+					"JAIL", dec.Jail, "ADDRESS", prefix.Format(dec.Prefix))
+				continue
+			}
 			bs = append(bs, banFromDecision(dec))
 		}
 		// The bans and the cursor after the entries that decided them go
 		// into one transaction.
-		k.commit(k.lastCursor, bs, false)
+		k.commitEngine(bs)
 		k.cursorSaved = time.Now()
-	} else if time.Since(k.cursorSaved) >= CursorEvery {
+	} else if len(k.unsaved) == 0 && time.Since(k.cursorSaved) >= CursorEvery {
 		if err := k.table.SaveCursor(k.lastCursor); err != nil {
 			k.log.Errorf(MsgJournal, "%v", err)
 		}
@@ -432,6 +507,66 @@ func forget(e *jails.Engine, bs []bans.Ban) {
 	for jail, ps := range byJail {
 		e.ForgetMany(jail, ps)
 	}
+}
+
+// commitEngine commits the engine's bans bs with the last cursor; when
+// that fails, it keeps them for a retry (the cursor stays where it was
+// saved) and says so once per failure spell. Callers hold k.mu.
+func (k *Keeper) commitEngine(bs []bans.Ban) {
+	k.saveTried = time.Now()
+	if len(k.unsaved) > 0 {
+		// A ban decided again while unsaved: the latest counts.
+		idx := make(map[[2]any]int, len(bs))
+		out := bs[:0]
+		for _, b := range bs {
+			key := [2]any{b.Jail, b.Prefix}
+			if i, ok := idx[key]; ok {
+				out[i] = b
+				continue
+			}
+			idx[key] = len(out)
+			out = append(out, b)
+		}
+		bs = out
+	}
+	if _, err := k.commit(k.lastCursor, bs, false); err != nil {
+		if len(bs) > maxUnsaved {
+			bs = bs[len(bs)-maxUnsaved:]
+		}
+		if k.saveErr == nil {
+			k.log.Errorf(MsgSave, "%d bans are in the kernel but not saved: %v; the journal cursor stays at the last saved entry, retrying every %s", len(bs), err, CursorEvery)
+		}
+		k.unsaved, k.saveErr = bs, err
+		k.opts.Notify("STATUS=" + k.statusLocked())
+		return
+	}
+	if k.saveErr != nil {
+		k.log.Event(journal.PriNotice, MsgSave, fmt.Sprintf("saved the %d bans that could not be saved before", len(k.unsaved)))
+		k.unsaved, k.saveErr = nil, nil
+		k.opts.Notify("STATUS=" + k.statusLocked())
+	}
+}
+
+// RetrySave retries the commit of bans that could not be saved, at most
+// every CursorEvery (the daemon calls it every second).
+func (k *Keeper) RetrySave() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.unsaved) == 0 || time.Since(k.saveTried) < CursorEvery {
+		return
+	}
+	k.commitEngine(append([]bans.Ban(nil), k.unsaved...))
+}
+
+// Health is nil while every ban the kernel got is saved, else why not
+// (the daemon withholds WATCHDOG=1 meanwhile).
+func (k *Keeper) Health() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.saveErr != nil {
+		return fmt.Errorf("%d bans not saved: %w", len(k.unsaved), k.saveErr)
+	}
+	return nil
 }
 
 func banFromDecision(dec jails.Decision) bans.Ban {
@@ -483,7 +618,9 @@ func (k *Keeper) commit(cursor string, bs []bans.Ban, manual bool) (int, error) 
 		changed, err = k.table.Add(bs...)
 	}
 	if err != nil {
-		k.log.Errorf(MsgBan, "%v", err)
+		if manual { // the engine's failures: commitEngine
+			k.log.Errorf(MsgBan, "%v", err)
+		}
 		return 0, err
 	}
 	if len(changed) == 0 {
@@ -562,7 +699,11 @@ func (k *Keeper) StatusLine() string {
 
 func (k *Keeper) statusLocked() string {
 	names := jailNames(k.rt)
-	return fmt.Sprintf("%d jails (%s), %d bans", len(names), strings.Join(names, ", "), k.table.Len())
+	line := fmt.Sprintf("%d jails (%s), %d bans", len(names), strings.Join(names, ", "), k.table.Len())
+	if k.saveErr != nil {
+		line += fmt.Sprintf("; %d more in the kernel NOT SAVED (%v), retrying", len(k.unsaved), k.saveErr)
+	}
+	return line
 }
 
 // jailNames are the running jails' names, in configuration order (sorted).
@@ -617,7 +758,17 @@ func (k *Keeper) Ban(jail string, prefixes []netip.Prefix, dur time.Duration) (i
 	}
 	now := time.Now()
 	bs := make([]bans.Ban, 0, len(prefixes))
+	seen := make(map[netip.Prefix]bool, len(prefixes))
 	for _, p := range prefixes {
+		// Copies of one address are one ban: counted once in the totals
+		// and the history (which raises the next bantime).
+		if p = prefix.Norm(p); seen[p] {
+			continue
+		}
+		seen[p] = true
+		if err := k.refuse(p); err != nil {
+			return 0, fmt.Errorf("%w: %v; nothing banned", dbusapi.ErrBadAddress, err)
+		}
 		if wl.Overlaps(p) {
 			return 0, fmt.Errorf("%w: %s overlaps the whitelist; nothing banned", dbusapi.ErrWhitelisted, prefix.Format(p))
 		}

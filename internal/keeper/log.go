@@ -28,6 +28,8 @@ const (
 	MsgJournal  = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a07"
 	MsgStopping = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a08"
 	MsgWarning  = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a09"
+	// MsgSave: bans that could not be saved (disk full…), and once they are.
+	MsgSave = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a0a"
 )
 
 // Logger writes structured entries to the journal (JAIL=, ADDRESS=,

@@ -115,6 +115,24 @@ func NewBusWithPolicy(t testing.TB, policy string) *Bus {
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(busConfig, b.Socket, policy)), 0o644); err != nil {
 		t.Fatalf("writing bus config: %v", err)
 	}
+	b.start(t)
+	return b
+}
+
+// Restart stops the bus's dbus-daemon (every connection to it is lost)
+// and starts a new one on the same socket and configuration, as a
+// `systemctl restart dbus` would.
+func (b *Bus) Restart(t testing.TB) {
+	t.Helper()
+	stopPID(b.PID, 3*time.Second)
+	_ = os.Remove(b.Socket)
+	b.start(t)
+}
+
+// start runs dbus-daemon on b's configuration and stops it at cleanup.
+func (b *Bus) start(t testing.TB) {
+	t.Helper()
+	conf := filepath.Join(b.Dir, "system.conf")
 	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--fork", "--print-pid=1", "--print-address=1", "--nosyslog")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -140,7 +158,6 @@ func NewBusWithPolicy(t testing.TB, policy string) *Bus {
 	if !strings.HasPrefix(addr, b.Address) {
 		t.Fatalf("dbus-daemon listens on %q, want %s", addr, b.Address)
 	}
-	return b
 }
 
 // busDir returns a short temporary directory for the bus socket (unix

@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"gopkg.in/yaml.v3"
 
@@ -170,6 +171,9 @@ func checkAddress(s string) error {
 func Load(dir string) (*Config, error) {
 	var files []string
 	if dir != "" {
+		if err := checkPerms(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
 		entries, err := os.ReadDir(dir)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("reading config directory %s: %w", dir, err)
@@ -184,6 +188,9 @@ func Load(dir string) (*Config, error) {
 	}
 	srcs := []source{{VendorFile, vendorDefaults}}
 	for _, f := range files {
+		if err := checkPerms(f); err != nil {
+			return nil, err
+		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("loading %s: %w", f, err)
@@ -191,6 +198,25 @@ func Load(dir string) (*Config, error) {
 		srcs = append(srcs, source{f, b})
 	}
 	return load(srcs)
+}
+
+// checkPerms refuses a configuration directory or drop-in that someone
+// other than root (or the user the process runs as) may change, as sshd's
+// StrictModes does: a world-writable drop-in lets any local user whitelist
+// themselves or ban the administrator. A missing path is returned as is
+// (wrapping os.ErrNotExist).
+func checkPerms(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("checking %s: %w", path, err)
+	}
+	if fi.Mode().Perm()&0o002 != 0 {
+		return fmt.Errorf("refusing %s: it is world-writable (mode %04o); chmod o-w it", path, fi.Mode().Perm())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("refusing %s: owned by uid %d, not root; chown root it", path, st.Uid)
+	}
+	return nil
 }
 
 // LoadBytes loads the vendor defaults plus the given named documents, in
@@ -337,8 +363,15 @@ func recordPositions(n *yaml.Node, path string, origin map[*yaml.Node]string, po
 // Pos returns where the dotted key path (e.g. "jails.sshd.filter") was set.
 func (c *Config) Pos(path string) Position { return c.pos[path] }
 
+// errAt is an error at the key path, or at the nearest key above it that
+// a file set (a "firewall:" left empty drops the vendor's backend: the
+// error names that line).
 func (c *Config) errAt(path, format string, args ...any) error {
 	p := c.Pos(path)
+	for k := path; p.File == "" && strings.Contains(k, "."); {
+		k = k[:strings.LastIndex(k, ".")]
+		p = c.Pos(k)
+	}
 	if p.File == "" {
 		return fmt.Errorf(format, args...)
 	}

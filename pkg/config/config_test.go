@@ -1,6 +1,9 @@
 package config
 
 import (
+	"context"
+	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,10 +129,20 @@ func TestDurations(t *testing.T) {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got.Std(), err, want)
 		}
 	}
-	for _, bad := range []string{"", "x", "1x", "-5", "h", "1.5.3h"} {
+	for _, bad := range []string{"", "x", "1x", "-5", "h", "1.5.3h", "1hh", "5 m"} {
 		if _, err := ParseDuration(bad); err == nil {
 			t.Errorf("ParseDuration(%q) accepted", bad)
 		}
+	}
+	// Huge values are a range error, never an overflow into "negative".
+	for _, huge := range []string{"99999999999w", "300000d", "36501d", "9223372036854775807", "99999999999999999999", "9999999999999999h"} {
+		_, err := ParseDuration(huge)
+		if err == nil || !strings.Contains(err.Error(), "out of range, the longest is 100 years") {
+			t.Errorf("ParseDuration(%q) = %v, want a range error", huge, err)
+		}
+	}
+	if d, err := ParseDuration("36500d"); err != nil || d.Std() != MaxDuration {
+		t.Errorf("ParseDuration(36500d) = %v, %v", d.Std(), err)
 	}
 }
 
@@ -198,5 +211,84 @@ func TestVendorDefaultsAreTheEngines(t *testing.T) {
 		*d.MaxTracked != jails.DefaultMaxTracked {
 		t.Errorf("vendor defaults maxretry %d findtime %v bantime %v ipv6_prefix %d max_tracked %d differ from the engine's",
 			*d.MaxRetry, d.FindTime.Std(), d.BanTime.Std(), *d.IPv6Prefix, *d.MaxTracked)
+	}
+}
+
+// TestWhitelistCoveringEverything: a whitelist that together covers a
+// whole family is refused like 0.0.0.0/0, naming the key.
+func TestWhitelistCoveringEverything(t *testing.T) {
+	for _, wl := range []string{"[0.0.0.0/0]", "[0.0.0.0/1, 128.0.0.0/1]", "['::/1', '8000::/1']", "[0.0.0.0/2, 64.0.0.0/2, 128.0.0.0/1]"} {
+		cfg, err := LoadBytes([2]string{"wl.yaml", "ignoreself: false\nwhitelist: " + wl + "\n"})
+		if err != nil {
+			t.Fatalf("%s: %v", wl, err)
+		}
+		_, err = cfg.Resolve()
+		if err == nil || !strings.Contains(err.Error(), "would exempt every source") || !strings.Contains(err.Error(), "wl.yaml") {
+			t.Errorf("whitelist %s: Resolve = %v, want refused naming wl.yaml", wl, err)
+		}
+	}
+	cfg, err := LoadBytes([2]string{"wl.yaml", "ignoreself: false\nwhitelist: [0.0.0.0/1, 128.0.0.0/2]\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.Resolve(); err != nil {
+		t.Errorf("a whitelist with a gap refused: %v", err)
+	}
+}
+
+// TestLoosePermissionsRefused: a world-writable configuration directory
+// or drop-in is refused with an error naming it (sshd's StrictModes).
+func TestLoosePermissionsRefused(t *testing.T) {
+	dir := writeDir(t, map[string]string{"10-a.yaml": "jails: {}\n", "20-b.yaml": "jails: {}\n"})
+	if _, err := Load(dir); err != nil {
+		t.Fatalf("tight permissions refused: %v", err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "20-b.yaml"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "20-b.yaml: it is world-writable (mode 0666)") {
+		t.Errorf("world-writable drop-in: Load = %v", err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "20-b.yaml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "world-writable (mode 0777)") {
+		t.Errorf("world-writable directory: Load = %v", err)
+	}
+}
+
+// TestWhitelistNameNotResolving: a host name that does not resolve (DNS
+// not up at boot) is no error: the whitelist holds the rest, the name is
+// in Unresolved and a warning says so.
+func TestWhitelistNameNotResolving(t *testing.T) {
+	orig := jails.LookupNetIP
+	t.Cleanup(func() { jails.LookupNetIP = orig })
+	jails.LookupNetIP = func(_ context.Context, _, host string) ([]netip.Addr, error) {
+		if host == "ok.example.com" {
+			return []netip.Addr{netip.MustParseAddr("198.51.100.77")}, nil
+		}
+		return nil, fmt.Errorf("lookup %s: no answer", host)
+	}
+	cfg, err := LoadBytes([2]string{"wl.yaml", "ignoreself: false\nwhitelist: [admin-box.example.com, ok.example.com, 203.0.113.5]\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := cfg.Resolve()
+	if err != nil {
+		t.Fatalf("Resolve with a name not resolving: %v", err)
+	}
+	if len(rt.Unresolved) != 1 || rt.Unresolved[0] != "admin-box.example.com" {
+		t.Errorf("Unresolved = %q", rt.Unresolved)
+	}
+	for _, a := range []string{"198.51.100.77", "203.0.113.5"} {
+		if !rt.Whitelist.Contains(netip.MustParseAddr(a)) {
+			t.Errorf("whitelist lacks %s", a)
+		}
+	}
+	if w := strings.Join(rt.Warnings, "\n"); !strings.Contains(w, `"admin-box.example.com": lookup admin-box.example.com: no answer`) || !strings.Contains(w, "retrying in the background") {
+		t.Errorf("warnings: %s", w)
 	}
 }

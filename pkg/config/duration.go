@@ -29,10 +29,16 @@ func ParseDuration(s string) (Duration, error) {
 		if n < 0 {
 			return 0, fmt.Errorf("bad duration %q: negative (use -1 or permanent for ever)", s)
 		}
+		if n > int64(MaxDuration/time.Second) {
+			return 0, tooLong(s)
+		}
 		return Duration(time.Duration(n) * time.Second), nil
+	} else if strings.Trim(s, "0123456789") == "" {
+		return 0, tooLong(s) // digits only, beyond int64
 	}
-	// Go's syntax plus d (24h) and w (7d) units: split on those first.
-	var total time.Duration
+	// Go's syntax plus d (24h) and w (7d) units, summed in float64 so that
+	// a huge value is a range error, not an overflow.
+	var total float64
 	rest := s
 	for rest != "" {
 		i := 0
@@ -48,27 +54,36 @@ func ParseDuration(s string) (Duration, error) {
 		}
 		num, unit := rest[:i], rest[i:j]
 		rest = rest[j:]
-		var mult time.Duration
-		switch unit {
-		case "d":
-			mult = 24 * time.Hour
-		case "w":
-			mult = 7 * 24 * time.Hour
-		default:
-			d, err := time.ParseDuration(num + unit)
-			if err != nil || unit == "" {
-				return 0, fmt.Errorf("bad duration %q: want e.g. 10m, 1h, 1d, 1w, -1 or permanent", s)
-			}
-			total += d
-			continue
+		mult, ok := durationUnits[unit]
+		if !ok {
+			return 0, fmt.Errorf("bad duration %q: want e.g. 10m, 1h, 1d, 1w, -1 or permanent", s)
 		}
 		f, err := strconv.ParseFloat(num, 64)
 		if err != nil {
-			return 0, fmt.Errorf("bad duration %q: %w", s, err)
+			return 0, fmt.Errorf("bad duration %q: want e.g. 10m, 1h, 1d, 1w, -1 or permanent", s)
 		}
-		total += time.Duration(f * float64(mult))
+		total += f * float64(mult)
+		if total > float64(MaxDuration) {
+			return 0, tooLong(s)
+		}
 	}
-	return Duration(total), nil
+	return Duration(time.Duration(total)), nil
+}
+
+// MaxDuration is the longest duration the configuration, the CLI and the
+// D-Bus API take (100 years); longer is a range error — "permanent" says
+// for ever.
+const MaxDuration = 100 * 365 * 24 * time.Hour
+
+func tooLong(s string) error {
+	return fmt.Errorf("bad duration %q: out of range, the longest is 100 years (36500d); use permanent for ever", s)
+}
+
+// durationUnits are the units a duration may use, in nanoseconds.
+var durationUnits = map[string]time.Duration{
+	"ns": time.Nanosecond, "us": time.Microsecond, "µs": time.Microsecond, "μs": time.Microsecond,
+	"ms": time.Millisecond, "s": time.Second, "m": time.Minute, "h": time.Hour,
+	"d": 24 * time.Hour, "w": 7 * 24 * time.Hour,
 }
 
 // UnmarshalYAML decodes a duration scalar, naming the line on error.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/jailkeeper/jailkeeper/pkg/firewall"
 	"github.com/jailkeeper/jailkeeper/pkg/jails"
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // filterNameRE is the shape of a filter's name.
@@ -183,6 +185,9 @@ type Runtime struct {
 	// Warnings are things to log at start (e.g. identifier matching, which
 	// any local user can forge).
 	Warnings []string
+	// Unresolved are whitelist host names that did not resolve: the
+	// whitelist holds everything else, and the daemon retries them.
+	Unresolved []string
 }
 
 // JailSource is where a jail's filter comes from: a filter's name ("" for
@@ -204,8 +209,16 @@ func (c *Config) Resolve() (*Runtime, error) {
 		entries[i] = string(a)
 	}
 	wl, err := jails.ResolveWhitelist(entries, c.IgnoreSelf == nil || *c.IgnoreSelf)
-	if err != nil {
+	var unresolved *jails.UnresolvedError
+	if errors.As(err, &unresolved) {
+		// Start with what resolved; the daemon retries the rest.
+		rt.Unresolved = unresolved.Names
+		rt.Warnings = append(rt.Warnings, fmt.Sprintf("%v; running with the rest of the whitelist, retrying in the background", err))
+	} else if err != nil {
 		return nil, c.errAt("whitelist", "resolving whitelist: %v", err)
+	}
+	if fam, all := prefix.CoversAll(wl); all {
+		return nil, c.errAt("whitelist", "whitelist covers every %s address: it would exempt every source (like 0.0.0.0/0 or ::/0)", fam)
 	}
 	rt.Whitelist = jails.NewWhitelist(wl)
 	rt.Layout.Whitelist = rt.Whitelist.Prefixes()

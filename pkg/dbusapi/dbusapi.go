@@ -32,6 +32,7 @@ const (
 	ErrNameBadAddress  = "org.jailkeeper.Error.BadAddress"
 	ErrNameWhitelisted = "org.jailkeeper.Error.Whitelisted"
 	ErrNameBadConfig   = "org.jailkeeper.Error.BadConfig"
+	ErrNameBadDuration = "org.jailkeeper.Error.BadDuration"
 	ErrNameFailed      = "org.jailkeeper.Error.Failed"
 )
 
@@ -41,6 +42,7 @@ var (
 	ErrBadAddress  = errors.New("bad address")
 	ErrWhitelisted = errors.New("whitelisted")
 	ErrBadConfig   = errors.New("configuration does not load")
+	ErrBadDuration = errors.New("bad duration")
 )
 
 // JailStatus is one jail's counters, as Status returns them (a(suuuuas)).
@@ -126,6 +128,8 @@ func dbusErr(err error) *dbus.Error {
 		name = ErrNameWhitelisted
 	case errors.Is(err, ErrBadConfig):
 		name = ErrNameBadConfig
+	case errors.Is(err, ErrBadDuration):
+		name = ErrNameBadDuration
 	}
 	return dbus.NewError(name, []any{err.Error()})
 }

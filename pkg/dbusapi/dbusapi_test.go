@@ -2,6 +2,7 @@ package dbusapi
 
 import (
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -86,9 +87,18 @@ func (m *memManager) get(jail string, p string) (time.Duration, int, int) {
 	return m.bans[jail][netip.MustParsePrefix(p)], len(m.bans[jail]), m.reload
 }
 
-func (m *memManager) ListBans() []BanInfo { return nil }
+func (m *memManager) ListBans() []BanInfo {
+	return []BanInfo{{Jail: "sshd", Prefix: "203.0.113.5", Start: 1, Reason: `5 failures within 10m0s, last for user "hunter2 \"x"`}}
+}
 
-func (m *memManager) ListBansPage(offset, limit int) ([]BanInfo, int) { return nil, 0 }
+func (m *memManager) ListBansPage(offset, limit int) ([]BanInfo, int) {
+	all := m.ListBans()
+	b := all[min(offset, len(all)):]
+	if limit > 0 {
+		b = b[:min(limit, len(b))]
+	}
+	return b, len(all)
+}
 
 func (m *memManager) UnbanAll(jail string) (int, error) {
 	m.mu.Lock()
@@ -188,6 +198,13 @@ func TestOnRealBus(t *testing.T) {
 	if out, err := bus.BusCall("Ban", "sst", "sshd", "not-an-ip", "0"); err == nil || !strings.Contains(out, "not an IPv4/IPv6 address") {
 		t.Fatalf("bad address accepted: %q %v", out, err)
 	}
+	// 99999999999w in seconds: a range error, not a permanent ban.
+	if out, err := bus.BusCall("Ban", "sst", "sshd", "203.0.113.9", "60479999999395200"); err == nil || !strings.Contains(out, "out of range") {
+		t.Fatalf("a huge duration accepted: %q %v", out, err)
+	}
+	if _, n, _ := m.get("sshd", "203.0.113.9/32"); n != 0 {
+		t.Fatalf("a ban of a refused duration reached the manager")
+	}
 	if out, err := bus.BusCall("Ban", "sst", "nosuch", "203.0.113.7", "0"); err == nil || !strings.Contains(out, "unknown jail") {
 		t.Fatalf("unknown jail accepted: %q %v", out, err)
 	}
@@ -205,6 +222,41 @@ func TestOnRealBus(t *testing.T) {
 	}
 	if out, err := bus.BusCallAs("65534", "Status", "s", "sshd"); err != nil || !strings.Contains(out, `"sshd"`) {
 		t.Fatalf("nobody Status = %q, %v", out, err)
+	}
+	// Costly reads: an unprivileged caller is rate-limited, root is not.
+	limited := 0
+	for range 3 * readBurst {
+		if out, err := bus.BusCallAs("65534", "Status", "s", "sshd"); err != nil {
+			if !strings.Contains(out, "too many Status/ListBans calls") {
+				t.Fatalf("nobody Status refused with %q, %v", out, err)
+			}
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Errorf("%d Status calls of an unprivileged user in a row: none refused", 3*readBurst)
+	}
+	for range 3 * readBurst {
+		if out, err := bus.BusCall("Status", "s", "sshd"); err != nil {
+			t.Fatalf("root Status refused: %q, %v", out, err)
+		}
+	}
+	time.Sleep(time.Second) // refill
+	// User names in reasons (maybe mistyped passwords): root only.
+	if out, err := bus.BusCallAs("65534", "ListBans", ""); err != nil || !strings.Contains(out, `last for user (hidden)`) || strings.Contains(out, "hunter2") {
+		t.Fatalf("nobody ListBans = %q, %v; want the user name hidden", out, err)
+	}
+	if out, err := bus.BusCall("ListBans", ""); err != nil || !strings.Contains(out, `hunter2`) {
+		t.Fatalf("root ListBans = %q, %v; want the user name", out, err)
+	}
+	if out, err := bus.BusCall("ListBansPage", "uu", "0", "10"); err != nil || !strings.Contains(out, `hunter2`) || !strings.HasSuffix(strings.TrimSpace(out), " 1") {
+		t.Fatalf("root ListBansPage(0, 10) = %q, %v", out, err)
+	}
+	if out, err := bus.BusCall("ListBansPage", "uu", "1", "10"); err != nil || strings.TrimSpace(out) != "a(ssxxs)u 0 1" {
+		t.Fatalf("root ListBansPage(1, 10) = %q, %v", out, err)
+	}
+	if err := srv.Health(); err != nil {
+		t.Errorf("Health = %v on a live bus", err)
 	}
 
 	// The daemon's own check is consulted for every changing call, with
@@ -372,4 +424,62 @@ func checkIntrospection(t *testing.T, doc string) {
 
 func TestIntrospectionXML(t *testing.T) {
 	checkIntrospection(t, introspectXML)
+}
+
+// TestSeconds: 0 is the jail's bantime, 2^64-1 permanent, up to 100 years
+// as given, beyond a range error.
+func TestSeconds(t *testing.T) {
+	for _, c := range []struct {
+		in   uint64
+		want time.Duration
+		err  bool
+	}{
+		{0, 0, false}, {600, 10 * time.Minute, false}, {1<<64 - 1, -1, false},
+		{uint64(100 * 365 * 24 * 3600), 100 * 365 * 24 * time.Hour, false},
+		{uint64(100*365*24*3600) + 1, 0, true},
+		{300000 * 24 * 3600, 0, true},
+		{1 << 63, 0, true},
+		{1<<64 - 2, 0, true},
+	} {
+		d, err := seconds(c.in)
+		if d != c.want || (err != nil) != c.err || (err != nil && !errors.Is(err, ErrBadDuration)) {
+			t.Errorf("seconds(%d) = %v, %v; want %v, error %v", c.in, d, err, c.want, c.err)
+		}
+	}
+}
+
+func TestHideUsers(t *testing.T) {
+	for in, want := range map[string]string{
+		`3 failures within 10m0s, last for user "root"`:                                            `3 failures within 10m0s, last for user (hidden)`,
+		`distributed attack on user "a\"b c": 5 addresses within 1h0m0s, 2 failures from this one`: `distributed attack on user (hidden): 5 addresses within 1h0m0s, 2 failures from this one`,
+		`banned by an administrator`:                                                               `banned by an administrator`,
+		`3 failures within 10m0s`:                                                                  `3 failures within 10m0s`,
+	} {
+		if got := HideUsers(in); got != want {
+			t.Errorf("HideUsers(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestSignalQueueNeverBlocks: a full signal queue drops and counts, and
+// never waits (the ban path calls these with the keeper's lock held).
+func TestSignalQueueNeverBlocks(t *testing.T) {
+	s := &Server{sigs: make(chan signal, 2), done: make(chan struct{})} // nobody empties it
+	p := netip.MustParsePrefix("203.0.113.1/32")
+	start := time.Now()
+	var errs int
+	for range 5 {
+		if err := s.Banned("sshd", p, time.Time{}, "r"); err != nil {
+			errs++
+		}
+	}
+	if err := s.UnbannedMany("sshd", []netip.Prefix{p}); err == nil {
+		t.Error("UnbannedMany into a full queue: no error")
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("emitting into a full queue took %v", d)
+	}
+	if errs != 3 || s.Dropped() != 4 {
+		t.Errorf("%d errors, %d dropped; want 3 and 4", errs, s.Dropped())
+	}
 }

@@ -422,15 +422,21 @@ func (x jailMethods) Unban(msg dbus.Message, address string) (uint32, *dbus.Erro
 	return methods{x.o.s}.UnbanJail(msg, x.name, address)
 }
 
-// ListBans returns this jail's active bans.
-func (x jailMethods) ListBans() ([]BanInfo, *dbus.Error) {
+// ListBans returns this jail's active bans, under Manager1.ListBans' rate
+// limits and with its hiding of user names from callers other than root.
+func (x jailMethods) ListBans(sender dbus.Sender) ([]BanInfo, *dbus.Error) {
+	release, e := x.o.s.startRead(sender)
+	if e != nil {
+		return []BanInfo{}, e
+	}
+	defer release()
 	out := []BanInfo{}
 	for _, b := range x.o.s.m.ListBans() {
 		if b.Jail == x.name {
 			out = append(out, b)
 		}
 	}
-	return out, nil
+	return x.o.s.hideUsers(sender, out), nil
 }
 
 // rootIntrospect lists the jails' objects under JailRoot, so that tools

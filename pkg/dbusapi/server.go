@@ -1,18 +1,30 @@
 package dbusapi
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"net/netip"
+	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
+	"github.com/jailkeeper/jailkeeper/pkg/config"
 	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // Server is the exported org.jailkeeper object.
+//
+// Nothing it sends can block its caller: signals go into a bounded queue
+// that one goroutine empties (a full queue drops the signal and counts
+// it), so a bus that stops reading from the daemon — dbus-daemon does when
+// a peer leaves its replies unread — never stalls the ban path. Costly
+// reads (Status, ListBans, ListBansPage) are rate-limited per caller and
+// per user, root excepted, and at most maxReads run at once. Health says
+// whether the bus still takes the daemon's messages.
 type Server struct {
 	conn *dbus.Conn
 	m    Manager
@@ -20,7 +32,45 @@ type Server struct {
 	mu        sync.Mutex
 	authorize func(Caller) error
 	objs      *objects // the object model (objects.go); nil without a Model
+	uids      map[dbus.Sender]uint32 // callers' uids, looked up once per connection
+	limits    map[string]*bucket     // rate limits of costly reads, by "sender" and "uid"
+
+	sigs     chan signal
+	done     chan struct{}
+	closeOne sync.Once
+	dropped  atomic.Uint64
+	sending  atomic.Int64 // UnixNano when the signal leaving now started, 0 when idle
+	probeOK  atomic.Int64 // UnixNano of the last answered bus probe
+	started  time.Time
+	reads    chan struct{} // semaphore of costly reads in flight
 }
+
+// signal is one signal waiting in the queue.
+type signal struct {
+	member string
+	body   []any
+}
+
+const (
+	// SignalQueue is how many signals wait at most; more are dropped and
+	// counted (Dropped).
+	SignalQueue = 4096
+	// probeEvery is how often Serve's prober asks the bus something
+	// cheap, and stallAfter how long a signal or a probe may take before
+	// Health reports the bus as not taking the daemon's messages.
+	probeEvery = 2 * time.Second
+	stallAfter = 10 * time.Second
+	// maxReads bounds the costly reads that run at once; ReadsPerSecond
+	// and readBurst the rate of one caller or one user (root is exempt).
+	maxReads       = 4
+	ReadsPerSecond = 2
+	readBurst      = 10
+	// MaxPage is the most bans ListBansPage returns at once.
+	MaxPage = 4096
+)
+
+// ErrNameLimits is the D-Bus error of a refused costly read.
+const ErrNameLimits = "org.jailkeeper.Error.LimitsExceeded"
 
 // SetAuthorizer replaces the check of callers that change bans (nil
 // restores the default: uid 0, or polkit's verdict on PolkitAction). An
@@ -37,7 +87,9 @@ func (s *Server) SetAuthorizer(f func(Caller) error) {
 // Serve exports m on conn at Path and takes BusName. It fails when another
 // process owns the name (a second daemon).
 func Serve(conn *dbus.Conn, m Manager) (*Server, error) {
-	s := &Server{conn: conn, m: m}
+	s := &Server{conn: conn, m: m, uids: map[dbus.Sender]uint32{}, limits: map[string]*bucket{},
+		sigs: make(chan signal, SignalQueue), done: make(chan struct{}), reads: make(chan struct{}, maxReads),
+		started: time.Now()}
 	s.authorize = s.defaultAuthorize
 	if err := conn.Export(methods{s}, Path, Interface); err != nil {
 		return nil, fmt.Errorf("exporting %s: %w", Interface, err)
@@ -57,7 +109,85 @@ func Serve(conn *dbus.Conn, m Manager) (*Server, error) {
 	if reply != dbus.RequestNameReplyPrimaryOwner && reply != dbus.RequestNameReplyAlreadyOwner {
 		return nil, fmt.Errorf("requesting bus name %s: already owned by another process (is another jailkeeper running?)", BusName)
 	}
+	s.probeOK.Store(time.Now().UnixNano())
+	go s.send()
+	go s.probe()
 	return s, nil
+}
+
+// Close stops the server's goroutines (the connection stays the caller's
+// to close; close it first, or a goroutine blocked in a write stays until
+// it is).
+func (s *Server) Close() {
+	s.closeOne.Do(func() { close(s.done) })
+}
+
+// send empties the signal queue, one signal at a time.
+func (s *Server) send() {
+	for {
+		select {
+		case <-s.done:
+			return
+		case sig := <-s.sigs:
+			s.sending.Store(time.Now().UnixNano())
+			_ = s.conn.Emit(Path, Interface+"."+sig.member, sig.body...)
+			s.sending.Store(0)
+		}
+	}
+}
+
+// probe asks the bus who owns BusName every probeEvery and records when
+// it last answered: a call that never returns (the bus stopped reading
+// from the daemon) or an answer naming someone else shows in Health.
+func (s *Server) probe() {
+	t := time.NewTicker(probeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), stallAfter)
+		var owner string
+		err := s.conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, BusName).Store(&owner)
+		cancel()
+		if err == nil && len(s.conn.Names()) > 0 && owner == s.conn.Names()[0] {
+			s.probeOK.Store(time.Now().UnixNano())
+		}
+	}
+}
+
+// Health is nil while the bus takes the daemon's messages and it owns
+// BusName; otherwise it says what is wrong: a signal that has waited more
+// than stallAfter to leave, or no answer to the prober for as long (the
+// connection is closed, blocked, or the name is lost).
+func (s *Server) Health() error {
+	if !s.conn.Connected() {
+		return fmt.Errorf("D-Bus: connection to the bus lost")
+	}
+	now := time.Now()
+	if t := s.sending.Load(); t != 0 && now.Sub(time.Unix(0, t)) > stallAfter {
+		return fmt.Errorf("D-Bus: a signal has waited %s to leave (the bus is not reading from jailkeeper)", now.Sub(time.Unix(0, t)).Round(time.Second))
+	}
+	if last := time.Unix(0, s.probeOK.Load()); now.Sub(last) > stallAfter+probeEvery {
+		return fmt.Errorf("D-Bus: the bus has not answered for %s, or %s is no longer ours", now.Sub(last).Round(time.Second), BusName)
+	}
+	return nil
+}
+
+// Dropped is how many signals were dropped because the queue was full.
+func (s *Server) Dropped() uint64 { return s.dropped.Load() }
+
+// emit queues a signal; a full queue drops it and counts it.
+func (s *Server) emit(member string, body ...any) error {
+	select {
+	case s.sigs <- signal{member, body}:
+		return nil
+	default:
+		s.dropped.Add(1)
+		return fmt.Errorf("D-Bus signal %s dropped: %d signals waiting", member, SignalQueue)
+	}
 }
 
 // Banned emits the Banned signal. expires is zero for a permanent ban.
@@ -67,13 +197,13 @@ func (s *Server) Banned(jail string, p netip.Prefix, expires time.Time, reason s
 	if !expires.IsZero() {
 		exp = expires.Unix()
 	}
-	return s.conn.Emit(Path, Interface+".Banned", jail, prefix.Format(p), exp, reason)
+	return s.emit("Banned", jail, prefix.Format(p), exp, reason)
 }
 
 // Unbanned emits the Unbanned signal.
 func (s *Server) Unbanned(jail string, p netip.Prefix) error {
 	s.touch()
-	return s.conn.Emit(Path, Interface+".Unbanned", jail, prefix.Format(p))
+	return s.emit("Unbanned", jail, prefix.Format(p))
 }
 
 // BannedMany emits the BannedMany signal: bans of one jail made at once
@@ -91,7 +221,7 @@ func (s *Server) BannedMany(jail string, ps []netip.Prefix, expires []time.Time)
 			exps[i] = expires[i].Unix()
 		}
 	}
-	return s.conn.Emit(Path, Interface+".BannedMany", jail, addrs, exps)
+	return s.emit("BannedMany", jail, addrs, exps)
 }
 
 // UnbannedMany emits the UnbannedMany signal: bans of one jail lifted at
@@ -103,7 +233,7 @@ func (s *Server) UnbannedMany(jail string, ps []netip.Prefix) error {
 	for i, p := range ps {
 		addrs[i] = prefix.Format(p)
 	}
-	return s.conn.Emit(Path, Interface+".UnbannedMany", jail, addrs)
+	return s.emit("UnbannedMany", jail, addrs)
 }
 
 func (s *Server) defaultAuthorize(c Caller) error {
@@ -121,14 +251,19 @@ func (s *Server) check(msg *dbus.Message) *dbus.Error {
 	return nil
 }
 
-func seconds(t uint64) time.Duration {
-	if t == 0 {
-		return 0
+// seconds turns the seconds argument of Ban and BanMany into a duration:
+// 0 is the jail's bantime, 2^64-1 permanent, and anything longer than
+// config.MaxDuration a range error wrapping ErrBadDuration.
+func seconds(t uint64) (time.Duration, error) {
+	switch {
+	case t == 0:
+		return 0, nil
+	case t == math.MaxUint64:
+		return -1, nil
+	case t > uint64(config.MaxDuration/time.Second):
+		return 0, fmt.Errorf("%w: %d seconds is out of range, the longest is %d (100 years); 2^64-1 means permanent", ErrBadDuration, t, uint64(config.MaxDuration/time.Second))
 	}
-	if t > uint64(math.MaxInt64/int64(time.Second)) {
-		return -1
-	}
-	return time.Duration(t) * time.Second
+	return time.Duration(t) * time.Second, nil
 }
 
 // methods is the exported method set; kept apart from Server so that only
@@ -146,7 +281,11 @@ func (x methods) Ban(msg dbus.Message, jail, address string, secs uint64) *dbus.
 	if err != nil {
 		return dbusErr(err)
 	}
-	_, err = x.s.m.Ban(jail, []netip.Prefix{p}, seconds(secs))
+	d, err := seconds(secs)
+	if err != nil {
+		return dbusErr(err)
+	}
+	_, err = x.s.m.Ban(jail, []netip.Prefix{p}, d)
 	return dbusErr(err)
 }
 
@@ -163,7 +302,11 @@ func (x methods) BanMany(msg dbus.Message, jail string, addresses []string, secs
 		}
 		ps = append(ps, p)
 	}
-	n, err := x.s.m.Ban(jail, ps, seconds(secs))
+	d, err := seconds(secs)
+	if err != nil {
+		return 0, dbusErr(err)
+	}
+	n, err := x.s.m.Ban(jail, ps, d)
 	return uint32(n), dbusErr(err)
 }
 
@@ -195,7 +338,12 @@ func (x methods) UnbanAll(msg dbus.Message, jail string) (uint32, *dbus.Error) {
 }
 
 // Status returns the counters of jail, or of every jail for "".
-func (x methods) Status(jail string) ([]JailStatus, *dbus.Error) {
+func (x methods) Status(sender dbus.Sender, jail string) ([]JailStatus, *dbus.Error) {
+	release, e := x.s.startRead(sender)
+	if e != nil {
+		return []JailStatus{}, e
+	}
+	defer release()
 	st, err := x.s.m.Status(jail)
 	if st == nil {
 		st = []JailStatus{}
@@ -203,22 +351,123 @@ func (x methods) Status(jail string) ([]JailStatus, *dbus.Error) {
 	return st, dbusErr(err)
 }
 
-// ListBans returns every active ban.
-func (x methods) ListBans() ([]BanInfo, *dbus.Error) {
-	b := x.s.m.ListBans()
-	if b == nil {
-		b = []BanInfo{}
+// ListBans returns every active ban. Only root sees the user names in the
+// reasons (they can be mistyped passwords); other callers see them hidden.
+func (x methods) ListBans(sender dbus.Sender) ([]BanInfo, *dbus.Error) {
+	release, e := x.s.startRead(sender)
+	if e != nil {
+		return []BanInfo{}, e
 	}
-	return b, nil
+	defer release()
+	return x.s.hideUsers(sender, x.s.m.ListBans()), nil
 }
 
-// ListBansPage returns at most limit bans from offset on, and the total.
-func (x methods) ListBansPage(offset, limit uint32) ([]BanInfo, uint32, *dbus.Error) {
-	b, total := x.s.m.ListBansPage(int(offset), int(limit))
-	if b == nil {
-		b = []BanInfo{}
+// ListBansPage returns at most limit active bans (MaxPage when limit is 0
+// or larger) from offset on, in ListBans' order, and how many there are in
+// all.
+func (x methods) ListBansPage(sender dbus.Sender, offset, limit uint32) ([]BanInfo, uint32, *dbus.Error) {
+	release, e := x.s.startRead(sender)
+	if e != nil {
+		return []BanInfo{}, 0, e
 	}
-	return b, uint32(total), nil
+	defer release()
+	if limit == 0 || limit > MaxPage {
+		limit = MaxPage
+	}
+	b, total := x.s.m.ListBansPage(int(offset), int(limit))
+	return x.s.hideUsers(sender, b), uint32(total), nil
+}
+
+// hideUsers hides the user names in the reasons of b unless sender is
+// root.
+func (s *Server) hideUsers(sender dbus.Sender, b []BanInfo) []BanInfo {
+	if b == nil {
+		return []BanInfo{}
+	}
+	if uid, ok := s.uidOf(sender); !ok || uid != 0 {
+		for i := range b {
+			b[i].Reason = HideUsers(b[i].Reason)
+		}
+	}
+	return b
+}
+
+// uidOf returns the uid of sender, asking the bus once per connection.
+func (s *Server) uidOf(sender dbus.Sender) (uint32, bool) {
+	s.mu.Lock()
+	uid, ok := s.uids[sender]
+	s.mu.Unlock()
+	if ok {
+		return uid, true
+	}
+	if err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, string(sender)).Store(&uid); err != nil {
+		return 0, false
+	}
+	s.mu.Lock()
+	if len(s.uids) >= 4096 {
+		clear(s.uids) // callers come and go: forget them all now and then
+	}
+	s.uids[sender] = uid
+	s.mu.Unlock()
+	return uid, true
+}
+
+// startRead admits a costly read of sender: root always; anyone else
+// within ReadsPerSecond (burst readBurst) per connection and per user, and
+// while fewer than maxReads run. The returned func ends the read.
+func (s *Server) startRead(sender dbus.Sender) (func(), *dbus.Error) {
+	uid, ok := s.uidOf(sender)
+	if ok && uid == 0 {
+		return func() {}, nil
+	}
+	now := time.Now()
+	s.mu.Lock()
+	if len(s.limits) >= 4096 {
+		clear(s.limits)
+	}
+	allowed := s.take("c:"+string(sender), now) && (!ok || s.take(fmt.Sprintf("u:%d", uid), now))
+	s.mu.Unlock()
+	if !allowed {
+		return nil, dbus.NewError(ErrNameLimits, []any{fmt.Sprintf("too many Status/ListBans calls: at most %d a second per caller and per user", ReadsPerSecond)})
+	}
+	select {
+	case s.reads <- struct{}{}:
+		return func() { <-s.reads }, nil
+	default:
+		return nil, dbus.NewError(ErrNameLimits, []any{"too many Status/ListBans calls at once; try again"})
+	}
+}
+
+// bucket is a token bucket of costly reads.
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// take takes a token from the bucket of key, if it has one. Callers hold
+// s.mu.
+func (s *Server) take(key string, now time.Time) bool {
+	b := s.limits[key]
+	if b == nil {
+		b = &bucket{tokens: readBurst, last: now}
+		s.limits[key] = b
+	}
+	b.tokens = min(readBurst, b.tokens+now.Sub(b.last).Seconds()*ReadsPerSecond)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// userInReason is a user name as ban reasons quote it (user "name").
+var userInReason = regexp.MustCompile(`\buser "(?:[^"\\]|\\.)*"`)
+
+// HideUsers replaces the user names quoted in a ban reason by "(hidden)":
+// a failed login's user name can be a password typed in the wrong field.
+func HideUsers(reason string) string {
+	return userInReason.ReplaceAllLiteralString(reason, "user (hidden)")
 }
 
 // Reload re-reads the configuration; on error the running one stays.

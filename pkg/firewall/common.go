@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -60,9 +61,9 @@ func checkLayout(l Layout) error {
 		if !p.IsValid() {
 			return fmt.Errorf("whitelist: invalid prefix %v", p)
 		}
-		if p.Bits() == 0 {
-			return fmt.Errorf("whitelist: %v would exempt every source", p)
-		}
+	}
+	if fam, all := prefix.CoversAll(l.Whitelist); all {
+		return fmt.Errorf("whitelist: it covers every %s address and would exempt every source", fam)
 	}
 	return nil
 }
@@ -136,39 +137,53 @@ func jailIndex(l Layout) map[string]JailRules {
 	return m
 }
 
-// prepare normalises bans, drops expired ones and rejects bans of jails the
-// layout does not know.
+// prepare normalises bans, drops expired ones and leaves out bans it
+// cannot take (eachPrepared): it returns the others even with an error.
 func prepare(bans []Ban, jails map[string]JailRules, now time.Time) ([]Ban, error) {
 	out := make([]Ban, 0, len(bans))
 	err := eachPrepared(bans, jails, now, func(b Ban) { out = append(out, b) })
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return out, err
 }
 
 // eachPrepared calls fn with each ban normalised, skipping expired ones,
-// without copying the list; a ban of an unknown jail or an invalid prefix
-// stops it with an error.
+// without copying the list. A ban of an unknown jail, of an invalid
+// prefix or of a prefix that must never be banned (prefix.Refuse: the
+// kernel refuses 0.0.0.0, and would refuse the rest of its batch with it)
+// is left out, and the error returned at the end names the first few: one
+// bad ban never keeps the others out.
 func eachPrepared(bans []Ban, jails map[string]JailRules, now time.Time, fn func(Ban)) error {
 	known := "" // the last jail found in jails: bans come in runs of one jail
+	var errs []error
+	bad := 0
 	for _, b := range bans {
 		n, err := normalize(b)
-		if err != nil {
-			return err
-		}
-		if n.Jail != known || known == "" {
-			if _, ok := jails[n.Jail]; !ok {
-				return fmt.Errorf("banning %s: unknown jail %q", prefix.Format(n.Prefix), n.Jail)
+		if err == nil {
+			if rerr := prefix.Refuse(n.Prefix, nil); rerr != nil {
+				err = fmt.Errorf("jail %s: %w", n.Jail, rerr)
 			}
-			known = n.Jail
+		}
+		if err == nil && (n.Jail != known || known == "") {
+			if _, ok := jails[n.Jail]; !ok {
+				err = fmt.Errorf("banning %s: unknown jail %q", prefix.Format(n.Prefix), n.Jail)
+			} else {
+				known = n.Jail
+			}
+		}
+		if err != nil {
+			if bad++; bad <= 3 {
+				errs = append(errs, err)
+			}
+			continue
 		}
 		if !n.Expires.IsZero() && !n.Expires.After(now) {
 			continue
 		}
 		fn(n)
 	}
-	return nil
+	if bad > 3 {
+		errs = append(errs, fmt.Errorf("and %d more bans left out", bad-3))
+	}
+	return errors.Join(errs...)
 }
 
 // setIDs numbers the ban sets of a layout 0…4·jails-1 (jail, family, host

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/internal/testbed"
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // Ports the server listens on in the real-kernel runs: a jail's port and
@@ -262,6 +263,26 @@ func add(ttl time.Duration, prefixes ...string) step {
 		}
 		if err := x.b.Add(bs); err != nil {
 			x.t.Fatalf("Add(%v): %v", prefixes, err)
+		}
+	}
+}
+
+// addRefused adds prefixes, some of which the backend must leave out
+// (prefix.Refuse): Add must fail naming them, and the table keeps the
+// others.
+func addRefused(ttl time.Duration, prefixes ...string) step {
+	return func(x *x) {
+		var bs []Ban
+		for _, p := range prefixes {
+			b := ban(x, p, ttl)
+			bs = append(bs, b)
+			if prefix.Refuse(b.Prefix, nil) == nil {
+				x.table[keyOf(b)] = b
+			}
+		}
+		err := x.b.Add(bs)
+		if err == nil || !strings.Contains(err.Error(), "not bannable") {
+			x.t.Fatalf("Add(%v) = %v, want an error naming what was left out", prefixes, err)
 		}
 	}
 }
@@ -524,6 +545,25 @@ var cases = []struct {
 		func(x *x) {
 			if got, _ := x.b.List(); len(got) != 6001 {
 				x.t.Errorf("after repair List has %d bans, want 6001", len(got))
+			}
+		},
+	}},
+	{"a ban the kernel must not hold keeps no other out", Layout{Jails: []JailRules{sshJail}}, []step{
+		// 0.0.0.0 aborted ipset's whole batch (errno 4353), and with it
+		// every later ban, then every start.
+		setup(), addRefused(hour, "0.0.0.0", "::", "ff02::1", "198.51.100.2", "2001:db8::2"),
+		expect(map[probe]Verdict{p4: R, p6: R, o4: A}), listed("198.51.100.2", "2001:db8::2"),
+		func(x *x) {
+			b := ban(x, "0.0.0.0", hour)
+			if err := x.b.Setup(x.layout, append(x.bans(), b)); err != nil {
+				x.t.Fatalf("Setup with 0.0.0.0 among the bans: %v", err)
+			}
+		},
+		expect(map[probe]Verdict{p4: R, p6: R}), listed("198.51.100.2", "2001:db8::2"), verify(false),
+		func(x *x) {
+			b := ban(x, "0.0.0.0", hour)
+			if found, err := x.b.Verify(x.layout, append(x.bans(), b)); err != nil || len(found) > 0 {
+				x.t.Fatalf("Verify with 0.0.0.0 among the bans = %q, %v; want nothing to repair", found, err)
 			}
 		},
 	}},

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"syscall"
 
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
 // ipsetADTMax is the most bytes of elements one bulk message carries: the
@@ -190,9 +193,60 @@ func (b *ipsetBulk) add(set string, elems []ipsetElem) error {
 		endNest(body, adt)
 		b.buf = body
 		if _, err := b.request(nl.IPSET_CMD_ADD, 0, body); err != nil {
-			return fmt.Errorf("adding %d elements (first %v) to ipset %s: %w", end-start, elems[start].prefix, set, err)
+			if end-start == 1 || errors.Is(err, errHashFull) {
+				return fmt.Errorf("adding %d elements (first %v) to ipset %s: %w", end-start, elems[start].prefix, set, err)
+			}
+			// The kernel stops a message at the first element it
+			// refuses: add them one by one so that one bad element
+			// does not keep the rest out.
+			if err := b.addEach(set, elems[start:end]); err != nil {
+				return err
+			}
 		}
 		start = end
+	}
+	return nil
+}
+
+// errHashFull is ipset's "hash is full" (IPSET_ERR_HASH_FULL, the first
+// hash-type error): a set at maxelem refuses every further element, so
+// adding the rest one by one is pointless.
+var errHashFull = nl.IPSetError(nl.IPSET_ERR_TYPE_SPECIFIC)
+
+// errRefused marks an error of elements the kernel refused one by one,
+// every other element of the same call being in.
+var errRefused = errors.New("refused")
+
+// addEach adds elements one message each, after a message of several
+// failed; it adds every element the kernel accepts and returns an error
+// naming those it refused.
+func (b *ipsetBulk) addEach(set string, elems []ipsetElem) error {
+	name := append([]byte(set), 0)
+	var refused []string
+	var first error
+	for i, e := range elems {
+		body := appendAttr(b.buf[:0], nl.IPSET_ATTR_SETNAME, name...)
+		body = appendBE32(body, nl.IPSET_ATTR_LINENO, 1)
+		body, adt := beginNest(body, nl.IPSET_ATTR_ADT)
+		body = appendElem(body, e)
+		endNest(body, adt)
+		b.buf = body
+		_, err := b.request(nl.IPSET_CMD_ADD, 0, body)
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, errHashFull) {
+			return fmt.Errorf("adding %v to ipset %s (it and the %d after it not added): %w", e.prefix, set, len(elems)-i-1, err)
+		}
+		if first == nil {
+			first = err
+		}
+		if len(refused) < 8 {
+			refused = append(refused, prefix.Format(e.prefix))
+		}
+	}
+	if first != nil {
+		return fmt.Errorf("ipset %s %w %s (the other elements were added): %w", set, errRefused, strings.Join(refused, ", "), first)
 	}
 	return nil
 }

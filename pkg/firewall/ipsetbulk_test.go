@@ -120,3 +120,39 @@ func TestIpsetBulk(t *testing.T) {
 		t.Errorf("count = %d, %v; want 1000", n, err)
 	}
 }
+
+// TestIpsetBulkRefusedElement: an element the kernel refuses (ipset
+// refuses 0.0.0.0 in a hash set) keeps none of the others of its message
+// out, and the error names it.
+func TestIpsetBulkRefusedElement(t *testing.T) {
+	testbed.Require(t, "ip", "ipset")
+	h := testbed.NewHosts(t)
+	ns, err := openNetNS(nsPath(h.Srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	b, err := newIpsetBulk(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	hosts := setSpec{"jk-r-4", "hash:ip", false, true}
+	if err := b.create(hosts, hosts.name, 0, ipsetMaxElem); err != nil {
+		t.Fatal(err)
+	}
+	var els []ipsetElem
+	for i := range 100 {
+		if i == 10 {
+			els = append(els, ipsetElem{prefix: netip.MustParsePrefix("0.0.0.0/32"), hasTimeout: true})
+		}
+		els = append(els, ipsetElem{prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 32), timeout: 600, hasTimeout: true})
+	}
+	err = b.add(hosts.name, els)
+	if err == nil || !strings.Contains(err.Error(), "refused 0.0.0.0 (the other elements were added)") {
+		t.Errorf("add = %v, want an error naming 0.0.0.0", err)
+	}
+	if n, err := b.count(hosts.name); err != nil || n != 100 {
+		t.Errorf("count = %d, %v; want the 100 good elements", n, err)
+	}
+}

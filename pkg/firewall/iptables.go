@@ -333,9 +333,9 @@ func (b *ipt) Setup(l Layout, bans []Ban) error {
 		return fmt.Errorf("setting up iptables layout: %w", err)
 	}
 	now := b.now()
-	in, err := prepare(bans, jailIndex(l), now)
-	if err != nil {
-		return fmt.Errorf("setting up iptables layout: %w", err)
+	in, perr := prepare(bans, jailIndex(l), now)
+	if perr != nil {
+		b.opts.logf("firewall iptables: bans left out of the layout: %v", perr)
 	}
 	bySet := ipsetGroups(in, now)
 	for _, s := range desiredSets(l) {
@@ -344,7 +344,10 @@ func (b *ipt) Setup(l Layout, bans []Ban) error {
 			entries = whitelistElems(l, s.v6)
 		}
 		if err := b.loadSet(s, entries); err != nil {
-			return fmt.Errorf("setting up iptables layout: %w", err)
+			if !errors.Is(err, errRefused) || !s.timeout {
+				return fmt.Errorf("setting up iptables layout: %w", err)
+			}
+			b.opts.logf("firewall iptables: %v", err)
 		}
 	}
 	if err := inNetNS(b.ns, func() error { _, err := b.fixRules(l); return err }); err != nil {
@@ -392,7 +395,10 @@ func (b *ipt) loadSet(s setSpec, entries []ipsetElem) error {
 	if err := b.bulk.create(s, tmp, len(entries), ipsetMaxElem); err != nil {
 		return err
 	}
-	if err := b.bulk.add(tmp, entries); err != nil {
+	var refused error // elements the kernel refused: the others are in
+	if err := b.bulk.add(tmp, entries); errors.Is(err, errRefused) {
+		refused = err
+	} else if err != nil {
 		_ = b.h.destroy(tmp)
 		return err
 	}
@@ -407,7 +413,7 @@ func (b *ipt) loadSet(s setSpec, entries []ipsetElem) error {
 	if err := b.h.destroy(tmp); err != nil {
 		return fmt.Errorf("destroying ipset %s: %w", tmp, err)
 	}
-	return nil
+	return refused
 }
 
 // fixRules makes chain JAILKEEPER hold exactly the layout's rules and the
@@ -500,30 +506,31 @@ func chainRules(t *iptables.IPTables, chain string) ([]string, error) {
 // element gets the new timeout.
 func (b *ipt) Add(bans []Ban) error {
 	now := b.now()
-	in, err := prepare(bans, jailIndex(b.layout), now)
-	if err != nil {
-		return err
-	}
-	if err := b.addBans(in, now); err != nil {
-		return err
-	}
-	for _, bn := range in {
-		b.tally.add(bn, 1)
+	in, perr := prepare(bans, jailIndex(b.layout), now)
+	aerr := b.addBans(in, now)
+	if aerr == nil {
+		for _, bn := range in {
+			b.tally.add(bn, 1)
+		}
+	} else {
+		b.tallyStale = true // some are in, some not: Verify recounts
 	}
 	if b.killer != nil {
 		b.killer.kill(in)
 	}
-	return nil
+	return errors.Join(perr, aerr)
 }
 
-// addBans adds bans grouped by set, many per message.
+// addBans adds bans grouped by set, many per message; a set that fails
+// does not keep the others from being filled.
 func (b *ipt) addBans(in []Ban, now time.Time) error {
+	var errs []error
 	for set, els := range ipsetGroups(in, now) {
 		if err := b.bulk.add(set, els); err != nil {
-			return err
+			errs = append(errs, err)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Remove deletes each ban from its set; absent bans and unknown jails are
@@ -684,7 +691,8 @@ func (b *ipt) Verify(l Layout, bans []Ban) ([]string, error) {
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("verifying iptables layout: %w", err)
+		// Bans the kernel must not hold: logged, the rest verified.
+		b.opts.logf("firewall iptables: bans left out of the sets: %v", err)
 	}
 	var found []string
 	var short []string // ban sets to refill
@@ -718,10 +726,7 @@ func (b *ipt) Verify(l Layout, bans []Ban) ([]string, error) {
 		}
 	}
 	if len(short) > 0 {
-		in, err := prepare(bans, jails, now)
-		if err != nil {
-			return found, fmt.Errorf("verifying iptables layout: %w", err)
-		}
+		in, _ := prepare(bans, jails, now) // what it leaves out is logged above
 		groups := ipsetGroups(in, now)
 		for _, name := range short {
 			if err := b.bulk.add(name, groups[name]); err != nil {

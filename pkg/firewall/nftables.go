@@ -463,9 +463,9 @@ func (b *nft) Setup(l Layout, bans []Ban) error {
 		return fmt.Errorf("setting up nftables layout: %w", err)
 	}
 	now := b.now()
-	in, err := prepare(bans, jailIndex(l), now)
-	if err != nil {
-		return fmt.Errorf("setting up nftables layout: %w", err)
+	in, perr := prepare(bans, jailIndex(l), now)
+	if perr != nil {
+		b.opts.logf("firewall nftables: bans left out of the layout: %v", perr)
 	}
 	_, terr := b.c.ListTableOfFamily(nftTable, nftables.TableFamilyINet)
 	existed := terr == nil
@@ -523,17 +523,14 @@ func (b *nft) Setup(l Layout, bans []Ban) error {
 // element gets the new timeout.
 func (b *nft) Add(bans []Ban) error {
 	now := b.now()
-	in, err := prepare(bans, jailIndex(b.layout), now)
-	if err != nil {
-		return err
-	}
+	in, perr := prepare(bans, jailIndex(b.layout), now)
 	if err := b.add(in, now, true); err != nil {
-		return err
+		return errors.Join(perr, err)
 	}
 	if b.killer != nil {
 		b.killer.kill(in)
 	}
-	return nil
+	return perr
 }
 
 // add loads prepared bans. Host addresses go to the plain sets in chunks.
@@ -828,7 +825,8 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 	ids := newSetIDs(l)
 	perSet := make([]int, ids.n())
 	if err := eachPrepared(bans, jails, now, func(bn Ban) { perSet[ids.id(bn)]++ }); err != nil {
-		return nil, fmt.Errorf("verifying nftables layout: %w", err)
+		// Bans the kernel must not hold: logged, the rest verified.
+		b.opts.logf("firewall nftables: bans left out of the sets: %v", err)
 	}
 	// The bans of small sets, and a sample of the large ones.
 	small := make([][]Ban, ids.n())

@@ -88,13 +88,36 @@ func (w *Whitelist) Prefixes() []netip.Prefix {
 // resolveTimeout bounds the host name lookups of ResolveWhitelist.
 const resolveTimeout = 10 * time.Second
 
+// LookupNetIP resolves whitelist host names (net.DefaultResolver's; tests
+// replace it).
+var LookupNetIP = net.DefaultResolver.LookupNetIP
+
+// UnresolvedError lists the whitelist host names that did not resolve;
+// ResolveWhitelist returns it with the prefixes of every other entry.
+type UnresolvedError struct {
+	Names []string
+	Errs  []error // Errs[i] is why Names[i] did not resolve
+}
+
+func (e *UnresolvedError) Error() string {
+	msgs := make([]string, len(e.Names))
+	for i, n := range e.Names {
+		msgs[i] = fmt.Sprintf("%q: %v", n, e.Errs[i])
+	}
+	return "whitelist host names did not resolve: " + strings.Join(msgs, "; ")
+}
+
 // ResolveWhitelist turns whitelist entries — addresses, CIDRs and host
 // names — into prefixes. Host names are resolved now (every address they
-// have); a name that does not resolve is an error naming it. With
-// ignoreSelf, the machine's own interface addresses are added (each as a
-// single address, not its network).
+// have). Names that do not resolve (DNS not up yet at boot) do not stop
+// the others: the error is then an *UnresolvedError naming them, returned
+// with the prefixes of everything else. Any other error (an entry that is
+// no address, network or host name) returns no prefixes. With ignoreSelf,
+// the machine's own interface addresses are added (each as a single
+// address, not its network).
 func ResolveWhitelist(entries []string, ignoreSelf bool) ([]netip.Prefix, error) {
 	var out []netip.Prefix
+	var unresolved *UnresolvedError
 	for _, e := range entries {
 		e = strings.TrimSpace(e)
 		if e == "" {
@@ -108,10 +131,15 @@ func ResolveWhitelist(entries []string, ignoreSelf bool) ([]netip.Prefix, error)
 			return nil, fmt.Errorf("whitelist entry %q: not an address, network or host name", e)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
-		addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", e)
+		addrs, err := LookupNetIP(ctx, "ip", e)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("resolving whitelist host %q: %w", e, err)
+			if unresolved == nil {
+				unresolved = &UnresolvedError{}
+			}
+			unresolved.Names = append(unresolved.Names, e)
+			unresolved.Errs = append(unresolved.Errs, err)
+			continue
 		}
 		for _, a := range addrs {
 			out = append(out, prefix.Host(a))
@@ -123,6 +151,9 @@ func ResolveWhitelist(entries []string, ignoreSelf bool) ([]netip.Prefix, error)
 			return nil, err
 		}
 		out = append(out, self...)
+	}
+	if unresolved != nil {
+		return out, unresolved
 	}
 	return out, nil
 }
