@@ -31,7 +31,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	authorize func(Caller) error
-	objs      *objects // the object model (objects.go); nil without a Model
+	objs      *objects               // the object model (objects.go); nil without a Model
 	uids      map[dbus.Sender]uint32 // callers' uids, looked up once per connection
 	limits    map[string]*bucket     // rate limits of costly reads, by "sender" and "uid"
 
