@@ -231,12 +231,12 @@ func Compile(def FilterDef) (*Filter, error) {
 // number of <CTXHOST> in it.
 func compileFail(src string) (failRegex, int, error) {
 	exp, _, ctxHosts := expand(src)
-	m, err := newMatcher(`^(?:` + exp + `)`)
+	m, names, err := compileMatcher(`^(?:` + exp + `)`)
 	if err != nil {
 		return failRegex{}, 0, err
 	}
 	fr := failRegex{m: m, src: src, prefixes: literalPrefixes(`^(?:` + exp + `)`), required: requiredLiterals(`^(?:` + exp + `)`)}
-	for j, name := range m.re.SubexpNames() {
+	for j, name := range names {
 		switch {
 		case strings.HasPrefix(name, "jkhost"):
 			fr.hosts = append(fr.hosts, j)

@@ -3,7 +3,9 @@ package jails
 import (
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -24,22 +26,31 @@ import (
 //   - the old value of a capture is saved only while a choice is pending.
 //
 // Without the bitmap, backtracking is not linear in the worst case, so each
-// run has a step budget; a line that exhausts it is matched by re instead,
-// so a crafted line costs at most budget steps more than it did before.
-// Programs with a loop over an expression that can match the empty string
-// (whose result depends on the bitmap pruning the loop) always use re.
+// run has a step budget; a line that exhausts it is matched by package
+// regexp instead, so a crafted line costs at most budget steps more than it
+// did before. Programs with a loop over an expression that can match the
+// empty string (whose result depends on the bitmap pruning the loop)
+// always use package regexp.
+//
+// Package regexp's compiled form is built on first use only (most filters
+// never need it), and the matcher keeps none of the syntax.Prog it was
+// built from: both would stay resident in the daemon for nothing.
 type matcher struct {
-	re    *regexp.Regexp
-	insts []vmInst // nil: always use re
-	runes []runeAux
+	re    func() *regexp.Regexp // compiles on first call, once
+	insts []vmInst              // nil: always use re
+	runes []runeAux             // distinct when they accept ASCII bytes only
+	lits  []litAux
 	alts  []altAux
+	sets  []byteSet // the distinct first-byte sets of alts
 	start uint32
 	ncap  int
 }
 
 // vmInst is one instruction of the program, small so that a program stays
 // in the L1 cache; aux indexes runes (InstRune, InstRune1) or alts
-// (InstAlt, InstAltMatch).
+// (InstAlt, InstAltMatch). In an InstRune1 that starts a chain of
+// InstRune1 of ASCII bytes without case folding, arg is 1 + the index of
+// the chain in lits (0: none).
 type vmInst struct {
 	out, arg uint32
 	aux      uint16
@@ -47,20 +58,26 @@ type vmInst struct {
 }
 
 type runeAux struct {
-	tab  [2]uint64 // the ASCII bytes accepted
+	tab [2]uint64 // the ASCII bytes accepted
+	// inst is a copy of the instruction when it may accept a non-ASCII
+	// rune (nil: it accepts none).
 	inst *syntax.Inst
-	// lit is, for an InstRune1 that starts a chain of InstRune1 of ASCII
-	// bytes without case folding, the bytes of the chain (2 or more), and
-	// litOut the instruction after it.
-	lit    string
-	litOut uint32
+}
+
+// litAux is a chain of InstRune1 of ASCII bytes without case folding: its
+// bytes (2 or more) and the instruction after it.
+type litAux struct {
+	lit string
+	out uint32
 }
 
 type altAux struct {
 	// The bytes that can start the out and arg branches (bytes ≥ 0x80
-	// stand for any non-ASCII rune), and whether a branch can get past its
-	// first byte without consuming one (then it is always tried).
-	outFirst, argFirst byteSet
+	// stand for any non-ASCII rune), as indexes into matcher.sets (few
+	// distinct sets serve thousands of alternatives), and whether a branch
+	// can get past its first byte without consuming one (then it is always
+	// tried).
+	outFirst, argFirst uint16
 	outNull, argNull   bool
 	// skip is, for the InstAlt of a ".*" loop whose exit starts with
 	// literal ASCII bytes, those bytes ("" otherwise); lazy tells ".*?".
@@ -106,52 +123,105 @@ func viable(set *byteSet, null bool, s string, pos int) bool {
 // newMatcher compiles expr (already anchored with "^") for package regexp
 // and, when it qualifies, for the filter's own backtracker.
 func newMatcher(expr string) (*matcher, error) {
-	re, err := regexp.Compile(expr)
-	if err != nil {
-		return nil, err
-	}
-	m := &matcher{re: re, ncap: 2 * (re.NumSubexp() + 1)}
-	// Same steps as regexp.Compile, so that the program (and the group
-	// numbering) is the one re runs.
+	m, _, err := compileMatcher(expr)
+	return m, err
+}
+
+// compileMatcher is newMatcher that also returns the names of the
+// submatches (as regexp.SubexpNames gives them).
+func compileMatcher(expr string) (*matcher, []string, error) {
+	// Same steps as regexp.Compile, with the same errors, so that the
+	// program (and the group numbering) is the one package regexp runs.
 	tree, err := syntax.Parse(expr, syntax.Perl)
 	if err != nil {
-		return m, nil
+		return nil, nil, err
 	}
+	names := tree.CapNames()
+	m := &matcher{ncap: 2 * (tree.MaxCap() + 1)}
+	m.re = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 	tree = tree.Simplify()
-	if hasNullableLoop(tree) {
-		return m, nil
-	}
 	prog, err := syntax.Compile(tree)
-	if err != nil || prog.StartCond()&syntax.EmptyBeginText == 0 {
-		return m, nil
+	if err != nil {
+		return nil, nil, err
+	}
+	if hasNullableLoop(tree) || prog.StartCond()&syntax.EmptyBeginText == 0 {
+		return m, names, nil
 	}
 	if len(prog.Inst) > 1<<16 {
-		return m, nil
+		return m, names, nil
 	}
 	m.start = uint32(prog.Start)
 	insts := make([]vmInst, len(prog.Inst))
+	nr, na := 0, 0
+	for pc := range prog.Inst {
+		switch prog.Inst[pc].Op {
+		case syntax.InstRune, syntax.InstRune1:
+			nr++
+		case syntax.InstAlt, syntax.InstAltMatch:
+			na++
+		}
+	}
+	m.runes, m.alts = make([]runeAux, 0, nr), make([]altAux, 0, na)
+	runeIdx := map[[2]uint64]uint16{}
+	var last litAux // the chain of the previous InstRune1, whose suffixes follow
+	lastNext := uint32(0)
+	setIdx := map[byteSet]uint16{}
+	intern := func(set byteSet) uint16 {
+		i, ok := setIdx[set]
+		if !ok {
+			i = uint16(len(m.sets))
+			setIdx[set] = i
+			m.sets = append(m.sets, set)
+		}
+		return i
+	}
 	fs := firstSets{prog: prog, done: make([]bool, len(prog.Inst)), busy: make([]bool, len(prog.Inst)), sets: make([]byteSet, len(prog.Inst)), null: make([]bool, len(prog.Inst))}
 	for pc := range prog.Inst {
 		in := &prog.Inst[pc]
 		v := vmInst{op: in.Op, out: in.Out, arg: in.Arg}
 		switch in.Op {
 		case syntax.InstRune, syntax.InstRune1:
-			ra := runeAux{inst: in}
+			v.arg = 0
+			ra := runeAux{}
+			if syntax.Flags(in.Arg)&syntax.FoldCase != 0 || slices.ContainsFunc(in.Rune, func(r rune) bool { return r >= utf8.RuneSelf }) {
+				ra.inst = &syntax.Inst{Op: in.Op, Arg: in.Arg, Rune: slices.Clone(in.Rune)}
+			}
 			for b := 0; b < utf8.RuneSelf; b++ {
 				if in.MatchRune(rune(b)) {
 					ra.tab[b>>6] |= 1 << (b & 63)
 				}
 			}
-			if lit, out := literalRun(prog, uint32(pc)); len(lit) >= 2 {
-				ra.lit, ra.litOut = lit, out
+			la := litAux{}
+			if len(last.lit) >= 3 && lastNext == uint32(pc) {
+				la = litAux{last.lit[1:], last.out}
+			} else {
+				la.lit, la.out = literalRun(prog, uint32(pc))
 			}
-			v.aux = uint16(len(m.runes))
-			m.runes = append(m.runes, ra)
+			last, lastNext = litAux{}, 0
+			if len(la.lit) >= 2 {
+				v.arg = uint32(len(m.lits)) + 1
+				m.lits = append(m.lits, la)
+				last, lastNext = la, in.Out
+			}
+			if i, ok := runeIdx[ra.tab]; ok && ra.inst == nil {
+				v.aux = i
+			} else {
+				v.aux = uint16(len(m.runes))
+				m.runes = append(m.runes, ra)
+				if ra.inst == nil {
+					runeIdx[ra.tab] = v.aux
+				}
+			}
 		case syntax.InstAlt, syntax.InstAltMatch:
 			var aa altAux
 			aa.skip, aa.lazy = starSkip(prog, uint32(pc))
-			aa.outFirst, aa.outNull = fs.first(in.Out)
-			aa.argFirst, aa.argNull = fs.first(in.Arg)
+			var outSet, argSet byteSet
+			outSet, aa.outNull = fs.first(in.Out)
+			argSet, aa.argNull = fs.first(in.Arg)
+			aa.outFirst, aa.argFirst = intern(outSet), intern(argSet)
+			if len(m.sets) > 1<<16 {
+				return m, names, nil
+			}
 			v.aux = uint16(len(m.alts))
 			m.alts = append(m.alts, aa)
 		}
@@ -159,8 +229,11 @@ func newMatcher(expr string) (*matcher, error) {
 	}
 	if !fs.cyclic {
 		m.insts = insts
+		m.runes, m.lits, m.sets = slices.Clip(m.runes), slices.Clip(m.lits), slices.Clip(m.sets)
+	} else {
+		m.runes, m.lits, m.alts, m.sets = nil, nil, nil, nil
 	}
-	return m, nil
+	return m, names, nil
 }
 
 // literalRun returns the ASCII bytes of the chain of case-sensitive
@@ -322,7 +395,7 @@ func (m *matcher) find(s string, dst []int) []int {
 			return nil
 		}
 	}
-	return m.re.FindStringSubmatchIndex(s)
+	return m.re().FindStringSubmatchIndex(s)
 }
 
 // matchString reports whether m's regex matches s.
@@ -333,7 +406,7 @@ func (m *matcher) matchString(s string) bool {
 			return ok
 		}
 	}
-	return m.re.MatchString(s)
+	return m.re().MatchString(s)
 }
 
 // exec runs the backtracker. done is false when the step budget ran out
@@ -360,15 +433,16 @@ func (m *matcher) exec(s string, caps []int) (ok, done bool) {
 			caps[1] = pos
 			return true, true
 		case syntax.InstRune1, syntax.InstRune:
-			ra := &m.runes[in.aux]
-			if ra.lit != "" {
-				if !strings.HasPrefix(s[pos:], ra.lit) {
+			if in.arg != 0 {
+				la := &m.lits[in.arg-1]
+				if !strings.HasPrefix(s[pos:], la.lit) {
 					goto fail
 				}
-				pos += len(ra.lit)
-				pc = ra.litOut
+				pos += len(la.lit)
+				pc = la.out
 				continue
 			}
+			ra := &m.runes[in.aux]
 			if pos >= len(s) {
 				goto fail
 			}
@@ -379,7 +453,7 @@ func (m *matcher) exec(s string, caps []int) (ok, done bool) {
 				pos++
 			} else {
 				r, w := utf8.DecodeRuneInString(s[pos:])
-				if !ra.inst.MatchRune(r) {
+				if ra.inst == nil || !ra.inst.MatchRune(r) {
 					goto fail
 				}
 				pos += w
@@ -436,8 +510,8 @@ func (m *matcher) exec(s string, caps []int) (ok, done bool) {
 				pc, pos = f.pc, q
 				continue
 			}
-			outOK := viable(&aa.outFirst, aa.outNull, s, pos)
-			argOK := viable(&aa.argFirst, aa.argNull, s, pos)
+			outOK := viable(&m.sets[aa.outFirst], aa.outNull, s, pos)
+			argOK := viable(&m.sets[aa.argFirst], aa.argNull, s, pos)
 			switch {
 			case outOK && argOK:
 				stack = append(stack, frame{kind: frameResume, pc: in.arg, lo: int32(pos)})

@@ -214,7 +214,7 @@ func TestMatcherAgreesWithRegexp(t *testing.T) {
 			t.Errorf("%s: backtracker used = %v, want %v", e.expr, m.insts != nil, e.vm)
 		}
 		for _, in := range inputs {
-			want := m.re.FindStringSubmatchIndex(in)
+			want := m.re().FindStringSubmatchIndex(in)
 			got := m.find(in, make([]int, m.ncap))
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("%s on %q: %v, regexp %v", e.expr, in, got, want)
@@ -304,7 +304,7 @@ func FuzzMatcher(f *testing.F) {
 		if err != nil {
 			return
 		}
-		want := m.re.FindStringSubmatchIndex(in)
+		want := m.re().FindStringSubmatchIndex(in)
 		got := m.find(in, make([]int, m.ncap))
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s on %q: %v, regexp %v", expr, in, got, want)
