@@ -27,9 +27,14 @@ install: build
 	sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)$(UNITDIR)/jailkeeper.service
 	install -D -m 0644 packaging/systemd/jailkeeper-actions.service $(DESTDIR)$(UNITDIR)/jailkeeper-actions.service && sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)$(UNITDIR)/jailkeeper-actions.service
 	install -D -m 0644 packaging/systemd/jailkeeper-sync.service $(DESTDIR)$(UNITDIR)/jailkeeper-sync.service && sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)$(UNITDIR)/jailkeeper-sync.service
+	install -D -m 0644 packaging/systemd/jailkeeper-metrics.sysusers $(DESTDIR)/usr/lib/sysusers.d/jailkeeper-metrics.conf
+	if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null; then systemd-sysusers /usr/lib/sysusers.d/jailkeeper-metrics.conf; fi
+	install -D -m 0644 packaging/systemd/jailkeeper-metrics.socket $(DESTDIR)$(UNITDIR)/jailkeeper-metrics.socket
+	install -D -m 0644 packaging/systemd/jailkeeper-metrics@.service $(DESTDIR)$(UNITDIR)/jailkeeper-metrics@.service && sed -i 's|/usr/local/bin/jailkeeper|$(PREFIX)/bin/jailkeeper|g' $(DESTDIR)$(UNITDIR)/jailkeeper-metrics@.service
 	install -D -m 0644 packaging/systemd/org.jailkeeper.conf $(DESTDIR)/usr/share/dbus-1/system.d/org.jailkeeper.conf
 	install -D -m 0644 packaging/systemd/org.jailkeeper.service $(DESTDIR)/usr/share/dbus-1/system-services/org.jailkeeper.service
 	install -D -m 0644 packaging/systemd/org.jailkeeper.policy $(DESTDIR)/usr/share/polkit-1/actions/org.jailkeeper.policy
+	install -D -m 0644 -t $(DESTDIR)/usr/share/cockpit/jailkeeper packaging/cockpit/jailkeeper/manifest.json packaging/cockpit/jailkeeper/index.html packaging/cockpit/jailkeeper/jailkeeper.js packaging/cockpit/jailkeeper/jailkeeper.css
 	install -d -m 0755 $(DESTDIR)/etc/jailkeeper.d
 	test -e $(DESTDIR)/etc/jailkeeper.d/10-sshd.yaml || install -m 0644 packaging/examples/10-sshd.yaml $(DESTDIR)/etc/jailkeeper.d/10-sshd.yaml
 	@if [ -f $(DESTDIR)/etc/systemd/system/jailkeeper.service ] && [ ! -L $(DESTDIR)/etc/systemd/system/jailkeeper.service ]; then \
@@ -44,13 +49,15 @@ install: build
 # (/etc/jailkeeper.d) and state (/var/lib/jailkeeper) stay: `make purge`.
 uninstall:
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
-		set -x; systemctl disable --now jailkeeper-actions jailkeeper-sync 2>/dev/null; systemctl disable jailkeeper 2>/dev/null; systemctl mask --runtime --now jailkeeper; fi; true
+		set -x; systemctl disable --now jailkeeper-actions jailkeeper-sync 2>/dev/null; systemctl disable --now jailkeeper-metrics.socket 2>/dev/null; systemctl disable jailkeeper 2>/dev/null; systemctl mask --runtime --now jailkeeper; fi; true
 	if [ -z "$(DESTDIR)" ] && [ -x $(PREFIX)/bin/jailkeeper ]; then $(PREFIX)/bin/jailkeeper teardown; fi
 	rm -f $(DESTDIR)$(PREFIX)/bin/jailkeeper $(DESTDIR)$(UNITDIR)/jailkeeper.service $(DESTDIR)/etc/systemd/system/jailkeeper.service \
 		$(DESTDIR)$(PREFIX)/bin/jailkeeper-actions $(DESTDIR)$(UNITDIR)/jailkeeper-actions.service \
 		$(DESTDIR)$(PREFIX)/bin/jailkeeper-sync $(DESTDIR)$(UNITDIR)/jailkeeper-sync.service \
+		$(DESTDIR)$(UNITDIR)/jailkeeper-metrics.socket $(DESTDIR)$(UNITDIR)/jailkeeper-metrics@.service $(DESTDIR)/usr/lib/sysusers.d/jailkeeper-metrics.conf \
 		$(DESTDIR)/usr/share/dbus-1/system.d/org.jailkeeper.conf $(DESTDIR)/usr/share/dbus-1/system-services/org.jailkeeper.service \
 		$(DESTDIR)/usr/share/polkit-1/actions/org.jailkeeper.policy
+	rm -rf $(DESTDIR)/usr/share/cockpit/jailkeeper
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
 		set -x; systemctl unmask --runtime jailkeeper; systemctl daemon-reload; systemctl reload dbus 2>/dev/null; fi; true
 

@@ -92,6 +92,13 @@ if [ "$what" = test ]; then
 
 	# jailkeeper actions: Debian's whois client (its MTA is postfix, above).
 	command -v whois >/dev/null || need_pkg whois
+
+	# The Cockpit page: Debian's cockpit-ws serves it with cockpit-bridge,
+	# headless Chromium drives it (its DevTools protocol over a pipe).
+	[ -x /usr/lib/cockpit/cockpit-ws ] || need_pkg cockpit-ws
+	command -v cockpit-bridge >/dev/null || need_pkg cockpit-bridge
+	[ -d /usr/share/cockpit/shell ] || need_pkg cockpit-system
+	command -v chromium >/dev/null || need_pkg chromium
 fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -316,6 +316,7 @@ func (d *daemon) connectBus() error {
 		conn.Abort()
 		return err
 	}
+	srv.SetVersion(version)
 	d.k.SetAnnouncer(srv)
 	d.conn, d.srv, d.busErr, d.busWait = conn, srv, nil, 0
 	d.busDown.Store(nil)

@@ -41,6 +41,7 @@ commands:
   teardown [--backend B] [--force]              remove jailkeeper's chains, sets and tables (stop the service first)
   test FILTER [FILE|-] [--json] [--mode M]      run a filter over log lines (like fail2ban-regex)
   actions [--config-dir DIR] [--state-dir DIR]  run the companion: mail, webhooks, commands on bans
+  metrics [--textfile DIR | --http]             print the daemon's metrics (Prometheus text format)
   sync [--config-dir DIR]                       run the companion that shares bans through NATS
   version                                       print the version
 
@@ -78,6 +79,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdTest(rest, stdin, stdout, stderr)
 	case "teardown":
 		return cmdTeardown(rest, stdout, stderr)
+	case "metrics":
+		return cmdMetrics(rest, stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "jailkeeper %s\n", version)
 		return 0

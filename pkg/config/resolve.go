@@ -182,6 +182,9 @@ type Runtime struct {
 	Whitelist       *jails.Whitelist
 	Backend         string
 	KillConnections bool
+	// Sources names each jail's filter and mode as configured (the D-Bus
+	// object model shows them).
+	Sources map[string]JailSource
 	// Warnings are things to log at start (e.g. identifier matching, which
 	// any local user can forge).
 	Warnings []string
@@ -190,12 +193,19 @@ type Runtime struct {
 	Unresolved []string
 }
 
+// JailSource is where a jail's filter comes from: a filter's name ("" for
+// the jail's own failregex) and a built-in filter's mode.
+type JailSource struct {
+	Filter, Mode string
+}
+
 // Resolve compiles filters, resolves whitelist host names and builds the
 // firewall layout.
 func (c *Config) Resolve() (*Runtime, error) {
 	rt := &Runtime{
 		Backend:         c.Firewall.Backend,
 		KillConnections: c.Firewall.KillConnections == nil || *c.Firewall.KillConnections,
+		Sources:         map[string]JailSource{},
 	}
 	entries := make([]string, len(c.Whitelist))
 	for i, a := range c.Whitelist {
@@ -219,6 +229,7 @@ func (c *Config) Resolve() (*Runtime, error) {
 	for _, name := range c.JailNames() {
 		j := c.Effective(name)
 		at := "jails." + name
+		rt.Sources[name] = JailSource{Filter: j.Filter, Mode: j.Mode}
 		def := jails.FilterDef{FailRegex: j.FailRegex, IgnoreRegex: j.IgnoreRegex}
 		if j.Filter != "" {
 			if f, ok := c.Filters[j.Filter]; ok {

@@ -31,6 +31,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	authorize func(Caller) error
+	objs      *objects               // the object model (objects.go); nil without a Model
 	uids      map[dbus.Sender]uint32 // callers' uids, looked up once per connection
 	limits    map[string]*bucket     // rate limits of costly reads, by "sender" and "uid"
 
@@ -95,6 +96,11 @@ func Serve(conn *dbus.Conn, m Manager) (*Server, error) {
 	}
 	if err := conn.Export(introspect.Introspectable(introspectXML), Path, "org.freedesktop.DBus.Introspectable"); err != nil {
 		return nil, fmt.Errorf("exporting introspection: %w", err)
+	}
+	if mdl, ok := m.(Model); ok {
+		if err := s.exportObjects(mdl); err != nil {
+			return nil, err
+		}
 	}
 	reply, err := conn.RequestName(BusName, dbus.NameFlagDoNotQueue)
 	if err != nil {
@@ -186,6 +192,7 @@ func (s *Server) emit(member string, body ...any) error {
 
 // Banned emits the Banned signal. expires is zero for a permanent ban.
 func (s *Server) Banned(jail string, p netip.Prefix, expires time.Time, reason string) error {
+	s.touch()
 	var exp int64
 	if !expires.IsZero() {
 		exp = expires.Unix()
@@ -195,6 +202,7 @@ func (s *Server) Banned(jail string, p netip.Prefix, expires time.Time, reason s
 
 // Unbanned emits the Unbanned signal.
 func (s *Server) Unbanned(jail string, p netip.Prefix) error {
+	s.touch()
 	return s.emit("Unbanned", jail, prefix.Format(p))
 }
 
@@ -204,6 +212,7 @@ func (s *Server) Unbanned(jail string, p netip.Prefix) error {
 // one Banned per ban when more than a few bans happen at once: a signal
 // costs the daemon and dbus-daemon a message each.
 func (s *Server) BannedMany(jail string, ps []netip.Prefix, expires []time.Time) error {
+	s.touch()
 	addrs := make([]string, len(ps))
 	exps := make([]int64, len(ps))
 	for i, p := range ps {
@@ -219,6 +228,7 @@ func (s *Server) BannedMany(jail string, ps []netip.Prefix, expires []time.Time)
 // once (a mass expiry, an unban of a prefix), sent instead of one Unbanned
 // each when more than a few go at once.
 func (s *Server) UnbannedMany(jail string, ps []netip.Prefix) error {
+	s.touch()
 	addrs := make([]string, len(ps))
 	for i, p := range ps {
 		addrs[i] = prefix.Format(p)
@@ -494,5 +504,6 @@ func (x methods) Reload(msg dbus.Message) *dbus.Error {
 	if e := x.s.check(&msg); e != nil {
 		return e
 	}
+	defer x.s.touch()
 	return dbusErr(x.s.m.Reload())
 }
