@@ -9,7 +9,7 @@ import (
 	"github.com/godbus/dbus/v5"
 )
 
-// Authorization of the changing methods (Ban, BanMany, Unban, UnbanJail, UnbanAll,
+// Authorization of the changing methods (Ban, BanMany, BanFrom, Unban, UnbanJail, UnbanAll,
 // Reload). The bus policy lets every caller reach them; the daemon decides,
 // as systemd's own services do: the caller's UID as the bus daemon reports
 // it is 0, or polkit grants PolkitAction to the caller's bus name. Reading

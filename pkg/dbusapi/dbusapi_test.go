@@ -242,7 +242,7 @@ func TestOnRealBus(t *testing.T) {
 
 	// Unprivileged: the bus policy lets the changing calls through to the
 	// daemon, which refuses them (no polkit on this bus); reading is open.
-	for _, call := range [][]string{{"Ban", "sst", "sshd", "203.0.113.8", "0"}, {"Unban", "s", "203.0.113.8"}, {"Reload", ""}} {
+	for _, call := range [][]string{{"Ban", "sst", "sshd", "203.0.113.8", "0"}, {"BanFrom", "sastss", "sshd", "1", "203.0.113.8", "0", "x", "web1"}, {"Unban", "s", "203.0.113.8"}, {"Reload", ""}} {
 		out, err := bus.BusCallAs("65534", call[0], call[1], call[2:]...)
 		if err == nil || testbed.RefusedByBus(out) || !strings.Contains(out, "uid 65534 may not change bans") {
 			t.Errorf("nobody %s = %q, %v; want refused by the daemon, naming the uid", call[0], out, err)
