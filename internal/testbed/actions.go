@@ -1,7 +1,6 @@
 package testbed
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -25,14 +23,12 @@ type Actions struct {
 	Bin       string
 	ConfigDir string
 	StateDir  string
-	Notify    *Notify
 
-	d    *Daemon
-	cmd  *exec.Cmd
-	out  bytes.Buffer
-	omu  sync.Mutex
-	done chan struct{}
-	runs int
+	// companion runs the process: Notify, PID, Running, Done, Stop (20 s
+	// before SIGKILL), Kill and Output.
+	companion
+
+	d *Daemon
 }
 
 // actionsBuild is the process-wide build of `jailkeeper actions`.
@@ -117,17 +113,7 @@ func linkOrCopy(src, dst string) error {
 func NewActions(t testing.TB, d *Daemon) *Actions {
 	t.Helper()
 	a := &Actions{Bin: BuildActions(t, d.Bin), ConfigDir: d.ConfigDir, StateDir: t.TempDir(), d: d}
-	t.Cleanup(func() {
-		if a.Running() {
-			a.stop(syscall.SIGTERM)
-		}
-		if strings.Contains(a.Output(), "WARNING: DATA RACE") {
-			t.Errorf("the race detector reported a data race in jailkeeper actions")
-		}
-		if t.Failed() {
-			t.Logf("jailkeeper actions output (%d runs):\n%s", a.runs, a.Output())
-		}
-	})
+	a.init(t, "jailkeeper actions", 20*time.Second)
 	return a
 }
 
@@ -136,88 +122,9 @@ func NewActions(t testing.TB, d *Daemon) *Actions {
 // environment.
 func (a *Actions) Start(t testing.TB, timeout time.Duration, env ...string) {
 	t.Helper()
-	if a.Running() {
-		t.Fatal("jailkeeper actions already running")
-	}
-	a.Notify = NewNotify(t)
-	a.runs++
 	argv := a.d.Hosts.SrvArgv(a.d.Journald, a.Bin, "actions", "--config-dir", a.ConfigDir, "--state-dir", a.StateDir)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="+a.Notify.Path, a.d.Bus.Env()), env...)
-	w := &lockedWriter{mu: &a.omu, w: &a.out}
-	fmt.Fprintf(w, "--- run %d ---\n", a.runs)
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting jailkeeper actions: %v", err)
-	}
-	a.cmd = cmd
-	done := make(chan struct{})
-	a.done = done
-	go func() {
-		err := cmd.Wait()
-		fmt.Fprintf(w, "--- run exited: %v ---\n", err)
-		close(done)
-	}()
-	ready := make(chan error, 1)
-	go func() {
-		_, _, err := a.Notify.Wait("READY=1", timeout)
-		ready <- err
-	}()
-	select {
-	case err := <-ready:
-		if err != nil {
-			t.Fatalf("jailkeeper actions: %v\n%s", err, a.Output())
-		}
-	case <-done:
-		t.Fatalf("jailkeeper actions exited before READY=1:\n%s", a.Output())
-	}
-}
-
-// PID is the service's process ID (0 when it is not running).
-func (a *Actions) PID() int {
-	if !a.Running() {
-		return 0
-	}
-	return a.cmd.Process.Pid
-}
-
-// Running reports whether the process is alive.
-func (a *Actions) Running() bool {
-	if a.cmd == nil {
-		return false
-	}
-	select {
-	case <-a.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// Stop sends SIGTERM and waits for the exit (SIGKILL after 20 s).
-func (a *Actions) Stop(t testing.TB) {
-	t.Helper()
-	if !a.Running() {
-		t.Fatal("jailkeeper actions not running")
-	}
-	a.stop(syscall.SIGTERM)
-}
-
-func (a *Actions) stop(sig syscall.Signal) {
-	_ = a.cmd.Process.Signal(sig)
-	select {
-	case <-a.done:
-	case <-time.After(20 * time.Second):
-		_ = a.cmd.Process.Kill()
-		<-a.done
-	}
-}
-
-// Output is what the service wrote to stdout and stderr over all runs.
-func (a *Actions) Output() string {
-	a.omu.Lock()
-	defer a.omu.Unlock()
-	return a.out.String()
+	a.start(t, argv, append([]string{a.d.Bus.Env()}, env...), nil)
+	a.waitReady(t, timeout)
 }
 
 // RSS returns the resident set size of the running service, in KiB, from

@@ -1,16 +1,13 @@
 package testbed
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -104,22 +101,17 @@ type Daemon struct {
 	// Watchdog is passed as WATCHDOG_USEC; the daemon should ping at half
 	// of it. Zero disables the watchdog.
 	Watchdog time.Duration
-	// Notify is the sd_notify listener of the current (or last) run; each
-	// Start makes a fresh one.
-	Notify *Notify
 	// OnNotify, if set, is installed on each run's Notify before the
 	// daemon starts (see Notify.OnMessage).
 	OnNotify func(NotifyMsg)
 	// Started is when the current (or last) run was started.
 	Started time.Time
 
-	t    testing.TB
-	cmd  *exec.Cmd
-	out  *bytes.Buffer
-	omu  sync.Mutex
-	done chan struct{}
-	werr error // the run's exit error, set before done is closed
-	runs int
+	// companion runs the process: Notify, PID, Running, Done, Stop (10 s
+	// before SIGKILL), Kill and Output.
+	companion
+
+	t testing.TB
 }
 
 // NewDaemon builds jailkeeper (once per process), writes configs (file
@@ -136,26 +128,13 @@ func NewDaemon(t testing.TB, h *Hosts, bus *Bus, configs map[string]string) *Dae
 		StateDir:  t.TempDir(),
 		Watchdog:  2 * time.Second,
 		t:         t,
-		out:       &bytes.Buffer{},
 	}
 	for name, body := range configs {
 		if err := os.WriteFile(filepath.Join(d.ConfigDir, name), []byte(body), 0o644); err != nil {
 			t.Fatalf("writing config %s: %v", name, err)
 		}
 	}
-	t.Cleanup(func() {
-		if d.Running() {
-			_ = d.stop(syscall.SIGTERM, 10*time.Second)
-		}
-		// A -race build of the daemon (JAILKEEPER_BIN, make test) reports
-		// here, whatever the test checked.
-		if strings.Contains(d.Output(), "WARNING: DATA RACE") {
-			t.Errorf("the race detector reported a data race in the daemon")
-		}
-		if t.Failed() {
-			t.Logf("jailkeeper daemon output (%d runs):\n%s", d.runs, d.Output())
-		}
-	})
+	d.init(t, "jailkeeper daemon", 10*time.Second)
 	return d
 }
 
@@ -163,129 +142,20 @@ func NewDaemon(t testing.TB, h *Hosts, bus *Bus, configs map[string]string) *Dae
 // once; use WaitReady. It fails the test if the daemon runs already.
 func (d *Daemon) Start(t testing.TB) {
 	t.Helper()
-	if d.Running() {
-		t.Fatal("jailkeeper daemon already running")
-	}
-	d.Notify = NewNotify(t)
-	d.runs++
 	argv := d.Hosts.SrvArgv(d.Journald, d.Bin, "daemon", "--config-dir", d.ConfigDir, "--state-dir", d.StateDir)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(),
-		"NOTIFY_SOCKET="+d.Notify.Path,
-		d.Bus.Env(),
-	)
-	if d.OnNotify != nil {
-		d.Notify.OnMessage(d.OnNotify)
-	}
+	env := []string{d.Bus.Env()}
 	if d.Watchdog > 0 {
-		cmd.Env = append(cmd.Env, "WATCHDOG_USEC="+strconv.FormatInt(d.Watchdog.Microseconds(), 10))
+		env = append(env, "WATCHDOG_USEC="+strconv.FormatInt(d.Watchdog.Microseconds(), 10))
 	}
-	w := &lockedWriter{mu: &d.omu, w: d.out}
-	fmt.Fprintf(w, "--- run %d ---\n", d.runs)
-	cmd.Stdout = w
-	cmd.Stderr = w
-	d.Started = time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting jailkeeper daemon: %v", err)
-	}
-	d.cmd = cmd
-	done := make(chan struct{})
-	d.done = done
-	go func() {
-		err := cmd.Wait()
-		fmt.Fprintf(w, "--- run exited: %v ---\n", err)
-		d.werr = err
-		close(done)
-	}()
+	d.start(t, argv, env, d.OnNotify)
+	d.Started = d.started
 }
 
 // WaitReady waits for READY=1 and returns its message. It fails the test
 // if the daemon exits first or the timeout passes.
 func (d *Daemon) WaitReady(t testing.TB, timeout time.Duration) NotifyMsg {
 	t.Helper()
-	type res struct {
-		m   NotifyMsg
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		m, _, err := d.Notify.Wait("READY=1", timeout)
-		ch <- res{m, err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			t.Fatalf("%v\ndaemon output:\n%s", r.err, d.Output())
-		}
-		return r.m
-	case <-d.done:
-		t.Fatalf("jailkeeper daemon exited before READY=1:\n%s", d.Output())
-	}
-	return NotifyMsg{}
-}
-
-// PID returns the daemon's process ID (`ip netns exec` and nsenter exec in
-// place, so this is the jailkeeper process itself), or 0 when it is not running.
-func (d *Daemon) PID() int {
-	if !d.Running() {
-		return 0
-	}
-	return d.cmd.Process.Pid
-}
-
-// Running reports whether the daemon process is alive.
-func (d *Daemon) Running() bool {
-	if d.cmd == nil {
-		return false
-	}
-	select {
-	case <-d.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// Done is closed when the current run exits.
-func (d *Daemon) Done() <-chan struct{} { return d.done }
-
-// Stop sends SIGTERM and waits up to 10 s for the daemon to exit (then
-// SIGKILL). It returns the daemon's exit error (nil for a clean exit).
-func (d *Daemon) Stop(t testing.TB) error {
-	t.Helper()
-	if !d.Running() {
-		t.Fatal("jailkeeper daemon not running")
-	}
-	return d.stop(syscall.SIGTERM, 10*time.Second)
-}
-
-// Kill sends SIGKILL and waits for the daemon to exit.
-func (d *Daemon) Kill(t testing.TB) {
-	t.Helper()
-	if !d.Running() {
-		t.Fatal("jailkeeper daemon not running")
-	}
-	_ = d.stop(syscall.SIGKILL, 10*time.Second)
-}
-
-func (d *Daemon) stop(sig syscall.Signal, grace time.Duration) error {
-	_ = d.cmd.Process.Signal(sig)
-	select {
-	case <-d.done:
-	case <-time.After(grace):
-		_ = d.cmd.Process.Kill()
-		<-d.done
-		return fmt.Errorf("jailkeeper daemon ignored %v for %v: killed", sig, grace)
-	}
-	return d.werr
-}
-
-// Output returns everything the daemon wrote to stdout and stderr, over
-// all runs.
-func (d *Daemon) Output() string {
-	d.omu.Lock()
-	defer d.omu.Unlock()
-	return d.out.String()
+	return d.waitReady(t, timeout)
 }
 
 // JailStatus is one jail in `jailkeeper status --json`.

@@ -1,14 +1,12 @@
 package testbed
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -19,14 +17,12 @@ import (
 type Sync struct {
 	Bin       string
 	ConfigDir string
-	Notify    *Notify
 
-	d    *Daemon
-	cmd  *exec.Cmd
-	out  bytes.Buffer
-	omu  sync.Mutex
-	done chan struct{}
-	runs int
+	// companion runs the process: Notify, PID, Running, Done, Stop (20 s
+	// before SIGKILL), Kill and Output.
+	companion
+
+	d *Daemon
 }
 
 var syncBuild struct {
@@ -81,14 +77,7 @@ func RemoveSyncBuild() {
 func NewSync(t testing.TB, d *Daemon) *Sync {
 	t.Helper()
 	s := &Sync{Bin: BuildSync(t, d.Bin), ConfigDir: d.ConfigDir, d: d}
-	t.Cleanup(func() {
-		if s.Running() {
-			s.stop()
-		}
-		if t.Failed() {
-			t.Logf("jailkeeper sync output (%d runs):\n%s", s.runs, s.Output())
-		}
-	})
+	s.init(t, "jailkeeper sync", 20*time.Second)
 	return s
 }
 
@@ -96,87 +85,8 @@ func NewSync(t testing.TB, d *Daemon) *Sync {
 // keys present at the start are applied).
 func (s *Sync) Start(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	if s.Running() {
-		t.Fatal("jailkeeper sync already running")
-	}
-	s.Notify = NewNotify(t)
-	s.runs++
-	cmd := exec.Command(s.Bin, "sync", "--config-dir", s.ConfigDir)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+s.Notify.Path, s.d.Bus.Env())
-	w := &lockedWriter{mu: &s.omu, w: &s.out}
-	fmt.Fprintf(w, "--- run %d ---\n", s.runs)
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting jailkeeper sync: %v", err)
-	}
-	s.cmd = cmd
-	done := make(chan struct{})
-	s.done = done
-	go func() {
-		err := cmd.Wait()
-		fmt.Fprintf(w, "--- run exited: %v ---\n", err)
-		close(done)
-	}()
-	ready := make(chan error, 1)
-	go func() {
-		_, _, err := s.Notify.Wait("READY=1", timeout)
-		ready <- err
-	}()
-	select {
-	case err := <-ready:
-		if err != nil {
-			t.Fatalf("jailkeeper sync: %v\n%s", err, s.Output())
-		}
-	case <-done:
-		t.Fatalf("jailkeeper sync exited before READY=1:\n%s", s.Output())
-	}
-}
-
-// PID is the service's process ID (0 when it is not running).
-func (s *Sync) PID() int {
-	if !s.Running() {
-		return 0
-	}
-	return s.cmd.Process.Pid
-}
-
-// Running reports whether the process is alive.
-func (s *Sync) Running() bool {
-	if s.cmd == nil {
-		return false
-	}
-	select {
-	case <-s.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// Stop sends SIGTERM and waits for the exit (SIGKILL after 20 s).
-func (s *Sync) Stop(t testing.TB) {
-	t.Helper()
-	if !s.Running() {
-		t.Fatal("jailkeeper sync not running")
-	}
-	s.stop()
-}
-
-func (s *Sync) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(20 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-}
-
-// Output is what the service wrote over all runs.
-func (s *Sync) Output() string {
-	s.omu.Lock()
-	defer s.omu.Unlock()
-	return s.out.String()
+	s.start(t, []string{s.Bin, "sync", "--config-dir", s.ConfigDir}, []string{s.d.Bus.Env()}, nil)
+	s.waitReady(t, timeout)
 }
 
 // FleetUnban runs `jailkeeper unban --fleet addr` with the sync's
