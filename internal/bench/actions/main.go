@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jailkeeper/jailkeeper/internal/bench/measure"
 	"github.com/jailkeeper/jailkeeper/internal/testbed"
 )
 
@@ -65,9 +66,9 @@ func run(tb testing.TB, n int, res *result) {
 	a := testbed.NewActions(tb, d)
 	a.Start(tb, 30*time.Second, mta.Env())
 	time.Sleep(2 * time.Second)
-	res.idleActions, res.idleDmn = a.RSS(tb), rss(tb, d.PID())
+	res.idleActions, res.idleDmn = a.RSS(tb), measure.RSS(tb, d.PID())
 
-	cpu0 := cpuTicks(tb, a.PID())
+	cpu0 := measure.CPU(tb, a.PID())
 	var list strings.Builder
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&list, "2001:db8:100::%x\n", i+1)
@@ -106,52 +107,19 @@ func run(tb testing.TB, n int, res *result) {
 			res.digests++
 		}
 	}
-	res.cpu = time.Duration(cpuTicks(tb, a.PID())-cpu0) * 10 * time.Millisecond
+	res.cpu = measure.CPU(tb, a.PID()) - cpu0
 	res.afterRSS = a.RSS(tb)
 }
 
 func (r *result) print(w io.Writer) {
-	mib := func(kib int) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
-	verdict := func(ok bool) string {
-		if ok {
-			return "met"
-		}
-		return "NOT met"
-	}
-	fmt.Fprintf(w, "%-58s %-26s %-12s %s\n", fmt.Sprintf("jailkeeper actions, %d-ban burst (one BanMany)", r.bans), "measured", "goal", "")
-	fmt.Fprintf(w, "%-58s %-26s %-12s %s\n", "idle RSS, jailkeeper actions", mib(r.idleActions), "≤ 15 MB", verdict(r.idleActions*1024 <= 15e6))
-	fmt.Fprintf(w, "%-58s %-26s %-12s %s\n", "idle RSS, daemon (with the actions: drop-in)", mib(r.idleDmn), "≤ 15 MB", verdict(r.idleDmn*1024 <= 15e6))
-	fmt.Fprintf(w, "%-58s %-26s %-12s %s\n", "webhook after the ban command's start: p50 / p99 / last",
-		fmt.Sprintf("%s / %s / %s", r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.last.Round(time.Millisecond)), "p99 ≤ 2 s", verdict(r.p99 <= 2*time.Second))
-	fmt.Fprintf(w, "%-58s %-26d %-12s %s\n", "digest mails for the burst (digest: 5s)", r.digests, "1", verdict(r.digests == 1))
-	fmt.Fprintf(w, "%-58s %-26s\n", "CPU of jailkeeper actions for the burst", r.cpu.String())
-	fmt.Fprintf(w, "%-58s %-26s\n", "RSS of jailkeeper actions after the burst", mib(r.afterRSS))
-	fmt.Fprintf(w, "%-58s %-26s\n", "the ban command (jailkeeper ban sshd -) took", r.banCmd.Round(time.Millisecond).String())
-}
-
-func rss(tb testing.TB, pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.Atoi(f[1])
-			return kb
-		}
-	}
-	return 0
-}
-
-// cpuTicks returns utime+stime of pid in clock ticks (1/100 s).
-func cpuTicks(tb testing.TB, pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.Atoi(f[11])
-	st, _ := strconv.Atoi(f[12])
-	return u + st
+	row := func(what, measured, goal, v string) { measure.Row(w, what, measured, goal, v) }
+	row(fmt.Sprintf("jailkeeper actions, %d-ban burst (one BanMany)", r.bans), "measured", "goal", "")
+	row("idle RSS, jailkeeper actions", measure.MiB(r.idleActions), "≤ 15 MB", measure.Verdict(r.idleActions*1024 <= 15e6))
+	row("idle RSS, daemon (with the actions: drop-in)", measure.MiB(r.idleDmn), "≤ 15 MB", measure.Verdict(r.idleDmn*1024 <= 15e6))
+	row("webhook after the ban command's start: p50 / p99 / last",
+		fmt.Sprintf("%s / %s / %s", r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.last.Round(time.Millisecond)), "p99 ≤ 2 s", measure.Verdict(r.p99 <= 2*time.Second))
+	row("digest mails for the burst (digest: 5s)", strconv.Itoa(r.digests), "1", measure.Verdict(r.digests == 1))
+	row("CPU of jailkeeper actions for the burst", r.cpu.String(), "", "")
+	row("RSS of jailkeeper actions after the burst", measure.MiB(r.afterRSS), "", "")
+	row("the ban command (jailkeeper ban sshd -) took", r.banCmd.Round(time.Millisecond).String(), "", "")
 }

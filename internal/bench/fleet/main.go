@@ -14,7 +14,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/jailkeeper/jailkeeper/internal/bench/measure"
 	"github.com/jailkeeper/jailkeeper/internal/testbed"
 	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
 )
@@ -85,7 +85,7 @@ func run(tb testing.TB, res *result) {
 	sa.Start(tb, 30*time.Second)
 	sb.Start(tb, 30*time.Second)
 	time.Sleep(2 * time.Second)
-	res.idleSync = rss(tb, sb.PID())
+	res.idleSync = measure.RSS(tb, sb.PID())
 
 	conn, err := dbus.Connect(bed.Bus.Address)
 	if err != nil {
@@ -129,7 +129,7 @@ func run(tb testing.TB, res *result) {
 		return n
 	}
 	before := count()
-	cpuA, cpuB := cpuTicks(tb, sa.PID()), cpuTicks(tb, sb.PID())
+	cpuA, cpuB := measure.CPU(tb, sa.PID()), measure.CPU(tb, sb.PID())
 	start := time.Now()
 	if err := obj.Call(dbusapi.Interface+".BanMany", 0, "sshd", addrs, uint64(3600)).Err; err != nil {
 		tb.Fatalf("BanMany on A: %v", err)
@@ -141,22 +141,14 @@ func run(tb testing.TB, res *result) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	res.burstTook = time.Since(start)
-	res.cpuA = time.Duration(cpuTicks(tb, sa.PID())-cpuA) * 10 * time.Millisecond
-	res.cpuB = time.Duration(cpuTicks(tb, sb.PID())-cpuB) * 10 * time.Millisecond
-	res.afterA, res.afterB = rss(tb, sa.PID()), rss(tb, sb.PID())
+	res.cpuA = measure.CPU(tb, sa.PID()) - cpuA
+	res.cpuB = measure.CPU(tb, sb.PID()) - cpuB
+	res.afterA, res.afterB = measure.RSS(tb, sa.PID()), measure.RSS(tb, sb.PID())
 }
 
 func (r *result) print(w io.Writer) {
-	mib := func(kib int) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
-	verdict := func(ok bool) string {
-		if ok {
-			return "met"
-		}
-		return "NOT met"
-	}
-	row := func(what, measured, goal, v string) {
-		fmt.Fprintf(w, "%-58s %-26s %-12s %s\n", what, measured, goal, v)
-	}
+	mib, verdict := measure.MiB, measure.Verdict
+	row := func(what, measured, goal, v string) { measure.Row(w, what, measured, goal, v) }
 	row("jailkeeper sync, two hosts, one nats-server", "measured", "goal", "")
 	row("idle RSS, jailkeeper sync", mib(r.idleSync), "≤ 15 MB", verdict(r.idleSync*1024 <= 15e6))
 	row(fmt.Sprintf("ban on A → in B's kernel set, %d bans: p50 / p99 / max", r.singles),
@@ -165,31 +157,4 @@ func (r *result) print(w io.Writer) {
 	row(fmt.Sprintf("%d bans on A (one BanMany) → all in B's kernel", r.burst), r.burstTook.Round(time.Millisecond).String(), "< 5 s", verdict(r.burstTook < 5*time.Second))
 	row("CPU for the burst: A's sync / B's sync", fmt.Sprintf("%s / %s", r.cpuA, r.cpuB), "", "")
 	row("RSS after the burst: A's sync / B's sync", fmt.Sprintf("%s / %s", mib(r.afterA), mib(r.afterB)), "", "")
-}
-
-func rss(tb testing.TB, pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.Atoi(f[1])
-			return kb
-		}
-	}
-	return 0
-}
-
-// cpuTicks returns utime+stime of pid in clock ticks (1/100 s).
-func cpuTicks(tb testing.TB, pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.Atoi(f[11])
-	st, _ := strconv.Atoi(f[12])
-	return u + st
 }
