@@ -23,56 +23,28 @@ const ReconcileEvery = 15 * time.Minute
 // at most 10 s) and reconciles again whenever org.jailkeeper gets a new
 // owner. ready is called once, after the first connection attempt.
 func Follow(ctx context.Context, eng *Engine, log Logger, ready func(status string)) {
-	wait := 500 * time.Millisecond
 	readyOnce := func(s string) {
 		if ready != nil {
 			ready(s)
 			ready = nil
 		}
 	}
-	for ctx.Err() == nil {
-		err := follow(ctx, eng, log, readyOnce)
-		if ctx.Err() != nil {
-			return
-		}
+	dbusapi.Reconnect(ctx, func() error { return follow(ctx, eng, log, readyOnce) }, func(err error, wait time.Duration) {
 		log.Log(journal.PriWarning, MsgBus, fmt.Sprintf("system bus: %v; reconnecting in %s", err, wait), nil)
 		readyOnce("waiting for the system bus")
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 10*time.Second)
-	}
+	})
 }
 
 // follow is one connection's life.
 func follow(ctx context.Context, eng *Engine, log Logger, ready func(string)) error {
-	conn, err := dbus.ConnectSystemBus(dbus.WithSignalHandler(dbus.NewSequentialSignalHandler()))
+	// Signals are trusted only from the daemon's own connection (see
+	// dbusapi.Follower): an action may mail or run a command.
+	f, err := dbusapi.FollowDaemon(256)
 	if err != nil {
-		return fmt.Errorf("connecting: %w", err)
+		return err
 	}
-	defer conn.Close()
-	if err := conn.AddMatchSignal(dbus.WithMatchSender(dbusapi.BusName), dbus.WithMatchObjectPath(dbusapi.Path),
-		dbus.WithMatchInterface(dbusapi.Interface)); err != nil {
-		return fmt.Errorf("subscribing to %s: %w", dbusapi.Interface, err)
-	}
-	if err := conn.AddMatchSignal(dbus.WithMatchSender(busDaemon), dbus.WithMatchInterface(busDaemon),
-		dbus.WithMatchMember("NameOwnerChanged"), dbus.WithMatchArg(0, dbusapi.BusName)); err != nil {
-		return fmt.Errorf("subscribing to NameOwnerChanged: %w", err)
-	}
-	ch := make(chan *dbus.Signal, 256)
-	conn.Signal(ch)
-	defer conn.RemoveSignal(ch)
-
-	// Signals are trusted only from the daemon's own connection: the bus
-	// lets any client emit a signal named Banned (and send one straight
-	// to us, whatever our match rules), and an action may mail or run a
-	// command.
-	var owner string
-	if err := conn.BusObject().Call(busDaemon+".GetNameOwner", 0, dbusapi.BusName).Store(&owner); err != nil {
-		owner = "" // not on the bus yet: NameOwnerChanged will say
-	}
+	defer f.Close()
+	conn, ch, owner := f.Conn, f.Signals, f.Owner
 	status := reconcile(conn, eng, log)
 	ready(status)
 	// A safety net: a batch the store failed to record, a signal the bus
@@ -162,9 +134,6 @@ func reconcile(conn *dbus.Conn, eng *Engine, log Logger) string {
 	return s
 }
 
-// busDaemon is the bus's own name and interface.
-const busDaemon = "org.freedesktop.DBus"
-
 // decode turns one signal into events. Signals of the daemon's interface
 // count only when sent by owner, the current owner of org.jailkeeper;
 // changed reports a NameOwnerChanged of org.jailkeeper from the bus, and
@@ -173,8 +142,8 @@ func decode(sig *dbus.Signal, owner string, now time.Time) (evs []Event, newOwne
 	if sig == nil {
 		return nil, "", false
 	}
-	if sig.Name == busDaemon+".NameOwnerChanged" {
-		if sig.Sender != busDaemon || len(sig.Body) != 3 {
+	if sig.Name == dbusapi.BusDaemon+".NameOwnerChanged" {
+		if sig.Sender != dbusapi.BusDaemon || len(sig.Body) != 3 {
 			return nil, "", false
 		}
 		name, _ := sig.Body[0].(string)

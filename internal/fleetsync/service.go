@@ -122,9 +122,6 @@ func Run(cfgDir string, log Logger) error {
 	return err
 }
 
-// busDaemon is the bus's own name and interface.
-const busDaemon = "org.freedesktop.DBus"
-
 // ReconcileEvery is how often Follow reconciles with ListBans besides its
 // start and the daemon's returns: a safety net for a signal the bus
 // dropped or a put that failed.
@@ -135,46 +132,21 @@ const ReconcileEvery = 15 * time.Minute
 // bus after losing it and reconciling whenever the daemon gets a new owner
 // (and calling onDaemon then), until ctx ends.
 func Follow(ctx context.Context, eng *Engine, log Logger, onDaemon func()) error {
-	wait := 500 * time.Millisecond
-	for ctx.Err() == nil {
-		err := follow(ctx, eng, log, onDaemon)
-		if ctx.Err() != nil {
-			return nil
-		}
+	dbusapi.Reconnect(ctx, func() error { return follow(ctx, eng, log, onDaemon) }, func(err error, wait time.Duration) {
 		log(4, fmt.Sprintf("system bus: %v; reconnecting in %s", err, wait))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 10*time.Second)
-	}
+	})
 	return nil
 }
 
 func follow(ctx context.Context, eng *Engine, log Logger, onDaemon func()) error {
-	conn, err := dbus.ConnectSystemBus(dbus.WithSignalHandler(dbus.NewSequentialSignalHandler()))
-	if err != nil {
-		return fmt.Errorf("connecting: %w", err)
-	}
-	defer conn.Close()
-	if err := conn.AddMatchSignal(dbus.WithMatchSender(dbusapi.BusName), dbus.WithMatchObjectPath(dbusapi.Path),
-		dbus.WithMatchInterface(dbusapi.Interface)); err != nil {
-		return fmt.Errorf("subscribing to %s: %w", dbusapi.Interface, err)
-	}
-	if err := conn.AddMatchSignal(dbus.WithMatchSender(busDaemon), dbus.WithMatchInterface(busDaemon),
-		dbus.WithMatchMember("NameOwnerChanged"), dbus.WithMatchArg(0, dbusapi.BusName)); err != nil {
-		return fmt.Errorf("subscribing to NameOwnerChanged: %w", err)
-	}
-	ch := make(chan *dbus.Signal, 1024)
-	conn.Signal(ch)
-	defer conn.RemoveSignal(ch)
 	// Signals count only from the daemon's own connection: any client may
 	// emit one named Banned.
-	var owner string
-	if err := conn.BusObject().Call(busDaemon+".GetNameOwner", 0, dbusapi.BusName).Store(&owner); err != nil {
-		owner = ""
+	f, err := dbusapi.FollowDaemon(1024)
+	if err != nil {
+		return err
 	}
+	defer f.Close()
+	conn, ch, owner := f.Conn, f.Signals, f.Owner
 	reconcile(ctx, conn, eng, log)
 	tick := time.NewTicker(ReconcileEvery)
 	defer tick.Stop()
@@ -190,8 +162,8 @@ func follow(ctx context.Context, eng *Engine, log Logger, onDaemon func()) error
 			if !ok {
 				return errors.New("connection lost")
 			}
-			if sig.Name == busDaemon+".NameOwnerChanged" {
-				if sig.Sender != busDaemon || len(sig.Body) != 3 {
+			if sig.Name == dbusapi.BusDaemon+".NameOwnerChanged" {
+				if sig.Sender != dbusapi.BusDaemon || len(sig.Body) != 3 {
 					continue
 				}
 				if name, _ := sig.Body[0].(string); name != dbusapi.BusName {
