@@ -14,9 +14,8 @@ import (
 	"os"
 	"strings"
 
-	sd "github.com/coreos/go-systemd/v22/daemon"
-
 	"github.com/jailkeeper/jailkeeper/internal/actions"
+	"github.com/jailkeeper/jailkeeper/internal/svcexit"
 )
 
 // Default directories; the configuration directory is the daemon's.
@@ -60,20 +59,5 @@ func run(args []string, stderr io.Writer) int {
 		}
 	}
 	err := actions.Run(*cfgDir, *stateDir, actions.NewJournalLogger(stderr))
-	switch {
-	case errors.Is(err, actions.ErrNoActions):
-		// Nothing to do is not a failure: say so and end cleanly.
-		_, _ = sd.SdNotify(false, sd.SdNotifyReady+"\nSTATUS=no actions configured")
-		fmt.Fprintf(stderr, "jailkeeper actions: %s\n", err)
-		return 0
-	case errors.Is(err, actions.ErrConfig):
-		fmt.Fprintf(stderr, "jailkeeper actions: %s\n", oneLine(err.Error()))
-		return 78 // EX_CONFIG: restarting cannot help
-	case err != nil:
-		fmt.Fprintf(stderr, "jailkeeper actions: %s\n", oneLine(err.Error()))
-		return 1
-	}
-	return 0
+	return svcexit.Status(stderr, "actions", err, actions.ErrNoActions, actions.ErrConfig)
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -13,12 +13,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
-	sd "github.com/coreos/go-systemd/v22/daemon"
-
 	"github.com/jailkeeper/jailkeeper/internal/fleetsync"
+	"github.com/jailkeeper/jailkeeper/internal/svcexit"
 	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
 
@@ -59,22 +57,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "jailkeeper sync: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	log := func(pri int, msg string) { fmt.Fprintf(stderr, "<%d>%s\n", pri, oneLine(msg)) }
+	log := func(pri int, msg string) { fmt.Fprintf(stderr, "<%d>%s\n", pri, svcexit.OneLine(msg)) }
 	err := fleetsync.Run(*cfgDir, log)
-	switch {
-	case errors.Is(err, fleetsync.ErrNoSync):
-		// Nothing to do is not a failure: say so and end cleanly.
-		_, _ = sd.SdNotify(false, sd.SdNotifyReady+"\nSTATUS=no sync configured")
-		fmt.Fprintf(stderr, "jailkeeper sync: %s\n", err)
-		return 0
-	case errors.Is(err, fleetsync.ErrConfig):
-		fmt.Fprintf(stderr, "jailkeeper sync: %s\n", oneLine(err.Error()))
-		return 78 // EX_CONFIG: restarting cannot help
-	case err != nil:
-		fmt.Fprintf(stderr, "jailkeeper sync: %s\n", oneLine(err.Error()))
-		return 1
-	}
-	return 0
+	return svcexit.Status(stderr, "sync", err, fleetsync.ErrNoSync, fleetsync.ErrConfig)
 }
 
 // unban deletes every origin's keys of addr; each server's sync service
@@ -87,20 +72,20 @@ func unban(cfgDir, addr string, stdout, stderr io.Writer) int {
 	}
 	s, err := fleetsync.Load(cfgDir)
 	if err != nil {
-		fmt.Fprintf(stderr, "jailkeeper unban --fleet: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "jailkeeper unban --fleet: %s\n", svcexit.OneLine(err.Error()))
 		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	store, err := fleetsync.Dial(ctx, s, "jailkeeper unban --fleet")
 	if err != nil {
-		fmt.Fprintf(stderr, "jailkeeper unban --fleet: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "jailkeeper unban --fleet: %s\n", svcexit.OneLine(err.Error()))
 		return 1
 	}
 	defer store.Close()
 	n, err := fleetsync.FleetUnban(ctx, store, p)
 	if err != nil {
-		fmt.Fprintf(stderr, "jailkeeper unban --fleet: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "jailkeeper unban --fleet: %s\n", svcexit.OneLine(err.Error()))
 		return 1
 	}
 	if n == 0 {
@@ -110,5 +95,3 @@ func unban(cfgDir, addr string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "unbanned %s across the fleet (%d keys deleted)\n", prefix.Format(p), n)
 	return 0
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
