@@ -83,14 +83,14 @@ test: deps-build
 	$(GO) test -count=1 -timeout 20m ./...
 	@# Each fuzz target briefly (its seeds in testdata/fuzz run above too).
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
-	$(GO) test -count=1 -race -timeout 10m ./pkg/... ./cmd/... ./internal/keeper ./internal/actions
+	$(GO) test -count=1 -race -timeout 15m ./pkg/... ./cmd/... ./internal/keeper ./internal/actions ./internal/fleetsync
 	@# The daemon's own concurrency (journal reader, main loop, conntrack
 	@# killer, D-Bus handlers) runs only in the e2e tests: run them once more
 	@# against a race-detector build that dies on the first race.
 	@if [ "$$(id -u)" = 0 ]; then \
 		echo "e2e against a -race build of the daemon"; \
 		$(GO) build -race -o bin/jailkeeper-race ./cmd/jailkeeper && \
-		JAILKEEPER_BIN=$$PWD/bin/jailkeeper-race GORACE=halt_on_error=1 $(GO) test -count=1 -timeout 10m ./e2e/...; \
+		JAILKEEPER_BIN=$$PWD/bin/jailkeeper-race GORACE=halt_on_error=1 $(GO) test -count=1 -timeout 25m ./e2e/...; \
 	fi
 
 # Only the real-systemd test (systemd-nspawn over a cached debootstrap).
