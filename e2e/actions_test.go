@@ -83,7 +83,7 @@ func blackholes(t *testing.T, h *testbed.Hosts) string {
 	return testbed.Run(t, "ip", "-n", h.Srv, "route", "show", "type", "blackhole")
 }
 
-// TestActionsWebhookAndExec (issue 9): a ban reaches a webhook receiver in
+// TestActionsWebhookAndExec: a ban reaches a webhook receiver in
 // the test's namespace as JSON and makes an exec action add a blackhole
 // route in that namespace; the unban removes it and is announced too.
 // With the receiver gone, the webhook is retried and then given up, logged
@@ -188,7 +188,7 @@ func TestActionsWebhookAndExec(t *testing.T) {
 	}
 }
 
-// TestActionsRestartMidFlood (issue 9): the actions service is restarted
+// TestActionsRestartMidFlood: the actions service is restarted
 // (SIGTERM, as systemctl restart does) while a flood of 3,000 bans is being
 // posted to a slow webhook: after the restart every ban has been posted
 // exactly once.
@@ -261,7 +261,7 @@ func TestActionsRestartMidFlood(t *testing.T) {
 	}
 }
 
-// TestActionsBurst (issue 9): a 5,000-ban burst reaches the webhook; the
+// TestActionsBurst: a 5,000-ban burst reaches the webhook; the
 // latency from the ban command (goal: p99 ≤ 2 s, judged by make bench) and
 // the CPU the actions service spent on it are stated.
 func TestActionsBurst(t *testing.T) {
@@ -363,7 +363,7 @@ func startWhois(t *testing.T, h *testbed.Hosts) *atomic.Int32 {
 	return &n
 }
 
-// TestActionsMail (issue 9): a real ban (three failures written to the
+// TestActionsMail: a real ban (three failures written to the
 // journal as sshd.service) is mailed through Debian's postfix (sendmail
 // -t -i) to the admin, with the whois record from the test's own whois
 // server (whois -h) and the failing journal lines, and to the abuse
@@ -466,7 +466,7 @@ func rssOf(t *testing.T, pid int) int {
 	return 0
 }
 
-// TestActionsDigestRestart (issue 9): the actions service is restarted
+// TestActionsDigestRestart: the actions service is restarted
 // while a digest period collects a flood of 2,000 bans: the digest mailed
 // after the restart (through postfix) lists every ban, and no ban appears
 // in two mails.

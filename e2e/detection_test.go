@@ -9,7 +9,7 @@ import (
 )
 
 // startDaemon builds a bed and starts the daemon with the drop-in of
-// issue 2 plus extra (a later drop-in, overriding key by key).
+// the detection cases plus extra (a later drop-in, overriding key by key).
 func startDaemon(t *testing.T, extra string) (*testbed.Bed, *testbed.Daemon) {
 	t.Helper()
 	testbed.Require(t, testbed.BedCommands...)
@@ -46,7 +46,7 @@ func waitBanned(t *testing.T, h *testbed.Hosts, addrs []string, timeout time.Dur
 	}
 }
 
-// TestIPv6RotationInsidePrefix (issue 3): an attacker rotating addresses
+// TestIPv6RotationInsidePrefix: an attacker rotating addresses
 // inside its /64, each failing once or twice, is banned as the /64 once
 // the prefix reaches maxretry failures; a fresh address of that /64 is
 // refused, and an address outside it is not.
@@ -82,7 +82,7 @@ func TestIPv6RotationInsidePrefix(t *testing.T) {
 	}
 }
 
-// TestDistributedAttack (issue 3): 20 addresses × 2 tries on one account
+// TestDistributedAttack: 20 addresses × 2 tries on one account
 // stay below maxretry (3) each, but with distributed detection every
 // address taking part is banned.
 func TestDistributedAttack(t *testing.T) {

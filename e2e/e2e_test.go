@@ -124,7 +124,7 @@ func attackUntilBanned(t *testing.T, h *testbed.Hosts, addr, src, attacker strin
 	return latency
 }
 
-// TestSSHBruteForceBanned is the seed's own test (issue 2): an ssh brute
+// TestSSHBruteForceBanned is the seed's own test: an ssh brute
 // force from the attacker namespace is banned after exactly maxretry
 // failures over IPv4 and IPv6, a whitelisted address never is, Unban over
 // D-Bus works for root and is refused by the bus for anyone else, READY=1

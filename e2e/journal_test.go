@@ -149,7 +149,7 @@ func compareToUninterrupted(t *testing.T, name string, between func(bed *testbed
 	}
 }
 
-// TestKillDuringBurst (issue 5): kill -9 the daemon in the middle of a
+// TestKillDuringBurst: kill -9 the daemon in the middle of a
 // burst, write more while it is down, start it again: failure counts and
 // bans equal those of an uninterrupted run.
 func TestKillDuringBurst(t *testing.T) {
@@ -166,7 +166,7 @@ func TestKillDuringBurst(t *testing.T) {
 	})
 }
 
-// TestJournaldRestartDuringBurst (issue 5): restart journald in the middle
+// TestJournaldRestartDuringBurst: restart journald in the middle
 // of a burst: nothing is lost once it is back.
 func TestJournaldRestartDuringBurst(t *testing.T) {
 	testbed.Require(t, testbed.BedCommands...)
@@ -184,7 +184,7 @@ func TestJournaldRestartDuringBurst(t *testing.T) {
 	})
 }
 
-// TestVacuumUnderStoppedDaemon (issue 5): stop the daemon, let more be
+// TestVacuumUnderStoppedDaemon: stop the daemon, let more be
 // logged, rotate and vacuum the journal so the saved cursor's entry is
 // gone: the daemon starts, logs the gap, keeps its bans and carries on.
 func TestVacuumUnderStoppedDaemon(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 // msgRepair is the daemon's MESSAGE_ID for firewall repairs (docs/daemon.md).
 const msgRepair = "MESSAGE_ID=8c2e4fd3b1a24a6f9d1b6a0f3c5e7a05"
 
-// TestWatchdogRepairsDrift (issue 4): someone flushes jailkeeper's chain,
+// TestWatchdogRepairsDrift: someone flushes jailkeeper's chain,
 // deletes its jump from INPUT, or inserts a rule above it; within one
 // watchdog period the daemon puts the layout back, the banned attacker is
 // refused again, the repair is logged, and the watchdog keeps pinging.
@@ -80,7 +80,7 @@ func waitUntil(t *testing.T, timeout time.Duration, ok func() bool) {
 	}
 }
 
-// TestNFTablesBackend (issue 4): the same daemon on the nftables backend
+// TestNFTablesBackend: the same daemon on the nftables backend
 // bans over IPv4 and IPv6, and repairs `nft flush ruleset` within one
 // watchdog period.
 func TestNFTablesBackend(t *testing.T) {

@@ -21,7 +21,7 @@ type ftpCase struct {
 	users []string
 }
 
-// TestFTPServices (issue 8): vsftpd, proftpd and pure-ftpd from Debian's
+// TestFTPServices: vsftpd, proftpd and pure-ftpd from Debian's
 // packages, each in its unit's cgroup in the server namespace, logging as
 // the package does by default (and, for vsftpd and proftpd, with the change
 // docs/services.md gives for their own lines). From the attacker namespace

@@ -13,7 +13,7 @@ import (
 // msgSave is the MESSAGE_ID of bans that could not be saved.
 const msgSave = "8c2e4fd3b1a24a6f9d1b6a0f3c5e7a0a"
 
-// TestDiskFullThenFreed is issue 4: the state file system fills up. Bans
+// TestDiskFullThenFreed: the state file system fills up. Bans
 // still reach the kernel; the failure is visible (an error entry with its
 // MESSAGE_ID, STATUS=, WATCHDOG=1 withheld); once space is freed the bans
 // are saved without a restart, and a restart afterwards restores every

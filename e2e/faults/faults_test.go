@@ -215,7 +215,7 @@ func TestSpecialAddresses(t *testing.T) {
 	}
 }
 
-// TestBusRestart is issue 6: after dbus-daemon restarts, the daemon keeps
+// TestBusRestart: after dbus-daemon restarts, the daemon keeps
 // banning and pinging, says in STATUS= that its API is down, then takes
 // org.jailkeeper back (with backoff) and the CLI works again.
 func TestBusRestart(t *testing.T) {
@@ -257,7 +257,7 @@ func TestBusRestart(t *testing.T) {
 	b.checkWatchdog(t, since)
 }
 
-// TestWhitelistDNSDownAtStart is issue 3: a whitelist host name and no
+// TestWhitelistDNSDownAtStart: a whitelist host name and no
 // DNS (the server namespace reaches no resolver) at start. The daemon
 // starts with the rest of the whitelist instead of exiting 78, says what
 // did not resolve, and bans; the whitelisted address still is exempt.

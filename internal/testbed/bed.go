@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// Bed is the whole end-to-end bed of issue 2: the server and attacker
+// Bed is the whole end-to-end bed: the server and attacker
 // namespaces, a private journald (so that failures logged by other tests
 // on this machine are never counted, even with the daemon's look-back of
 // findtime), a private system bus with the project's policy, and a real

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// SSHJailConfig is the drop-in of issue 2, the configuration every
+// SSHJailConfig is the sshd drop-in of the README, the configuration every
 // end-to-end scenario starts from.
 const SSHJailConfig = `whitelist: [198.51.100.3, 2001:db8::3]
 firewall: {backend: iptables}
