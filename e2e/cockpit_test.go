@@ -183,7 +183,10 @@ func startCockpitWS(t *testing.T, bed *testbed.Bed, data, port, uid string) {
 	}
 	argv := bed.Hosts.SrvArgv(nil, cmdline...)
 	ws := exec.Command(argv[0], argv[1:]...)
-	ws.Env = append(os.Environ(), bed.Bus.Env(), "XDG_DATA_DIRS="+data+":/usr/local/share:/usr/share")
+	// An address that connects nowhere: without one, the bridge's libdbus
+	// autolaunches a session dbus-daemon that outlives the test.
+	ws.Env = append(os.Environ(), bed.Bus.Env(), "XDG_DATA_DIRS="+data+":/usr/local/share:/usr/share",
+		"DBUS_SESSION_BUS_ADDRESS=disabled:")
 	if uid != "" {
 		// The package's directory must be readable by the session's user.
 		os.Chmod(filepath.Dir(data), 0o755)

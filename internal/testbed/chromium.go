@@ -54,6 +54,10 @@ func StartBrowser(t testing.TB, prefix ...string) *Browser {
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 		"--remote-debugging-pipe", "--user-data-dir="+t.TempDir(), "--window-size=1280,1000", "about:blank")
 	cmd := exec.Command(argv[0], argv[1:]...)
+	// Without a session bus address, Chromium's libdbus autolaunches a
+	// session dbus-daemon that outlives the browser: give it an address
+	// that connects nowhere.
+	cmd.Env = append(os.Environ(), "DBUS_SESSION_BUS_ADDRESS=disabled:")
 	cmd.ExtraFiles = []*os.File{toChrome, chromeEnd} // fds 3 and 4
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting chromium: %v", err)
