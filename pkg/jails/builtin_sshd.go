@@ -18,9 +18,10 @@ const (
 	sshFailUser = `(?:invalid user |illegal user )?(?P<user>[^:]*?)`
 	// sshAuthInfo is what may follow "from H port P" in a Failed line:
 	// the protocol, then auth info (a key type and fingerprint, the client
-	// user and host of hostbased). It starts with ':' or ends the line, so
-	// it cannot start inside a user name.
-	sshAuthInfo = `(?: ssh[12])?(?:: .*)?`
+	// user and host of hostbased). The auth info comes only after the
+	// protocol's ": ", so it cannot start inside a user name, nor right
+	// after a piece of a longer run of address characters (":::").
+	sshAuthInfo = `(?: ssh[12](?:: .*)?)?`
 	// sshSolaris is the message-ID tag Solaris' syslog puts before a message.
 	sshSolaris = `\[ID [0-9]+ [a-z]+\.[a-z]+\] `
 	// sshMethod is every authentication method but publickey.
