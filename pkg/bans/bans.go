@@ -77,6 +77,9 @@ type Table struct {
 	historyKeep int
 	// The state saved with the cursor (state.go).
 	st stateLog
+	// subnets indexes active by the subnets ActiveWithin has been asked
+	// about (subnet.go).
+	subnets map[subnetIndexKey]*subnetIndex
 }
 
 // NewMemory returns a table that persists nothing (tests, dry runs).
@@ -353,6 +356,7 @@ func (t *Table) drop(gone []Ban) error {
 		if _, ok := t.active[k]; ok {
 			delete(t.active, k)
 			t.perJail[k.jail]--
+			t.indexRemove(k)
 		}
 	}
 	t.publish()
@@ -365,6 +369,7 @@ func (t *Table) set(b Ban) {
 	k := key{b.Jail, b.Prefix}
 	if _, ok := t.active[k]; !ok {
 		t.perJail[k.jail]++
+		t.indexAdd(k)
 	}
 	t.active[k] = b
 	if !b.Permanent() && (t.nextExpiry.IsZero() || b.Expires.Before(t.nextExpiry)) {
@@ -549,13 +554,17 @@ func (t *Table) BanCount(jail string, p netip.Prefix, since time.Time) int {
 	return n
 }
 
-// ActiveWithin implements jails.History.
+// ActiveWithin implements jails.History. Its cost follows the bans inside
+// subnet, not the table's size: the first call for a jail and a prefix
+// length indexes that jail's bans by their subnet of that length (one scan),
+// and the table keeps the index from then on (subnet.go).
 func (t *Table) ActiveWithin(jail string, subnet netip.Prefix, now time.Time) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	subnet = subnet.Masked()
 	n := 0
-	for k, b := range t.active {
-		if k.jail == jail && !b.Expired(now) && subnet.Bits() <= k.prefix.Bits() && subnet.Contains(k.prefix.Addr()) {
+	for _, p := range t.index(jail, subnet.Bits(), subnet.Addr().Is6()).members[subnet] {
+		if b := t.active[key{jail, p}]; !b.Expired(now) {
 			n++
 		}
 	}
