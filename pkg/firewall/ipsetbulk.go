@@ -208,6 +208,31 @@ func (b *ipsetBulk) add(set string, elems []ipsetElem) error {
 	return nil
 }
 
+// del removes elements from set, many per message, like `ipset -exist
+// del`: an element the set does not hold is no error (the request carries
+// no NLM_F_EXCL, so the kernel applies IPSET_FLAG_EXIST). A missing set is
+// an error wrapping ENOENT.
+func (b *ipsetBulk) del(set string, elems []ipsetElem) error {
+	name := append([]byte(set), 0)
+	for start := 0; start < len(elems); {
+		body := appendAttr(b.buf[:0], nl.IPSET_ATTR_SETNAME, name...)
+		body = appendBE32(body, nl.IPSET_ATTR_LINENO, uint32(start+1))
+		body, adt := beginNest(body, nl.IPSET_ATTR_ADT)
+		end := start
+		for end < len(elems) && len(body)-adt < ipsetADTMax {
+			body = appendElem(body, ipsetElem{prefix: elems[end].prefix})
+			end++
+		}
+		endNest(body, adt)
+		b.buf = body
+		if _, err := b.request(nl.IPSET_CMD_DEL, 0, body); err != nil {
+			return fmt.Errorf("removing %d elements (first %v) from ipset %s: %w", end-start, elems[start].prefix, set, err)
+		}
+		start = end
+	}
+	return nil
+}
+
 // errHashFull is ipset's "hash is full" (IPSET_ERR_HASH_FULL, the first
 // hash-type error): a set at maxelem refuses every further element, so
 // adding the rest one by one is pointless.

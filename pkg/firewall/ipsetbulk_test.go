@@ -119,6 +119,33 @@ func TestIpsetBulk(t *testing.T) {
 	if n, err := b.count(nets.name); err != nil || n != 1000 {
 		t.Errorf("count = %d, %v; want 1000", n, err)
 	}
+
+	// Bulk removal: several messages, elements the set does not hold
+	// (the 1000 refused above) are no error.
+	if err := b.del(nets.name, els[500:]); err != nil {
+		t.Fatalf("removing: %v", err)
+	}
+	if n, err := b.count(nets.name); err != nil || n != 500 {
+		t.Errorf("count after removing 500 = %d, %v; want 500", n, err)
+	}
+	out = ipset("list", nets.name)
+	if !strings.Contains(out, "\n"+want[499]+"\n") || strings.Contains(out, "\n"+want[500]+"\n") {
+		t.Errorf("after removing from the 501st on, ipset list holds:\n%.500s", out)
+	}
+	hostEls := make([]ipsetElem, 0, 5000)
+	for i := range 5000 {
+		a := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+		hostEls = append(hostEls, ipsetElem{prefix: netip.PrefixFrom(a, 32)})
+	}
+	if err := b.del(hosts.name, hostEls); err != nil {
+		t.Fatalf("removing hosts: %v", err)
+	}
+	if n, err := b.count(hosts.name); err != nil || n != 1 {
+		t.Errorf("count after removing 5000 = %d, %v; want 1 (10.2.0.2)", n, err)
+	}
+	if err := b.del("jk-nosuch-4", hostEls[:1]); !isNotFound(err) {
+		t.Errorf("removing from a missing set: %v, want ENOENT", err)
+	}
 }
 
 // TestIpsetBulkRefusedElement: an element the kernel refuses (ipset

@@ -533,21 +533,27 @@ func (b *ipt) addBans(in []Ban, now time.Time) error {
 	return errors.Join(errs...)
 }
 
-// Remove deletes each ban from its set; absent bans and unknown jails are
-// not errors.
+// Remove deletes each ban from its set, many per message; absent bans and
+// unknown jails are not errors.
 func (b *ipt) Remove(bans []Ban) error {
+	bySet := map[string][]ipsetElem{}
+	var errs []error
 	for _, bn := range bans {
 		n, err := normalize(bn)
 		if err != nil {
-			return err
+			errs = append(errs, err)
+			continue
 		}
 		set := ipsetFor(n)
-		if err := b.h.del(set, entry(n.Prefix, nil)); err != nil && !isAbsentElement(err) && !isNotFound(err) {
-			return fmt.Errorf("removing %v from ipset %s: %w", n.Prefix, set, err)
-		}
+		bySet[set] = append(bySet[set], ipsetElem{prefix: n.Prefix})
 		b.tally.add(n, -1)
 	}
-	return nil
+	for set, els := range bySet {
+		if err := b.bulk.del(set, els); err != nil && !isNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // resetTally counts the bans the sets must hold afresh.
