@@ -66,9 +66,14 @@ type Table struct {
 	history map[key][]time.Time // ban start times, oldest first
 	totals  map[string]int      // bans ever started, per jail
 	perJail map[string]int      // len(active) per jail
-	// nextExpiry is no later than the earliest expiry in active (zero:
-	// nothing expires), so that Expire can skip the scan until then.
+	// nextExpiry is no later than the earliest expiry in active outside
+	// expiring (zero: nothing expires), so that Expire can skip the scan
+	// until then.
 	nextExpiry time.Time
+	// expiring are the keys the last scan found expired and ExpireSome
+	// has not handed out yet: a million bans that expire together are
+	// lifted in steps without a scan per step.
+	expiring []key
 	cursor     string
 	// counts is perJail and totals as of the last change, for readers
 	// that must not wait for a commit's disk write (status).
@@ -301,32 +306,50 @@ func (t *Table) Expire(now time.Time) ([]Ban, error) {
 
 // ExpireSome removes and returns at most max (0: no bound) of the bans
 // over at now, in one transaction; a caller that gets max bans back calls
-// again for the rest. Until the earliest expiry it costs nothing; from
-// then on one call scans the table once.
+// again for the rest. Until the earliest expiry it costs nothing; then one
+// call scans the table once and keeps what it found expired for the calls
+// after it, which cost what they remove.
 func (t *Table) ExpireSome(now time.Time, max int) ([]Ban, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.nextExpiry.IsZero() || now.Before(t.nextExpiry) {
-		return nil, nil
+	if len(t.expiring) == 0 {
+		if t.nextExpiry.IsZero() || now.Before(t.nextExpiry) {
+			return nil, nil
+		}
+		var next time.Time
+		for k, b := range t.active {
+			if b.Permanent() {
+				continue
+			}
+			if b.Expired(now) {
+				t.expiring = append(t.expiring, k)
+				continue
+			}
+			if next.IsZero() || b.Expires.Before(next) {
+				next = b.Expires
+			}
+		}
+		t.nextExpiry = next
 	}
 	var gone []Ban
-	var next time.Time
-	for _, b := range t.active {
-		if b.Permanent() {
-			continue
-		}
-		if b.Expired(now) && (max <= 0 || len(gone) < max) {
+	for len(t.expiring) > 0 && (max <= 0 || len(gone) < max) {
+		k := t.expiring[len(t.expiring)-1]
+		t.expiring = t.expiring[:len(t.expiring)-1]
+		// Lifted or renewed since the scan: a renewed ban's expiry is
+		// in nextExpiry (set).
+		if b, ok := t.active[k]; ok && b.Expired(now) {
 			gone = append(gone, b)
-			continue
 		}
-		if next.IsZero() || b.Expires.Before(next) {
-			next = b.Expires
-		}
+	}
+	if len(t.expiring) == 0 {
+		t.expiring = nil
 	}
 	if err := t.drop(gone); err != nil {
+		// Not lifted: found again by the next scan.
+		t.expiring = nil
+		t.nextExpiry = now
 		return nil, err
 	}
-	t.nextExpiry = next
 	return gone, nil
 }
 

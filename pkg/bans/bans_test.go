@@ -404,3 +404,72 @@ func TestExpireSomeAndRemoveBans(t *testing.T) {
 		t.Fatalf("reopened table did not expire: %v", gone)
 	}
 }
+
+// TestExpireStepsAfterOneScan: bans that expire together are handed out
+// in steps; a ban renewed or lifted between two steps is not handed out,
+// and a ban due later is found once its time comes.
+func TestExpireStepsAfterOneScan(t *testing.T) {
+	tb := NewMemory()
+	var bs []Ban
+	for i := range 1000 {
+		bs = append(bs, ban("sshd", fmt.Sprintf("10.0.%d.%d/32", i>>8, i&0xff), t0, time.Minute))
+	}
+	bs = append(bs, ban("sshd", "198.51.100.1/32", t0, 2*time.Minute))
+	if _, err := tb.Add(bs...); err != nil {
+		t.Fatal(err)
+	}
+	at := t0.Add(time.Minute)
+	first, err := tb.ExpireSome(at, 100)
+	if err != nil || len(first) != 100 {
+		t.Fatalf("first step: %d, %v", len(first), err)
+	}
+	seen := map[netip.Prefix]bool{}
+	for _, b := range first {
+		seen[b.Prefix] = true
+	}
+	// One of the rest is renewed, another lifted by an administrator.
+	var renewed, lifted netip.Prefix
+	for _, b := range bs[:1000] {
+		if seen[b.Prefix] {
+			continue
+		}
+		if !renewed.IsValid() {
+			renewed = b.Prefix
+		} else if !lifted.IsValid() {
+			lifted = b.Prefix
+			break
+		}
+	}
+	if _, err := tb.Add(Ban{Jail: "sshd", Prefix: renewed, Start: at, Expires: at.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if gone, err := tb.Remove("sshd", lifted); err != nil || len(gone) != 1 {
+		t.Fatalf("Remove = %d, %v", len(gone), err)
+	}
+	total := len(first)
+	for {
+		gone, err := tb.ExpireSome(at, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range gone {
+			if seen[b.Prefix] || b.Prefix == renewed || b.Prefix == lifted {
+				t.Fatalf("%v handed out again, or renewed or lifted", b.Prefix)
+			}
+			seen[b.Prefix] = true
+		}
+		total += len(gone)
+		if len(gone) == 0 {
+			break
+		}
+	}
+	if total != 998 || tb.Len() != 2 {
+		t.Fatalf("expired %d, %d left; want 998 and 2", total, tb.Len())
+	}
+	if gone, _ := tb.ExpireSome(t0.Add(2*time.Minute), 0); len(gone) != 1 || gone[0].Prefix.String() != "198.51.100.1/32" {
+		t.Fatalf("the later ban: %v", gone)
+	}
+	if gone, _ := tb.ExpireSome(at.Add(time.Hour), 0); len(gone) != 1 || gone[0].Prefix != renewed {
+		t.Fatalf("the renewed ban: %v", gone)
+	}
+}
