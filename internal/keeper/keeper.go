@@ -645,11 +645,24 @@ func (k *Keeper) commit(cursor string, bs []bans.Ban, manual bool) (int, error) 
 // once).
 const expireChunk = 20_000
 
+// expireBudget bounds the time one Expire call spends lifting bans (a
+// variable for tests).
+var expireBudget = 200 * time.Millisecond
+
 // Expire lifts the bans whose time is up, from the table and the kernel,
-// in steps of expireChunk.
-func (k *Keeper) Expire() {
+// in steps of expireChunk with the lock free between them. After
+// expireBudget it stops and returns true when more are due: the caller
+// then calls again once its other work (the journal's batches) has had a
+// turn, instead of waiting for its next tick. The kernel's own timeouts
+// have already let the addresses in: what waits is the table's cleanup.
+func (k *Keeper) Expire() (more bool) {
+	start := time.Now()
 	for k.expireStep() == expireChunk {
+		if time.Since(start) >= expireBudget {
+			return true
+		}
 	}
+	return false
 }
 
 // expireStep lifts up to expireChunk expired bans and returns how many.

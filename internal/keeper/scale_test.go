@@ -179,3 +179,34 @@ func TestUnbanAllAndPages(t *testing.T) {
 		t.Fatalf("UnbanAll(nope) = %v", err)
 	}
 }
+
+// TestExpireYields: a mass expiry is lifted over several Expire calls, each
+// stopping after expireBudget with more due, until the table and the
+// firewall hold none of them.
+func TestExpireYields(t *testing.T) {
+	old := expireBudget
+	expireBudget = time.Millisecond
+	defer func() { expireBudget = old }()
+	b := newBed(t, nil, testRuntime(t, "iptables", "sshd"))
+	const n = 3*expireChunk + 10
+	if got, err := b.k.Ban("sshd", importList(n), time.Second); err != nil || got != n {
+		t.Fatalf("Ban = %d, %v", got, err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	calls := 1
+	for b.k.Expire() {
+		calls++
+		if calls > n/expireChunk+1 {
+			t.Fatalf("Expire still has more after %d calls", calls)
+		}
+	}
+	if calls < 2 {
+		t.Errorf("one Expire call lifted all %d bans: it did not stop after its budget", n)
+	}
+	if l := b.k.table.Len(); l != 0 {
+		t.Errorf("table holds %d after the expiry", l)
+	}
+	if in, err := b.fws["iptables"].List(); err != nil || len(in) != 0 {
+		t.Errorf("firewall holds %d after the expiry (%v)", len(in), err)
+	}
+}
