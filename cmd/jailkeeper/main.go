@@ -178,6 +178,61 @@ func writeJSON(stdout, stderr io.Writer, v any) int {
 // system.conf), and a step the daemon commits in well under a second.
 const banChunk = 50_000
 
+// banInFlight is how many BanMany calls the CLI keeps in flight: the
+// daemon parses and checks one chunk (each call runs in a goroutine of its
+// own) while it commits the steps of the other.
+const banInFlight = 2
+
+// banMany is the one call banChunks makes per chunk (dbusapi.Client).
+type banMany interface {
+	BanMany(jail string, addresses []string, d time.Duration) (uint32, error)
+}
+
+// banChunks sends addrs to the daemon in chunks of banChunk, banInFlight
+// calls at a time, and returns how many bans were new or extended and how
+// many addresses the calls that succeeded carried. After a call fails no
+// further chunk is sent, and the first error is returned. done is called
+// with the addresses sent so far after each call that succeeded. An empty
+// list is one call with no address.
+func banChunks(c banMany, jail string, addrs []string, d time.Duration, done func(sent int)) (uint32, int, error) {
+	type result struct {
+		n, sent int
+		err     error
+	}
+	results := make(chan result)
+	next, inFlight := 0, 0
+	var n uint32
+	sent := 0
+	var first error
+	start := func() {
+		part := addrs[next:min(len(addrs), next+banChunk)]
+		next += len(part)
+		inFlight++
+		go func() {
+			m, err := c.BanMany(jail, part, d)
+			results <- result{int(m), len(part), err}
+		}()
+	}
+	start()
+	for inFlight > 0 {
+		for first == nil && inFlight < banInFlight && next < len(addrs) {
+			start()
+		}
+		r := <-results
+		inFlight--
+		if r.err != nil {
+			if first == nil {
+				first = r.err
+			}
+			continue
+		}
+		n += uint32(r.n)
+		sent += r.sent
+		done(sent)
+	}
+	return n, sent, first
+}
+
 func cmdBan(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("ban", "ban JAIL ADDR|CIDR|- [--for DURATION] [--skip-bad]", stderr)
 	forDur := fs.String("for", "", "ban duration (10m, 1h, 1w, permanent; default: the jail's bantime)")
@@ -249,30 +304,19 @@ func cmdBan(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// database: fewer pages to rewrite per step.
 	slices.Sort(addrs)
 	progress := isTerminal(stderr) && len(addrs) > banChunk
-	var n uint32
-	for sent := 0; sent < len(addrs) || sent == 0; {
-		part := addrs[sent:min(len(addrs), sent+banChunk)]
-		m, err := c.BanMany(jail, part, d)
+	n, sent, err := banChunks(c, jail, addrs, d, func(sent int) {
 		if progress {
-			fmt.Fprint(stderr, "\r\033[K")
+			fmt.Fprintf(stderr, "\r\033[Kjailkeeper ban: %d of %d addresses sent (%d%%)", sent, len(addrs), 100*sent/len(addrs))
 		}
-		if err != nil {
-			if sent == 0 {
-				return fail(stderr, "ban", err)
-			}
-			return fail(stderr, "ban", fmt.Errorf("%w; the first %d addresses were sent (%d bans new or extended)", err, sent, n))
-		}
-		n += m
-		sent += len(part)
-		if progress {
-			fmt.Fprintf(stderr, "jailkeeper ban: %d of %d addresses sent (%d%%)", sent, len(addrs), 100*sent/len(addrs))
-		}
-		if len(addrs) == 0 {
-			break
-		}
-	}
+	})
 	if progress {
 		fmt.Fprint(stderr, "\r\033[K")
+	}
+	if err != nil {
+		if sent == 0 {
+			return fail(stderr, "ban", err)
+		}
+		return fail(stderr, "ban", fmt.Errorf("%w; %d of the %d addresses were sent and applied before (%d bans new or extended)", err, sent, len(addrs), n))
 	}
 	msg := fmt.Sprintf("banned %d of %d addresses in %s (the rest were already banned)", n, len(addrs), jail)
 	if len(bad) > 0 {
