@@ -52,21 +52,18 @@ func (b Ban) Permanent() bool { return b.Expires.IsZero() }
 // Expired reports whether the ban is over at now.
 func (b Ban) Expired(now time.Time) bool { return !b.Permanent() && !now.Before(b.Expires) }
 
-type key struct {
-	jail   string
-	prefix netip.Prefix
-}
-
-func (k key) bytes() []byte { return appendKey(nil, k.jail, k.prefix) }
-
 // Table holds the bans. It is safe for concurrent use.
 type Table struct {
-	mu      sync.Mutex
-	db      *bolt.DB // nil for an in-memory table
-	active  map[key]Ban
-	history map[key][]time.Time // ban start times, oldest first
-	totals  map[string]int      // bans ever started, per jail
-	perJail map[string]int      // len(active) per jail
+	mu     sync.Mutex
+	db     *bolt.DB // nil for an in-memory table
+	active map[key]rec
+	// Ban start times, oldest first (store.go): of the prefixes banned
+	// once, and of those banned more often.
+	hist1   map[key]int64
+	histN   map[key][]int64
+	names   names          // jails and reasons by index
+	totals  map[string]int // bans ever started, per jail
+	perJail map[string]int // len(active) per jail
 	// nextExpiry is no later than the earliest expiry in active outside
 	// expiring (zero: nothing expires), so that Expire can skip the scan
 	// until then.
@@ -75,7 +72,7 @@ type Table struct {
 	// has not handed out yet: a million bans that expire together are
 	// lifted in steps without a scan per step.
 	expiring []key
-	cursor     string
+	cursor   string
 	// counts is perJail and totals as of the last change, for readers
 	// that must not wait for a commit's disk write (status).
 	counts atomic.Pointer[counts]
@@ -90,7 +87,7 @@ type Table struct {
 
 // NewMemory returns a table that persists nothing (tests, dry runs).
 func NewMemory() *Table {
-	return &Table{active: map[key]Ban{}, history: map[key][]time.Time{}, totals: map[string]int{}, perJail: map[string]int{}, historyKeep: 32}
+	return &Table{active: map[key]rec{}, hist1: map[key]int64{}, histN: map[key][]int64{}, totals: map[string]int{}, perJail: map[string]int{}, historyKeep: 32}
 }
 
 // Open opens (creating if needed) the database at path and loads it. A
@@ -148,9 +145,33 @@ func (t *Table) load() (err error) {
 		return err
 	}
 	histErr := make(chan error, 1)
-	go func() { histErr <- t.loadHistory(nHist) }()
+	var histJails names
+	go func() { histErr <- t.loadHistory(nHist, &histJails) }()
 	err = t.loadBans(nBans)
-	return errors.Join(err, <-histErr)
+	if err := errors.Join(err, <-histErr); err != nil {
+		return err
+	}
+	// The histories' jail indexes are loadHistory's own: make them the
+	// table's (the same unless the jails came in another order).
+	remap := make([]uint16, len(histJails.jails))
+	same := true
+	for i, j := range histJails.jails {
+		remap[i] = t.names.addJail(j)
+		same = same && remap[i] == uint16(i)
+	}
+	if !same {
+		h1, hn := make(map[key]int64, len(t.hist1)), make(map[key][]int64, len(t.histN))
+		for k, v := range t.hist1 {
+			k.jail = remap[k.jail]
+			h1[k] = v
+		}
+		for k, v := range t.histN {
+			k.jail = remap[k.jail]
+			hn[k] = v
+		}
+		t.hist1, t.histN = h1, hn
+	}
+	return nil
 }
 
 // loadBans reads the bans bucket into t.active; called by load only.
@@ -159,7 +180,7 @@ func (t *Table) loadBans(n int) (err error) {
 	defer faultsPanic()()
 	strs := interner{}
 	// Maps sized up front: growing them was a third of loading 1M bans.
-	t.active = make(map[key]Ban, n)
+	t.active = make(map[key]rec, n)
 	return t.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketBans).ForEach(func(k, v []byte) error {
 			b, err := decodeBan(k, v, strs)
@@ -167,7 +188,7 @@ func (t *Table) loadBans(n int) (err error) {
 				return fmt.Errorf("%w: ban %q: %v", ErrCorrupt, k, err)
 			}
 			// Keys are unique: set without set's lookup.
-			t.active[key{b.Jail, b.Prefix}] = b
+			t.active[t.keyFor(b.Jail, b.Prefix.Masked())] = rec{nanos(b.Start), nanos(b.Expires), t.names.holdReason(b.Reason)}
 			t.perJail[b.Jail]++
 			if !b.Permanent() && (t.nextExpiry.IsZero() || b.Expires.Before(t.nextExpiry)) {
 				t.nextExpiry = b.Expires
@@ -177,20 +198,32 @@ func (t *Table) loadBans(n int) (err error) {
 	})
 }
 
-// loadHistory reads the history bucket into t.history; called by load
-// only, at the same time as loadBans (they share no field).
-func (t *Table) loadHistory(n int) (err error) {
+// loadHistory reads the history bucket into t.hist1 and t.histN, with
+// jail indexes of its own (jails); called by load only, at the same time
+// as loadBans (they share no field).
+func (t *Table) loadHistory(n int, jails *names) (err error) {
 	defer recoverCorrupt(&err)
 	defer faultsPanic()()
 	strs := interner{}
-	t.history = make(map[key][]time.Time, n)
+	t.hist1 = make(map[key]int64, n)
 	return t.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketHistory).ForEach(func(k, v []byte) error {
 			jail, p, starts, err := decodeHistory(k, v, strs)
 			if err != nil {
 				return fmt.Errorf("%w: history %q: %v", ErrCorrupt, k, err)
 			}
-			t.history[key{jail, p}] = starts
+			hk := keyWith(jails.addJail(jail), p.Masked())
+			switch len(starts) {
+			case 0:
+			case 1:
+				t.hist1[hk] = nanos(starts[0])
+			default:
+				ns := make([]int64, len(starts))
+				for i, s := range starts {
+					ns[i] = nanos(s)
+				}
+				t.histN[hk] = ns
+			}
 			return nil
 		})
 	})
@@ -236,13 +269,13 @@ func (t *Table) Changes(bs ...Ban) []Ban {
 // among those, the new ones (fresh); the caller holds t.mu.
 func (t *Table) plan(bs []Ban) (changed, fresh []Ban) {
 	for _, b := range bs {
-		k := key{b.Jail, b.Prefix.Masked()}
-		b.Prefix = k.prefix
-		if old, ok := t.active[k]; ok && !old.Expired(b.Start) {
-			if old.Permanent() || (!b.Permanent() && !b.Expires.After(old.Expires)) {
+		b.Prefix = b.Prefix.Masked()
+		k, known := t.keyOf(b.Jail, b.Prefix)
+		if old, ok := t.active[k]; known && ok && !old.expired(nanos(b.Start)) {
+			if old.permanent() || (!b.Permanent() && nanos(b.Expires) <= old.expires) {
 				continue
 			}
-			b.Start = old.Start
+			b.Start = timeOf(old.start)
 			changed = append(changed, b)
 			continue
 		}
@@ -266,7 +299,7 @@ func (t *Table) commit(cursor *string, bs []Ban) ([]Ban, error) {
 		return nil, nil
 	}
 	// Stage the new state, persist, then commit it to memory.
-	newHist := map[key][]time.Time{}
+	newHist := map[key][]int64{}
 	var newTotals map[string]int
 	if len(fresh) > 0 {
 		newTotals = map[string]int{}
@@ -275,17 +308,17 @@ func (t *Table) commit(cursor *string, bs []Ban) ([]Ban, error) {
 		}
 	}
 	for _, b := range fresh {
-		k := key{b.Jail, b.Prefix}
-		h := newHist[k]
-		if h == nil {
-			h = append([]time.Time(nil), t.history[k]...)
+		k := t.keyFor(b.Jail, b.Prefix)
+		h, ok := newHist[k]
+		if !ok {
+			h = t.starts(k)
 		}
-		h = append(h, b.Start)
+		h = append(h, nanos(b.Start))
 		if len(h) > t.historyKeep {
 			h = h[len(h)-t.historyKeep:]
 		}
 		newHist[k] = h
-		newTotals[k.jail]++
+		newTotals[b.Jail]++
 	}
 	if err := t.persist(changed, nil, newHist, newTotals, cursor); err != nil {
 		return nil, err
@@ -294,7 +327,7 @@ func (t *Table) commit(cursor *string, bs []Ban) ([]Ban, error) {
 		t.set(b)
 	}
 	for k, h := range newHist {
-		t.history[k] = h
+		t.setStarts(k, h)
 	}
 	if newTotals != nil {
 		t.totals = newTotals
@@ -314,11 +347,31 @@ func (t *Table) Remove(jail string, p netip.Prefix) ([]Ban, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p = p.Masked()
+	// Looked up, not scanned: the prefix itself and, for an address, each
+	// shorter prefix that contains it, in the jail or in each jail.
+	lengths := []int{p.Bits()}
+	if p.Bits() == p.Addr().BitLen() {
+		lengths = lengths[:0]
+		for bits := 0; bits <= p.Bits(); bits++ {
+			lengths = append(lengths, bits)
+		}
+	}
+	var jails []uint16
+	if jail == "" {
+		for id := range t.names.jails {
+			jails = append(jails, uint16(id))
+		}
+	} else if id, ok := t.names.jailID(jail); ok {
+		jails = append(jails, id)
+	}
 	var gone []Ban
-	for k, b := range t.active {
-		single := p.Bits() == p.Addr().BitLen()
-		if (k.prefix == p || single && k.prefix.Contains(p.Addr())) && (jail == "" || k.jail == jail) {
-			gone = append(gone, b)
+	for _, id := range jails {
+		for _, bits := range lengths {
+			q, _ := p.Addr().Prefix(bits)
+			k := keyWith(id, q)
+			if r, ok := t.active[k]; ok {
+				gone = append(gone, t.ban(k, r))
+			}
 		}
 	}
 	return gone, t.drop(gone)
@@ -341,20 +394,21 @@ func (t *Table) ExpireSome(now time.Time, max int) ([]Ban, error) {
 		if t.nextExpiry.IsZero() || now.Before(t.nextExpiry) {
 			return nil, nil
 		}
-		var next time.Time
-		for k, b := range t.active {
-			if b.Permanent() {
+		var next int64
+		at := nanos(now)
+		for k, r := range t.active {
+			if r.permanent() {
 				continue
 			}
-			if b.Expired(now) {
+			if r.expired(at) {
 				t.expiring = append(t.expiring, k)
 				continue
 			}
-			if next.IsZero() || b.Expires.Before(next) {
-				next = b.Expires
+			if next == 0 || r.expires < next {
+				next = r.expires
 			}
 		}
-		t.nextExpiry = next
+		t.nextExpiry = timeOf(next)
 	}
 	var gone []Ban
 	for len(t.expiring) > 0 && (max <= 0 || len(gone) < max) {
@@ -362,8 +416,8 @@ func (t *Table) ExpireSome(now time.Time, max int) ([]Ban, error) {
 		t.expiring = t.expiring[:len(t.expiring)-1]
 		// Lifted or renewed since the scan: a renewed ban's expiry is
 		// in nextExpiry (set).
-		if b, ok := t.active[k]; ok && b.Expired(now) {
-			gone = append(gone, b)
+		if r, ok := t.active[k]; ok && r.expired(nanos(now)) {
+			gone = append(gone, t.ban(k, r))
 		}
 	}
 	if len(t.expiring) == 0 {
@@ -385,8 +439,9 @@ func (t *Table) RemoveBans(bs []Ban) ([]Ban, error) {
 	defer t.mu.Unlock()
 	var gone []Ban
 	for _, b := range bs {
-		if held, ok := t.active[key{b.Jail, b.Prefix.Masked()}]; ok {
-			gone = append(gone, held)
+		k, known := t.keyOf(b.Jail, b.Prefix.Masked())
+		if r, ok := t.active[k]; known && ok {
+			gone = append(gone, t.ban(k, r))
 		}
 	}
 	return gone, t.drop(gone)
@@ -400,10 +455,11 @@ func (t *Table) drop(gone []Ban) error {
 		return err
 	}
 	for _, b := range gone {
-		k := key{b.Jail, b.Prefix}
-		if _, ok := t.active[k]; ok {
+		k, known := t.keyOf(b.Jail, b.Prefix)
+		if r, ok := t.active[k]; known && ok {
 			delete(t.active, k)
-			t.perJail[k.jail]--
+			t.names.releaseReason(r.reason)
+			t.perJail[b.Jail]--
 			t.indexRemove(k)
 		}
 	}
@@ -414,12 +470,18 @@ func (t *Table) drop(gone []Ban) error {
 // set puts b in active, keeping the counts and nextExpiry; the caller
 // holds t.mu (or owns t).
 func (t *Table) set(b Ban) {
-	k := key{b.Jail, b.Prefix}
-	if _, ok := t.active[k]; !ok {
-		t.perJail[k.jail]++
+	k := t.keyFor(b.Jail, b.Prefix)
+	r := rec{nanos(b.Start), nanos(b.Expires), t.names.holdReason(b.Reason)}
+	n := len(t.active)
+	old, held := t.active[k]
+	t.active[k] = r
+	if len(t.active) > n {
+		t.perJail[b.Jail]++
 		t.indexAdd(k)
 	}
-	t.active[k] = b
+	if held {
+		t.names.releaseReason(old.reason)
+	}
 	if !b.Permanent() && (t.nextExpiry.IsZero() || b.Expires.Before(t.nextExpiry)) {
 		t.nextExpiry = b.Expires
 	}
@@ -436,7 +498,7 @@ const fillPercent = 0.9
 // persist writes one transaction: bans put and deleted, history, totals
 // (nil: unchanged) and the cursor (nil: unchanged) with the pending state
 // changes.
-func (t *Table) persist(put, del []Ban, hist map[key][]time.Time, totals map[string]int, cursor *string) error {
+func (t *Table) persist(put, del []Ban, hist map[key][]int64, totals map[string]int, cursor *string) error {
 	if t.db == nil {
 		if cursor != nil {
 			t.st.written()
@@ -456,7 +518,7 @@ func (t *Table) persist(put, del []Ban, hist map[key][]time.Time, totals map[str
 	}
 	hists := make([]record, 0, len(hist))
 	for k, starts := range hist {
-		hists = append(hists, record{k.bytes(), appendHistory(nil, starts)})
+		hists = append(hists, record{appendKey(nil, t.jailOf(k), k.prefix()), appendHistory(nil, starts)})
 	}
 	for _, rs := range [][]record{puts, dels, hists} {
 		slices.SortFunc(rs, func(a, b record) int { return bytes.Compare(a.k, b.k) })
@@ -522,9 +584,10 @@ func (t *Table) Snapshot(now time.Time) []Ban {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]Ban, 0, len(t.active))
-	for _, b := range t.active {
-		if !b.Expired(now) {
-			out = append(out, b)
+	at := nanos(now)
+	for k, r := range t.active {
+		if !r.expired(at) {
+			out = append(out, t.ban(k, r))
 		}
 	}
 	return out
@@ -593,9 +656,13 @@ func (t *Table) Total(jail string) int {
 func (t *Table) BanCount(jail string, p netip.Prefix, since time.Time) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	k, ok := t.keyOf(jail, p.Masked())
+	if !ok {
+		return 0
+	}
 	n := 0
-	for _, s := range t.history[key{jail, p.Masked()}] {
-		if !s.Before(since) {
+	for _, s := range t.starts(k) {
+		if !time.Unix(0, s).Before(since) {
 			n++
 		}
 	}
@@ -610,9 +677,14 @@ func (t *Table) ActiveWithin(jail string, subnet netip.Prefix, now time.Time) in
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	subnet = subnet.Masked()
+	id, ok := t.names.jailID(jail)
+	if !ok {
+		return 0
+	}
 	n := 0
-	for _, p := range t.index(jail, subnet.Bits(), subnet.Addr().Is6()).members[subnet] {
-		if b := t.active[key{jail, p}]; !b.Expired(now) {
+	at := nanos(now)
+	for _, p := range t.index(id, subnet.Bits(), subnet.Addr().Is6()).members[subnet] {
+		if r := t.active[keyWith(id, p)]; !r.expired(at) {
 			n++
 		}
 	}

@@ -24,9 +24,10 @@ func (t *Table) ActiveCounts(now time.Time) map[string]int {
 		}
 		return out
 	}
-	for k, b := range t.active {
-		if !b.Expired(now) {
-			out[k.jail]++
+	at := nanos(now)
+	for k, r := range t.active {
+		if !r.expired(at) {
+			out[t.jailOf(k)]++
 		}
 	}
 	return out

@@ -150,11 +150,13 @@ func decodeBan(k, v []byte, strs interner) (Ban, error) {
 	return b, nil
 }
 
-// appendHistory appends the record (version 1) of a history to dst.
-func appendHistory(dst []byte, starts []time.Time) []byte {
+// appendHistory appends the record (version 1) of a history, its starts in
+// Unix nanoseconds, to dst.
+func appendHistory(dst []byte, starts []int64) []byte {
 	dst = append(dst, recordV1)
 	dst = binary.AppendUvarint(dst, uint64(len(starts)))
-	for _, s := range starts {
+	for _, ns := range starts {
+		s := time.Unix(0, ns)
 		dst = appendTime(dst, s.Unix(), s.Nanosecond())
 	}
 	return dst

@@ -32,7 +32,7 @@ func TestRecordRoundTrip(t *testing.T) {
 			t.Fatalf("round trip of %+v = %+v", b, got)
 		}
 		starts := []time.Time{b.Start, start, start.Add(time.Second)}
-		j, p, hs, err := decodeHistory(k, appendHistory(nil, starts), nil)
+		j, p, hs, err := decodeHistory(k, appendHistory(nil, []int64{starts[0].UnixNano(), starts[1].UnixNano(), starts[2].UnixNano()}), nil)
 		if err != nil || j != b.Jail || p != b.Prefix || len(hs) != 3 {
 			t.Fatalf("history round trip: %s %s %v %v", j, p, hs, err)
 		}

@@ -13,7 +13,7 @@ import "net/netip"
 
 // subnetIndexKey names one index.
 type subnetIndexKey struct {
-	jail string
+	jail uint16
 	bits int
 	v6   bool
 }
@@ -37,7 +37,7 @@ func (ix *subnetIndex) subnetOf(p netip.Prefix, v6 bool) (netip.Prefix, bool) {
 
 // index returns the index of jail for subnets of bits in the family v6,
 // building it on first use; the caller holds t.mu.
-func (t *Table) index(jail string, bits int, v6 bool) *subnetIndex {
+func (t *Table) index(jail uint16, bits int, v6 bool) *subnetIndex {
 	ik := subnetIndexKey{jail, bits, v6}
 	if ix := t.subnets[ik]; ix != nil {
 		return ix
@@ -47,8 +47,9 @@ func (t *Table) index(jail string, bits int, v6 bool) *subnetIndex {
 		if k.jail != jail {
 			continue
 		}
-		if sub, ok := ix.subnetOf(k.prefix, v6); ok {
-			ix.members[sub] = append(ix.members[sub], k.prefix)
+		p := k.prefix()
+		if sub, ok := ix.subnetOf(p, v6); ok {
+			ix.members[sub] = append(ix.members[sub], p)
 		}
 	}
 	if t.subnets == nil {
@@ -65,8 +66,9 @@ func (t *Table) indexAdd(k key) {
 		if ik.jail != k.jail {
 			continue
 		}
-		if sub, ok := ix.subnetOf(k.prefix, ik.v6); ok {
-			ix.members[sub] = append(ix.members[sub], k.prefix)
+		p := k.prefix()
+		if sub, ok := ix.subnetOf(p, ik.v6); ok {
+			ix.members[sub] = append(ix.members[sub], p)
 		}
 	}
 }
@@ -78,13 +80,14 @@ func (t *Table) indexRemove(k key) {
 		if ik.jail != k.jail {
 			continue
 		}
-		sub, ok := ix.subnetOf(k.prefix, ik.v6)
+		kp := k.prefix()
+		sub, ok := ix.subnetOf(kp, ik.v6)
 		if !ok {
 			continue
 		}
 		ps := ix.members[sub]
 		for i, p := range ps {
-			if p == k.prefix {
+			if p == kp {
 				ps[i] = ps[len(ps)-1]
 				ps = ps[:len(ps)-1]
 				break

@@ -11,11 +11,9 @@ import (
 // activeWithinScan is ActiveWithin as a scan of every ban: the reference
 // the index must agree with.
 func activeWithinScan(t *Table, jail string, subnet netip.Prefix, now time.Time) int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	n := 0
-	for k, b := range t.active {
-		if k.jail == jail && !b.Expired(now) && subnet.Bits() <= k.prefix.Bits() && subnet.Contains(k.prefix.Addr()) {
+	for _, b := range t.Snapshot(now) {
+		if b.Jail == jail && subnet.Bits() <= b.Prefix.Bits() && subnet.Contains(b.Prefix.Addr()) {
 			n++
 		}
 	}
