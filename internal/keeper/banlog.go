@@ -29,7 +29,9 @@ type banEvent struct {
 	msgID string
 	one   func(b bans.Ban) string                        // the message for one ban
 	many  func(jail, tail string, addrs []string) string // for a chunk; tail is the group's common part
-	group func(b bans.Ban) string                        // bans with equal groups share an entry
+	// byUntil: bans share an entry only if they end at the same second
+	// (the entry says until when); otherwise bans of a jail share one.
+	byUntil bool
 }
 
 var (
@@ -40,7 +42,7 @@ var (
 		func(jail, tail string, addrs []string) string {
 			return fmt.Sprintf("banned %d addresses in jail %s %s: %s", len(addrs), jail, tail, strings.Join(addrs, ", "))
 		},
-		banUntil}
+		true}
 	evExpired = banEvent{journal.PriInfo, MsgExpire,
 		func(b bans.Ban) string {
 			return fmt.Sprintf("ban of %s in jail %s expired", prefix.Format(b.Prefix), b.Jail)
@@ -48,7 +50,7 @@ var (
 		func(jail, _ string, addrs []string) string {
 			return fmt.Sprintf("bans of %d addresses in jail %s expired: %s", len(addrs), jail, strings.Join(addrs, ", "))
 		},
-		func(bans.Ban) string { return "" }}
+		false}
 	evUnbanned = banEvent{journal.PriNotice, MsgUnban,
 		func(b bans.Ban) string {
 			return fmt.Sprintf("unbanned %s in jail %s by an administrator", prefix.Format(b.Prefix), b.Jail)
@@ -56,7 +58,7 @@ var (
 		func(jail, _ string, addrs []string) string {
 			return fmt.Sprintf("unbanned %d addresses in jail %s by an administrator: %s", len(addrs), jail, strings.Join(addrs, ", "))
 		},
-		func(bans.Ban) string { return "" }}
+		false}
 )
 
 // banUntil is "until <RFC 3339>" or "permanently".
@@ -75,7 +77,7 @@ func logBans(l *Logger, ev banEvent, bs []bans.Ban) {
 		}
 		return
 	}
-	for _, g := range chunks(bs, func(b bans.Ban) string { return b.Jail + "\x00" + ev.group(b) }, logChunk) {
+	for _, g := range chunks(bs, ev.byUntil, logChunk) {
 		fields := make([]string, 0, 2+2*len(g))
 		fields = append(fields, "JAIL", g[0].Jail)
 		addrs := make([]string, len(g))
@@ -83,29 +85,64 @@ func logBans(l *Logger, ev banEvent, bs []bans.Ban) {
 			addrs[i] = prefix.Format(b.Prefix)
 			fields = append(fields, "ADDRESS", addrs[i])
 		}
-		l.Event(ev.pri, ev.msgID, ev.many(g[0].Jail, ev.group(g[0]), addrs), fields...)
+		tail := ""
+		if ev.byUntil {
+			tail = banUntil(g[0])
+		}
+		l.Event(ev.pri, ev.msgID, ev.many(g[0].Jail, tail, addrs), fields...)
 	}
 }
 
-// chunks splits bs into groups of equal key, in order of first appearance,
-// each cut into chunks of at most n.
-func chunks(bs []bans.Ban, key func(bans.Ban) string, n int) [][]bans.Ban {
-	var order []string
-	groups := map[string][]bans.Ban{}
+// groupKey is what the bans of one group share: the jail and, when
+// grouped by it, the second the ban ends (permanent: the zero time's).
+type groupKey struct {
+	jail  string
+	until int64
+}
+
+// chunks splits bs into groups of equal jail (and, with byUntil, equal
+// end to the second), in order of first appearance, each cut into chunks
+// of at most n. The groups are counted first and filled into one slice:
+// a million imported bans are grouped without growing a slice per group.
+func chunks(bs []bans.Ban, byUntil bool, n int) [][]bans.Ban {
+	keyOf := func(b bans.Ban) groupKey {
+		k := groupKey{jail: b.Jail}
+		if byUntil {
+			k.until = b.Expires.Unix()
+		}
+		return k
+	}
+	var order []groupKey
+	sizes := map[groupKey]int{}
 	for _, b := range bs {
-		k := key(b)
-		if _, ok := groups[k]; !ok {
+		k := keyOf(b)
+		if _, ok := sizes[k]; !ok {
 			order = append(order, k)
 		}
-		groups[k] = append(groups[k], b)
+		sizes[k]++
 	}
-	var out [][]bans.Ban
+	// Each group's place in one slice of len(bs), in order.
+	at := make(map[groupKey]int, len(order))
+	off := 0
 	for _, k := range order {
-		for g := groups[k]; len(g) > 0; {
+		at[k] = off
+		off += sizes[k]
+	}
+	sorted := make([]bans.Ban, len(bs))
+	for _, b := range bs {
+		k := keyOf(b)
+		sorted[at[k]] = b
+		at[k]++
+	}
+	out := make([][]bans.Ban, 0, len(bs)/n+len(order))
+	off = 0
+	for _, k := range order {
+		for g := sorted[off : off+sizes[k]]; len(g) > 0; {
 			m := min(len(g), n)
-			out = append(out, g[:m])
+			out = append(out, g[:m:m])
 			g = g[m:]
 		}
+		off += sizes[k]
 	}
 	return out
 }
@@ -113,8 +150,6 @@ func chunks(bs []bans.Ban, key func(bans.Ban) string, n int) [][]bans.Ban {
 // signalChunk bounds the addresses of one BannedMany or UnbannedMany
 // signal.
 const signalChunk = 1024
-
-func jailOf(b bans.Ban) string { return b.Jail }
 
 // announceBanned emits Banned per ban, or, when more than floodLog bans
 // happen at once (the log's threshold), BannedMany per jail: in a
@@ -127,7 +162,7 @@ func announceBanned(a Announcer, bs []bans.Ban) {
 		}
 		return
 	}
-	for _, g := range chunks(bs, jailOf, signalChunk) {
+	for _, g := range chunks(bs, false, signalChunk) {
 		ps := make([]netip.Prefix, len(g))
 		exps := make([]time.Time, len(g))
 		for i, b := range g {
@@ -145,7 +180,7 @@ func announceUnbanned(a Announcer, bs []bans.Ban) {
 		}
 		return
 	}
-	for _, g := range chunks(bs, jailOf, signalChunk) {
+	for _, g := range chunks(bs, false, signalChunk) {
 		ps := make([]netip.Prefix, len(g))
 		for i, b := range g {
 			ps[i] = b.Prefix

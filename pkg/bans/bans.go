@@ -268,6 +268,7 @@ func (t *Table) Changes(bs ...Ban) []Ban {
 // plan splits bs into the bans that are new or extended (changed) and,
 // among those, the new ones (fresh); the caller holds t.mu.
 func (t *Table) plan(bs []Ban) (changed, fresh []Ban) {
+	changed, fresh = make([]Ban, 0, len(bs)), make([]Ban, 0, len(bs))
 	for _, b := range bs {
 		b.Prefix = b.Prefix.Masked()
 		k, known := t.keyOf(b.Jail, b.Prefix)
