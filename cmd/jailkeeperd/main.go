@@ -16,7 +16,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -547,23 +546,4 @@ func monotonicUsec() int64 {
 
 func oneLine(s string) string {
 	return strings.ReplaceAll(s, "\n", " ")
-}
-
-// startCPUProfile writes a CPU profile of the daemon to file until the
-// returned function runs (on exit): JAILKEEPER_CPUPROFILE=FILE, a
-// debugging aid for `make bench` and for users who report slowness.
-// Unlike perf with call graphs, it costs the daemon little.
-func startCPUProfile(file string) (func(), error) {
-	f, err := os.Create(file)
-	if err != nil {
-		return nil, fmt.Errorf("creating CPU profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("starting CPU profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
 }

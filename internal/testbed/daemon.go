@@ -38,7 +38,8 @@ var build struct {
 // tree with `go build ./cmd/jailkeeper`, next to the jailkeeperd that its
 // `daemon` execs (`go build ./cmd/jailkeeperd`), once per process. If
 // JAILKEEPER_BIN is set, that binary is used instead (with the jailkeeperd
-// next to it). Call RemoveBuild from TestMain (or at the end of main) to
+// next to it). With JAILKEEPER_CPUPROFILE set, jailkeeperd is built with
+// its profiling hook (-tags profile). Call RemoveBuild from TestMain (or at the end of main) to
 // delete the build.
 func BuildJailkeeper(t testing.TB) string {
 	t.Helper()
@@ -58,7 +59,11 @@ func BuildJailkeeper(t testing.TB) string {
 			return
 		}
 		for _, name := range []string{"jailkeeper", "jailkeeperd"} {
-			cmd := exec.Command(goTool(), "build", "-o", filepath.Join(build.dir, name), "./cmd/"+name)
+			args := []string{"build", "-o", filepath.Join(build.dir, name)}
+			if os.Getenv("JAILKEEPER_CPUPROFILE") != "" {
+				args = append(args, "-tags", "profile") // the daemon's profiling hook
+			}
+			cmd := exec.Command(goTool(), append(args, "./cmd/"+name)...)
 			cmd.Dir = root
 			if out, err := cmd.CombinedOutput(); err != nil {
 				build.err = fmt.Errorf("go build ./cmd/%s: %w\n%s", name, err, out)
