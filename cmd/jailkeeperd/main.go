@@ -299,7 +299,13 @@ func (d *daemon) run() error {
 		case resp := <-d.reloads:
 			resp <- d.reload()
 		case <-expiry.C:
-			d.k.Expire()
+			if d.k.Expire() {
+				// More are due (a mass expiry, lifted in steps): the
+				// next step right after the journal's batches.
+				expiry.Reset(10 * time.Millisecond)
+				continue
+			}
+			expiry.Reset(time.Second)
 			d.k.RetrySave()
 			d.checkBus()
 			if !trimmed && time.Since(lastBatch) >= idleTrim {
