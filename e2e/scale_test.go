@@ -53,6 +53,67 @@ func kernelBans(t *testing.T, h *testbed.Hosts, backend string) int {
 	return n
 }
 
+// inKernel reports whether the sshd IPv4 host set of backend holds addr
+// (one lookup: `ipset test`, `nft get element`).
+func inKernel(h *testbed.Hosts, backend, addr string) bool {
+	if backend == "nftables" {
+		return h.InSrv("nft", "get", "element", "inet", "jailkeeper", "sshd-4", "{", addr, "}").Run() == nil
+	}
+	return h.InSrv("ipset", "test", testbed.SetPrefix+"sshd-4", addr).Run() == nil
+}
+
+// liveAttacker writes maxretry (3) sshd failures of addr to the journal
+// and returns how long after they were stored the address was in the
+// kernel set, or an error after timeout.
+func liveAttacker(bed *testbed.Bed, backend, addr string, timeout time.Duration) (time.Duration, error) {
+	var msgs []string
+	for i := range 3 {
+		msgs = append(msgs, fmt.Sprintf("Failed password for root from %s port %d ssh2", addr, 50000+i))
+	}
+	if err := bed.Journald.WriteAsUnit("sshd.service", msgs); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for time.Since(start) < timeout {
+		if inKernel(bed.Hosts, backend, addr) {
+			return time.Since(start), nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("%s not banned %v after its failures were in the journal", addr, timeout)
+}
+
+// pollStatus runs `jailkeeper status` every 100 ms until stop is closed,
+// and reports the slowest answer, the number of polls and the first
+// error through done.
+func pollStatus(d *testbed.Daemon, stop <-chan struct{}) (done func() (time.Duration, int, error)) {
+	var wg sync.WaitGroup
+	var slowest time.Duration
+	var polls int
+	var pollErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			_, took, err := statusBanned(d)
+			polls++
+			slowest = max(slowest, took)
+			if err != nil && pollErr == nil {
+				pollErr = err
+			}
+		}
+	}()
+	return func() (time.Duration, int, error) {
+		wg.Wait()
+		return slowest, polls, pollErr
+	}
+}
+
 var bannedNow = regexp.MustCompile(`sshd: \d+ failed now, (\d+) banned now`)
 
 // statusBanned runs `jailkeeper status` and returns sshd's bans and how
@@ -74,9 +135,12 @@ func statusBanned(d *testbed.Daemon) (int, time.Duration, error) {
 
 // TestImport100k: `jailkeeper ban sshd -` of 100,000 entries reaches the
 // kernel and the status, with `jailkeeper status` (polled every 100 ms)
-// answering throughout; the bans survive a restart (kernel sets full) and
-// a flush of the kernel's sets or ruleset (the watchdog puts them back),
-// on iptables+ipset and on nftables, in parallel. The entries
+// answering throughout and an attacker in the journal banned meanwhile;
+// the bans survive a restart (kernel sets full) and a flush of the
+// kernel's sets or ruleset (the watchdog puts them back); `unban --all`
+// lifts them; imported again for a few seconds they all expire at once
+// with status answering throughout; on iptables+ipset and on nftables, in
+// parallel. The entries
 // are IPv6 addresses and /64s inside 2001:db8::/32 plus the IPv4
 // addresses of 203.0.113.0/24 (documentation ranges only: IPv4 has too
 // few of them for 100,000). JK_IMPORT_N=1000000 runs it with that many
@@ -128,35 +192,25 @@ func testImport(t *testing.T, backend string) {
 		t.Fatalf("a list with a bad line was partly applied: %d bans in the kernel", k)
 	}
 
-	// Poll status every 100 ms while the import runs.
+	// Poll status every 100 ms while the import runs, and let an
+	// attacker fail in the journal once it is under way.
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var slowest time.Duration
-	var polls int
-	var pollErr error
-	wg.Add(1)
+	polled := pollStatus(d, stop)
+	attacked := make(chan error, 1)
+	var detect time.Duration
 	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			_, took, err := statusBanned(d)
-			polls++
-			slowest = max(slowest, took)
-			if err != nil && pollErr == nil {
-				pollErr = err
-			}
-		}
+		time.Sleep(300 * time.Millisecond)
+		var err error
+		detect, err = liveAttacker(bed, backend, "198.51.100.9", 10*time.Second)
+		attacked <- err
 	}()
 	start := time.Now()
 	out, err = jk(d, withBad, "ban", "sshd", "-", "--for", "1h", "--skip-bad")
 	imported := time.Since(start)
 	if err != nil {
 		close(stop)
-		wg.Wait()
+		polled()
+		<-attacked
 		t.Fatalf("ban sshd -: %v\n%s", err, out)
 	}
 	if !strings.Contains(out, fmt.Sprintf("skipped stdin line %d:", badLine)) || !strings.Contains(out, "1 bad lines skipped") {
@@ -164,11 +218,15 @@ func testImport(t *testing.T, backend string) {
 	}
 	n++ // 198.51.100.77
 	waitUntil(t, 30*time.Second+time.Duration(n)*100*time.Microsecond, func() bool { return kernelBans(t, h, backend) >= n })
-	inKernel := time.Since(start)
+	allIn := time.Since(start)
 	close(stop)
-	wg.Wait()
-	t.Logf("%s: import of %d: CLI %v, all in the kernel after %v; status max %v over %d polls",
-		backend, n, imported.Round(time.Millisecond), inKernel.Round(time.Millisecond), slowest.Round(time.Millisecond), polls)
+	slowest, polls, pollErr := polled()
+	if err := <-attacked; err != nil {
+		t.Errorf("during the import: %v", err)
+	}
+	n++ // the live attacker
+	t.Logf("%s: import of %d: CLI %v, all in the kernel after %v; status max %v over %d polls; live attacker banned after %v",
+		backend, n-1, imported.Round(time.Millisecond), allIn.Round(time.Millisecond), slowest.Round(time.Millisecond), polls, detect.Round(time.Millisecond))
 	if pollErr != nil {
 		t.Fatal(pollErr)
 	}
@@ -220,5 +278,40 @@ func testImport(t *testing.T, backend string) {
 	}
 	if b, _, err := statusBanned(d); err != nil || b != 0 {
 		t.Errorf("after unban --all: status says %d banned (%v)", b, err)
+	}
+
+	// The list again for 4 s: all of it expires at once, status answers
+	// throughout and detection goes on.
+	start = time.Now()
+	if out, err := jk(d, withBad, "ban", "sshd", "-", "--for", "4s", "--skip-bad"); err != nil {
+		t.Fatalf("ban sshd - --for 4s: %v\n%s", err, out)
+	}
+	due := start.Add(4 * time.Second)
+	time.Sleep(time.Until(due) - 500*time.Millisecond)
+	stop = make(chan struct{})
+	polled = pollStatus(d, stop)
+	go func() {
+		time.Sleep(time.Until(due) + 200*time.Millisecond)
+		var err error
+		detect, err = liveAttacker(bed, backend, "198.51.100.10", 10*time.Second)
+		attacked <- err
+	}()
+	waitUntil(t, 60*time.Second, func() bool { b, _, err := statusBanned(d); return err == nil && b == 1 }) // the attacker's ban
+	cleared := time.Since(due)
+	close(stop)
+	slowest, polls, pollErr = polled()
+	if err := <-attacked; err != nil {
+		t.Errorf("during the expiry: %v", err)
+	}
+	t.Logf("%s: expiry of %d: status says so %v after they were due; status max %v over %d polls; live attacker banned after %v",
+		backend, n-1, cleared.Round(time.Millisecond), slowest.Round(time.Millisecond), polls, detect.Round(time.Millisecond))
+	if pollErr != nil {
+		t.Fatal(pollErr)
+	}
+	if slowest > 2*time.Second {
+		t.Errorf("jailkeeper status took up to %v during the expiry", slowest)
+	}
+	if k := kernelBans(t, h, backend); k != 1 { // the second attacker (unban --all lifted the first)
+		t.Errorf("after the expiry: %d bans in the kernel, want the attacker's", k)
 	}
 }
