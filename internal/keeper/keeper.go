@@ -151,20 +151,41 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 		k.importKernel(fw, now)
 	}
 	active := k.keepConfigured(rt, table.Snapshot(now))
+	// The engine and its failure counts (a flood's million tracked
+	// addresses) are restored while the kernel takes the layout and the
+	// bans: they share nothing, and both come before READY=1.
+	type restored struct {
+		engine  *jails.Engine
+		counted int
+		err     error
+	}
+	engineDone := make(chan restored, 1)
+	go func() {
+		engine, err := jails.NewEngine(rt.Jails, rt.Whitelist, table)
+		if err != nil {
+			engineDone <- restored{err: fmt.Errorf("starting jails: %w", err)}
+			return
+		}
+		// Failure counts survive restarts: restored from the table, then
+		// saved with every cursor write (docs/daemon.md).
+		counted, rerr := engine.RestoreState(table.EachState, now)
+		engineDone <- restored{engine, counted, rerr}
+	}()
 	k.tearDownOthers(fw.Name())
-	if err := fw.Setup(rt.Layout, toFirewall(active)); err != nil {
+	setupErr := fw.Setup(rt.Layout, toFirewall(active))
+	r := <-engineDone
+	if setupErr != nil {
 		fw.Close()
-		return nil, fmt.Errorf("building firewall layout (%s): %w", fw.Name(), err)
+		return nil, fmt.Errorf("building firewall layout (%s): %w", fw.Name(), setupErr)
 	}
-	engine, err := jails.NewEngine(rt.Jails, rt.Whitelist, table)
-	if err != nil {
+	if r.engine == nil {
 		fw.Close()
-		return nil, fmt.Errorf("starting jails: %w", err)
+		return nil, r.err
 	}
-	// Failure counts survive restarts: restored from the table, then saved
-	// with every cursor write (docs/daemon.md).
-	if k.counted, err = engine.RestoreState(table.EachState, now); err != nil {
-		k.log.Warnf("%v", err)
+	engine := r.engine
+	k.counted = r.counted
+	if r.err != nil {
+		k.log.Warnf("%v", r.err)
 	}
 	table.AttachState(engine)
 	k.rt, k.engine, k.fw, k.restored = rt, engine, fw, len(active)
