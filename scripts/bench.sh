@@ -9,7 +9,8 @@
 # Environment:
 #   BENCH_E2E_ARGS   extra flags for internal/bench/e2e (e.g. "-entries 50000")
 #   BENCH_FW_ARGS    flags for internal/bench/firewall (default below)
-#   BENCH_SKIP       space-separated sections to skip: e2e firewall actions fleet gobench
+#   BENCH_SKIP       space-separated sections to skip: e2e firewall actions fleet scale gobench
+#   BENCH_SCALE_ARGS flags for internal/bench/scale (default "-runs 3")
 #   BENCH_OUT        also write the whole output here (default bin/bench-last.txt)
 #   BENCH_PROFILE    1: the daemon writes its own Go CPU profile over the e2e
 #                    run (JAILKEEPER_CPUPROFILE; its build then links
@@ -109,6 +110,11 @@ main() {
 	case $skip in *" fleet "*) ;; *)
 		section "5. jailkeeper sync: two hosts through NATS — ban to the other's kernel, a 10,000-ban burst, idle RSS"
 		$GO run ./internal/bench/fleet || status=1
+	;; esac
+	case $skip in *" scale "*) ;; *)
+		section "6. a million bans through the daemon: import, status, restart, reboot, expiry, import during a flood (both backends)"
+		# shellcheck disable=SC2086
+		$GO run ./internal/bench/scale ${BENCH_SCALE_ARGS:--runs 3} || status=1
 	;; esac
 	case $skip in *" gobench "*) ;; *)
 		section "3. go test -bench: sshd filter and engine (pkg/jails)"

@@ -74,6 +74,10 @@ var (
 
 func main() {
 	flag.Parse()
+	if *flagProf != "" {
+		// Set before the build: it gives jailkeeperd its profiling hook.
+		os.Setenv("JAILKEEPER_CPUPROFILE", filepath.Join(*flagProf, "unused.prof"))
+	}
 	results := map[string][]run{}
 	backends := strings.Split(*flagBackend, ",")
 	r := testbed.NewRunner("bench-scale", os.Stderr)
@@ -241,7 +245,7 @@ func kernelCount(tb testing.TB, h *testbed.Hosts, backend string) int {
 		defer c.CloseLasting()
 		t := &nftables.Table{Name: "jailkeeper", Family: nftables.TableFamilyINet}
 		n := 0
-		for _, name := range []string{"sshd-4", "sshd-n4", "sshd-6", "sshd-n6"} {
+		for _, name := range []string{"sshd-4", "sshd-24", "sshd-n4", "sshd-6", "sshd-64", "sshd-n6"} {
 			set, err := c.GetSetByName(t, name)
 			if err != nil {
 				continue // not there (yet)
@@ -306,7 +310,6 @@ func trackFlood(tb testing.TB, bed *testbed.Bed, d *testbed.Daemon, n int) int {
 func startDaemon(tb testing.TB, d *testbed.Daemon, name string) time.Duration {
 	if *flagProf != "" {
 		os.Setenv("JAILKEEPER_CPUPROFILE", filepath.Join(*flagProf, name+".prof"))
-		defer os.Unsetenv("JAILKEEPER_CPUPROFILE")
 	}
 	start := time.Now()
 	d.Start(tb)
