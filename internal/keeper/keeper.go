@@ -723,9 +723,10 @@ func (k *Keeper) expireStep() int {
 	if len(gone) == 0 {
 		return 0
 	}
-	if err := k.fw.Remove(toFirewall(gone)); err != nil {
-		k.log.Errorf(MsgExpire, "removing %d expired bans from the firewall: %v", len(gone), err)
-	}
+	// The kernel's elements carry the bans' timeouts (rounded up to the
+	// second): they are gone already, and removing them again was most of
+	// a mass expiry's cost (nftables: a transaction per element the kernel
+	// no longer holds).
 	logBans(k.log, evExpired, gone)
 	if k.bus != nil {
 		announceUnbanned(k.bus, gone)
