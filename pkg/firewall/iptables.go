@@ -68,6 +68,9 @@ type ipt struct {
 	// check; tallyStale: the check alarmed, Verify must reset it.
 	tally      *banTally
 	tallyStale bool
+	// countAt is the earliest time of the next count of the ban sets
+	// (quickCheck).
+	countAt time.Time
 	// xt reads table filter's header with iptables-legacy (xtinfo.go);
 	// nil otherwise.
 	xt *xtWatch
@@ -578,13 +581,22 @@ func (b *ipt) watchSpec() (string, []nftTableID, bool) {
 // and hold at least as many elements as the tally says, each whitelist
 // set at least the whitelist's prefixes of its family (one netlink request
 // per set, for its header); with iptables-legacy, table filter's header
-// must be as the last Setup or Verify left it.
+// must be as the last Setup or Verify left it. The kernel walks a whole
+// set to count it (10–40 ms for a million elements, under the daemon's
+// lock), so with more than countEvery bans the counts are spaced: at most
+// once per TickEvery for each countEvery bans (a million: once a second).
 func (b *ipt) quickCheck(now time.Time) (bool, error) {
 	if b.xt != nil {
 		if changed, err := b.xt.changed(); changed || err != nil {
 			return true, err
 		}
 	}
+	type setWant struct {
+		name string
+		want int
+	}
+	var wants []setWant
+	total := 0
 	for _, s := range desiredSets(b.layout) {
 		var want int
 		if s.timeout {
@@ -596,11 +608,18 @@ func (b *ipt) quickCheck(now time.Time) (bool, error) {
 			}
 			want = len(seen)
 		}
-		if want == 0 {
-			continue
+		if want > 0 {
+			wants = append(wants, setWant{s.name, want})
+			total += want
 		}
-		n, err := b.bulk.count(s.name)
-		if err != nil || n < want {
+	}
+	if now.Before(b.countAt) {
+		return false, nil
+	}
+	b.countAt = now.Add(time.Duration(total/countEvery) * TickEvery)
+	for _, w := range wants {
+		n, err := b.bulk.count(w.name)
+		if err != nil || n < w.want {
 			b.tallyStale = true
 			if isNotFound(err) {
 				err = nil
@@ -610,6 +629,10 @@ func (b *ipt) quickCheck(now time.Time) (bool, error) {
 	}
 	return false, nil
 }
+
+// countEvery is the number of bans per TickEvery between two counts of
+// the ban sets by quickCheck.
+const countEvery = 250_000
 
 // List reads the ban sets of the current layout's jails (or, before Setup,
 // of every jk- set in the kernel).
