@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,19 +55,12 @@ func kernelBans(t *testing.T, h *testbed.Hosts, backend string) int {
 	return n
 }
 
-// inKernel reports whether the sshd IPv4 host set of backend holds addr
-// (one lookup: `ipset test`, `nft get element`).
-func inKernel(h *testbed.Hosts, backend, addr string) bool {
-	if backend == "nftables" {
-		return h.InSrv("nft", "get", "element", "inet", "jailkeeper", "sshd-4", "{", addr, "}").Run() == nil
-	}
-	return h.InSrv("ipset", "test", testbed.SetPrefix+"sshd-4", addr).Run() == nil
-}
-
 // liveAttacker writes maxretry (3) sshd failures of addr to the journal
-// and returns how long after they were stored the address was in the
-// kernel set, or an error after timeout.
-func liveAttacker(bed *testbed.Bed, backend, addr string, timeout time.Duration) (time.Duration, error) {
+// and returns how long after they were stored a TCP dial from addr (an
+// address of the attacker namespace, in the veth's subnet) to the
+// server's sshd was refused, or an error after timeout. A dial, not a look
+// into the set: `nft get element` reads the whole set first.
+func liveAttacker(bed *testbed.Bed, addr string, timeout time.Duration) (time.Duration, error) {
 	var msgs []string
 	for i := range 3 {
 		msgs = append(msgs, fmt.Sprintf("Failed password for root from %s port %d ssh2", addr, 50000+i))
@@ -75,7 +70,10 @@ func liveAttacker(bed *testbed.Bed, backend, addr string, timeout time.Duration)
 	}
 	start := time.Now()
 	for time.Since(start) < timeout {
-		if inKernel(bed.Hosts, backend, addr) {
+		c, err := bed.Hosts.AtkDialFrom(addr, testbed.SrvAddr4+":22", time.Second)
+		if err == nil {
+			c.Close()
+		} else if errors.Is(err, syscall.ECONNREFUSED) {
 			return time.Since(start), nil
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -160,6 +158,14 @@ func TestImport100k(t *testing.T) {
 func testImport(t *testing.T, backend string) {
 	bed, d := startDaemon(t, "firewall: {backend: "+backend+"}\n")
 	h := bed.Hosts
+	for _, a := range []string{"198.51.100.9", "198.51.100.10"} { // the live attackers
+		h.AddAttackerAddr(t, a+"/32")
+		c, err := h.AtkDialFrom(a, testbed.SrvAddr4+":22", 5*time.Second)
+		if err != nil {
+			t.Fatalf("%s cannot reach sshd before any ban: %v", a, err)
+		}
+		c.Close()
+	}
 	n := 100_000
 	if v, err := strconv.Atoi(os.Getenv("JK_IMPORT_N")); err == nil && v > 1000 {
 		n = v
@@ -201,7 +207,7 @@ func testImport(t *testing.T, backend string) {
 	go func() {
 		time.Sleep(300 * time.Millisecond)
 		var err error
-		detect, err = liveAttacker(bed, backend, "198.51.100.9", 10*time.Second)
+		detect, err = liveAttacker(bed, "198.51.100.9", 10*time.Second)
 		attacked <- err
 	}()
 	start := time.Now()
@@ -293,7 +299,7 @@ func testImport(t *testing.T, backend string) {
 	go func() {
 		time.Sleep(time.Until(due) + 200*time.Millisecond)
 		var err error
-		detect, err = liveAttacker(bed, backend, "198.51.100.10", 10*time.Second)
+		detect, err = liveAttacker(bed, "198.51.100.10", 10*time.Second)
 		attacked <- err
 	}()
 	waitUntil(t, 60*time.Second, func() bool { b, _, err := statusBanned(d); return err == nil && b == 1 }) // the attacker's ban
