@@ -107,6 +107,8 @@ type Keeper struct {
 	unsaved   []bans.Ban
 	saveErr   error
 	saveTried time.Time
+
+	hist historyState // the event history's flushes (history.go)
 }
 
 // running is a configuration and its engine, as swapped in together.
@@ -361,6 +363,9 @@ func (k *Keeper) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	if err := k.table.FlushEvents(time.Now()); err != nil {
+		errs = append(errs, err)
+	}
 	k.drift.Close()
 	k.drift = nil
 	if err := k.fw.Close(); err != nil {
@@ -529,7 +534,7 @@ func (k *Keeper) commitEngine(bs []bans.Ban) {
 		}
 		bs = out
 	}
-	if _, err := k.commit(k.lastCursor, bs, false); err != nil {
+	if _, err := k.commit(k.lastCursor, bs, false, OriginJournal); err != nil {
 		if len(bs) > maxUnsaved {
 			bs = bs[len(bs)-maxUnsaved:]
 		}
@@ -602,7 +607,7 @@ func (k *Keeper) push(bs []bans.Ban) {
 // them (its own decisions already reset the counters they needed to, and
 // forgetting would also drop the addresses from an ongoing
 // distributed-attack count). Callers hold k.mu.
-func (k *Keeper) commit(cursor string, bs []bans.Ban, manual bool) (int, error) {
+func (k *Keeper) commit(cursor string, bs []bans.Ban, manual bool, origin string) (int, error) {
 	pushed := false
 	if !manual {
 		if pending := k.table.Changes(bs...); len(pending) > 0 {
@@ -630,6 +635,7 @@ func (k *Keeper) commit(cursor string, bs []bans.Ban, manual bool) (int, error) 
 		k.push(changed)
 	}
 	logBans(k.log, evBanned, changed)
+	k.record(bans.EventBan, changed, origin)
 	if manual {
 		forget(k.engine, changed)
 	}
@@ -646,10 +652,12 @@ func (k *Keeper) commit(cursor string, bs []bans.Ban, manual bool) (int, error) 
 const expireChunk = 20_000
 
 // Expire lifts the bans whose time is up, from the table and the kernel,
-// in steps of expireChunk.
+// in steps of expireChunk, then writes the event history recorded since
+// its last call (the daemon calls it every second).
 func (k *Keeper) Expire() {
 	for k.expireStep() == expireChunk {
 	}
+	k.flushHistory()
 }
 
 // expireStep lifts up to expireChunk expired bans and returns how many.
@@ -668,6 +676,7 @@ func (k *Keeper) expireStep() int {
 		k.log.Errorf(MsgExpire, "removing %d expired bans from the firewall: %v", len(gone), err)
 	}
 	logBans(k.log, evExpired, gone)
+	k.record(bans.EventExpire, gone, "")
 	if k.bus != nil {
 		announceUnbanned(k.bus, gone)
 	}
@@ -777,6 +786,9 @@ func (k *Keeper) ban(jail string, prefixes []netip.Prefix, dur time.Duration, re
 	default:
 		reason = "banned by an administrator"
 	}
+	if origin == "" {
+		origin = OriginAdmin
+	}
 	now := time.Now()
 	bs := make([]bans.Ban, 0, len(prefixes))
 	var skipped []netip.Prefix
@@ -822,7 +834,7 @@ func (k *Keeper) ban(jail string, prefixes []netip.Prefix, dur time.Duration, re
 			return total, skipped, fmt.Errorf("%w %q: removed by a reload after %d bans", dbusapi.ErrUnknownJail, jail, total)
 		}
 		// commit without a cursor: bans an administrator or a client made.
-		n, err := k.commit("", step, true)
+		n, err := k.commit("", step, true, origin)
 		k.mu.Unlock()
 		total += n
 		if err != nil {
@@ -854,6 +866,7 @@ func (k *Keeper) Unban(jail string, p netip.Prefix) (int, error) {
 		}
 	}
 	logBans(k.log, evUnbanned, gone)
+	k.record(bans.EventUnban, gone, OriginAdmin)
 	forget(k.engine, gone)
 	if k.bus != nil {
 		announceUnbanned(k.bus, gone)
@@ -910,6 +923,7 @@ func (k *Keeper) unbanStep(bs []bans.Ban) (int, error) {
 		return 0, fmt.Errorf("removing from the firewall: %w", err)
 	}
 	logBans(k.log, evUnbanned, gone)
+	k.record(bans.EventUnban, gone, OriginAdmin)
 	forget(k.engine, gone)
 	if k.bus != nil {
 		announceUnbanned(k.bus, gone)

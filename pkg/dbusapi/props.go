@@ -48,6 +48,7 @@ const jailXML = introspectDoctype + `<node>
     <method name="Ban"><arg name="address" type="s" direction="in"/><arg name="seconds" type="t" direction="in"/></method>
     <method name="Unban"><arg name="address" type="s" direction="in"/><arg name="removed" type="u" direction="out"/></method>
     <method name="ListBans"><arg name="bans" type="a(ssxxs)" direction="out"/></method>
+    <method name="ListHistory"><arg name="offset" type="u" direction="in"/><arg name="limit" type="u" direction="in"/><arg name="events" type="a(xsssuxss)" direction="out"/><arg name="total" type="u" direction="out"/></method>
     <property name="Name" type="s" access="read"/>
     <property name="Units" type="as" access="read"/>
     <property name="Filter" type="s" access="read"/>

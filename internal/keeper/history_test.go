@@ -1,0 +1,91 @@
+package keeper
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/pkg/bans"
+	"github.com/jailkeeper/jailkeeper/pkg/journal"
+)
+
+// TestHistory: every kind of change reaches the event history with its
+// reason and origin, newest first, per jail; a large change is one event
+// that counts its bans; the history is on disk after Expire's flush.
+func TestHistory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), bans.FileName)
+	table, err := bans.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBed(t, table, testRuntime(t, "iptables", "sshd", "web"))
+	b.k.HandleBatch([]journal.Entry{failure("203.0.113.9", ""), failure("203.0.113.9", "c=1")})
+	if _, err := b.k.Ban("web", []netip.Prefix{pfx("198.51.100.7")}, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.k.BanFrom("web", []netip.Prefix{pfx("198.51.100.8")}, 0, "fleet: sshd on web1", "web1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.k.Unban("sshd", pfx("203.0.113.9")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	b.k.Expire() // 198.51.100.7 expires; the history is flushed
+	big := make([]netip.Prefix, historyEach+1)
+	for i := range big {
+		big[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, 113 + byte(i/250), byte(1 + i%250)}), 32)
+	}
+	if _, err := b.k.Ban("sshd", big, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// Newest first; the last change is not flushed yet and shows all the same.
+	got, total, err := b.k.ListHistory("", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		fmt.Sprintf("ban sshd 203.0.113.1 ×%d origin admin: banned by an administrator", historyEach+1),
+		"expiry web 198.51.100.7 ×1 origin : ",
+		"unban sshd 203.0.113.9 ×1 origin admin: ",
+		"ban web 198.51.100.8 ×1 origin web1: fleet: sshd on web1",
+		"ban web 198.51.100.7 ×1 origin admin: banned by an administrator",
+		// Both jails read sshd.service.
+		"ban web 203.0.113.9 ×1 origin journal: 2 failures within 10m0s",
+		"ban sshd 203.0.113.9 ×1 origin journal: 2 failures within 10m0s",
+	}
+	if total != len(want) || len(got) != len(want) {
+		t.Fatalf("history has %d events (%+v), want %d", total, got, len(want))
+	}
+	for i, e := range got {
+		line := fmt.Sprintf("%s %s %s ×%d origin %s: %s", e.Kind, e.Jail, e.Prefix, e.Count, e.Origin, e.Reason)
+		if len(line) < len(want[i]) || line[:len(want[i])] != want[i] {
+			t.Errorf("event %d: %q, want %q…", i, line, want[i])
+		}
+		if d := time.Since(time.Unix(e.Time, 0)); d < -time.Second || d > time.Minute {
+			t.Errorf("event %d is %v old", i, d)
+		}
+	}
+	if got[0].Expires == 0 || got[4].Expires == 0 || got[1].Expires != 0 {
+		t.Errorf("ends: %d %d %d; want the bans' ends, none for an expiry", got[0].Expires, got[4].Expires, got[1].Expires)
+	}
+	if web, total, _ := b.k.ListHistory("web", 1, 1); total != 4 || len(web) != 1 || web[0].Prefix != "198.51.100.8" {
+		t.Errorf("ListHistory(web, 1, 1) = %+v, %d", web, total)
+	}
+	// Close flushes; the history is read back from the file.
+	if err := b.k.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := table.Close(); err != nil {
+		t.Fatal(err)
+	}
+	table, err = bans.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer table.Close()
+	if evs, total, err := table.Events("", 0, 1); err != nil || total != len(want) || evs[0].Count != historyEach+1 {
+		t.Fatalf("after a reopen: %+v, %d, %v", evs, total, err)
+	}
+}
