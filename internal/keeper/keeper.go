@@ -108,7 +108,8 @@ type Keeper struct {
 	saveErr   error
 	saveTried time.Time
 
-	hist historyState // the event history's flushes (history.go)
+	hist   historyState // the event history's flushes (history.go)
+	meters meters       // counters for operators (metrics.go)
 }
 
 // running is a configuration and its engine, as swapped in together.
@@ -442,6 +443,7 @@ func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ba
 // sync above all) are paid once per group, not per batch. The batches may
 // be released (reused) once it returns.
 func (k *Keeper) HandleBatch(batches ...[]jjournal.Entry) {
+	k.meters.countEntries(time.Now(), batches)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var decisions []jails.Decision
@@ -690,6 +692,7 @@ func (k *Keeper) Verify() error {
 	k.mu.Lock()
 	found, err := k.fw.Verify(k.rt.Layout, toFirewall(k.table.Snapshot(time.Now())))
 	k.mu.Unlock()
+	k.meters.verified(time.Now(), found, err)
 	if len(found) > 0 {
 		k.log.Event(journal.PriWarning, MsgRepair, fmt.Sprintf("firewall drift repaired: %s", strings.Join(found, "; ")))
 	}

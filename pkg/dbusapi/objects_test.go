@@ -75,6 +75,10 @@ func (m *memModel) Ban(jail string, ps []netip.Prefix, d time.Duration) (int, er
 	return n, err
 }
 
+func (m *memModel) DaemonMetrics() DaemonMetrics {
+	return DaemonMetrics{JournalEntriesRead: 42, JournalLag: 250 * time.Millisecond, LastVerify: time.Unix(1795955900, 0), LastVerifyOK: true, FirewallRepairs: 3}
+}
+
 func (m *memModel) setJails(names ...string) {
 	m.mu.Lock()
 	m.names = names
@@ -152,6 +156,10 @@ func TestObjectModel(t *testing.T) {
 	if props["Version"].Value() != "1.2.3" || props["Backend"].Value() != "nftables" ||
 		!slices.Equal(props["Jails"].Value().([]dbus.ObjectPath), []dbus.ObjectPath{JailPath("my-web"), JailPath("sshd")}) {
 		t.Fatalf("Manager1 properties = %v", props)
+	}
+	if props["JournalEntriesRead"].Value() != uint64(42) || props["JournalLagSeconds"].Value() != 0.25 || props["LastVerifyTime"].Value() != int64(1795955900) ||
+		props["LastVerifyOK"].Value() != true || props["FirewallRepairs"].Value() != uint64(3) {
+		t.Fatalf("Manager1 metrics properties = %v", props)
 	}
 	out, err := busctlAs(bus, "65534", "get-property", "org.jailkeeper", string(JailPath("sshd")), JailInterface, "BanTime")
 	if err != nil || strings.TrimSpace(out) != "x -1" {
@@ -274,6 +282,9 @@ wait:
 	if err != nil || di.Version != "1.2.3" || di.Backend != "nftables" || di.CurrentlyBanned != 299 || len(infos) != 2 ||
 		infos[0].Name != "ftp" || infos[1].Name != "sshd" || infos[1].CurrentlyBanned != 299 || infos[1].BanTime != -1 || infos[1].Units[0] != "sshd.service" {
 		t.Fatalf("Objects = %+v, %+v, %v", di, infos, err)
+	}
+	if m := di.Metrics; m == nil || m.JournalEntriesRead != 42 || m.JournalLag != 250*time.Millisecond || !m.LastVerify.Equal(time.Unix(1795955900, 0)) || !m.LastVerifyOK || m.FirewallRepairs != 3 {
+		t.Fatalf("Objects' metrics = %+v", m)
 	}
 
 	// A reload the bus did not carry (SIGHUP) shows within a second or

@@ -38,7 +38,7 @@ const peerXML = `  <interface name="org.freedesktop.DBus.Peer">
 // managerXML describes /org/jailkeeper with the object model: Manager1
 // with its properties, Properties, ObjectManager, and the jail subtree.
 var managerXML = strings.Replace(
-	strings.Replace(introspectXML, "  </interface>", managerProperties+"  </interface>", 1),
+	strings.Replace(introspectXML, "  </interface>", managerProperties+metricsProperties+"  </interface>", 1),
 	"</node>", propertiesXML+objectManagerXML+`  <node name="jail"/>
 </node>`, 1)
 
