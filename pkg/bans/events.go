@@ -109,6 +109,12 @@ func (t *Table) FlushEvents(now time.Time) (err error) {
 	l := &t.ev
 	l.flushing.Lock()
 	defer l.flushing.Unlock()
+	l.mu.Lock()
+	none := len(l.pending) == 0
+	l.mu.Unlock()
+	if none {
+		return nil
+	}
 	t.mu.Lock()
 	db := t.db
 	t.mu.Unlock()
