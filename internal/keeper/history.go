@@ -34,8 +34,13 @@ func (k *Keeper) record(kind bans.EventKind, bs []bans.Ban, origin string) {
 	now := time.Now()
 	ev := func(b bans.Ban, n int) bans.Event {
 		e := bans.Event{Time: now, Kind: kind, Jail: b.Jail, Prefix: b.Prefix, Count: n, Origin: origin}
-		if kind == bans.EventBan {
+		switch {
+		case kind == bans.EventBan:
 			e.Expires, e.Reason = b.Expires, b.Reason
+		case kind == bans.EventExpire && !b.Expires.IsZero() && b.Expires.Before(now):
+			// When it ended: a ban that ended while the daemon was
+			// stopped is lifted at its start.
+			e.Time = b.Expires
 		}
 		return e
 	}

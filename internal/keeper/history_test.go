@@ -89,3 +89,18 @@ func TestHistory(t *testing.T) {
 		t.Fatalf("after a reopen: %+v, %d, %v", evs, total, err)
 	}
 }
+
+// TestHistoryExpiredWhileStopped: a ban that ended while the daemon was
+// stopped is in the history as an expiry at its end.
+func TestHistoryExpiredWhileStopped(t *testing.T) {
+	table := bans.NewMemory()
+	end := time.Now().Add(-time.Hour).Truncate(time.Second)
+	if _, err := table.Add(bans.Ban{Jail: "sshd", Prefix: pfx("203.0.113.9"), Start: end.Add(-time.Hour), Expires: end, Reason: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	b := newBed(t, table, testRuntime(t, "iptables", "sshd"))
+	got, total, err := b.k.ListHistory("sshd", 0, 0)
+	if err != nil || total != 1 || got[0].Kind != "expiry" || got[0].Prefix != "203.0.113.9" || got[0].Time != end.Unix() {
+		t.Fatalf("history after a start = %+v, %d, %v; want the expiry at %d", got, total, err, end.Unix())
+	}
+}

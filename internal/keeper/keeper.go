@@ -149,6 +149,7 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 		return nil, err
 	} else if len(gone) > 0 {
 		k.log.Infof(MsgExpire, "%d bans expired while jailkeeper was stopped", len(gone))
+		k.record(bans.EventExpire, gone, "")
 	}
 	if opts.FromKernel {
 		k.importKernel(fw, now)
