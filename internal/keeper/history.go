@@ -2,6 +2,7 @@ package keeper
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/pkg/bans"
@@ -75,9 +76,25 @@ func (k *Keeper) record(kind bans.EventKind, bs []bans.Ban, origin string) {
 	}
 }
 
-// flushHistory writes the recorded events (the daemon's expiry tick calls
-// it through Expire, every second), logging a failure once per spell.
+// flushHistory writes the recorded events in a goroutine of its own, if
+// none is writing already: the daemon's expiry tick calls it (through
+// Expire) every second, and a write (a flood's second of events: 12 ms
+// for 5,000 with the disk's sync) must not hold up its main loop. The ban
+// path does not wait for it either: bans reach the kernel before the
+// table's transaction, which is all a history write can delay.
 func (k *Keeper) flushHistory() {
+	if !k.hist.busy.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer k.hist.busy.Store(false)
+		k.writeHistory()
+	}()
+}
+
+// writeHistory writes the recorded events now, logging a failure once
+// per spell.
+func (k *Keeper) writeHistory() error {
 	err := k.table.FlushEvents(time.Now())
 	k.hist.mu.Lock()
 	defer k.hist.mu.Unlock()
@@ -85,13 +102,16 @@ func (k *Keeper) flushHistory() {
 		k.log.Errorf(MsgSave, "%v (the events stay queued and are retried every second)", err)
 	}
 	k.hist.err = err
+	return err
 }
 
-// historyState is the Keeper's side of the history: the last flush's
-// error, so that a failing disk is logged once per spell.
+// historyState is the Keeper's side of the history: whether a write is
+// under way, and the last write's error, so that a failing disk is logged
+// once per spell.
 type historyState struct {
-	mu  sync.Mutex
-	err error
+	busy atomic.Bool
+	mu   sync.Mutex
+	err  error
 }
 
 // ListHistory implements dbusapi.Historian: the event history of jail

@@ -3,9 +3,11 @@
 // (the kernel-before-disk ban path), validates bans, lifts and expires
 // them, verifies the firewall layout, aggregates status, and swaps in a
 // reloaded configuration. It implements dbusapi.Manager, and logs every
-// event to the journal with a fixed MESSAGE_ID per kind (Logger). It starts
-// no goroutine and owns neither the journal reader nor the select loop nor
-// sd_notify: cmd/jailkeeper wires it to those. Its methods are safe for
+// event to the journal with a fixed MESSAGE_ID per kind (Logger), and
+// keeps the ban history clients read (history.go). It starts no goroutine
+// but the one that writes that history (at most one at a time), and owns
+// neither the journal reader nor the select loop nor sd_notify:
+// cmd/jailkeeper wires it to those. Its methods are safe for
 // concurrent use (one lock serialises the engine, the table's writes and
 // the firewall).
 package keeper
@@ -365,7 +367,8 @@ func (k *Keeper) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := k.table.FlushEvents(time.Now()); err != nil {
+	// The history's last events (waiting for a write under way first).
+	if err := k.writeHistory(); err != nil {
 		errs = append(errs, err)
 	}
 	k.drift.Close()
