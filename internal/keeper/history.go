@@ -17,6 +17,9 @@ import (
 const (
 	OriginJournal = "journal"
 	OriginAdmin   = "admin"
+	// OriginConfig: a ban dropped at a start or reload because its jail
+	// is no longer configured, or its address may no longer be banned.
+	OriginConfig = "config"
 )
 
 // historyEach bounds the bans of one jail changed at once that get an
@@ -74,6 +77,12 @@ func (k *Keeper) record(kind bans.EventKind, bs []bans.Ban, origin string) {
 		}
 		k.table.RecordEvents(ev(b, n[b.Jail]))
 	}
+}
+
+// recordDropped queues the unban of b by the configuration, saying why.
+func (k *Keeper) recordDropped(b bans.Ban, why string) {
+	k.table.RecordEvents(bans.Event{Time: time.Now(), Kind: bans.EventUnban, Jail: b.Jail, Prefix: b.Prefix, Count: 1,
+		Reason: why, Origin: OriginConfig})
 }
 
 // flushHistory writes the recorded events in a goroutine of its own, if

@@ -104,3 +104,23 @@ func TestHistoryExpiredWhileStopped(t *testing.T) {
 		t.Fatalf("history after a start = %+v, %d, %v; want the expiry at %d", got, total, err, end.Unix())
 	}
 }
+
+// TestHistoryJailRemoved: a reload that removes a jail records the unban
+// of its bans by the configuration, with the reason.
+func TestHistoryJailRemoved(t *testing.T) {
+	b := newBed(t, nil, testRuntime(t, "iptables", "sshd", "web"))
+	if _, err := b.k.Ban("web", []netip.Prefix{pfx("198.51.100.7")}, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := b.k.Prepare(testRuntime(t, "iptables", "sshd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.k.Swap(n); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := b.k.ListHistory("web", 0, 1)
+	if err != nil || len(got) != 1 || got[0].Kind != "unban" || got[0].Origin != OriginConfig || got[0].Reason != "jail web is no longer configured" {
+		t.Fatalf("history of the removed jail = %+v, %v", got, err)
+	}
+}

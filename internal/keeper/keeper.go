@@ -424,6 +424,7 @@ func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ba
 			}
 			k.log.Event(journal.PriWarning, MsgUnban, fmt.Sprintf("dropped the recorded ban of %s in jail %s: %v", prefix.Format(b.Prefix), b.Jail, rerr),
 				"JAIL", b.Jail, "ADDRESS", prefix.Format(b.Prefix))
+			k.recordDropped(b, rerr.Error())
 			continue
 		}
 		if known[b.Jail] {
@@ -436,6 +437,7 @@ func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ba
 		}
 		k.log.Event(journal.PriNotice, MsgUnban, fmt.Sprintf("unbanned %s: jail %s is no longer configured", prefix.Format(b.Prefix), b.Jail),
 			"JAIL", b.Jail, "ADDRESS", prefix.Format(b.Prefix))
+		k.recordDropped(b, "jail "+b.Jail+" is no longer configured")
 	}
 	return keep
 }

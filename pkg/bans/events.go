@@ -89,15 +89,16 @@ type eventLog struct {
 }
 
 // RecordEvents queues events for the next FlushEvents. It never blocks on
-// the disk. Beyond HistoryKeep events waiting (a disk that keeps refusing
-// them), the oldest are dropped.
+// the disk. Beyond twice HistoryKeep events waiting (a disk that keeps
+// refusing them), the oldest are dropped down to HistoryKeep: the history
+// keeps no more anyway.
 func (t *Table) RecordEvents(evs ...Event) {
 	l := &t.ev
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.pending = append(l.pending, evs...)
-	if over := len(l.pending) - HistoryKeep; over > 0 {
-		l.pending = append(l.pending[:0], l.pending[over:]...)
+	if len(l.pending) > 2*HistoryKeep {
+		l.pending = append(l.pending[:0], l.pending[len(l.pending)-HistoryKeep:]...)
 	}
 }
 

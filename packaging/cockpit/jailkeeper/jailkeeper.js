@@ -142,7 +142,7 @@
      * each ban signal while the page is open. */
 
     const KIND = { ban: "banned", unban: "unbanned", expiry: "expired" };
-    const ORIGIN = { journal: "the jail's filter", admin: "an administrator", "": "" };
+    const ORIGIN = { journal: "the jail's filter", admin: "an administrator", config: "the configuration", "": "" };
 
     function loadHistory() {
         if (!state.running)
