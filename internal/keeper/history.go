@@ -56,7 +56,19 @@ func (k *Keeper) record(kind bans.EventKind, bs []bans.Ban, origin string) {
 		k.table.RecordEvents(evs...)
 		return
 	}
-	// Per jail: the first ban stands for the others.
+	// Per jail: the first ban stands for the others. An import step is
+	// of one jail: one comparison per ban, no map.
+	one := true
+	for _, b := range bs {
+		if b.Jail != bs[0].Jail {
+			one = false
+			break
+		}
+	}
+	if one {
+		k.table.RecordEvents(ev(bs[0], len(bs)))
+		return
+	}
 	n := map[string]int{}
 	var order []bans.Ban
 	for _, b := range bs {
