@@ -124,3 +124,20 @@ func TestHistoryJailRemoved(t *testing.T) {
 		t.Fatalf("history of the removed jail = %+v, %v", got, err)
 	}
 }
+
+// TestHistoryFloodFromJournal: the engine's bans get an event each, even
+// many at once.
+func TestHistoryFloodFromJournal(t *testing.T) {
+	b := newBed(t, nil, testRuntime(t, "iptables", "sshd"))
+	var batch []journal.Entry
+	for i := range historyEach + 10 {
+		a := fmt.Sprintf("203.0.%d.%d", 113+i/250, 1+i%250)
+		batch = append(batch, failure(a, ""), failure(a, ""))
+	}
+	batch[len(batch)-1].Cursor = "c=1"
+	b.k.HandleBatch(batch)
+	got, total, err := b.k.ListHistory("sshd", 0, 0)
+	if err != nil || total != historyEach+10 || got[0].Count != 1 || got[0].Origin != OriginJournal {
+		t.Fatalf("history after %d bans from one batch: %d events (%v), newest %+v", historyEach+10, total, err, got[0])
+	}
+}
