@@ -21,3 +21,19 @@ func BenchmarkRecordImportStep(b *testing.B) {
 		k.record(bans.EventBan, step, OriginAdmin)
 	}
 }
+
+// BenchmarkRecordJournalBans is what the history costs 1,000 bans of the
+// engine committed at once (an event each).
+func BenchmarkRecordJournalBans(b *testing.B) {
+	k := &Keeper{table: bans.NewMemory()}
+	bs := make([]bans.Ban, 1000)
+	now := time.Now()
+	for i, p := range importList(len(bs)) {
+		bs[i] = bans.Ban{Jail: "sshd", Prefix: p, Start: now, Expires: now.Add(time.Hour), Reason: `3 failures within 10m0s, last for user "root"`}
+	}
+	b.ResetTimer()
+	for range b.N {
+		k.table = bans.NewMemory() // an empty queue each time
+		k.record(bans.EventBan, bs, OriginJournal)
+	}
+}
