@@ -2,6 +2,7 @@ package dbusapi
 
 import (
 	"encoding/xml"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -235,6 +236,12 @@ wait:
 	var bans []BanInfo
 	if err := sshd.Call(JailInterface+".ListBans", 0).Store(&bans); err != nil {
 		t.Fatal(err)
+	}
+	var hist []HistoryEntry
+	var histTotal uint32
+	if err := sshd.Call(JailInterface+".ListHistory", 0, uint32(2), uint32(10)).Store(&hist, &histTotal); err != nil ||
+		len(hist) != 1 || histTotal != 7 || m.lastHistory() != fmt.Sprint("sshd", 2, 10) {
+		t.Fatalf("Jail1.ListHistory(2, 10) = %+v, %d, %v (manager got %q)", hist, histTotal, err, m.lastHistory())
 	}
 	var removed uint32
 	if err := sshd.Call(JailInterface+".Unban", 0, "203.0.113.5").Store(&removed); err != nil || removed != 1 {
