@@ -48,10 +48,10 @@ func syncDropIn(url, origin string, share ...string) string {
 	return fmt.Sprintf("sync:\n  servers: [%s]\n  origin: %s\n  share: [%s]\n  max_bantime: 1h\n", url, origin, strings.Join(share, ", "))
 }
 
+// fleetJail takes the fleet's bans: API-only, no filter, no units.
 const fleetJail = `jails:
   fleet:
-    filter: sshd
-    units: [jailkeeper-fleet.service]
+    api_only: true
     ports: [22]
     bantime: 1h
 `
@@ -86,7 +86,7 @@ func TestFleet(t *testing.T) {
 	b := testbed.NewDaemon(t, hostsB, busB, map[string]string{
 		"10-base.yaml":  "whitelist: [203.0.113.50]\nfirewall: {backend: iptables}\n",
 		"15-fleet.yaml": fleetJail, "40-sync.yaml": syncDropIn(url, "hostb")})
-	b.Journald = bed.Journald // the fleet jail's unit never logs
+	b.Journald = bed.Journald // B reads nothing (its only jail is API-only) and logs into the bed's journald
 	a.Start(t)
 	b.Start(t)
 	a.WaitReady(t, readyTimeout)

@@ -51,7 +51,7 @@ func main() {
 	res.print(os.Stdout)
 }
 
-const fleetJail = "jails:\n  fleet:\n    filter: sshd\n    units: [jailkeeper-fleet.service]\n    ports: [22]\n    bantime: 1h\n"
+const fleetJail = "jails:\n  fleet:\n    api_only: true\n    ports: [22]\n    bantime: 1h\n"
 
 func syncDropIn(url, origin, share string) string {
 	return fmt.Sprintf("sync:\n  servers: [%s]\n  origin: %s\n  share: [%s]\n", url, origin, share)
