@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/metrics"
 	"sync"
 	"syscall"
 	"time"
@@ -114,12 +116,52 @@ func Run(cfgDir string, log Logger) error {
 		}
 	}
 	go func() { errc <- Follow(ctx, eng, log, onDaemon) }()
+	go trimWhenQuiet(ctx, trimEvery)
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
 	_, _ = sd.SdNotify(false, sd.SdNotifyStopping)
 	return err
+}
+
+// The heap a burst grew (thousands of keys applied or published) is
+// returned to the OS once the service has been quiet for a trimEvery
+// period: more than trimBurst bytes allocated since the last trim, less
+// than trimQuiet during the last period. The Go runtime alone keeps it
+// resident much longer.
+const (
+	trimEvery = 5 * time.Second
+	trimBurst = 4 << 20
+	trimQuiet = 256 << 10
+)
+
+// trimWhenQuiet calls debug.FreeOSMemory after each burst, once quiet (see
+// trimEvery), until ctx ends.
+func trimWhenQuiet(ctx context.Context, every time.Duration) {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	allocated := func() uint64 {
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := allocated()
+	trimmed := last
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := allocated()
+		if now-last < trimQuiet && now-trimmed > trimBurst {
+			debug.FreeOSMemory()
+			now = allocated()
+			trimmed = now
+		}
+		last = now
+	}
 }
 
 // ReconcileEvery is how often Follow reconciles with ListBans besides its
