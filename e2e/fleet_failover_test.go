@@ -222,6 +222,8 @@ func TestFleetFailover(t *testing.T) {
 	if got := fleetSet(b) - beforeB; got != n {
 		t.Errorf("B's fleet set holds %d of the flood, want %d", got, n)
 	}
-	t.Logf("%d bans on A in %v, node %s (A's) shut down in the middle: all in B's and C's kernels %v after the flood's end, %v after the shutdown; A's sync now on %s",
-		n, flood.Round(time.Millisecond), killed.Name(), took.Round(time.Millisecond), time.Since(killedAt).Round(time.Millisecond), now.Name())
+	rewatched := func(h *host) int { return strings.Count(h.sync.Output(), "watching again from revision") }
+	t.Logf("%d bans on A in %v, node %s (A's) shut down in the middle: all in B's and C's kernels %v after the flood's end, %v after the shutdown; A's sync now on %s; stalled watches recreated: A %d, B %d, C %d",
+		n, flood.Round(time.Millisecond), killed.Name(), took.Round(time.Millisecond), time.Since(killedAt).Round(time.Millisecond), now.Name(),
+		rewatched(a), rewatched(b), rewatched(c))
 }

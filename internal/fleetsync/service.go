@@ -68,6 +68,7 @@ func Run(cfgDir string, log Logger) error {
 		return err
 	}
 	defer store.Close()
+	store.Log = log
 	client, err := dbusapi.Dial()
 	if err != nil {
 		return err
