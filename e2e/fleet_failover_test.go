@@ -112,7 +112,6 @@ func TestFleetFailover(t *testing.T) {
 	}
 	servers := strings.Join(urls, ", ")
 
-	jd := testbed.StartJournald(t) // the three daemons log here; none reads it
 	// web is A's shared jail: API-only, like the fleet's, so that the
 	// flood's bans come from the D-Bus API alone.
 	const webJail = "jails:\n  web:\n    api_only: true\n    ports: [80, 443]\n    bantime: 1h\n"
@@ -136,7 +135,7 @@ func TestFleetFailover(t *testing.T) {
 			files["10-base.yaml"] = "whitelist: [203.0.113.50]\nfirewall: {backend: iptables}\n"
 		}
 		h.d = testbed.NewDaemon(t, h.hosts, h.bus, files)
-		h.d.Journald = jd
+		h.d.Journald = testbed.StartJournald(t) // its own journal, which it logs to and does not read
 		h.d.Start(t)
 	}
 	for _, h := range hs {

@@ -85,7 +85,7 @@ func TestFleet(t *testing.T) {
 	b := testbed.NewDaemon(t, hostsB, busB, map[string]string{
 		"10-base.yaml":  "firewall: {backend: iptables}\n",
 		"15-fleet.yaml": fleetJail, "40-sync.yaml": syncDropIn(url, "hostb")})
-	b.Journald = bed.Journald // B reads nothing (its only jail is API-only) and logs into the bed's journald
+	b.Journald = testbed.StartJournald(t) // B's own journal: it reads none (its only jail is API-only) and logs there
 	a.Start(t)
 	b.Start(t)
 	a.WaitReady(t, readyTimeout)

@@ -83,7 +83,7 @@ func run(tb testing.TB, res *result) {
 	hostsB, busB := testbed.NewHosts(tb), testbed.NewBus(tb)
 	b := testbed.NewDaemon(tb, hostsB, busB, map[string]string{"10-base.yaml": "firewall: {backend: iptables}\n",
 		"15-fleet.yaml": fleetJail, "40-sync.yaml": syncDropIn(url, "hostb", "")})
-	b.Journald = bed.Journald
+	b.Journald = testbed.StartJournald(tb) // B's own journal (it reads none: its only jail is API-only)
 	for _, d := range []*testbed.Daemon{a, b} {
 		d.Watchdog = 30 * time.Second
 		d.Start(tb)
