@@ -61,7 +61,9 @@ const fleetJail = `jails:
 // process, on loopback): a real sshd attacker banned on A is refused by B
 // within a second; a short ban expires on both; B, offline during a ban
 // of A, catches up on its return, and so does B's daemon; a 10,000-ban
-// burst reaches B's kernel whole; a fleet unban lifts the ban on both.
+// burst reaches B's kernel whole; A's sync, restarted, reconciles its
+// 10,000 bans in pages and publishes the one made while it was away; a
+// fleet unban lifts the ban on both.
 // (B's whitelist against A and C: TestFleetFailover.)
 func TestFleet(t *testing.T) {
 	t.Parallel()
@@ -210,6 +212,30 @@ func TestFleet(t *testing.T) {
 	took = wait("the 10,000 bans in B's kernel", 30*time.Second, func() bool { return fleetSet() >= before+len(burst) })
 	t.Logf("10,000 bans on A: all in B's kernel %v after BanMany was called; CPU of A's sync %v, of B's %v; VmRSS of B's sync %s before, A's %s after",
 		took.Round(time.Millisecond), procCPU(t, sa.PID())-cpuA0, procCPU(t, sb.PID())-cpu0, idle, vmRSS(t, sa.PID()))
+
+	// A's sync restarted: its reconciliation reads A's 10,000 and more bans
+	// in pages (ListBansPage), publishes the ban made while it was away,
+	// and withdraws no key of an active ban.
+	sa.Stop(t)
+	if out, err := bed.Bus.BusCall("Ban", "sst", "sshd", "203.0.113.90", "600"); err != nil {
+		t.Fatalf("ban on A: %v\n%s", err, out)
+	}
+	sa.Start(t, readyTimeout)
+	wait("203.0.113.90 in B's kernel after A's sync returned", 5*time.Second, func() bool { return banned(hostsB, "203.0.113.90") })
+	var rec string
+	wait("A's reconciliation on its return", 20*time.Second, func() bool {
+		_, run2, _ := strings.Cut(sa.Output(), "--- run 2 ---")
+		_, rec, _ = strings.Cut(run2, "reconciled with ListBansPage: ")
+		return rec != ""
+	})
+	t.Logf("A's sync on its return: reconciled with ListBansPage: %s", strings.SplitN(rec, "\n", 2)[0])
+	var pub, wd int
+	if _, err := fmt.Sscanf(rec, "%d bans published, %d keys withdrawn", &pub, &wd); err != nil || pub < len(burst) || wd != 0 {
+		t.Errorf("A's sync on its return: %q; want at least %d bans published, 0 keys withdrawn", strings.SplitN(rec, "\n", 2)[0], len(burst))
+	}
+	if n := fleetSet(); n < before+len(burst) {
+		t.Errorf("B's fleet set holds %d after A's sync returned, want at least %d", n, before+len(burst))
+	}
 
 	// A fleet unban lifts the attacker on both hosts.
 	if out, err := sa.FleetUnban("198.51.100.2"); err != nil || !strings.Contains(out, "unbanned 198.51.100.2 across the fleet (1 keys deleted)") {
