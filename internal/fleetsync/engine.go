@@ -43,6 +43,8 @@ type Store interface {
 	Delete(ctx context.Context, key string) error
 	// Keys returns the keys matching the filter (NATS wildcards).
 	Keys(ctx context.Context, filter string) ([]string, error)
+	// Values returns the keys matching the filter with their values.
+	Values(ctx context.Context, filter string) (map[string][]byte, error)
 }
 
 // Logger receives the engine's messages (priority as syslog's: 3 error,
@@ -154,26 +156,42 @@ func (e *Engine) Withdraw(ctx context.Context, jail string, ps []netip.Prefix) e
 }
 
 // Reconcile makes this server's keys those of its active shared bans:
-// every such ban is published, and every key of this origin without one is
-// deleted (a ban lifted while the service was down).
+// a ban without its key, or whose key says another end, is published, and
+// every key of this origin without an active ban is deleted (a ban lifted
+// while the service was down). Keys that agree are left alone: a
+// reconciliation of 10,000 bans reads their keys instead of putting them
+// all again.
 func (e *Engine) Reconcile(ctx context.Context, bans []Ban) (published, withdrawn int, err error) {
-	if published, err = e.Publish(ctx, bans); err != nil {
-		return published, 0, err
-	}
-	keys, err := e.o.Store.Keys(ctx, fleet.OriginFilter(e.o.Origin))
+	have, err := e.o.Store.Values(ctx, fleet.OriginFilter(e.o.Origin))
 	if err != nil {
-		return published, 0, fmt.Errorf("listing this server's keys: %w", err)
+		return 0, 0, fmt.Errorf("reading this server's keys: %w", err)
 	}
 	active := map[string]bool{}
+	var stale []Ban
 	for _, b := range bans {
-		if e.share[b.Jail] {
-			active[fleet.Key{Origin: e.o.Origin, Jail: b.Jail, Prefix: b.Prefix}.String()] = true
-		}
-	}
-	for _, k := range keys {
-		if active[k] {
+		if !e.share[b.Jail] {
 			continue
 		}
+		k := fleet.Key{Origin: e.o.Origin, Jail: b.Jail, Prefix: b.Prefix}.String()
+		active[k] = true
+		if v, ok := have[k]; ok {
+			if r, err := fleet.Decode(k, v); err == nil && r.Expires.Equal(b.Expires) {
+				continue
+			}
+		}
+		stale = append(stale, b)
+	}
+	if published, err = e.Publish(ctx, stale); err != nil {
+		return published, 0, err
+	}
+	keys := make([]string, 0, len(have))
+	for k := range have {
+		if !active[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
 		if err := e.o.Store.Delete(ctx, k); err != nil {
 			return published, withdrawn, fmt.Errorf("deleting %s: %w", k, err)
 		}

@@ -122,6 +122,36 @@ func (n *NATSStore) Keys(ctx context.Context, filter string) ([]string, error) {
 	return out, nil
 }
 
+// valuesWait bounds Values: a watch that never reaches the end of the keys
+// present (its node lost) must not hold the caller for ever.
+const valuesWait = 30 * time.Second
+
+// Values returns the keys matching filter with their values.
+func (n *NATSStore) Values(ctx context.Context, filter string) (map[string][]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, valuesWait)
+	defer cancel()
+	w, err := n.kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = w.Stop() }()
+	out := map[string][]byte{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("reading the keys %s: %w", filter, ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("the bucket's watcher ended")
+			}
+			if e == nil {
+				return out, nil
+			}
+			out[e.Key()] = e.Value()
+		}
+	}
+}
+
 // The watch is an ordered consumer that lives on one node of the
 // cluster. When that node is lost, the client library notices only after
 // two missed heartbeats (10 s) and may fail to recreate it until another

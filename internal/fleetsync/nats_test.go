@@ -253,6 +253,10 @@ func TestOriginPermission(t *testing.T) {
 	if ks, err := as.Keys(ctx, "ban.>"); err != nil || len(ks) != 2 {
 		t.Errorf("keys = %v, %v; want web1's and web2's", ks, err)
 	}
+	// Reconciliation reads its own keys with their values.
+	if vs, err := st.Values(ctx, "ban.web1.>"); err != nil || len(vs) != 1 || vs["ban.web1.sshd.203_0_113_9"] == nil {
+		t.Errorf("web1 reading its own keys' values: %v, %v", vs, err)
+	}
 	if err := st.Delete(ctx, "ban.web1.sshd.203_0_113_9"); err != nil {
 		t.Errorf("web1 deleting its own key: %v", err)
 	}
