@@ -321,6 +321,14 @@ func (k *Keeper) Units() []string {
 	return k.engine.Units()
 }
 
+// ReadsJournal reports whether some jail reads the journal: a
+// configuration of API-only jails alone needs no journal reader.
+func (k *Keeper) ReadsJournal() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.engine.Units()) > 0 || len(k.engine.Identifiers()) > 0
+}
+
 // Identifiers: see Units.
 func (k *Keeper) Identifiers() []string {
 	k.mu.Lock()
