@@ -83,6 +83,8 @@ type Table struct {
 	// subnets indexes active by the subnets ActiveWithin has been asked
 	// about (subnet.go).
 	subnets map[subnetIndexKey]*subnetIndex
+	// The event history (events.go).
+	ev eventLog
 }
 
 // NewMemory returns a table that persists nothing (tests, dry runs).
