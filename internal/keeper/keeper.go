@@ -717,9 +717,9 @@ const expireChunk = 20_000
 // variable for tests).
 var expireBudget = 200 * time.Millisecond
 
-// Expire lifts the bans whose time is up from the table (the kernel's own
-// timeouts have dropped them there), in steps of expireChunk with the lock
-// free between them, then writes the
+// Expire lifts the bans whose time is up from the table and the kernel (the
+// kernel's own timeouts have let the addresses in already), in steps of
+// expireChunk with the lock free between them, then writes the
 // event history recorded since its last call (the daemon calls it every
 // second). After expireBudget it stops and returns true when more are due:
 // the caller then calls again once its other work (the journal's batches)
@@ -747,10 +747,14 @@ func (k *Keeper) expireStep() int {
 	if len(gone) == 0 {
 		return 0
 	}
-	// The kernel's elements carry the bans' timeouts (rounded up to the
-	// second): they are gone already, and removing them again was most of
-	// a mass expiry's cost (nftables: a transaction per element the kernel
-	// no longer holds).
+	// The kernel's elements carry the bans' timeouts and are gone from
+	// lookups already; removing them keeps the sets free of elements
+	// waiting for the kernel's garbage collection, which nftables' Verify
+	// would otherwise read back (a run that left them: the watchdog's
+	// Verify spent 10 s in set dumps during the next import).
+	if err := k.fw.Remove(toFirewall(gone)); err != nil {
+		k.log.Errorf(MsgExpire, "removing %d expired bans from the firewall: %v", len(gone), err)
+	}
 	logBans(k.log, evExpired, gone)
 	k.record(bans.EventExpire, gone, "")
 	if k.bus != nil {
