@@ -443,7 +443,7 @@ func (k *Keeper) ownAddrs() []netip.Addr {
 // keepConfigured drops (and logs) bans of jails no longer configured, and
 // bans that must never be (prefix.Refuse: a ban of 0.0.0.0 recorded by an
 // older version, say, which the kernel would refuse with every other ban
-// of its batch).
+// of its batch). It filters active in place and returns it.
 func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ban {
 	known := map[string]bool{}
 	for _, j := range rt.Jails {
@@ -465,7 +465,7 @@ func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ba
 		}()
 	}
 	wg.Wait()
-	keep := make([]bans.Ban, 0, len(active))
+	keep := active[:0] // filtered in place: the caller's snapshot, 1M bans
 	for i, b := range active {
 		if !refused[i] && known[b.Jail] {
 			keep = append(keep, b)
