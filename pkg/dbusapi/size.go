@@ -1,0 +1,191 @@
+package dbusapi
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+)
+
+// Every message the daemon sends stays below the bus's message size
+// limit: dbus-daemon disconnects a peer that sends a larger one instead of
+// delivering it (org.jailkeeper then has no owner until the daemon
+// reconnects, and a client that repeats the call knocks it off again).
+// The daemon cannot ask the bus for its limit, so it assumes BusLimit
+// (dbus-daemon's default for the system bus) unless told a lower one
+// (Server.SetBusLimit), and measures what it sends:
+//
+//   - ListBans (Manager1 and Jail1) answers up to MaxListBans bans; with
+//     more, or a reply larger than the reply budget, it fails with
+//     ErrNameUseListBansPage instead.
+//   - ListBansPage and ListHistory return fewer items than asked for when
+//     the page would exceed the reply budget (at least one item); a client
+//     pages on from offset plus the number of items it got.
+//   - Status drops its lists of banned addresses (the counts stay) when
+//     they would exceed the reply budget.
+//   - BannedMany and UnbannedMany are sent in pieces of at most
+//     SignalBudget bytes each (the same signal, fewer addresses).
+//   - Every other reply and signal is bounded by the configuration (the
+//     jails, their units) or by the call it answers.
+//
+// Sizes are upper bounds of the marshalled body (each string counted with
+// its length, terminator and the most padding it can need); messageSlack
+// covers the header.
+const (
+	// BusLimit is the message size limit assumed of the bus: dbus-daemon's
+	// default max_message_size for the system bus, 32 MiB.
+	BusLimit = 32 << 20
+	// MaxReply bounds the body of any reply, whatever the bus's limit.
+	MaxReply = 4 << 20
+	// SignalBudget bounds the body of a BannedMany or UnbannedMany signal
+	// (about 1,000 IPv4 or 600 IPv6 addresses).
+	SignalBudget = 32 << 10
+	// MaxListBans is the most bans ListBans returns: 10,000 bans with
+	// reasons of fleet's longest (256 bytes) and the longest jail names
+	// and IPv6 networks stay below 3.5 MiB, within MaxReply.
+	MaxListBans = 10_000
+	// MinBusLimit is the lowest limit SetBusLimit accepts: dbus-daemon's
+	// own floor is far below, but a bus that small cannot carry one
+	// Banned signal with a long reason.
+	MinBusLimit = 16 << 10
+	// messageSlack is what a message's header and the body's framing
+	// take at most besides the items counted.
+	messageSlack = 4 << 10
+)
+
+// ErrNameUseListBansPage is the D-Bus error of a ListBans whose reply
+// would be too large for one message.
+const ErrNameUseListBansPage = "org.jailkeeper.Error.TooManyBansUseListBansPage"
+
+// SetBusLimit tells the server the bus's max_message_size in bytes, when
+// it is configured below BusLimit; n below MinBusLimit is taken as
+// MinBusLimit, 0 restores BusLimit.
+func (s *Server) SetBusLimit(n int) {
+	if n == 0 {
+		n = BusLimit
+	}
+	s.budget.Store(int64(replyBudget(n)))
+}
+
+// replyBudget is the most body bytes of a reply on a bus of limit n.
+func replyBudget(n int) int {
+	return min(max(n, MinBusLimit)-messageSlack, MaxReply)
+}
+
+// replyLimit is the current reply budget.
+func (s *Server) replyLimit() int {
+	if b := s.budget.Load(); b > 0 {
+		return int(b)
+	}
+	return replyBudget(BusLimit)
+}
+
+// signalLimit is the current budget of a BannedMany or UnbannedMany body.
+func (s *Server) signalLimit() int { return min(SignalBudget, s.replyLimit()) }
+
+// strSize bounds the marshalled size of a string (also an object path):
+// 4 bytes of length, the bytes, the terminator, up to 3 bytes of padding.
+func strSize(s string) int { return len(s) + 8 }
+
+// banSize bounds the marshalled size of one BanInfo in an a(ssxxs): up to
+// 7 bytes of struct padding, three strings, two int64 with their padding.
+func banSize(b BanInfo) int {
+	return 8 + strSize(b.Jail) + strSize(b.Prefix) + 2*8 + 8 + strSize(b.Reason)
+}
+
+// historySize bounds the marshalled size of one HistoryEntry in an
+// a(xsssuxss).
+func historySize(h HistoryEntry) int {
+	return 8 + 8 + strSize(h.Kind) + strSize(h.Jail) + strSize(h.Prefix) + 4 + 8 + 8 + strSize(h.Reason) + strSize(h.Origin)
+}
+
+// statusSize bounds the marshalled size of a Status reply.
+func statusSize(st []JailStatus) int {
+	n := 8
+	for _, j := range st {
+		n += 8 + strSize(j.Name) + 4*4 + 8
+		for _, a := range j.Banned {
+			n += strSize(a)
+		}
+	}
+	return n
+}
+
+// fitBans returns the longest head of b whose reply stays within budget,
+// at least one ban.
+func fitBans(b []BanInfo, budget int) []BanInfo {
+	n := 8
+	for i, x := range b {
+		if n += banSize(x); n > budget && i > 0 {
+			return b[:i]
+		}
+	}
+	return b
+}
+
+// fitHistory is fitBans for history events.
+func fitHistory(h []HistoryEntry, budget int) []HistoryEntry {
+	n := 8
+	for i, x := range h {
+		if n += historySize(x); n > budget && i > 0 {
+			return h[:i]
+		}
+	}
+	return h
+}
+
+// tooManyBans is ListBans' refusal of n bans (of jail, when not "").
+func tooManyBans(n int, jail string) *dbus.Error {
+	what := fmt.Sprintf("%d bans", n)
+	if jail != "" {
+		what = fmt.Sprintf("%d bans in jail %s", n, jail)
+	}
+	return dbus.NewError(ErrNameUseListBansPage, []any{fmt.Sprintf(
+		"%s are too many for one ListBans reply (at most %d, and one D-Bus message): use ListBansPage(offset, limit) to read them in pages", what, MaxListBans)})
+}
+
+// checkListBans refuses a ListBans reply of b (bans of jail, "" = all)
+// that holds more than MaxListBans bans or exceeds the reply budget.
+func (s *Server) checkListBans(b []BanInfo, jail string) *dbus.Error {
+	if len(b) > MaxListBans {
+		return tooManyBans(len(b), jail)
+	}
+	n, budget := 8, s.replyLimit()
+	for _, x := range b {
+		if n += banSize(x); n > budget {
+			return tooManyBans(len(b), jail)
+		}
+	}
+	return nil
+}
+
+// addrSplit cuts addrs into pieces whose marshalled size (as, and 8 bytes
+// per address more when the signal also carries an ax) stays within
+// budget, at least one address a piece; it calls f with each piece's
+// bounds.
+func addrSplit(addrs []string, perAddr, budget int, f func(i, j int)) {
+	start, n := 0, 0
+	for i, a := range addrs {
+		sz := strSize(a) + perAddr
+		if n+sz > budget && i > start {
+			f(start, i)
+			start, n = i, 0
+		}
+		n += sz
+	}
+	if start < len(addrs) || len(addrs) == 0 {
+		f(start, len(addrs))
+	}
+}
+
+// expiriesOf is BannedMany's ax: Unix seconds, 0 for permanent.
+func expiriesOf(ps []netip.Prefix, expires []time.Time) []int64 {
+	exps := make([]int64, len(ps))
+	for i := range ps {
+		if i < len(expires) && !expires[i].IsZero() {
+			exps[i] = expires[i].Unix()
+		}
+	}
+	return exps
+}
