@@ -77,6 +77,10 @@ func run(args []string, stderr io.Writer) int {
 		}
 	}
 	d := &daemon{cfgDir: *cfgDir, stateDir: *stateDir, log: keeper.NewLogger(stderr), reloads: make(chan chan error), resolved: make(chan struct{})}
+	if d.busLimit, err = dbusapi.BusLimitFromEnv(); err != nil {
+		fmt.Fprintf(stderr, "jailkeeper daemon: %v\n", err)
+		return 1
+	}
 	if f := os.Getenv("JAILKEEPER_CPUPROFILE"); f != "" {
 		stop, err := startCPUProfile(f)
 		if err != nil {
@@ -125,6 +129,7 @@ type daemon struct {
 	cfgDir, stateDir string
 	log              *keeper.Logger
 	k                *keeper.Keeper
+	busLimit         int // the bus's message size limit; 0: dbusapi.BusLimit
 
 	readerCancel context.CancelFunc
 	readerDone   chan error
@@ -336,6 +341,7 @@ func (d *daemon) connectBus() error {
 		return err
 	}
 	srv.SetVersion(version)
+	srv.SetBusLimit(d.busLimit)
 	d.k.SetAnnouncer(srv)
 	d.conn, d.srv, d.busErr, d.busWait = conn, srv, nil, 0
 	d.busDown.Store(nil)
@@ -360,7 +366,7 @@ func (d *daemon) busFailed(err error) {
 func (d *daemon) checkBus() {
 	if d.srv != nil {
 		if n := d.srv.Dropped(); n != d.dropped {
-			d.log.Warnf("D-Bus: %d ban signals dropped (a slow bus or subscriber); ListBans has every ban", n-d.dropped)
+			d.log.Warnf("D-Bus: %d ban signals dropped (a slow bus or subscriber); ListBansPage has every ban", n-d.dropped)
 			d.dropped = n
 		}
 		err := d.srv.Health()

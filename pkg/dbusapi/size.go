@@ -3,6 +3,8 @@ package dbusapi
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -66,6 +68,26 @@ func (s *Server) SetBusLimit(n int) {
 		n = BusLimit
 	}
 	s.budget.Store(int64(replyBudget(n)))
+}
+
+// BusLimitEnv names the environment variable that tells the daemon the
+// bus's max_message_size in bytes, when the bus is configured below
+// BusLimit.
+const BusLimitEnv = "JAILKEEPER_BUS_MAX_MESSAGE"
+
+// BusLimitFromEnv returns the limit BusLimitEnv sets: 0 when it is unset
+// or empty, an error when it is not a number of bytes of at least
+// MinBusLimit.
+func BusLimitFromEnv() (int, error) {
+	v := os.Getenv(BusLimitEnv)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < MinBusLimit {
+		return 0, fmt.Errorf("%s=%q: want the bus's max_message_size in bytes, at least %d", BusLimitEnv, v, MinBusLimit)
+	}
+	return n, nil
 }
 
 // replyBudget is the most body bytes of a reply on a bus of limit n.

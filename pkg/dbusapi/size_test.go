@@ -168,3 +168,18 @@ func TestHideUsersCutShort(t *testing.T) {
 		}
 	}
 }
+
+func TestBusLimitFromEnv(t *testing.T) {
+	for v, want := range map[string]int{"": 0, "65536": 65536, "16384": MinBusLimit} {
+		t.Setenv(BusLimitEnv, v)
+		if n, err := BusLimitFromEnv(); err != nil || n != want {
+			t.Errorf("%s=%q: %d, %v; want %d", BusLimitEnv, v, n, err, want)
+		}
+	}
+	for _, v := range []string{"64k", "-1", "1000"} {
+		t.Setenv(BusLimitEnv, v)
+		if _, err := BusLimitFromEnv(); err == nil || !strings.Contains(err.Error(), BusLimitEnv) {
+			t.Errorf("%s=%q accepted (%v)", BusLimitEnv, v, err)
+		}
+	}
+}
