@@ -422,6 +422,7 @@ func (d *daemon) startReader() error {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx, d.batches) }()
 	d.reader, d.readerCancel, d.readerDone = r, cancel, done
+	d.k.SetJournalTail(r)
 	return nil
 }
 
@@ -440,6 +441,7 @@ func (d *daemon) stopReader() {
 		}
 		break
 	}
+	d.k.SetJournalTail(nil)
 	d.reader.Close()
 	d.readerCancel, d.readerDone, d.reader = nil, nil, nil
 }
