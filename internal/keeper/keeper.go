@@ -710,11 +710,16 @@ func (k *Keeper) Verify() error {
 	found, err := k.fw.Verify(k.rt.Layout, toFirewall(k.table.Snapshot(time.Now())))
 	k.mu.Unlock()
 	k.meters.verified(time.Now(), found, err)
+	if err != nil {
+		// Not "repaired": the caller logs the failure, and the next
+		// check (the drift watcher's, or the watchdog's) tries again.
+		if len(found) > 0 {
+			return fmt.Errorf("firewall drift found (%s), repair failed: %w", strings.Join(found, "; "), err)
+		}
+		return fmt.Errorf("firewall repair failed: %w", err)
+	}
 	if len(found) > 0 {
 		k.log.Event(journal.PriWarning, MsgRepair, fmt.Sprintf("firewall drift repaired: %s", strings.Join(found, "; ")))
-	}
-	if err != nil {
-		return fmt.Errorf("firewall repair failed: %w", err)
 	}
 	return nil
 }
