@@ -437,6 +437,9 @@ func (x jailMethods) ListBans(sender dbus.Sender) ([]BanInfo, *dbus.Error) {
 		return []BanInfo{}, e
 	}
 	defer release()
+	if e := x.o.s.precheckListBans(x.name); e != nil {
+		return []BanInfo{}, e
+	}
 	out := []BanInfo{}
 	for _, b := range x.o.s.m.ListBans() {
 		if b.Jail == x.name {

@@ -409,6 +409,9 @@ func (x methods) ListBans(sender dbus.Sender) ([]BanInfo, *dbus.Error) {
 		return []BanInfo{}, e
 	}
 	defer release()
+	if e := x.s.precheckListBans(""); e != nil {
+		return []BanInfo{}, e
+	}
 	b := x.s.hideUsers(sender, x.s.m.ListBans())
 	if e := x.s.checkListBans(b, ""); e != nil {
 		return []BanInfo{}, e

@@ -167,6 +167,28 @@ func tooManyBans(n int, jail string) *dbus.Error {
 		"%s are too many for one ListBans reply (at most %d, and one D-Bus message): use ListBansPage(offset, limit) to read them in pages", what, MaxListBans)})
 }
 
+// precheckListBans refuses a ListBans of jail ("" = all) before the list
+// is built (a sorted copy of the table: about a second at a million
+// bans) when the object model's counts, at most a second old, already
+// say there are more than MaxListBans.
+func (s *Server) precheckListBans(jail string) *dbus.Error {
+	if s.objs == nil {
+		return nil
+	}
+	s.objs.mu.Lock()
+	n := 0
+	for name, ji := range s.objs.jails {
+		if jail == "" || name == jail {
+			n += int(ji.CurrentlyBanned)
+		}
+	}
+	s.objs.mu.Unlock()
+	if n > MaxListBans {
+		return tooManyBans(n, jail)
+	}
+	return nil
+}
+
 // checkListBans refuses a ListBans reply of b (bans of jail, "" = all)
 // that holds more than MaxListBans bans or exceeds the reply budget.
 func (s *Server) checkListBans(b []BanInfo, jail string) *dbus.Error {
