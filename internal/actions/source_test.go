@@ -37,15 +37,15 @@ func (m *bigTable) ListBansPage(offset, limit int) ([]dbusapi.BanInfo, int) {
 // ListBans would be refused) and adopts them on a first start, and the
 // daemon stays on the bus.
 func TestReconcileBigTable(t *testing.T) {
+	t.Parallel()
 	testbed.Require(t, "dbus-daemon")
 	const limit = 64 << 10
 	bus := testbed.NewBusWithMaxMessage(t, limit)
-	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", bus.Address)
 	tbl := &bigTable{}
 	for i := range 12000 {
 		tbl.bans = append(tbl.bans, dbusapi.BanInfo{Jail: "sshd", Prefix: fmt.Sprintf("10.0.%d.%d", i>>8, i&255), Start: 1, Reason: "3 failures within 10m0s"})
 	}
-	daemon, err := dbus.ConnectSystemBus()
+	daemon, err := dbus.Connect(bus.Address)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestReconcileBigTable(t *testing.T) {
 	defer srv.Close()
 	srv.SetBusLimit(limit)
 
-	client, err := dbus.ConnectSystemBus()
+	client, err := dbus.Connect(bus.Address)
 	if err != nil {
 		t.Fatal(err)
 	}

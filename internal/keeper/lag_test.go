@@ -17,6 +17,7 @@ import (
 // above 0; once every entry is handled it is 0, and it stays 0 while the
 // daemon idles. A new entry makes it briefly non-zero and then 0 again.
 func TestJournalLagRealReader(t *testing.T) {
+	t.Parallel()
 	testbed.Require(t, "journalctl", "nsenter")
 	jd := testbed.StartJournald(t)
 	unit := "jk-lag-" + testbed.Suffix() + ".service"
