@@ -42,9 +42,15 @@ func TestJournalLagRealReader(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	lag := func() time.Duration { return b.k.DaemonMetrics().JournalLag }
-	time.Sleep(20 * time.Millisecond) // the reader holds its first batch
+	// The reader reads its first batch and holds it.
+	for deadline := time.Now().Add(5 * time.Second); lag() <= 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("reader held with a backlog of %d entries: lag %v after 5 s, want > 0", len(msgs), lag())
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
 	if l := lag(); l <= 0 {
-		t.Fatalf("reader held with a backlog of %d entries: lag %v, want > 0", len(msgs), l)
+		t.Fatalf("reader still held: lag %v, want > 0", l)
 	}
 	handled, batches := 0, 0
 	for handled < len(msgs) {
