@@ -1,10 +1,13 @@
 package dbusapi
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"os"
+	"reflect"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -30,6 +33,10 @@ import (
 //     SignalBudget bytes each (the same signal, fewer addresses).
 //   - Every other reply and signal is bounded by the configuration (the
 //     jails, their units) or by the call it answers.
+//   - As a last guard, the daemon's connection (ConnectService) measures
+//     every method reply that carries an array, a map or a long string
+//     before it leaves, and sends ErrNameReplyTooLarge instead of one
+//     larger than the bus's limit.
 //
 // Sizes are upper bounds of the marshalled body (each string counted with
 // its length, terminator and the most padding it can need); messageSlack
@@ -56,6 +63,10 @@ const (
 	messageSlack = 4 << 10
 )
 
+// ErrNameReplyTooLarge is the D-Bus error sent instead of a reply larger
+// than the bus's message size limit.
+const ErrNameReplyTooLarge = "org.jailkeeper.Error.ReplyTooLarge"
+
 // ErrNameUseListBansPage is the D-Bus error of a ListBans whose reply
 // would be too large for one message.
 const ErrNameUseListBansPage = "org.jailkeeper.Error.TooManyBansUseListBansPage"
@@ -67,7 +78,60 @@ func (s *Server) SetBusLimit(n int) {
 	if n == 0 {
 		n = BusLimit
 	}
+	n = max(n, MinBusLimit)
 	s.budget.Store(int64(replyBudget(n)))
+	guardLimit.Store(int64(n))
+}
+
+// guardLimit is the bus's limit as guardReply applies it: the daemon's one
+// connection takes it from the Server's SetBusLimit.
+var guardLimit atomic.Int64
+
+// guardReply is the outgoing interceptor of the daemon's connection: a
+// method reply larger than the bus's limit becomes an ErrNameReplyTooLarge
+// error (dbus-daemon would disconnect the daemon for the reply instead of
+// delivering it). Only replies with an array, a map or a string over
+// 1 KiB are measured (by marshalling them once more).
+func guardReply(msg *dbus.Message) {
+	if msg.Type != dbus.TypeMethodReply || !mayBeLarge(msg.Body) {
+		return
+	}
+	limit := guardLimit.Load()
+	if limit == 0 {
+		limit = BusLimit
+	}
+	var n byteCounter
+	if err := msg.EncodeTo(&n, binary.LittleEndian); err != nil || int64(n) <= limit {
+		return
+	}
+	text := fmt.Sprintf("the reply would take %d bytes, more than the bus's message size limit of %d: ask for less (ListBansPage, ListHistory in pages)", n, limit)
+	msg.Type = dbus.TypeError
+	msg.Headers[dbus.FieldErrorName] = dbus.MakeVariant(ErrNameReplyTooLarge)
+	msg.Headers[dbus.FieldSignature] = dbus.MakeVariant(dbus.SignatureOf(text))
+	msg.Body = []any{text}
+}
+
+// mayBeLarge says whether a body holds an array, a map or a long string.
+func mayBeLarge(body []any) bool {
+	for _, v := range body {
+		switch k := reflect.ValueOf(v); k.Kind() {
+		case reflect.Slice, reflect.Array, reflect.Map:
+			return true
+		case reflect.String:
+			if k.Len() > 1024 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// byteCounter counts the bytes written to it.
+type byteCounter int64
+
+func (c *byteCounter) Write(p []byte) (int, error) {
+	*c += byteCounter(len(p))
+	return len(p), nil
 }
 
 // BusLimitEnv names the environment variable that tells the daemon the

@@ -3,6 +3,7 @@ package dbusapi
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/jailkeeper/jailkeeper/internal/testbed"
 )
 
 // encodedSize is the size of a reply carrying body as godbus marshals it.
@@ -72,6 +75,7 @@ func TestSizesBoundTheWire(t *testing.T) {
 // budget, give ErrNameUseListBansPage naming ListBansPage; pages are cut
 // to the budget, at least one ban.
 func TestListBansBound(t *testing.T) {
+	t.Cleanup(func() { guardLimit.Store(0) })
 	s := &Server{}
 	bans := func(n int) []BanInfo {
 		out := make([]BanInfo, n)
@@ -180,6 +184,80 @@ func TestBusLimitFromEnv(t *testing.T) {
 		t.Setenv(BusLimitEnv, v)
 		if _, err := BusLimitFromEnv(); err == nil || !strings.Contains(err.Error(), BusLimitEnv) {
 			t.Errorf("%s=%q accepted (%v)", BusLimitEnv, v, err)
+		}
+	}
+}
+
+// bigReply answers with n strings of 32 bytes.
+type bigReply struct{}
+
+func (bigReply) table() map[string]any {
+	return map[string]any{"Strings": func(n uint32) ([]string, *dbus.Error) {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = strings.Repeat("x", 32)
+		}
+		return out, nil
+	}}
+}
+
+// TestGuardReply: on a bus of 32 KiB, a reply over the limit leaves the
+// daemon's connection as ErrNameReplyTooLarge, and the connection stays;
+// replies within the limit pass unchanged.
+func TestGuardReply(t *testing.T) {
+	testbed.Require(t, "dbus-daemon")
+	const limit = 32 << 10
+	bus := testbed.NewBusWithMaxMessage(t, limit)
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", bus.Address)
+	conn, err := ConnectService()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Cleanup(func() { guardLimit.Store(0) })
+	(&Server{}).SetBusLimit(limit)
+	if err := export(conn.Conn, bigReply{}, "/test", "test.Big"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.RequestName(BusName, dbus.NameFlagDoNotQueue); err != nil {
+		t.Fatal(err)
+	}
+	client, err := dbus.Connect(bus.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	obj := client.Object(BusName, "/test")
+	var got []string
+	if err := obj.Call("test.Big.Strings", 0, uint32(500)).Store(&got); err != nil || len(got) != 500 {
+		t.Fatalf("500 strings (about 20 KB): %d, %v", len(got), err)
+	}
+	err = obj.Call("test.Big.Strings", 0, uint32(2000)).Store(&got)
+	var de dbus.Error
+	if !errors.As(err, &de) || de.Name != ErrNameReplyTooLarge || !strings.Contains(fmt.Sprint(de.Body...), "more than the bus's message size limit of 32768") {
+		t.Fatalf("2000 strings (about 80 KB): %v; want %s", err, ErrNameReplyTooLarge)
+	}
+	if err := obj.Call("test.Big.Strings", 0, uint32(10)).Store(&got); err != nil || len(got) != 10 || !conn.Connected() {
+		t.Fatalf("after the refusal: %d strings, %v, connected %v", len(got), err, conn.Connected())
+	}
+}
+
+// BenchmarkGuardReply: what the last guard costs a full ListBansPage
+// reply (4,096 bans with 45-byte reasons).
+func BenchmarkGuardReply(b *testing.B) {
+	page := make([]BanInfo, MaxPage)
+	for i := range page {
+		page[i] = BanInfo{Jail: "sshd", Prefix: fmt.Sprintf("10.%d.%d.%d", i>>16, i>>8&255, i&255), Start: 1, Expires: 2,
+			Reason: "5 failures within 10m0s, last for user (hidden)"}
+	}
+	for b.Loop() {
+		m := &dbus.Message{Type: dbus.TypeMethodReply, Headers: map[dbus.HeaderField]dbus.Variant{
+			dbus.FieldReplySerial: dbus.MakeVariant(uint32(1)),
+			dbus.FieldSignature:   dbus.MakeVariant(dbus.SignatureOf(page, uint32(0))),
+		}, Body: []any{page, uint32(len(page))}}
+		guardReply(m)
+		if m.Type != dbus.TypeMethodReply {
+			b.Fatal("refused")
 		}
 	}
 }
