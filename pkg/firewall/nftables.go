@@ -37,19 +37,126 @@ const (
 // checked by looking up a sample of their bans (a variable for tests).
 var nftListMax = 20_000
 
+// nftKind is what a ban set holds. Each jail has one set of each kind per
+// family.
+type nftKind uint8
+
+const (
+	// nftHosts: host addresses, in a hash set (<jail>-4, -6).
+	nftHosts nftKind = iota
+	// nftMasked: prefixes of the family's common length (nftMaskBits:
+	// IPv4 /24, IPv6 /64, the default IPv6 grouping), as their first
+	// address in a hash set that the rule looks the packet's source up
+	// in after masking it (<jail>-24, -64). An interval set (the kernel's
+	// rbtree) rebuilds its lookup array on every commit, so each
+	// transaction costs as much as the set is large: 500,000 /64s took
+	// 8.5 s to load into one, and 1.2 s as host-like keys.
+	nftMasked
+	// nftNets: prefixes of every other length, in an interval set
+	// (<jail>-n4, -n6).
+	nftNets
+	nftKinds
+)
+
+// nftMaskBits is the prefix length of a family's nftMasked set.
+func nftMaskBits(v6 bool) int {
+	if v6 {
+		return 64
+	}
+	return 24
+}
+
+// nftKindOf returns the kind of set a normalised prefix belongs in.
+func nftKindOf(p netip.Prefix) nftKind {
+	switch {
+	case isHost(p):
+		return nftHosts
+	case p.Bits() == nftMaskBits(p.Addr().Is6()):
+		return nftMasked
+	default:
+		return nftNets
+	}
+}
+
 // nftSetName returns a jail's set for one family, for host addresses (a
-// plain set) or prefixes (an interval set): <jail>-4, -n4, -6, -n6.
+// plain set) or prefixes of other lengths than nftMaskBits (an interval
+// set): <jail>-4, -n4, -6, -n6.
 func nftSetName(jail string, v6, net bool) string {
 	return strings.TrimPrefix(banSetName(jail, v6, net), setPrefix)
 }
 
-// nftName returns the nftables set of k.
-func (k setKey) nftName() string { return nftSetName(k.jail, k.v6, k.net) }
-
-// nftSetFor returns the set a ban belongs in.
-func nftSetFor(b Ban) string {
-	return nftSetName(b.Jail, b.Prefix.Addr().Is6(), !isHost(b.Prefix))
+// nftBanSet returns a jail's set of kind k for one family.
+func nftBanSet(jail string, v6 bool, k nftKind) string {
+	if k == nftMasked {
+		return jail + "-" + strconv.Itoa(nftMaskBits(v6))
+	}
+	return nftSetName(jail, v6, k == nftNets)
 }
+
+// parseNFTSetName returns the jail, family and kind of a ban set's name.
+func parseNFTSetName(name string) (jail string, v6 bool, k nftKind, ok bool) {
+	for _, v6 := range []bool{false, true} {
+		if j, found := strings.CutSuffix(name, "-"+strconv.Itoa(nftMaskBits(v6))); found && CheckJailName(j) == nil {
+			return j, v6, nftMasked, true
+		}
+	}
+	j, found := parseBanSetName(setPrefix + name)
+	if !found {
+		return "", false, 0, false
+	}
+	k = nftHosts
+	if strings.HasSuffix(name, "-n4") || strings.HasSuffix(name, "-n6") {
+		k = nftNets
+	}
+	return j, strings.HasSuffix(name, "6"), k, true
+}
+
+// nftSetFor returns the set a normalised ban belongs in.
+func nftSetFor(b Ban) string {
+	return nftBanSet(b.Jail, b.Prefix.Addr().Is6(), nftKindOf(b.Prefix))
+}
+
+// nftSetIDs numbers the ban sets of a layout (jail, family, kind), so that
+// per-set tallies over a million bans are slice indexing.
+type nftSetIDs struct {
+	jails map[string]int
+	names []string
+	kinds []nftKind
+	last  string
+	lastI int
+}
+
+func newNFTSetIDs(l Layout) *nftSetIDs {
+	x := &nftSetIDs{jails: make(map[string]int, len(l.Jails)), lastI: -1}
+	for i, j := range l.Jails {
+		x.jails[j.Name] = i
+		for _, v6 := range []bool{false, true} {
+			for k := range nftKinds {
+				x.names = append(x.names, nftBanSet(j.Name, v6, k))
+				x.kinds = append(x.kinds, k)
+			}
+		}
+	}
+	return x
+}
+
+// n is the number of sets.
+func (x *nftSetIDs) n() int { return len(x.names) }
+
+// id returns the set of a prepared ban (its jail is in the layout).
+func (x *nftSetIDs) id(b Ban) int {
+	if b.Jail != x.last || x.lastI < 0 {
+		x.last, x.lastI = b.Jail, x.jails[b.Jail]
+	}
+	i := 2 * int(nftKinds) * x.lastI
+	if b.Prefix.Addr().Is6() {
+		i += int(nftKinds)
+	}
+	return i + int(nftKindOf(b.Prefix))
+}
+
+// idOf returns the set called name, or -1.
+func (x *nftSetIDs) idOf(name string) int { return slices.Index(x.names, name) }
 
 // nft is the nftables backend: one table inet jailkeeper, one base chain
 // on the input hook at priority -10, per-jail sets with timeouts.
@@ -111,6 +218,11 @@ type nftSpec struct {
 	timeout  bool
 }
 
+// nftSpecOf returns the spec of a jail's ban set.
+func nftSpecOf(jail string, v6 bool, k nftKind) nftSpec {
+	return nftSpec{nftBanSet(jail, v6, k), v6, k == nftNets, true}
+}
+
 func (s nftSpec) set(t *nftables.Table) *nftables.Set {
 	kt := nftables.TypeIPAddr
 	if s.v6 {
@@ -123,9 +235,9 @@ func nftSets(l Layout) []nftSpec {
 	specs := []nftSpec{{nftWL4, false, true, false}, {nftWL6, true, true, false}}
 	for _, j := range l.Jails {
 		for _, v6 := range []bool{false, true} {
-			specs = append(specs,
-				nftSpec{nftSetName(j.Name, v6, false), v6, false, true},
-				nftSpec{nftSetName(j.Name, v6, true), v6, true, true})
+			for k := range nftKinds {
+				specs = append(specs, nftSpecOf(j.Name, v6, k))
+			}
 		}
 	}
 	return specs
@@ -149,15 +261,22 @@ func nfproto(v6 bool) []expr.Any {
 	}
 }
 
-func saddrIn(v6 bool, s *nftables.Set) []expr.Any {
+// saddrIn matches a packet whose source address is in s; with bits > 0,
+// whose source's first bits bits, the rest zeroed, are.
+func saddrIn(v6 bool, s *nftables.Set, bits int) []expr.Any {
 	off, n := uint32(12), uint32(4)
 	if v6 {
 		off, n = 8, 16
 	}
-	return []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
-		&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
+	e := []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n}}
+	if bits > 0 {
+		mask := make([]byte, n)
+		for i := 0; i < bits; i++ {
+			mask[i/8] |= 0x80 >> (i % 8)
+		}
+		e = append(e, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: mask, Xor: make([]byte, n)})
 	}
+	return append(e, &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID})
 }
 
 func l4proto(p byte) []expr.Any {
@@ -197,7 +316,7 @@ func nftRules(l Layout) []nftRule {
 			wl = nftWL6
 		}
 		rules = append(rules, nftRule{"jk " + wl + " " + wv, func(s map[string]*nftables.Set, _ func([]uint16) *nftables.Set) []expr.Any {
-			return slices.Concat(nfproto(v6), saddrIn(v6, s[wl]), []expr.Any{verdict(wv)})
+			return slices.Concat(nfproto(v6), saddrIn(v6, s[wl], 0), []expr.Any{verdict(wv)})
 		}})
 	}
 	// Neighbour discovery passes even from banned sources (see iptRules).
@@ -231,8 +350,12 @@ func nftRules(l Layout) []nftRule {
 			ports[i] = strconv.Itoa(int(p))
 		}
 		for _, v6 := range []bool{false, true} {
-			for _, isNet := range []bool{false, true} {
-				set := nftSetName(j.Name, v6, isNet)
+			for kind := range nftKinds {
+				set := nftBanSet(j.Name, v6, kind)
+				bits := 0
+				if kind == nftMasked {
+					bits = nftMaskBits(v6)
+				}
 				for _, p := range protos {
 					v := "drop"
 					if j.action() == ActionReject {
@@ -243,7 +366,7 @@ func nftRules(l Layout) []nftRule {
 					}
 					tag := fmt.Sprintf("jk %s %s ports=%s %s", set, p, strings.Join(ports, ","), v)
 					rules = append(rules, nftRule{tag, func(s map[string]*nftables.Set, anon func([]uint16) *nftables.Set) []expr.Any {
-						e := slices.Concat(nfproto(v6), saddrIn(v6, s[set]))
+						e := slices.Concat(nfproto(v6), saddrIn(v6, s[set], bits))
 						switch p {
 						case "tcp":
 							e = append(e, l4proto(unix.IPPROTO_TCP)...)
@@ -382,14 +505,19 @@ type nftElem struct {
 	left time.Duration // 0 = permanent
 }
 
-// readElems turns set elements into prefixes: plain keys for host sets,
-// start/end pairs for interval sets.
-func readElems(els []nftables.SetElement, interval bool) []nftElem {
+// readElems turns set elements into prefixes: start/end pairs for
+// interval sets, plain keys for hash sets, as prefixes of bits (0: host
+// addresses).
+func readElems(els []nftables.SetElement, interval bool, bits int) []nftElem {
 	var out []nftElem
 	if !interval {
 		for _, e := range els {
 			if a, ok := netip.AddrFromSlice(e.Key); ok {
-				out = append(out, nftElem{netip.PrefixFrom(a, a.BitLen()), e.Expires})
+				l := bits
+				if l == 0 {
+					l = a.BitLen()
+				}
+				out = append(out, nftElem{netip.PrefixFrom(a, l), e.Expires})
 			}
 		}
 		return out
@@ -533,29 +661,30 @@ func (b *nft) Add(bans []Ban) error {
 	return perr
 }
 
-// add loads prepared bans. Host addresses go to the plain sets in chunks.
-// Prefixes go to the interval sets, which reject nested intervals: a
-// prefix inside a wider one already banned is skipped (the wider one
-// covers it; Verify adds it should the wider one expire first), and a
-// prefix containing narrower ones replaces them in the same transaction.
-// checkNested=false skips reading the sets (they are known to be empty).
+// add loads prepared bans. Host addresses and prefixes of nftMaskBits go
+// to the hash sets in large transactions. Other prefixes go to the
+// interval sets, which reject nested intervals: a prefix inside a wider
+// one already banned is skipped (the wider one covers it; Verify adds it
+// should the wider one expire first), and a prefix containing narrower
+// ones replaces them in the same transaction. checkNested=false skips
+// reading the sets (they are known to be empty).
 func (b *nft) add(in []Ban, now time.Time, checkNested bool) error {
-	hosts := map[setKey][]int32{} // indices into in, by set
+	keyed := map[string][]int32{} // indices into in, by hash set
 	nets := map[string][]Ban{}
 	for i, bn := range in {
 		if !bn.Expires.IsZero() && !bn.Expires.After(now) {
 			continue
 		}
-		k := setKeyOf(bn)
-		if k.net {
-			nets[k.nftName()] = append(nets[k.nftName()], bn)
+		name := nftSetFor(bn)
+		if nftKindOf(bn.Prefix) == nftNets {
+			nets[name] = append(nets[name], bn)
 		} else {
-			hosts[k] = append(hosts[k], int32(i))
+			keyed[name] = append(keyed[name], int32(i))
 		}
 	}
-	for k, idx := range hosts {
-		if err := b.addHosts(k, in, idx, now); err != nil {
-			return fmt.Errorf("adding %d addresses to set %s: %w", len(idx), k.nftName(), err)
+	for name, idx := range keyed {
+		if err := b.addKeyed(name, in, idx, now); err != nil {
+			return fmt.Errorf("adding %d elements to set %s: %w", len(idx), name, err)
 		}
 	}
 	for name, bs := range nets {
@@ -572,11 +701,12 @@ func (b *nft) add(in []Ban, now time.Time, checkNested bool) error {
 	return nil
 }
 
-// addHosts adds the host bans in[i] for i in idx to the plain set k,
-// encoded as it goes (a million google/nftables SetElements would cost
-// more than the kernel's work).
-func (b *nft) addHosts(k setKey, in []Ban, idx []int32, now time.Time) error {
-	return b.raw.add(k.nftName(), len(idx), func(i int) nftRawElem {
+// addKeyed adds the bans in[i] for i in idx (hosts, or prefixes of
+// nftMaskBits as their first address) to the hash set name, encoded as it
+// goes (a million google/nftables SetElements would cost more than the
+// kernel's work).
+func (b *nft) addKeyed(name string, in []Ban, idx []int32, now time.Time) error {
+	return b.raw.add(name, len(idx), func(i int) nftRawElem {
 		bn := in[idx[i]]
 		to, _ := nftTimeout(bn.Expires, now) // expired bans were left out
 		return nftRawElem{addr: bn.Prefix.Addr(), timeout: uint64(to.Milliseconds())}
@@ -623,7 +753,7 @@ func (b *nft) addNets(name string, bs []Ban, now time.Time, checkNested bool) er
 		if err != nil {
 			return fmt.Errorf("reading set %s: %w", name, err)
 		}
-		for _, e := range readElems(els, true) {
+		for _, e := range readElems(els, true, 0) {
 			if _, ok := state[e.p]; !ok {
 				lens[e.p.Bits()]++
 			}
@@ -724,9 +854,10 @@ func (b *nft) Remove(bans []Ban) error {
 		if err != nil {
 			return err
 		}
-		d := del{p: n.Prefix, name: nftSetFor(n), over: !n.Expires.IsZero() && !n.Expires.After(now)}
-		d.set = nftSpec{name: d.name, v6: n.Prefix.Addr().Is6(), interval: !isHost(n.Prefix), timeout: true}.set(b.table)
-		if isHost(n.Prefix) {
+		kind := nftKindOf(n.Prefix)
+		sp := nftSpecOf(n.Jail, n.Prefix.Addr().Is6(), kind)
+		d := del{p: n.Prefix, name: sp.name, set: sp.set(b.table), over: !n.Expires.IsZero() && !n.Expires.After(now)}
+		if kind != nftNets {
 			d.els = []nftables.SetElement{{Key: n.Prefix.Addr().AsSlice()}}
 		} else if d.els, err = intervalElems(n.Prefix, 0); err != nil {
 			return err
@@ -783,7 +914,7 @@ func (b *nft) List() ([]Ban, error) {
 	now := b.now()
 	var out []Ban
 	for _, s := range sets {
-		jail, ok := parseBanSetName(setPrefix + s.Name)
+		jail, v6, kind, ok := parseNFTSetName(s.Name)
 		if !ok || s.Anonymous {
 			continue
 		}
@@ -791,7 +922,11 @@ func (b *nft) List() ([]Ban, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listing set %s: %w", s.Name, err)
 		}
-		for _, e := range readElems(els, s.Interval) {
+		bits := 0
+		if kind == nftMasked {
+			bits = nftMaskBits(v6)
+		}
+		for _, e := range readElems(els, s.Interval, bits) {
 			bn := Ban{Jail: jail, Prefix: e.p}
 			if e.left > 0 {
 				bn.Expires = now.Add(e.left)
@@ -822,7 +957,7 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 	}
 	now := b.now()
 	jails := jailIndex(l)
-	ids := newSetIDs(l)
+	ids := newNFTSetIDs(l)
 	perSet := make([]int, ids.n())
 	if err := eachPrepared(bans, jails, now, func(bn Ban) { perSet[ids.id(bn)]++ }); err != nil {
 		// Bans the kernel must not hold: logged, the rest verified.
@@ -891,8 +1026,7 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 		}
 		for _, sp := range nftSets(l) {
 			i := slices.IndexFunc(sets, func(s *nftables.Set) bool { return s.Name == sp.name })
-			jail, _ := parseBanSetName(setPrefix + sp.name)
-			k := ids.idOf(setKey{jail, sp.v6, sp.interval})
+			k := ids.idOf(sp.name)
 			if i < 0 {
 				found = append(found, "set "+sp.name+" missing")
 				if k >= 0 && perSet[k] > nftListMax {
@@ -917,7 +1051,11 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 			if err != nil {
 				return found, fmt.Errorf("listing set %s: %w", sp.name, err)
 			}
-			contents[sp.name] = readElems(els, sp.interval)
+			bits := 0
+			if k >= 0 && ids.kinds[k] == nftMasked {
+				bits = nftMaskBits(sp.v6)
+			}
+			contents[sp.name] = readElems(els, sp.interval, bits)
 		}
 		for _, name := range []string{nftWL4, nftWL6} {
 			var want, have []netip.Prefix
@@ -947,14 +1085,14 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 	b.layout = l
 	var missing []Ban
 	for k, bs := range small {
-		have := contents[ids.keys[k].nftName()]
+		have := contents[ids.names[k]]
 		exact := make(map[netip.Prefix]bool, len(have))
 		for _, e := range have {
 			exact[e.p] = true
 		}
 		for _, bn := range bs {
 			present := exact[bn.Prefix]
-			for i := 0; !present && i < len(have) && ids.keys[k].net; i++ {
+			for i := 0; !present && i < len(have) && ids.kinds[k] == nftNets; i++ {
 				// An interval set may hold a wider prefix instead.
 				e := have[i]
 				present = e.p.Bits() <= bn.Prefix.Bits() && e.p.Contains(bn.Prefix.Addr())

@@ -1,0 +1,162 @@
+package firewall
+
+import (
+	"net/netip"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/internal/testbed"
+)
+
+// importMix returns n bans the way the daemon's import test makes them:
+// the IPv4 addresses of 203.0.113.0/24, then IPv6 addresses and /64s
+// inside 2001:db8::/32 in turn.
+func importMix(n int, exp time.Time) []Ban {
+	bs := make([]Ban, 0, n)
+	for i := 1; i < 255 && len(bs) < n; i++ {
+		bs = append(bs, Ban{Jail: "ssh", Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 32), Expires: exp})
+	}
+	for i := 0; len(bs) < n; i++ {
+		var a [16]byte
+		a[0], a[1], a[2], a[3] = 0x20, 0x01, 0x0d, 0xb8
+		if i%2 == 0 {
+			v := 0x1000 + i>>16
+			a[4], a[5], a[6], a[7] = byte(v>>8), byte(v), byte(i>>8), byte(i)
+			bs = append(bs, Ban{Jail: "ssh", Prefix: netip.PrefixFrom(netip.AddrFrom16(a), 64), Expires: exp})
+		} else {
+			v := 0x8000 + i>>16
+			a[4], a[5], a[14], a[15] = byte(v>>8), byte(v), byte(i>>8), byte(i)
+			bs = append(bs, Ban{Jail: "ssh", Prefix: netip.PrefixFrom(netip.AddrFrom16(a), 128), Expires: exp})
+		}
+	}
+	return bs
+}
+
+// scaleN is the number of bans of the scale benchmarks: JK_NFT_N, or
+// 100,000 (make bench's firewall section runs a million).
+func scaleN() int {
+	if v, err := strconv.Atoi(os.Getenv("JK_NFT_N")); err == nil && v > 0 {
+		return v
+	}
+	return 100_000
+}
+
+// BenchmarkNFTDaemonPath runs the nftables backend as the daemon does at
+// scale, with a drift Watcher listening: an import Added in steps of
+// 5,000, a restart (Setup of a new backend over the full sets), and
+// `nft flush ruleset` repaired by Verify. It reports each phase's time.
+func BenchmarkNFTDaemonPath(b *testing.B) {
+	testbed.Require(b, "ip", "nft")
+	n := scaleN()
+	l := Layout{Jails: []JailRules{sshJail}}
+	for i := 0; i < b.N; i++ {
+		h := testbed.NewHosts(b)
+		be, err := New("nftables", Options{NetNS: h.Srv})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := be.Setup(l, nil); err != nil {
+			b.Fatal(err)
+		}
+		w, err := Watch(be)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bans := importMix(n, time.Now().Add(time.Hour))
+		t0 := time.Now()
+		step := 5000
+		if v, err := strconv.Atoi(os.Getenv("JK_NFT_STEP")); err == nil && v > 0 {
+			step = v
+		}
+		for s := 0; s < len(bans); s += step {
+			if err := be.Add(bans[s:min(s+step, len(bans))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(time.Since(t0).Seconds(), "import-s")
+		alarms := 0
+		if w.Check() {
+			alarms++
+		}
+		w.Close()
+		be.Close()
+
+		t0 = time.Now()
+		be, err = New("nftables", Options{NetNS: h.Srv})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := be.Setup(l, bans); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(t0).Seconds(), "restart-s")
+		w, err = Watch(be)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t0 = time.Now()
+		if found, err := be.Verify(l, bans); err != nil || len(found) > 0 {
+			b.Fatalf("Verify after restart: %q, %v", found, err)
+		}
+		b.ReportMetric(time.Since(t0).Seconds(), "verify-s")
+
+		if out, err := h.InSrv("nft", "flush", "ruleset").CombinedOutput(); err != nil {
+			b.Fatalf("nft flush ruleset: %v\n%s", err, out)
+		}
+		t0 = time.Now()
+		if found, err := be.Verify(l, bans); err != nil || len(found) == 0 {
+			b.Fatalf("Verify after flush: %q, %v", found, err)
+		}
+		b.ReportMetric(time.Since(t0).Seconds(), "refill-s")
+		if w.Check() {
+			alarms++
+		}
+		t0 = time.Now()
+		if found, err := be.Verify(l, bans); err != nil || len(found) > 0 {
+			b.Fatalf("Verify after refill: %q, %v", found, err)
+		}
+		b.ReportMetric(time.Since(t0).Seconds(), "verify2-s")
+		b.ReportMetric(float64(alarms), "alarms")
+		w.Close()
+		be.Close()
+	}
+}
+
+// BenchmarkNFTRestore measures Setup from nothing with scaleN bans of one
+// kind: IPv6 addresses (a plain set) or /64s (an interval set).
+func BenchmarkNFTRestore(b *testing.B) {
+	testbed.Require(b, "ip", "nft")
+	n := scaleN()
+	l := Layout{Jails: []JailRules{sshJail}}
+	all := importMix(2*n+254, time.Now().Add(time.Hour))[254:]
+	for _, kind := range []string{"hosts6", "nets64"} {
+		var bans []Ban
+		for _, bn := range all {
+			if (bn.Prefix.Bits() == 128) == (kind == "hosts6") {
+				bans = append(bans, bn)
+			}
+		}
+		b.Run(kind, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				h := testbed.NewHosts(b)
+				be, err := New("nftables", Options{NetNS: h.Srv})
+				if err != nil {
+					b.Fatal(err)
+				}
+				t0 := time.Now()
+				if err := be.Setup(l, bans); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(time.Since(t0).Seconds(), "restore-s")
+				t0 = time.Now()
+				if err := be.Setup(l, bans); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(time.Since(t0).Seconds(), "restart-s")
+				be.Close()
+			}
+		})
+	}
+}
