@@ -1129,6 +1129,27 @@ func (b *nft) watchSpec() (string, []nftTableID, bool) {
 	return nsPath(b.opts.NetNS), []nftTableID{{unix.NFPROTO_INET, nftTable}}, false
 }
 
+// setHush implements hushable. The Watcher starts out knowing the
+// current generation: it listens already, so it hears every later one.
+func (b *nft) setHush(h *notifyHush) {
+	if b.raw == nil {
+		return
+	}
+	if h != nil {
+		g, err := b.raw.genID()
+		if err != nil {
+			b.opts.logf("firewall nftables: notifications stay on during large batches: %v", err)
+			return
+		}
+		h.w.mu.Lock()
+		if int32(g-h.w.gen) > 0 || h.w.gen == 0 {
+			h.w.gen = g
+		}
+		h.w.mu.Unlock()
+	}
+	b.raw.hush = h
+}
+
 // quickCheck implements watchable: notifications are the whole check.
 func (b *nft) quickCheck(time.Time) (bool, error) { return false, nil }
 
