@@ -458,7 +458,7 @@ func TestNotifyHush(t *testing.T) {
 	}
 	own := func(commits *int) {
 		t.Helper()
-		err := raw.addTx("ssh-4", 3, func(i int) nftRawElem {
+		err := raw.batchTx(unix.NFT_MSG_NEWSETELEM, "ssh-4", 3, func(i int) nftRawElem {
 			return nftRawElem{addr: netip.AddrFrom4([4]byte{10, 8, 0, byte(i)}), timeout: 60_000}
 		}, commits)
 		if err != nil {

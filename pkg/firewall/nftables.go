@@ -175,6 +175,8 @@ type nft struct {
 	// addNets need not read the set back (a set dump costs O(n²) in the
 	// kernel: 100,000 /64s took minutes to import a 50,000 at a time).
 	netLens map[string]map[int]bool
+	// noDestroy: the kernel refused DESTROYSETELEM once (older than 6.3).
+	noDestroy bool
 }
 
 var _ Backend = (*nft)(nil)
@@ -833,13 +835,54 @@ func (b *nft) addNets(name string, bs []Ban, now time.Time, checkNested bool) er
 	return b.addElems(s, adds[len(first):])
 }
 
-// Remove deletes the bans, nftChunk per transaction. A ban the kernel no
-// longer holds (ENOENT) undoes its whole transaction: the chunk is then
-// deleted one ban per transaction, skipping bans whose time is up, which
-// the kernel drops by their own timeouts (at most the time their batch
-// took to load after it). One transaction per ban took 150 s for an
-// unban of 100,000.
+// Remove deletes the bans. With NFT_MSG_DESTROYSETELEM (Linux 6.3), which
+// skips elements the kernel no longer holds (expired, or removed by
+// someone else), they go per set in large transactions, as add sends
+// them. Otherwise (removeOld) they go nftChunk per transaction, and a ban
+// the kernel no longer holds (ENOENT) undoes its whole transaction.
 func (b *nft) Remove(bans []Ban) error {
+	if b.noDestroy {
+		return b.removeOld(bans)
+	}
+	bySet := map[string][]nftRawElem{}
+	for _, bn := range bans {
+		n, err := normalize(bn)
+		if err != nil {
+			return err
+		}
+		name := nftSetFor(n)
+		if nftKindOf(n.Prefix) != nftNets {
+			bySet[name] = append(bySet[name], nftRawElem{addr: n.Prefix.Addr()})
+			continue
+		}
+		end := lastAddr(n.Prefix).Next()
+		if !end.IsValid() {
+			return fmt.Errorf("%v reaches the end of the address space, which the nftables backend cannot store", n.Prefix)
+		}
+		bySet[name] = append(bySet[name], nftRawElem{addr: n.Prefix.Addr()}, nftRawElem{addr: end, end: true})
+	}
+	for name, els := range bySet {
+		err := b.raw.destroy(name, len(els), func(i int) nftRawElem { return els[i] })
+		if errors.Is(err, unix.EINVAL) && !b.noDestroy {
+			// A kernel without DESTROYSETELEM: the old way, for good.
+			b.noDestroy = true
+			b.opts.logf("firewall nftables: the kernel refuses DESTROYSETELEM (%v); removing bans 1,000 per transaction", err)
+			return b.removeOld(bans)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeOld deletes the bans, nftChunk per transaction. A ban the kernel
+// no longer holds (ENOENT) undoes its whole transaction: the chunk is
+// then deleted one ban per transaction, skipping bans whose time is up,
+// which the kernel drops by their own timeouts (at most the time their
+// batch took to load after it). One transaction per ban took 150 s for
+// an unban of 100,000.
+func (b *nft) removeOld(bans []Ban) error {
 	type del struct {
 		p    netip.Prefix
 		name string

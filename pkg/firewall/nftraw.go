@@ -164,7 +164,24 @@ func appendElemsHeader(b []byte, set string) ([]byte, int) {
 // add adds n elements to set (elem(i) returns the i-th), replacing present
 // ones, in transactions of up to txMax bytes. An interval's start and end
 // must be consecutive; they are never split across transactions.
-func (r *nftRaw) add(set string, n int, elem func(i int) nftRawElem) (err error) {
+func (r *nftRaw) add(set string, n int, elem func(i int) nftRawElem) error {
+	return r.batch(unix.NFT_MSG_NEWSETELEM, set, n, elem)
+}
+
+// nftMsgDestroySetElem is NFT_MSG_DESTROYSETELEM (Linux 6.3): a delete
+// that ignores elements not in the set.
+const nftMsgDestroySetElem = 30
+
+// destroy removes n elements from set as add adds them (timeouts are not
+// sent); elements the set does not hold are skipped. A kernel older than
+// 6.3 refuses the message type with EINVAL.
+func (r *nftRaw) destroy(set string, n int, elem func(i int) nftRawElem) error {
+	return r.batch(nftMsgDestroySetElem, set, n, elem)
+}
+
+// batch sends element messages of type typ, with the Watcher's
+// notifications stopped for a large one.
+func (r *nftRaw) batch(typ uint16, set string, n int, elem func(i int) nftRawElem) (err error) {
 	if r.hush != nil && n >= nftHushMin {
 		commits := 0
 		h := r.hush
@@ -174,15 +191,19 @@ func (r *nftRaw) add(set string, n int, elem func(i int) nftRawElem) (err error)
 				r.hush = h
 				h.end(r.genID, commits, err == nil)
 			}()
-			return r.addTx(set, n, elem, &commits)
+			return r.batchTx(typ, set, n, elem, &commits)
 		}
 	}
-	return r.addTx(set, n, elem, new(int))
+	return r.batchTx(typ, set, n, elem, new(int))
 }
 
-// addTx is add; commits counts the transactions the kernel committed
+// batchTx is batch; commits counts the transactions the kernel committed
 // (an empty one, which changes nothing, is not committed).
-func (r *nftRaw) addTx(set string, n int, elem func(i int) nftRawElem, commits *int) error {
+func (r *nftRaw) batchTx(typ uint16, set string, n int, elem func(i int) nftRawElem, commits *int) error {
+	flags := uint16(unix.NLM_F_REQUEST)
+	if typ == unix.NFT_MSG_NEWSETELEM {
+		flags |= unix.NLM_F_CREATE
+	}
 	for i := 0; i < n; {
 		b := r.buf[:0]
 		b, begin := r.appendNlmsg(b, unix.NFNL_MSG_BATCH_BEGIN, unix.NLM_F_REQUEST, unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES)
@@ -205,8 +226,7 @@ func (r *nftRaw) addTx(set string, n int, elem func(i int) nftRawElem, commits *
 		var lastMsg int
 		for i < n && len(b) < r.txMax-nftElemsMax-1024 {
 			var msg, list int
-			b, msg = r.appendNlmsg(b, unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWSETELEM,
-				unix.NLM_F_REQUEST|unix.NLM_F_CREATE, unix.NFPROTO_INET, 0)
+			b, msg = r.appendNlmsg(b, unix.NFNL_SUBSYS_NFTABLES<<8|typ, flags, unix.NFPROTO_INET, 0)
 			b, list = appendElemsHeader(b, set)
 			for i < n && len(b)-list < nftElemsMax {
 				e := elem(i)
@@ -238,7 +258,11 @@ func (r *nftRaw) addTx(set string, n int, elem func(i int) nftRawElem, commits *
 			}
 		})
 		if err != nil {
-			return fmt.Errorf("adding %d elements (first %v) to set %s: %w", i-first, elem(first).addr, set, err)
+			verb := "adding"
+			if typ != unix.NFT_MSG_NEWSETELEM {
+				verb = "removing"
+			}
+			return fmt.Errorf("%s %d elements (first %v) of set %s: %w", verb, i-first, elem(first).addr, set, err)
 		}
 	}
 	return nil

@@ -45,8 +45,10 @@ func scaleN() int {
 
 // BenchmarkNFTDaemonPath runs the nftables backend as the daemon does at
 // scale, with a drift Watcher listening: an import Added in steps of
-// 5,000, a restart (Setup of a new backend over the full sets), and
-// `nft flush ruleset` repaired by Verify. It reports each phase's time.
+// 5,000, a restart (Setup of a new backend over the full sets),
+// `nft flush ruleset` repaired by Verify, and every ban removed in steps
+// of 20,000. It reports each phase's time, and the Watcher's alarms
+// (one is the flush's).
 func BenchmarkNFTDaemonPath(b *testing.B) {
 	testbed.Require(b, "ip", "nft")
 	n := scaleN()
@@ -118,6 +120,21 @@ func BenchmarkNFTDaemonPath(b *testing.B) {
 			b.Fatalf("Verify after refill: %q, %v", found, err)
 		}
 		b.ReportMetric(time.Since(t0).Seconds(), "verify2-s")
+		// Every ban lifted in steps of 20,000, as the daemon's expiry
+		// and unban --all do.
+		t0 = time.Now()
+		for s := 0; s < len(bans); s += 20_000 {
+			if err := be.Remove(bans[s:min(s+20_000, len(bans))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(time.Since(t0).Seconds(), "remove-s")
+		if w.Check() {
+			alarms++
+		}
+		if got, err := be.List(); err != nil || len(got) != 0 {
+			b.Fatalf("after removing every ban, List = %d bans, %v", len(got), err)
+		}
 		b.ReportMetric(float64(alarms), "alarms")
 		w.Close()
 		be.Close()
@@ -159,4 +176,21 @@ func BenchmarkNFTRestore(b *testing.B) {
 			}
 		})
 	}
+}
+
+// oldRemoveEnv is the nftables kernel env with backends that remove bans
+// as on a kernel without DESTROYSETELEM.
+type oldRemoveEnv struct{ *kernelEnv }
+
+func (e oldRemoveEnv) backend(t *testing.T) Backend {
+	b := e.kernelEnv.backend(t)
+	b.(*nft).noDestroy = true
+	return b
+}
+
+// TestNFTablesRemoveOld runs the behaviour table on nftables with the
+// removal path of kernels older than 6.3.
+func TestNFTablesRemoveOld(t *testing.T) {
+	t.Parallel()
+	runCases(t, func(t *testing.T) env { return oldRemoveEnv{newKernelEnv(t, "nftables")} })
 }
