@@ -599,6 +599,10 @@ func (b *nft) Setup(l Layout, bans []Ban) error {
 	}
 	_, terr := b.c.ListTableOfFamily(nftTable, nftables.TableFamilyINet)
 	existed := terr == nil
+	moved, err := b.masksToCreate(l, existed)
+	if err != nil {
+		return fmt.Errorf("setting up nftables layout: %w", err)
+	}
 	if err := b.queueLayout(l); err != nil {
 		return fmt.Errorf("setting up nftables layout: %w", err)
 	}
@@ -608,6 +612,9 @@ func (b *nft) Setup(l Layout, bans []Ban) error {
 	b.layout = l
 	if err := b.add(in, now, existed); err != nil {
 		return fmt.Errorf("setting up nftables layout: loading %d bans: %w", len(in), err)
+	}
+	if err := b.moveMasked(moved, in); err != nil {
+		return fmt.Errorf("setting up nftables layout: %w", err)
 	}
 	if existed && len(in) > nftListMax {
 		b.opts.logf("firewall nftables: %d bans loaded; not reading the sets back for stale bans (too large), they expire by their timeouts", len(in))
@@ -646,6 +653,66 @@ func (b *nft) Setup(l Layout, bans []Ban) error {
 		}
 	}
 	b.opts.logf("firewall nftables: layout set up for %d jails, %d bans loaded", len(l.Jails), len(in))
+	return nil
+}
+
+// masksToCreate returns the nftMasked sets of l that a table made before
+// they existed lacks while it has the interval set beside them: that set
+// holds the bans now kept in the masked one.
+func (b *nft) masksToCreate(l Layout, existed bool) ([]string, error) {
+	if !existed {
+		return nil, nil
+	}
+	sets, err := b.c.GetSets(b.table)
+	if err != nil {
+		return nil, fmt.Errorf("listing sets: %w", err)
+	}
+	have := map[string]bool{}
+	for _, s := range sets {
+		have[s.Name] = true
+	}
+	var out []string
+	for _, j := range l.Jails {
+		for _, v6 := range []bool{false, true} {
+			if m := nftBanSet(j.Name, v6, nftMasked); !have[m] && have[nftBanSet(j.Name, v6, nftNets)] {
+				out = append(out, m)
+			}
+		}
+	}
+	return out, nil
+}
+
+// moveMasked removes from the interval sets the prefixes of in that now
+// live in the masked sets of masks (just created and filled): otherwise
+// an unban would leave the old element banning until its timeout.
+func (b *nft) moveMasked(masks []string, in []Ban) error {
+	for _, m := range masks {
+		jail, v6, _, _ := parseNFTSetName(m)
+		var els []nftRawElem
+		for _, bn := range in {
+			if bn.Jail == jail && bn.Prefix.Addr().Is6() == v6 && nftKindOf(bn.Prefix) == nftMasked {
+				els = append(els, nftRawElem{addr: bn.Prefix.Addr()}, nftRawElem{addr: lastAddr(bn.Prefix).Next(), end: true})
+			}
+		}
+		if len(els) == 0 {
+			continue
+		}
+		nets := nftBanSet(jail, v6, nftNets)
+		if b.noDestroy {
+			b.opts.logf("firewall nftables: %d prefixes moved to set %s stay in %s until their timeouts (the kernel has no DESTROYSETELEM)", len(els)/2, m, nets)
+			continue
+		}
+		err := b.raw.destroy(nets, len(els), func(i int) nftRawElem { return els[i] })
+		if errors.Is(err, unix.EINVAL) {
+			b.noDestroy = true
+			b.opts.logf("firewall nftables: %d prefixes moved to set %s stay in %s until their timeouts (the kernel has no DESTROYSETELEM)", len(els)/2, m, nets)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("moving %d prefixes from set %s to %s: %w", len(els)/2, nets, m, err)
+		}
+		b.opts.logf("firewall nftables: %d prefixes moved from set %s to %s", len(els)/2, nets, m)
+	}
 	return nil
 }
 

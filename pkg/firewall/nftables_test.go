@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -193,4 +194,60 @@ func (e oldRemoveEnv) backend(t *testing.T) Backend {
 func TestNFTablesRemoveOld(t *testing.T) {
 	t.Parallel()
 	runCases(t, func(t *testing.T) env { return oldRemoveEnv{newKernelEnv(t, "nftables")} })
+}
+
+// TestNFTMaskedSetsUpgrade: a table made before the masked sets existed
+// holds /64s in the interval set; Setup moves them to the new masked set
+// (an unban must not leave the old element banning), keeps the other
+// prefixes where they are, and a removal then lifts the /64 for real.
+func TestNFTMaskedSetsUpgrade(t *testing.T) {
+	testbed.Require(t, "ip", "nft")
+	h := testbed.NewHosts(t)
+	old := `table inet jailkeeper {
+	set wl4 { type ipv4_addr; flags interval; }
+	set wl6 { type ipv6_addr; flags interval; }
+	set ssh-4 { type ipv4_addr; flags timeout; }
+	set ssh-n4 { type ipv4_addr; flags interval,timeout; }
+	set ssh-6 { type ipv6_addr; flags timeout; }
+	set ssh-n6 { type ipv6_addr; flags interval,timeout; elements = { 2001:db8:0:7::/64 timeout 1h, 2001:db8:1::/48 timeout 1h } }
+	chain input { type filter hook input priority -10; policy accept; ip6 saddr @ssh-n6 drop; }
+}
+`
+	cmd := h.InSrv("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(old)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft -f: %v\n%s", err, out)
+	}
+	exp := time.Now().Add(time.Hour)
+	p64, p48 := netip.MustParsePrefix("2001:db8:0:7::/64"), netip.MustParsePrefix("2001:db8:1::/48")
+	bans := []Ban{{Jail: "ssh", Prefix: p64, Expires: exp}, {Jail: "ssh", Prefix: p48, Expires: exp}}
+	b, err := New("nftables", Options{NetNS: h.Srv, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Setup(Layout{Jails: []JailRules{sshJail}}, bans); err != nil {
+		t.Fatal(err)
+	}
+	list := func(set string) string {
+		t.Helper()
+		out, err := h.InSrv("nft", "list", "set", "inet", "jailkeeper", set).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list set %s: %v\n%s", set, err, out)
+		}
+		return string(out)
+	}
+	if n6 := list("ssh-n6"); strings.Contains(n6, "2001:db8:0:7::") || !strings.Contains(n6, "2001:db8:1::/48") {
+		t.Errorf("after Setup, ssh-n6 should hold the /48 only:\n%s", n6)
+	}
+	if m := list("ssh-64"); !strings.Contains(m, "2001:db8:0:7::") {
+		t.Errorf("after Setup, ssh-64 lacks the /64:\n%s", m)
+	}
+	if err := b.Remove(bans[:1]); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.List()
+	if err != nil || len(got) != 1 || got[0].Prefix != p48 {
+		t.Errorf("after removing the /64, List = %v, %v; want the /48 alone", got, err)
+	}
 }
