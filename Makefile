@@ -12,15 +12,18 @@ all: build
 
 build: deps-build
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/jailkeeper ./cmd/jailkeeper
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/jailkeeperd ./cmd/jailkeeperd
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/jailkeeper-actions ./cmd/jailkeeper-actions
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/jailkeeper-sync ./cmd/jailkeeper-sync
 
-# Install the binary, the unit, the D-Bus policy and an example drop-in.
+# Install the binaries (jailkeeper, and next to it the executables its
+# daemon, actions and sync subcommands exec), the unit, the D-Bus policy and an example drop-in.
 # The unit goes where systemd looks for locally installed vendor units, so
 # that /etc/systemd/system stays the administrator's: drop-ins, and
 # `systemctl mask jailkeeper` (which cannot mask a unit file in /etc).
 install: build
 	install -D -m 0755 bin/jailkeeper $(DESTDIR)$(PREFIX)/bin/jailkeeper
+	install -D -m 0755 bin/jailkeeperd $(DESTDIR)$(PREFIX)/bin/jailkeeperd
 	install -D -m 0755 bin/jailkeeper-actions $(DESTDIR)$(PREFIX)/bin/jailkeeper-actions
 	install -D -m 0755 bin/jailkeeper-sync $(DESTDIR)$(PREFIX)/bin/jailkeeper-sync
 	install -D -m 0644 packaging/systemd/jailkeeper.service $(DESTDIR)$(UNITDIR)/jailkeeper.service
@@ -51,7 +54,7 @@ uninstall:
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
 		set -x; systemctl disable --now jailkeeper-actions jailkeeper-sync 2>/dev/null; systemctl disable --now jailkeeper-metrics.socket 2>/dev/null; systemctl disable jailkeeper 2>/dev/null; systemctl mask --runtime --now jailkeeper; fi; true
 	if [ -z "$(DESTDIR)" ] && [ -x $(PREFIX)/bin/jailkeeper ]; then $(PREFIX)/bin/jailkeeper teardown; fi
-	rm -f $(DESTDIR)$(PREFIX)/bin/jailkeeper $(DESTDIR)$(UNITDIR)/jailkeeper.service $(DESTDIR)/etc/systemd/system/jailkeeper.service \
+	rm -f $(DESTDIR)$(PREFIX)/bin/jailkeeper $(DESTDIR)$(PREFIX)/bin/jailkeeperd $(DESTDIR)$(UNITDIR)/jailkeeper.service $(DESTDIR)/etc/systemd/system/jailkeeper.service \
 		$(DESTDIR)$(PREFIX)/bin/jailkeeper-actions $(DESTDIR)$(UNITDIR)/jailkeeper-actions.service \
 		$(DESTDIR)$(PREFIX)/bin/jailkeeper-sync $(DESTDIR)$(UNITDIR)/jailkeeper-sync.service \
 		$(DESTDIR)$(UNITDIR)/jailkeeper-metrics.socket $(DESTDIR)$(UNITDIR)/jailkeeper-metrics@.service $(DESTDIR)/usr/lib/sysusers.d/jailkeeper-metrics.conf \
@@ -89,8 +92,9 @@ test: deps-build
 	@# against a race-detector build that dies on the first race.
 	@if [ "$$(id -u)" = 0 ]; then \
 		echo "e2e against a -race build of the daemon"; \
-		$(GO) build -race -o bin/jailkeeper-race ./cmd/jailkeeper && \
-		JAILKEEPER_BIN=$$PWD/bin/jailkeeper-race GORACE=halt_on_error=1 $(GO) test -count=1 -timeout 25m ./e2e/...; \
+		$(GO) build -race -o bin/race/jailkeeper ./cmd/jailkeeper && \
+		$(GO) build -race -o bin/race/jailkeeperd ./cmd/jailkeeperd && \
+		JAILKEEPER_BIN=$$PWD/bin/race/jailkeeper GORACE=halt_on_error=1 $(GO) test -count=1 -timeout 25m ./e2e/...; \
 	fi
 
 # Only the real-systemd test (systemd-nspawn over a cached debootstrap).

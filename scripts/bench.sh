@@ -11,6 +11,9 @@
 #   BENCH_FW_ARGS    flags for internal/bench/firewall (default below)
 #   BENCH_SKIP       space-separated sections to skip: e2e firewall actions fleet gobench
 #   BENCH_OUT        also write the whole output here (default bin/bench-last.txt)
+#   BENCH_PROFILE    1: the daemon writes its own Go CPU profile over the e2e
+#                    run (JAILKEEPER_CPUPROFILE; its build then links
+#                    runtime/pprof, which adds about 0.15 MB to its idle RSS)
 set -eu
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
@@ -70,7 +73,9 @@ main() {
 		perf_arg=""
 		command -v perf >/dev/null && perf_arg="-perf $tmp/daemon.perf"
 		# shellcheck disable=SC2086
-		JAILKEEPER_CPUPROFILE="$tmp/daemon.prof" "$tmp/bench-e2e" -cpuprofile "$tmp/cpu.prof" $perf_arg $e2e_args ${BENCH_E2E_ARGS:-} || status=1
+		prof=""
+		[ "${BENCH_PROFILE:-}" = 1 ] && prof="$tmp/daemon.prof"
+		JAILKEEPER_CPUPROFILE="$prof" "$tmp/bench-e2e" -cpuprofile "$tmp/cpu.prof" $perf_arg $e2e_args ${BENCH_E2E_ARGS:-} || status=1
 		if [ -s "$tmp/daemon.prof" ]; then
 			section "where the daemon's time goes over the whole run: its own pprof (JAILKEEPER_CPUPROFILE; cumulative, project code)"
 			$GO tool pprof -top -cum -nodecount=200 "$tmp/daemon.prof" 2>/dev/null |

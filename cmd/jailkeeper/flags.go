@@ -1,50 +1,10 @@
 package main
 
-import (
-	"flag"
-	"fmt"
-	"io"
-	"strings"
+import "github.com/jailkeeper/jailkeeper/internal/cliflag"
+
+// The subcommands parse their flags as jailkeeperd parses the daemon's.
+var (
+	parseInterspersed = cliflag.ParseInterspersed
+	newFlagSet        = cliflag.NewFlagSet
+	usageError        = cliflag.UsageStatus
 )
-
-// parseInterspersed parses fs over args, allowing flags before, between
-// and after positional arguments ("status sshd --json" = "status --json
-// sshd"). "--" ends flag parsing; a lone "-" is positional (stdin). It
-// returns the positional arguments.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		// fs.Parse stops at the first non-flag; "--" is consumed by it.
-		consumedDashDash := len(args) > len(rest) && args[len(args)-len(rest)-1] == "--"
-		if consumedDashDash {
-			return append(pos, rest...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-}
-
-// newFlagSet returns a FlagSet for a subcommand whose --help prints usage
-// (a one-line synopsis and the flags) to out.
-func newFlagSet(name, synopsis string, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprintf(out, "usage: jailkeeper %s\n", synopsis)
-		var b strings.Builder
-		fs.SetOutput(&b)
-		fs.PrintDefaults()
-		fs.SetOutput(out)
-		if b.Len() > 0 {
-			fmt.Fprintf(out, "flags:\n%s", b.String())
-		}
-	}
-	return fs
-}

@@ -1,13 +1,11 @@
-// Command jailkeeper is the ban service and its client: `daemon` runs the
-// service; status, ban, unban and reload talk to it over D-Bus; check and
-// test work offline.
+// Command jailkeeper is the ban service's command: `daemon` runs the
+// service (it execs jailkeeperd); status, ban, unban and reload talk to it
+// over D-Bus; check and test work offline.
 package main
 
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -25,6 +23,9 @@ import (
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "0.1.0-dev"
+
+// defaultConfigDir is the daemon's configuration directory.
+const defaultConfigDir = "/etc/jailkeeper.d"
 
 const usage = `usage: jailkeeper COMMAND [ARGS] [FLAGS]
 
@@ -60,7 +61,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "daemon":
-		return cmdDaemon(rest, stdout, stderr)
+		return execSibling(daemonBinary, "daemon", rest, stderr)
 	case "status":
 		return cmdStatus(rest, stdout, stderr)
 	case "ban":
@@ -72,9 +73,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "check":
 		return cmdCheck(rest, stdout, stderr)
 	case "actions":
-		return cmdActions(rest, stderr)
+		return execSibling(actionsBinary, "actions", rest, stderr)
 	case "sync":
-		return execSync("sync", rest, stderr)
+		return execSibling(syncBinary, "sync", rest, stderr)
 	case "test":
 		return cmdTest(rest, stdin, stdout, stderr)
 	case "teardown":
@@ -92,12 +93,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return 2
 }
 
-// usageError maps a flag parse error to an exit code; --help exits 0.
-func usageError(err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	return 2
+func oneLine(s string) string {
+	return strings.ReplaceAll(s, "\n", " ")
 }
 
 func fail(stderr io.Writer, cmd string, err error) int {
@@ -321,7 +318,7 @@ func cmdUnban(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "jailkeeper unban --fleet: want one ADDR and no --jail or --all")
 			return 2
 		}
-		return execSync("unban", []string{"--config-dir", *cfgDir, pos[0]}, stderr)
+		return execSibling(syncBinary, "unban", []string{"--config-dir", *cfgDir, pos[0]}, stderr)
 	}
 	if *all {
 		if len(pos) != 0 || *jail == "" {

@@ -35,9 +35,12 @@ var build struct {
 }
 
 // BuildJailkeeper returns the path of a jailkeeper binary built from this
-// tree with `go build ./cmd/jailkeeper`, once per process. If
-// JAILKEEPER_BIN is set, that binary is used instead. Call RemoveBuild
-// from TestMain (or at the end of main) to delete the build.
+// tree with `go build ./cmd/jailkeeper`, next to the jailkeeperd that its
+// `daemon` execs (`go build ./cmd/jailkeeperd`), once per process. If
+// JAILKEEPER_BIN is set, that binary is used instead (with the jailkeeperd
+// next to it). With JAILKEEPER_CPUPROFILE set, jailkeeperd is built with
+// its profiling hook (-tags profile). Call RemoveBuild from TestMain (or at the end of main) to
+// delete the build.
 func BuildJailkeeper(t testing.TB) string {
 	t.Helper()
 	build.once.Do(func() {
@@ -55,14 +58,19 @@ func BuildJailkeeper(t testing.TB) string {
 			build.err = fmt.Errorf("creating build dir: %w", err)
 			return
 		}
-		bin := filepath.Join(build.dir, "jailkeeper")
-		cmd := exec.Command(goTool(), "build", "-o", bin, "./cmd/jailkeeper")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build ./cmd/jailkeeper: %w\n%s", err, out)
-			return
+		for _, name := range []string{"jailkeeper", "jailkeeperd"} {
+			args := []string{"build", "-o", filepath.Join(build.dir, name)}
+			if os.Getenv("JAILKEEPER_CPUPROFILE") != "" {
+				args = append(args, "-tags", "profile") // the daemon's profiling hook
+			}
+			cmd := exec.Command(goTool(), append(args, "./cmd/"+name)...)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				build.err = fmt.Errorf("go build ./cmd/%s: %w\n%s", name, err, out)
+				return
+			}
 		}
-		build.bin = bin
+		build.bin = filepath.Join(build.dir, "jailkeeper")
 	})
 	if build.err != nil {
 		t.Fatal(build.err)
@@ -86,7 +94,7 @@ func goTool() string {
 	return "/usr/local/go/bin/go"
 }
 
-// Daemon is `jailkeeper daemon` running inside the server namespace, with
+// Daemon is `jailkeeper daemon` (which execs jailkeeperd) running inside the server namespace, with
 // NOTIFY_SOCKET, WATCHDOG_USEC and DBUS_SYSTEM_BUS_ADDRESS pointing at the
 // test. Its config and state directories outlive restarts.
 type Daemon struct {

@@ -97,16 +97,16 @@ func (s *Server) exportObjects(m Model) error {
 	o := &objects{s: s, m: m, tag: make(chan struct{}, 1), jails: map[string]JailInfo{}}
 	conn := s.conn
 	for _, e := range []struct {
-		v     any
+		v     exported
 		path  dbus.ObjectPath
 		iface string
 	}{
 		{managerProps{o}, Path, propsInterface},
 		{objectManager{o}, Path, objMgrInterface},
-		{introspect.Introspectable(managerXML), Path, introspectIface},
+		{introspectable(managerXML), Path, introspectIface},
 		{rootIntrospect{o}, JailRoot, introspectIface},
 	} {
-		if err := conn.Export(e.v, e.path, e.iface); err != nil {
+		if err := export(conn, e.v, e.path, e.iface); err != nil {
 			return fmt.Errorf("exporting %s at %s: %w", e.iface, e.path, err)
 		}
 	}
@@ -221,9 +221,9 @@ func (o *objects) publish(infos []JailInfo, backend string) {
 		if !ok {
 			added = append(added, name)
 			p := JailPath(name)
-			conn.Export(jailMethods{o, name}, p, JailInterface)
-			conn.Export(jailProps{o, name}, p, propsInterface)
-			conn.Export(introspect.Introspectable(jailXML), p, introspectIface)
+			export(conn, jailMethods{o, name}, p, JailInterface)
+			export(conn, jailProps{o, name}, p, propsInterface)
+			export(conn, introspectable(jailXML), p, introspectIface)
 			conn.Emit(Path, objMgrInterface+".InterfacesAdded", p, map[string]map[string]dbus.Variant{JailInterface: jailVariants(ji)})
 			continue
 		}
@@ -235,9 +235,9 @@ func (o *objects) publish(infos []JailInfo, backend string) {
 		if _, ok := now[name]; !ok {
 			removed = append(removed, name)
 			p := JailPath(name)
-			conn.Export(nil, p, JailInterface)
-			conn.Export(nil, p, propsInterface)
-			conn.Export(nil, p, introspectIface)
+			export(conn, nil, p, JailInterface)
+			export(conn, nil, p, propsInterface)
+			export(conn, nil, p, introspectIface)
 			conn.Emit(Path, objMgrInterface+".InterfacesRemoved", p, []string{JailInterface, propsInterface, introspectIface})
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
-	"github.com/godbus/dbus/v5/introspect"
 	"github.com/jailkeeper/jailkeeper/pkg/config"
 	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
@@ -91,10 +90,10 @@ func Serve(conn *dbus.Conn, m Manager) (*Server, error) {
 		sigs: make(chan signal, SignalQueue), done: make(chan struct{}), reads: make(chan struct{}, maxReads),
 		started: time.Now()}
 	s.authorize = s.defaultAuthorize
-	if err := conn.Export(methods{s}, Path, Interface); err != nil {
+	if err := export(conn, methods{s}, Path, Interface); err != nil {
 		return nil, fmt.Errorf("exporting %s: %w", Interface, err)
 	}
-	if err := conn.Export(introspect.Introspectable(introspectXML), Path, "org.freedesktop.DBus.Introspectable"); err != nil {
+	if err := export(conn, introspectable(introspectXML), Path, "org.freedesktop.DBus.Introspectable"); err != nil {
 		return nil, fmt.Errorf("exporting introspection: %w", err)
 	}
 	if mdl, ok := m.(Model); ok {

@@ -1,3 +1,10 @@
+// Command jailkeeperd is the ban service: `jailkeeper daemon` execs it
+// (same PID, argv and environment), and the unit runs it that way. It
+// wires the stages — journal reader, keeper (engine, ban table,
+// firewall), D-Bus service — and owns sd_notify, the watchdog, reload and
+// signals. It is an executable of its own so that none of the CLI's code
+// is mapped into the daemon: its resident memory grows with its binary's
+// size (docs/daemon.md).
 package main
 
 import (
@@ -9,7 +16,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -19,6 +25,7 @@ import (
 	"github.com/coreos/go-systemd/v22/journal"
 	"golang.org/x/sys/unix"
 
+	"github.com/jailkeeper/jailkeeper/internal/cliflag"
 	"github.com/jailkeeper/jailkeeper/internal/keeper"
 	"github.com/jailkeeper/jailkeeper/pkg/bans"
 	"github.com/jailkeeper/jailkeeper/pkg/config"
@@ -39,13 +46,25 @@ const (
 	maxGroup = 8
 )
 
-func cmdDaemon(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("daemon", "daemon [--config-dir DIR] [--state-dir DIR]", stderr)
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// run runs the daemon with args, the arguments of `jailkeeper daemon`
+// (invoked through it, the first is "daemon").
+func run(args []string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "daemon" {
+		args = args[1:]
+	}
+	fs := cliflag.NewFlagSet("daemon", "daemon [--config-dir DIR] [--state-dir DIR]", stderr)
 	cfgDir := fs.String("config-dir", defaultConfigDir, "directory of *.yaml drop-ins")
 	stateDir := fs.String("state-dir", "", "state directory (default $STATE_DIRECTORY or "+defaultStateDir+")")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := cliflag.ParseInterspersed(fs, args)
 	if err != nil {
-		return usageError(err)
+		return cliflag.UsageStatus(err)
 	}
 	if len(pos) > 0 {
 		fmt.Fprintf(stderr, "jailkeeper daemon: unexpected argument %q\n", pos[0])
@@ -527,23 +546,4 @@ func monotonicUsec() int64 {
 
 func oneLine(s string) string {
 	return strings.ReplaceAll(s, "\n", " ")
-}
-
-// startCPUProfile writes a CPU profile of the daemon to file until the
-// returned function runs (on exit): JAILKEEPER_CPUPROFILE=FILE, a
-// debugging aid for `make bench` and for users who report slowness.
-// Unlike perf with call graphs, it costs the daemon little.
-func startCPUProfile(file string) (func(), error) {
-	f, err := os.Create(file)
-	if err != nil {
-		return nil, fmt.Errorf("creating CPU profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("starting CPU profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
 }
