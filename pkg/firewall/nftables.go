@@ -1068,22 +1068,22 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 	now := b.now()
 	jails := jailIndex(l)
 	ids := newNFTSetIDs(l)
+	// One pass over the bans (a million at the watchdog's every tick):
+	// per set, its count, its bans while they are few enough to read the
+	// set back, and a sample of those not about to expire.
 	perSet := make([]int, ids.n())
-	if err := eachPrepared(bans, jails, now, func(bn Ban) { perSet[ids.id(bn)]++ }); err != nil {
-		// Bans the kernel must not hold: logged, the rest verified.
-		b.opts.logf("firewall nftables: bans left out of the sets: %v", err)
-	}
-	// The bans of small sets, and a sample of the large ones.
 	small := make([][]Ban, ids.n())
 	samples := make([][]netip.Addr, ids.n())
 	seen := make([]int, ids.n())
 	sure := now.Add(verifySlack * time.Second)
 	rnd := rand.New(rand.NewPCG(uint64(now.UnixNano()), 0))
-	_ = eachPrepared(bans, jails, now, func(bn Ban) {
+	err := eachPrepared(bans, jails, now, func(bn Ban) {
 		k := ids.id(bn)
+		perSet[k]++
 		if perSet[k] <= nftListMax {
 			small[k] = append(small[k], bn)
-			return
+		} else if small[k] != nil {
+			small[k] = nil // too large to read back: sampled
 		}
 		if !bn.Expires.IsZero() && bn.Expires.Before(sure) {
 			return
@@ -1097,6 +1097,10 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 			samples[k][j] = bn.Prefix.Addr()
 		}
 	})
+	if err != nil {
+		// Bans the kernel must not hold: logged, the rest verified.
+		b.opts.logf("firewall nftables: bans left out of the sets: %v", err)
+	}
 	var found []string
 	contents := map[string][]nftElem{}
 	readAll := make([]bool, ids.n()) // large sets to fill again
