@@ -104,6 +104,8 @@ type Watcher struct {
 // nothing to watch (none, Fake). When it cannot subscribe to nftables'
 // notifications it says so in the error, and returns the Watcher of the
 // cheap check alone if the backend has one (else nil). Close stops it.
+// The nftables backend learns of the Watcher (notifyHush): call Watch and
+// Close serialised with the backend's other calls.
 func Watch(b Backend) (*Watcher, error) {
 	wb, ok := b.(watchable)
 	if !ok {
