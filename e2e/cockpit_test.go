@@ -109,6 +109,23 @@ func TestCockpitPage(t *testing.T) {
 	if _, err := br.WaitFor(`document.querySelector("#jails tr[data-jail=sshd] td:nth-child(9)").textContent === "1"`, 3*time.Second); err != nil {
 		t.Errorf("the jail's CurrentlyBanned did not reach 1: %v", err)
 	}
+	// The history shows the ban with its reason and origin, live.
+	histRow := func(kind string) string {
+		return fmt.Sprintf(`document.querySelector('#history tr[data-address="%s"][data-jail="sshd"][data-kind="%s"]')`, attacker, kind)
+	}
+	var reason string
+	if _, err := br.WaitFor(histRow("ban"), 3*time.Second); err != nil {
+		t.Errorf("no history row of the ban: %v", err)
+	} else if err := br.Eval(histRow("ban")+`.querySelector("td:nth-child(5)").textContent`, &reason); err != nil || !strings.Contains(reason, "3 failures within") {
+		t.Errorf("the history row's reason is %q (%v), want the filter's reason", reason, err)
+	} else {
+		var cells []string
+		br.Eval(`Array.from(`+histRow("ban")+`.cells).map(c => c.textContent)`, &cells)
+		t.Logf("history row: %q", cells)
+		if len(cells) != 6 || !strings.HasPrefix(cells[3], "banned until ") || cells[5] != "the jail's filter" {
+			t.Errorf("history row %q: want the event \"banned until …\" and the origin \"the jail's filter\"", cells)
+		}
+	}
 	shot := os.Getenv("JAILKEEPER_SCREENSHOT")
 	if shot == "" {
 		shot = filepath.Join(t.TempDir(), "cockpit.png")
@@ -136,6 +153,9 @@ func TestCockpitPage(t *testing.T) {
 	}
 	if _, err := br.WaitFor("!"+row, 3*time.Second); err != nil {
 		t.Errorf("the unbanned row stayed in the table: %v", err)
+	}
+	if _, err := br.WaitFor(histRow("unban")+` && `+histRow("unban")+`.cells[5].textContent === "an administrator"`, 3*time.Second); err != nil {
+		t.Errorf("no history row of the unban by an administrator: %v", err)
 	}
 
 	// A refused call shows the daemon's text: a whitelisted address.
@@ -165,6 +185,16 @@ func TestCockpitPage(t *testing.T) {
 		var access string
 		ro.Eval(`document.querySelector("#access").textContent`, &access)
 		t.Errorf("nobody's page is not read-only (%q): %v", access, err)
+	}
+	// The history is open to read; user names in reasons are root's only.
+	if _, err := ro.WaitFor(histRow("ban"), 5*time.Second); err != nil {
+		t.Errorf("nobody's page shows no history row of the ban: %v", err)
+	} else if strings.Contains(reason, `user "`) {
+		var roReason string
+		ro.Eval(histRow("ban")+`.cells[4].textContent`, &roReason)
+		if !strings.Contains(roReason, "user (hidden)") {
+			t.Errorf("nobody sees the reason %q; want the user name hidden (root sees %q)", roReason, reason)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +65,58 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("jailkeeper metrics: %v\n%s", err, out)
 	}
 	check("stdout", out)
+
+	// The daemon's own counters move: entries read when lines are
+	// written, repairs after a drift repair; the watchdog's verification
+	// (every second on the bed) is recent and succeeded.
+	sample := func(out, name string) float64 {
+		t.Helper()
+		for _, l := range strings.Split(out, "\n") {
+			if v, ok := strings.CutPrefix(l, name+" "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("%s: %v", l, err)
+				}
+				return f
+			}
+		}
+		t.Fatalf("no sample %s in\n%s", name, out)
+		return 0
+	}
+	read0 := sample(out, "jailkeeper_journal_entries_read_total")
+	if read0 < 3 {
+		t.Errorf("entries read %v after three failed logins, want ≥ 3", read0)
+	}
+	if lag := sample(out, "jailkeeper_journal_lag_seconds"); lag < 0 || lag > 5 {
+		t.Errorf("journal lag %v s on an idle bed", lag)
+	}
+	repairs0 := sample(out, "jailkeeper_firewall_repairs_total")
+	lines := []string{"Accepted publickey for root from 203.0.113.50 port 1 ssh2", "Received disconnect from 203.0.113.50 port 1:11: bye", "pam_unix(sshd:session): session closed for user root"}
+	if err := bed.Journald.WriteAsUnit("sshd.service", lines); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := h.InSrv("iptables", "-F").CombinedOutput(); err != nil {
+		t.Fatalf("iptables -F: %v\n%s", err, out)
+	}
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		if out, err = metrics(""); err != nil {
+			t.Fatalf("jailkeeper metrics: %v\n%s", err, out)
+		}
+		read, repairs := sample(out, "jailkeeper_journal_entries_read_total"), sample(out, "jailkeeper_firewall_repairs_total")
+		if read >= read0+float64(len(lines)) && repairs > repairs0 {
+			t.Logf("entries read %v → %v, repairs %v → %v", read0, read, repairs0, repairs)
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("5 s after %d lines and iptables -F: entries read %v → %v, repairs %v → %v", len(lines), read0, read, repairs0, repairs)
+		}
+	}
+	if ok := sample(out, "jailkeeper_firewall_last_verify_success"); ok != 1 {
+		t.Errorf("last verification failed: %v", ok)
+	}
+	if at := time.Unix(int64(sample(out, "jailkeeper_firewall_last_verify_timestamp_seconds")), 0); time.Since(at) > 10*time.Second {
+		t.Errorf("last verification at %v, %v ago", at, time.Since(at))
+	}
 
 	out, err = metrics("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:9542\r\nAccept: text/plain\r\n\r\n", "--http")
 	if err != nil || !strings.HasPrefix(out, "HTTP/1.0 200 OK\r\n") || !strings.Contains(out, "Content-Type: text/plain; version=0.0.4") {

@@ -103,7 +103,7 @@ main() {
 		fi
 	;; esac
 	case $skip in *" actions "*) ;; *)
-		section "4. jailkeeper actions: idle RSS, a 5,000-ban burst to a webhook and a digest mail (issue 9)"
+		section "4. jailkeeper actions: idle RSS, a 5,000-ban burst to a webhook and a digest mail"
 		$GO run ./internal/bench/actions || status=1
 	;; esac
 	case $skip in *" fleet "*) ;; *)

@@ -5,7 +5,8 @@
 // test, then the CLI, busctl, journalctl, polkit (a rule granting one
 // user), a reboot with persisted bans probed from a banned source, reload,
 // restart, D-Bus activation, the watchdog, `systemd-analyze security`,
-// stopping for good (mask, teardown), `make uninstall` and `make purge`.
+// stopping for good (mask, teardown), `make uninstall` and `make purge`,
+// and the Cockpit page behind Cockpit's own login (cockpit.socket).
 // The root file system is built once with debootstrap and cached (see
 // CacheDir); every run boots a copy of it. The package holds tests only; they need root
 // and skip (or fail, when CI is set) without it.

@@ -40,8 +40,8 @@ func cacheBase() string {
 
 // rootfsKey names a cached root file system by suite, variant and package
 // list, so that changing the list builds a new one.
-func rootfsKey() string {
-	sum := sha256.Sum256([]byte(suite + " minbase " + strings.Join(includes, ",")))
+func rootfsKey(pkgs []string) string {
+	sum := sha256.Sum256([]byte(suite + " minbase " + strings.Join(pkgs, ",")))
 	return suite + "-" + hex.EncodeToString(sum[:6])
 }
 
@@ -51,11 +51,20 @@ func rootfsKey() string {
 // renamed when complete, so an interrupted build is never used.
 func cachedRootfs(t *testing.T) string {
 	t.Helper()
+	return cachedRootfsWith(t)
+}
+
+// cachedRootfsWith is cachedRootfs with more packages than includes: a
+// tree of its own, cached under its own key, so that a test that needs a
+// large package (Cockpit) does not grow every other test's container.
+func cachedRootfsWith(t *testing.T, extra ...string) string {
+	t.Helper()
+	pkgs := append(slices.Clone(includes), extra...)
 	base := cacheBase()
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		t.Fatalf("creating rootfs cache: %v", err)
 	}
-	dir := filepath.Join(base, rootfsKey())
+	dir := filepath.Join(base, rootfsKey(pkgs))
 	lock, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		t.Fatalf("opening rootfs cache lock: %v", err)
@@ -79,7 +88,7 @@ func cachedRootfs(t *testing.T) string {
 	defer os.RemoveAll(tmp)
 	mirror := aptMirror(t)
 	start := time.Now()
-	cmd := exec.Command("debootstrap", "--variant=minbase", "--include="+strings.Join(includes, ","), suite, tmp, mirror)
+	cmd := exec.Command("debootstrap", "--variant=minbase", "--include="+strings.Join(pkgs, ","), suite, tmp, mirror)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("debootstrap %s from %s: %v\n%s", suite, mirror, err, tail(string(out), 30))
 	}

@@ -100,6 +100,12 @@ func TestSystemdService(t *testing.T) {
 		if st := c.Show(t, unit, "StatusText"); !strings.Contains(st, "sshd") {
 			t.Errorf("StatusText = %q, want the daemon's STATUS= line naming the sshd jail", st)
 		}
+		// ExecStart's `jailkeeper daemon` exec'd jailkeeperd in place: the
+		// main PID runs the daemon's own executable.
+		pid := c.Show(t, unit, "MainPID")
+		if exe, err := c.Run("readlink", "/proc/"+pid+"/exe"); err != nil || strings.TrimSpace(exe) != "/usr/local/bin/jailkeeperd" {
+			t.Errorf("MainPID %s runs %q (%v), want /usr/local/bin/jailkeeperd", pid, strings.TrimSpace(exe), err)
+		}
 	})
 
 	step("status", func(t *testing.T) {
@@ -589,8 +595,10 @@ func TestSystemdService(t *testing.T) {
 		if st := c.Show(t, unit, "LoadState"); st != "not-found" {
 			t.Errorf("after make uninstall: LoadState %q, want not-found", st)
 		}
-		if _, err := c.Run("test", "-e", "/usr/local/bin/jailkeeper"); err == nil {
-			t.Errorf("after make uninstall: /usr/local/bin/jailkeeper still there")
+		for _, f := range []string{"/usr/local/bin/jailkeeper", "/usr/local/bin/jailkeeperd"} {
+			if _, err := c.Run("test", "-e", f); err == nil {
+				t.Errorf("after make uninstall: %s still there", f)
+			}
 		}
 		noLayout(t, c)
 		if b, err := h.AtkBanner("198.51.100.1:22", 2*time.Second); err != nil || !strings.HasPrefix(b, "SSH-") {

@@ -410,6 +410,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		MaxRetry int                 `json:"maxretry"`
 		FindTime string              `json:"findtime"`
 		BanTime  string              `json:"bantime"`
+		APIOnly  bool                `json:"api_only,omitempty"`
 		Warnings []jailcheck.Warning `json:"warnings"`
 	}
 	out := struct {
@@ -435,7 +436,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		for i, u := range j.Units {
 			units[i] = journal.UnitName(u) // as the reader matches it
 		}
-		jo := jailOut{j.Name, units, j.MaxRetry, j.FindTime.String(), bt, []jailcheck.Warning{}}
+		jo := jailOut{j.Name, units, j.MaxRetry, j.FindTime.String(), bt, j.APIOnly, []jailcheck.Warning{}}
 		if !*configOnly {
 			// Warnings about the host never change the exit code.
 			if ws := jailcheck.Check(checkedJail(cfg, j), host, time.Now()); ws != nil {
@@ -449,6 +450,10 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "configuration OK: %d files, backend %s, %d jails\n", len(out.Files), out.Backend, len(out.Jails))
 	for _, j := range out.Jails {
+		if j.APIOnly {
+			fmt.Fprintf(stdout, "  %s: API-only (reads no journal; bans from the D-Bus API: jailkeeper ban, jailkeeper sync), bantime %s\n", j.Name, j.BanTime)
+			continue
+		}
 		fmt.Fprintf(stdout, "  %s: units %s, maxretry %d, findtime %s, bantime %s\n", j.Name, strings.Join(j.Units, " "), j.MaxRetry, j.FindTime, j.BanTime)
 		for _, w := range j.Warnings {
 			fmt.Fprintf(stdout, "    warning: %s\n", w.Message)

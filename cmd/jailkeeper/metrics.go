@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
@@ -95,6 +96,19 @@ func formatMetrics(up bool, di dbusapi.DaemonInfo, jails []dbusapi.JailInfo) []b
 		label(di.Version), label(di.Backend))
 	fmt.Fprintf(&b, "# HELP jailkeeper_banned_addresses Bans in force, all jails.\n# TYPE jailkeeper_banned_addresses gauge\njailkeeper_banned_addresses %d\n", di.CurrentlyBanned)
 	fmt.Fprintf(&b, "# HELP jailkeeper_bans_total Bans started, ever, all jails.\n# TYPE jailkeeper_bans_total counter\njailkeeper_bans_total %d\n", di.BannedTotal)
+	if m := di.Metrics; m != nil {
+		fmt.Fprintf(&b, "# HELP jailkeeper_journal_entries_read_total Journal entries the daemon handled since it started.\n# TYPE jailkeeper_journal_entries_read_total counter\njailkeeper_journal_entries_read_total %d\n", m.JournalEntriesRead)
+		fmt.Fprintf(&b, "# HELP jailkeeper_journal_lag_seconds How long after it was written the last journal entry handled was handled.\n# TYPE jailkeeper_journal_lag_seconds gauge\njailkeeper_journal_lag_seconds %s\n", strconv.FormatFloat(m.JournalLag.Seconds(), 'g', -1, 64))
+		if !m.LastVerify.IsZero() {
+			ok := 0
+			if m.LastVerifyOK {
+				ok = 1
+			}
+			fmt.Fprintf(&b, "# HELP jailkeeper_firewall_last_verify_timestamp_seconds When the firewall layout was last verified (Unix time).\n# TYPE jailkeeper_firewall_last_verify_timestamp_seconds gauge\njailkeeper_firewall_last_verify_timestamp_seconds %d\n", m.LastVerify.Unix())
+			fmt.Fprintf(&b, "# HELP jailkeeper_firewall_last_verify_success Whether the last verification left the layout as it must be (1) or its repair failed (0).\n# TYPE jailkeeper_firewall_last_verify_success gauge\njailkeeper_firewall_last_verify_success %d\n", ok)
+		}
+		fmt.Fprintf(&b, "# HELP jailkeeper_firewall_repairs_total Verifications of the firewall layout that found drift and repaired it.\n# TYPE jailkeeper_firewall_repairs_total counter\njailkeeper_firewall_repairs_total %d\n", m.FirewallRepairs)
+	}
 	for _, m := range jailMetrics {
 		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.kind)
 		for _, j := range jails {

@@ -6,12 +6,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
 )
 
 func TestFormatMetrics(t *testing.T) {
-	got := string(formatMetrics(true, dbusapi.DaemonInfo{Version: "1.0", Backend: "nftables", CurrentlyBanned: 3, BannedTotal: 9},
+	dm := &dbusapi.DaemonMetrics{JournalEntriesRead: 1234, JournalLag: 1500 * time.Millisecond,
+		LastVerify: time.Unix(1795955900, 0), LastVerifyOK: true, FirewallRepairs: 2}
+	got := string(formatMetrics(true, dbusapi.DaemonInfo{Version: "1.0", Backend: "nftables", CurrentlyBanned: 3, BannedTotal: 9, Metrics: dm},
 		[]dbusapi.JailInfo{{Name: "sshd", MaxRetry: 3, FindTime: 600, BanTime: -1, CurrentlyFailed: 2, TotalFailed: 40, CurrentlyBanned: 3, TotalBanned: 9}}))
 	for _, want := range []string{
 		"jailkeeper_up 1\n",
@@ -20,6 +23,11 @@ func TestFormatMetrics(t *testing.T) {
 		`jailkeeper_jail_bantime_seconds{jail="sshd"} -1` + "\n",
 		`jailkeeper_jail_failing_addresses{jail="sshd"} 2` + "\n",
 		"jailkeeper_bans_total 9\n",
+		"# TYPE jailkeeper_journal_entries_read_total counter\njailkeeper_journal_entries_read_total 1234\n",
+		"# TYPE jailkeeper_journal_lag_seconds gauge\njailkeeper_journal_lag_seconds 1.5\n",
+		"jailkeeper_firewall_last_verify_timestamp_seconds 1795955900\n",
+		"jailkeeper_firewall_last_verify_success 1\n",
+		"# TYPE jailkeeper_firewall_repairs_total counter\njailkeeper_firewall_repairs_total 2\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("exposition lacks %q:\n%s", want, got)
@@ -40,6 +48,11 @@ func TestFormatMetrics(t *testing.T) {
 		if !typed[name] {
 			t.Errorf("sample %q without a TYPE line before it", l)
 		}
+	}
+	// Before the first verification: no verification samples.
+	dm.LastVerify = time.Time{}
+	if early := string(formatMetrics(true, dbusapi.DaemonInfo{Metrics: dm}, nil)); strings.Contains(early, "last_verify") || !strings.Contains(early, "jailkeeper_firewall_repairs_total 2\n") {
+		t.Errorf("before the first verification:\n%s", early)
 	}
 	if down := string(formatMetrics(false, dbusapi.DaemonInfo{}, nil)); !strings.HasSuffix(down, "jailkeeper_up 0\n") || strings.Contains(down, "jail=") {
 		t.Errorf("daemon down:\n%s", down)

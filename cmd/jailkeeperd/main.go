@@ -396,6 +396,9 @@ func (d *daemon) statusLine() string {
 }
 
 func (d *daemon) startReader() error {
+	if !d.k.ReadsJournal() {
+		return nil // API-only jails: nothing to read
+	}
 	r, err := sdjournal.Open(sdjournal.Options{
 		Units:       d.k.Units(),
 		Identifiers: d.k.Identifiers(),

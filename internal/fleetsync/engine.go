@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -42,6 +43,8 @@ type Store interface {
 	Delete(ctx context.Context, key string) error
 	// Keys returns the keys matching the filter (NATS wildcards).
 	Keys(ctx context.Context, filter string) ([]string, error)
+	// Values returns the keys matching the filter with their values.
+	Values(ctx context.Context, filter string) (map[string][]byte, error)
 }
 
 // Logger receives the engine's messages (priority as syslog's: 3 error,
@@ -86,8 +89,9 @@ type Engine struct {
 	mu sync.Mutex
 	// applied maps each address this server holds for the fleet to the
 	// keys (origins and jails) that ask for it: the local ban is lifted
-	// when the last of them is deleted.
-	applied map[netip.Prefix]map[string]bool
+	// when the last of them is deleted. Nearly always one key: a slice
+	// costs a fraction of a map per address.
+	applied map[netip.Prefix][]string
 }
 
 // New returns an engine.
@@ -98,7 +102,7 @@ func New(o Options) *Engine {
 	if o.Log == nil {
 		o.Log = func(int, string) {}
 	}
-	e := &Engine{o: o, share: map[string]bool{}, applied: map[netip.Prefix]map[string]bool{},
+	e := &Engine{o: o, share: map[string]bool{}, applied: map[netip.Prefix][]string{},
 		policy: fleet.Policy{Self: o.Origin, MaxBanTime: o.MaxBanTime}}
 	for _, j := range o.Share {
 		e.share[j] = true
@@ -152,26 +156,42 @@ func (e *Engine) Withdraw(ctx context.Context, jail string, ps []netip.Prefix) e
 }
 
 // Reconcile makes this server's keys those of its active shared bans:
-// every such ban is published, and every key of this origin without one is
-// deleted (a ban lifted while the service was down).
+// a ban without its key, or whose key says another end, is published, and
+// every key of this origin without an active ban is deleted (a ban lifted
+// while the service was down). Keys that agree are left alone: a
+// reconciliation of 10,000 bans reads their keys instead of putting them
+// all again.
 func (e *Engine) Reconcile(ctx context.Context, bans []Ban) (published, withdrawn int, err error) {
-	if published, err = e.Publish(ctx, bans); err != nil {
-		return published, 0, err
-	}
-	keys, err := e.o.Store.Keys(ctx, fleet.OriginFilter(e.o.Origin))
+	have, err := e.o.Store.Values(ctx, fleet.OriginFilter(e.o.Origin))
 	if err != nil {
-		return published, 0, fmt.Errorf("listing this server's keys: %w", err)
+		return 0, 0, fmt.Errorf("reading this server's keys: %w", err)
 	}
 	active := map[string]bool{}
+	var stale []Ban
 	for _, b := range bans {
-		if e.share[b.Jail] {
-			active[fleet.Key{Origin: e.o.Origin, Jail: b.Jail, Prefix: b.Prefix}.String()] = true
-		}
-	}
-	for _, k := range keys {
-		if active[k] {
+		if !e.share[b.Jail] {
 			continue
 		}
+		k := fleet.Key{Origin: e.o.Origin, Jail: b.Jail, Prefix: b.Prefix}.String()
+		active[k] = true
+		if v, ok := have[k]; ok {
+			if r, err := fleet.Decode(k, v); err == nil && r.Expires.Equal(b.Expires) {
+				continue
+			}
+		}
+		stale = append(stale, b)
+	}
+	if published, err = e.Publish(ctx, stale); err != nil {
+		return published, 0, err
+	}
+	keys := make([]string, 0, len(have))
+	for k := range have {
+		if !active[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
 		if err := e.o.Store.Delete(ctx, k); err != nil {
 			return published, withdrawn, fmt.Errorf("deleting %s: %w", k, err)
 		}
@@ -212,14 +232,16 @@ func (e *Engine) Apply(ctx context.Context, updates []Update) (banned, lifted in
 				continue
 			}
 			keys := e.applied[k.Prefix]
-			if keys == nil {
+			i := slices.Index(keys, u.Key)
+			if i < 0 {
 				continue
 			}
-			delete(keys, u.Key)
-			if len(keys) == 0 {
-				delete(e.applied, k.Prefix)
-				unban = append(unban, k.Prefix)
+			if keys = slices.Delete(keys, i, i+1); len(keys) > 0 {
+				e.applied[k.Prefix] = keys
+				continue
 			}
+			delete(e.applied, k.Prefix)
+			unban = append(unban, k.Prefix)
 			continue
 		}
 		if !e.o.Apply {
@@ -234,10 +256,9 @@ func (e *Engine) Apply(ctx context.Context, updates []Update) (banned, lifted in
 		if !ok {
 			continue
 		}
-		if e.applied[r.Prefix] == nil {
-			e.applied[r.Prefix] = map[string]bool{}
+		if keys := e.applied[r.Prefix]; !slices.Contains(keys, u.Key) {
+			e.applied[r.Prefix] = append(keys, u.Key)
 		}
-		e.applied[r.Prefix][u.Key] = true
 		d = d.Round(time.Second)
 		if d == 0 && e.o.MaxBanTime == 0 && !r.Expires.IsZero() {
 			d = time.Second

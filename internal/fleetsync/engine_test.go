@@ -55,6 +55,17 @@ func (s *memStore) Keys(_ context.Context, filter string) ([]string, error) {
 	return out, nil
 }
 
+func (s *memStore) Values(ctx context.Context, filter string) (map[string][]byte, error) {
+	keys, _ := s.Keys(ctx, filter)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]byte{}
+	for _, k := range keys {
+		out[k] = s.vals[k]
+	}
+	return out, nil
+}
+
 func matchKey(pat, k string) bool {
 	if p, ok := strings.CutSuffix(pat, ".**"); ok {
 		return strings.HasPrefix(k, p+".")
@@ -244,10 +255,21 @@ func TestReconcileAndFleetUnban(t *testing.T) {
 	if _, err := engine("web2", st, newFakeDaemon(), nil).Publish(ctx, []Ban{ban("203.0.113.2/32"), ban("203.0.113.3/32")}); err != nil {
 		t.Fatal(err)
 	}
-	// 203.0.113.1 was lifted while the service was down; 203.0.113.4 banned.
+	// 203.0.113.1 was lifted while the service was down; 203.0.113.4
+	// banned; 203.0.113.2's key agrees with its ban: left alone.
+	before := string(st.vals["ban.web1.sshd.203_0_113_2"])
 	pub, wd, err := e.Reconcile(ctx, []Ban{ban("203.0.113.2/32"), ban("203.0.113.4/32")})
-	if err != nil || pub != 2 || wd != 1 {
-		t.Fatalf("Reconcile = %d, %d, %v; want 2, 1", pub, wd, err)
+	if err != nil || pub != 1 || wd != 1 {
+		t.Fatalf("Reconcile = %d, %d, %v; want 1, 1", pub, wd, err)
+	}
+	// 203.0.113.2's ban was extended: its key is put again.
+	longer := ban("203.0.113.2/32")
+	longer.Expires = now.Add(2 * time.Hour)
+	if pub, wd, err = e.Reconcile(ctx, []Ban{longer, ban("203.0.113.4/32")}); err != nil || pub != 1 || wd != 0 {
+		t.Fatalf("Reconcile of an extended ban = %d, %d, %v; want 1, 0", pub, wd, err)
+	}
+	if after := string(st.vals["ban.web1.sshd.203_0_113_2"]); after == before || !strings.Contains(after, now.Add(2*time.Hour).UTC().Format("15:04:05")) {
+		t.Errorf("the extended ban's value %s (before %s)", after, before)
 	}
 	keys, _ := st.Keys(ctx, "ban.>")
 	if want := "ban.web1.sshd.203_0_113_2 ban.web1.sshd.203_0_113_4 ban.web2.sshd.203_0_113_2 ban.web2.sshd.203_0_113_3"; strings.Join(keys, " ") != want {

@@ -20,6 +20,9 @@ const MarkerTTL = time.Hour
 
 // NATSStore is the bucket on a NATS JetStream server; it implements Store.
 type NATSStore struct {
+	// Log, if set, receives what the watch has to say (see Watch).
+	Log Logger
+
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	kv     jetstream.KeyValue
@@ -119,28 +122,126 @@ func (n *NATSStore) Keys(ctx context.Context, filter string) ([]string, error) {
 	return out, nil
 }
 
-// Watch calls apply with batches of the bucket's changes to ban keys,
-// starting with every key present, until ctx ends. initial is called once
-// the keys present at the start have been applied.
-func (n *NATSStore) Watch(ctx context.Context, apply func([]Update), initial func()) error {
-	w, err := n.kv.WatchFiltered(ctx, []string{fleet.KeyPrefix + ".>"})
+// valuesWait bounds Values: a watch that never reaches the end of the keys
+// present (its node lost) must not hold the caller for ever.
+const valuesWait = 30 * time.Second
+
+// Values returns the keys matching filter with their values.
+func (n *NATSStore) Values(ctx context.Context, filter string) (map[string][]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, valuesWait)
+	defer cancel()
+	w, err := n.kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes())
 	if err != nil {
-		return fmt.Errorf("watching the bucket: %w", err)
+		return nil, err
 	}
 	defer func() { _ = w.Stop() }()
+	out := map[string][]byte{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("reading the keys %s: %w", filter, ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("the bucket's watcher ended")
+			}
+			if e == nil {
+				return out, nil
+			}
+			out[e.Key()] = e.Value()
+		}
+	}
+}
+
+// The watch is an ordered consumer that lives on one node of the
+// cluster. When that node is lost, the client library notices only after
+// two missed heartbeats (10 s) and may fail to recreate it until another
+// 10 s have passed. Watch notices sooner: it asks the bucket's stream for
+// its last sequence every stallProbe, and when the stream holds messages
+// the watch has not delivered while the watch has delivered nothing for
+// stallAfter, it recreates the watch from the last revision it delivered.
+const (
+	stallProbe = time.Second
+	stallAfter = 2 * time.Second
+)
+
+// Watch calls apply with batches of the bucket's changes to ban keys,
+// starting with every key present, until ctx ends. initial is called once
+// the keys present at the start have been applied. A watch that stalls
+// (see stallAfter) is recreated where it stopped.
+func (n *NATSStore) Watch(ctx context.Context, apply func([]Update), initial func()) error {
+	var last uint64 // revision of the last change delivered
+	first := true
+	for {
+		var opts []jetstream.WatchOpt
+		if last > 0 {
+			opts = append(opts, jetstream.ResumeFromRevision(last+1))
+		}
+		// Everything up to the stream's last message now is either
+		// delivered by the watch's start or gone (expired, superseded).
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		base, err := n.lastSeq(pctx)
+		cancel()
+		var w jetstream.KeyWatcher
+		if err == nil {
+			w, err = n.kv.WatchFiltered(ctx, []string{fleet.KeyPrefix + ".>"}, opts...)
+		}
+		if err != nil {
+			if first {
+				return fmt.Errorf("watching the bucket: %w", err)
+			}
+			// The stream may have no leader yet: try again.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(500 * time.Millisecond):
+			}
+			continue
+		}
+		first = false
+		stalled, err := n.follow(ctx, w, base, &last, apply, &initial)
+		_ = w.Stop()
+		if !stalled {
+			return err
+		}
+		if n.Log != nil {
+			n.Log(4, fmt.Sprintf("the bucket's watch delivered nothing for %s while the bucket holds newer changes (a NATS node lost?): watching again from revision %d", stallAfter, last+1))
+		}
+	}
+}
+
+// follow delivers the changes of w until ctx ends (false, nil), w ends
+// (false, error) or w stalls (true, nil). last is the revision of the last
+// change delivered; base is the stream's last sequence just before w was
+// created, which w's start covers.
+func (n *NATSStore) follow(ctx context.Context, w jetstream.KeyWatcher, base uint64, last *uint64, apply func([]Update), initial *func()) (bool, error) {
+	probe := time.NewTicker(stallProbe)
+	defer probe.Stop()
 	ch := w.Updates()
+	quietSince := time.Now()
+	started := false // w's start is delivered
 	for {
 		var batch []Update
 		select {
 		case <-ctx.Done():
-			return nil
+			return false, nil
+		case <-probe.C:
+			if !started || len(ch) > 0 || time.Since(quietSince) < stallAfter {
+				continue
+			}
+			pctx, cancel := context.WithTimeout(ctx, stallProbe)
+			seq, err := n.lastSeq(pctx)
+			cancel()
+			if err == nil && seq > *last {
+				return true, nil
+			}
 		case e, ok := <-ch:
 			if !ok {
-				return errors.New("the bucket's watcher ended")
+				return false, errors.New("the bucket's watcher ended")
 			}
 			done := e == nil
 			if e != nil {
 				batch = append(batch, update(e))
+				*last = max(*last, e.Revision())
 			}
 		drain:
 			for len(batch) < 4096 && !done {
@@ -154,6 +255,7 @@ func (n *NATSStore) Watch(ctx context.Context, apply func([]Update), initial fun
 						break drain
 					}
 					batch = append(batch, update(e))
+					*last = max(*last, e.Revision())
 				default:
 					break drain
 				}
@@ -161,12 +263,30 @@ func (n *NATSStore) Watch(ctx context.Context, apply func([]Update), initial fun
 			if len(batch) > 0 {
 				apply(batch)
 			}
-			if done && initial != nil {
-				initial()
-				initial = nil
+			if done {
+				started = true
+				*last = max(*last, base)
+				if *initial != nil {
+					(*initial)()
+					*initial = nil
+				}
 			}
+			quietSince = time.Now()
 		}
 	}
+}
+
+// lastSeq is the sequence of the last message in the bucket's stream.
+func (n *NATSStore) lastSeq(ctx context.Context) (uint64, error) {
+	st, err := n.kv.Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	kst, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return 0, errors.New("unexpected bucket status")
+	}
+	return kst.StreamInfo().State.LastSeq, nil
 }
 
 func update(e jetstream.KeyValueEntry) Update {

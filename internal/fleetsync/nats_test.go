@@ -3,6 +3,7 @@ package fleetsync
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -252,7 +253,79 @@ func TestOriginPermission(t *testing.T) {
 	if ks, err := as.Keys(ctx, "ban.>"); err != nil || len(ks) != 2 {
 		t.Errorf("keys = %v, %v; want web1's and web2's", ks, err)
 	}
+	// Reconciliation reads its own keys with their values.
+	if vs, err := st.Values(ctx, "ban.web1.>"); err != nil || len(vs) != 1 || vs["ban.web1.sshd.203_0_113_9"] == nil {
+		t.Errorf("web1 reading its own keys' values: %v, %v", vs, err)
+	}
 	if err := st.Delete(ctx, "ban.web1.sshd.203_0_113_9"); err != nil {
 		t.Errorf("web1 deleting its own key: %v", err)
+	}
+}
+
+// TestWatchStall: the consumer behind a watch is deleted on the server (as
+// when the NATS node holding it is lost); a key put afterwards is still
+// delivered, within a few seconds, by a watch recreated from the last
+// revision, not after the client library's own recovery (two missed
+// heartbeats, 10 s at least); nothing before it is delivered again.
+func TestWatchStall(t *testing.T) {
+	url := startNATS(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := Dial(ctx, config.ResolvedSync{Servers: []string{url}, Bucket: "jailkeeper-bans"}, "web2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var mu sync.Mutex
+	var logged []string
+	st.Log = func(_ int, msg string) { mu.Lock(); logged = append(logged, msg); mu.Unlock() }
+	got := make(chan Update, 16)
+	started := make(chan struct{})
+	go func() {
+		_ = st.Watch(ctx, func(us []Update) {
+			for _, u := range us {
+				got <- u
+			}
+		}, func() { close(started) })
+	}()
+	if err := st.Put(ctx, "ban.web1.sshd.203_0_113_1", []byte("one"), 0); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if u := <-got; u.Key != "ban.web1.sshd.203_0_113_1" {
+		t.Fatalf("first update %+v", u)
+	}
+	stream, err := st.js.Stream(ctx, "KV_jailkeeper-bans")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := stream.ConsumerNames(ctx)
+	n := 0
+	for name := range names.Name() {
+		if err := stream.DeleteConsumer(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("deleted %d consumers, want the watch's one", n)
+	}
+	start := time.Now()
+	if err := st.Put(ctx, "ban.web1.sshd.203_0_113_2", []byte("two"), 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case u := <-got:
+		if u.Key != "ban.web1.sshd.203_0_113_2" {
+			t.Errorf("after the stall the watch delivered %+v, want only the new key", u)
+		}
+		t.Logf("the key put after the consumer's loss delivered after %v", time.Since(start).Round(time.Millisecond))
+	case <-time.After(8 * time.Second):
+		t.Fatal("the key put after the consumer's loss not delivered within 8 s")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(logged) != 1 || !strings.Contains(logged[0], "watching again from revision 2") {
+		t.Errorf("logged %q, want one recreation from revision 2", logged)
 	}
 }

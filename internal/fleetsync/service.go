@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/metrics"
 	"sync"
 	"syscall"
 	"time"
@@ -66,6 +68,7 @@ func Run(cfgDir string, log Logger) error {
 		return err
 	}
 	defer store.Close()
+	store.Log = log
 	client, err := dbusapi.Dial()
 	if err != nil {
 		return err
@@ -114,12 +117,52 @@ func Run(cfgDir string, log Logger) error {
 		}
 	}
 	go func() { errc <- Follow(ctx, eng, log, onDaemon) }()
+	go trimWhenQuiet(ctx, trimEvery)
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
 	_, _ = sd.SdNotify(false, sd.SdNotifyStopping)
 	return err
+}
+
+// The heap a burst grew (thousands of keys applied or published) is
+// returned to the OS once the service has been quiet for a trimEvery
+// period: more than trimBurst bytes allocated since the last trim, less
+// than trimQuiet during the last period. The Go runtime alone keeps it
+// resident much longer.
+const (
+	trimEvery = 5 * time.Second
+	trimBurst = 4 << 20
+	trimQuiet = 256 << 10
+)
+
+// trimWhenQuiet calls debug.FreeOSMemory after each burst, once quiet (see
+// trimEvery), until ctx ends.
+func trimWhenQuiet(ctx context.Context, every time.Duration) {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	allocated := func() uint64 {
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := allocated()
+	trimmed := last
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := allocated()
+		if now-last < trimQuiet && now-trimmed > trimBurst {
+			debug.FreeOSMemory()
+			now = allocated()
+			trimmed = now
+		}
+		last = now
+	}
 }
 
 // ReconcileEvery is how often Follow reconciles with ListBans besides its
@@ -247,17 +290,63 @@ func unix(s int64) time.Time {
 	return time.Unix(s, 0)
 }
 
-// reconcile publishes the daemon's active bans and withdraws this origin's
-// keys without one.
-func reconcile(ctx context.Context, conn *dbus.Conn, eng *Engine, log Logger) {
-	var infos []dbusapi.BanInfo
-	call := conn.Object(dbusapi.BusName, dbusapi.Path).Call(dbusapi.Interface+".ListBans", 0)
-	if call.Err != nil {
-		log(6, fmt.Sprintf("ListBans: %v: waiting for jailkeeper", call.Err))
-		return
+// reconcilePage is how many bans reconcile asks for per ListBansPage
+// call. The whole table in one ListBans reply can exceed the bus's
+// message size limit (32 MiB on the system bus, some 300,000 bans), and
+// the bus then disconnects the daemon instead of delivering the reply.
+const reconcilePage = 4096
+
+// pageFunc is ListBansPage: at most limit bans from offset on, and how
+// many there are in all.
+type pageFunc func(offset, limit uint32) ([]dbusapi.BanInfo, uint32, error)
+
+// listBans reads every ban through page, reconcilePage at a time. The
+// pages overlap by one ban: when the overlapping ban differs, the table
+// changed before the reading position between two calls (a ban skipped or
+// read twice), and whole is false. Bans listed are active either way.
+func listBans(page pageFunc) (bans []dbusapi.BanInfo, whole bool, err error) {
+	whole = true
+	var offset uint32
+	var last *dbusapi.BanInfo
+	for {
+		got, total, err := page(offset, reconcilePage)
+		if err != nil {
+			return nil, false, err
+		}
+		n := len(got)
+		if last != nil {
+			if n == 0 || got[0].Jail != last.Jail || got[0].Prefix != last.Prefix {
+				whole = false
+			} else {
+				got = got[1:]
+			}
+		}
+		bans = append(bans, got...)
+		if len(got) > 0 {
+			l := got[len(got)-1]
+			last = &l
+		}
+		if n < reconcilePage || offset+uint32(n) >= total {
+			return bans, whole, nil
+		}
+		offset += uint32(n) - 1
 	}
-	if err := call.Store(&infos); err != nil {
-		log(4, fmt.Sprintf("ListBans: %v", err))
+}
+
+// reconcile publishes the daemon's active bans and withdraws this origin's
+// keys without one. When the table changed while it was read in pages,
+// nothing is withdrawn (a ban may have been skipped); the next
+// reconciliation does it.
+func reconcile(ctx context.Context, conn *dbus.Conn, eng *Engine, log Logger) {
+	obj := conn.Object(dbusapi.BusName, dbusapi.Path)
+	infos, whole, err := listBans(func(offset, limit uint32) ([]dbusapi.BanInfo, uint32, error) {
+		var b []dbusapi.BanInfo
+		var total uint32
+		err := obj.Call(dbusapi.Interface+".ListBansPage", 0, offset, limit).Store(&b, &total)
+		return b, total, err
+	})
+	if err != nil {
+		log(6, fmt.Sprintf("ListBansPage: %v: waiting for jailkeeper", err))
 		return
 	}
 	bans := make([]Ban, 0, len(infos))
@@ -268,10 +357,19 @@ func reconcile(ctx context.Context, conn *dbus.Conn, eng *Engine, log Logger) {
 		}
 		bans = append(bans, Ban{Jail: b.Jail, Prefix: p, Start: unix(b.Start), Expires: unix(b.Expires), Reason: b.Reason})
 	}
-	pub, wd, err := eng.Reconcile(ctx, bans)
-	if err != nil {
-		log(3, fmt.Sprintf("reconciling with ListBans: %v", err))
+	if !whole {
+		pub, err := eng.Publish(ctx, bans)
+		if err != nil {
+			log(3, fmt.Sprintf("reconciling with ListBansPage: %v", err))
+			return
+		}
+		log(6, fmt.Sprintf("reconciled with ListBansPage: %d bans published; the table changed while it was read, so no key is withdrawn this time", pub))
 		return
 	}
-	log(6, fmt.Sprintf("reconciled with ListBans: %d bans published, %d keys withdrawn", pub, wd))
+	pub, wd, err := eng.Reconcile(ctx, bans)
+	if err != nil {
+		log(3, fmt.Sprintf("reconciling with ListBansPage: %v", err))
+		return
+	}
+	log(6, fmt.Sprintf("reconciled with ListBansPage: %d bans published, %d keys withdrawn", pub, wd))
 }

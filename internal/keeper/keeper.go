@@ -3,9 +3,11 @@
 // (the kernel-before-disk ban path), validates bans, lifts and expires
 // them, verifies the firewall layout, aggregates status, and swaps in a
 // reloaded configuration. It implements dbusapi.Manager, and logs every
-// event to the journal with a fixed MESSAGE_ID per kind (Logger). It starts
-// no goroutine and owns neither the journal reader nor the select loop nor
-// sd_notify: cmd/jailkeeper wires it to those. Its methods are safe for
+// event to the journal with a fixed MESSAGE_ID per kind (Logger), and
+// keeps the ban history clients read (history.go). It starts no goroutine
+// but the one that writes that history (at most one at a time), and owns
+// neither the journal reader nor the select loop nor sd_notify:
+// cmd/jailkeeper wires it to those. Its methods are safe for
 // concurrent use (one lock serialises the engine, the table's writes and
 // the firewall).
 package keeper
@@ -107,6 +109,9 @@ type Keeper struct {
 	unsaved   []bans.Ban
 	saveErr   error
 	saveTried time.Time
+
+	hist   historyState // the event history's flushes (history.go)
+	meters meters       // counters for operators (metrics.go)
 }
 
 // running is a configuration and its engine, as swapped in together.
@@ -146,6 +151,7 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 		return nil, err
 	} else if len(gone) > 0 {
 		k.log.Infof(MsgExpire, "%d bans expired while jailkeeper was stopped", len(gone))
+		k.record(bans.EventExpire, gone, "")
 	}
 	if opts.FromKernel {
 		k.importKernel(fw, now)
@@ -315,6 +321,14 @@ func (k *Keeper) Units() []string {
 	return k.engine.Units()
 }
 
+// ReadsJournal reports whether some jail reads the journal: a
+// configuration of API-only jails alone needs no journal reader.
+func (k *Keeper) ReadsJournal() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.engine.Units()) > 0 || len(k.engine.Identifiers()) > 0
+}
+
 // Identifiers: see Units.
 func (k *Keeper) Identifiers() []string {
 	k.mu.Lock()
@@ -360,6 +374,10 @@ func (k *Keeper) Close() error {
 		if err := k.table.SaveCursor(k.lastCursor); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// The history's last events (waiting for a write under way first).
+	if err := k.writeHistory(); err != nil {
+		errs = append(errs, err)
 	}
 	k.drift.Close()
 	k.drift = nil
@@ -414,6 +432,7 @@ func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ba
 			}
 			k.log.Event(journal.PriWarning, MsgUnban, fmt.Sprintf("dropped the recorded ban of %s in jail %s: %v", prefix.Format(b.Prefix), b.Jail, rerr),
 				"JAIL", b.Jail, "ADDRESS", prefix.Format(b.Prefix))
+			k.recordDropped(b, rerr.Error())
 			continue
 		}
 		if known[b.Jail] {
@@ -426,6 +445,7 @@ func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ba
 		}
 		k.log.Event(journal.PriNotice, MsgUnban, fmt.Sprintf("unbanned %s: jail %s is no longer configured", prefix.Format(b.Prefix), b.Jail),
 			"JAIL", b.Jail, "ADDRESS", prefix.Format(b.Prefix))
+		k.recordDropped(b, "jail "+b.Jail+" is no longer configured")
 	}
 	return keep
 }
@@ -437,6 +457,7 @@ func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ba
 // sync above all) are paid once per group, not per batch. The batches may
 // be released (reused) once it returns.
 func (k *Keeper) HandleBatch(batches ...[]jjournal.Entry) {
+	k.meters.countEntries(time.Now(), batches)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var decisions []jails.Decision
@@ -529,7 +550,7 @@ func (k *Keeper) commitEngine(bs []bans.Ban) {
 		}
 		bs = out
 	}
-	if _, err := k.commit(k.lastCursor, bs, false); err != nil {
+	if _, err := k.commit(k.lastCursor, bs, false, OriginJournal); err != nil {
 		if len(bs) > maxUnsaved {
 			bs = bs[len(bs)-maxUnsaved:]
 		}
@@ -602,7 +623,7 @@ func (k *Keeper) push(bs []bans.Ban) {
 // them (its own decisions already reset the counters they needed to, and
 // forgetting would also drop the addresses from an ongoing
 // distributed-attack count). Callers hold k.mu.
-func (k *Keeper) commit(cursor string, bs []bans.Ban, manual bool) (int, error) {
+func (k *Keeper) commit(cursor string, bs []bans.Ban, manual bool, origin string) (int, error) {
 	pushed := false
 	if !manual {
 		if pending := k.table.Changes(bs...); len(pending) > 0 {
@@ -630,6 +651,7 @@ func (k *Keeper) commit(cursor string, bs []bans.Ban, manual bool) (int, error) 
 		k.push(changed)
 	}
 	logBans(k.log, evBanned, changed)
+	k.record(bans.EventBan, changed, origin)
 	if manual {
 		forget(k.engine, changed)
 	}
@@ -646,10 +668,12 @@ func (k *Keeper) commit(cursor string, bs []bans.Ban, manual bool) (int, error) 
 const expireChunk = 20_000
 
 // Expire lifts the bans whose time is up, from the table and the kernel,
-// in steps of expireChunk.
+// in steps of expireChunk, then writes the event history recorded since
+// its last call (the daemon calls it every second).
 func (k *Keeper) Expire() {
 	for k.expireStep() == expireChunk {
 	}
+	k.flushHistory()
 }
 
 // expireStep lifts up to expireChunk expired bans and returns how many.
@@ -668,6 +692,7 @@ func (k *Keeper) expireStep() int {
 		k.log.Errorf(MsgExpire, "removing %d expired bans from the firewall: %v", len(gone), err)
 	}
 	logBans(k.log, evExpired, gone)
+	k.record(bans.EventExpire, gone, "")
 	if k.bus != nil {
 		announceUnbanned(k.bus, gone)
 	}
@@ -681,11 +706,17 @@ func (k *Keeper) Verify() error {
 	k.mu.Lock()
 	found, err := k.fw.Verify(k.rt.Layout, toFirewall(k.table.Snapshot(time.Now())))
 	k.mu.Unlock()
+	k.meters.verified(time.Now(), found, err)
+	if err != nil {
+		// Not "repaired": the caller logs the failure, and the next
+		// check (the drift watcher's, or the watchdog's) tries again.
+		if len(found) > 0 {
+			return fmt.Errorf("firewall drift found (%s), repair failed: %w", strings.Join(found, "; "), err)
+		}
+		return fmt.Errorf("firewall repair failed: %w", err)
+	}
 	if len(found) > 0 {
 		k.log.Event(journal.PriWarning, MsgRepair, fmt.Sprintf("firewall drift repaired: %s", strings.Join(found, "; ")))
-	}
-	if err != nil {
-		return fmt.Errorf("firewall repair failed: %w", err)
 	}
 	return nil
 }
@@ -777,6 +808,9 @@ func (k *Keeper) ban(jail string, prefixes []netip.Prefix, dur time.Duration, re
 	default:
 		reason = "banned by an administrator"
 	}
+	if origin == "" {
+		origin = OriginAdmin
+	}
 	now := time.Now()
 	bs := make([]bans.Ban, 0, len(prefixes))
 	var skipped []netip.Prefix
@@ -822,7 +856,7 @@ func (k *Keeper) ban(jail string, prefixes []netip.Prefix, dur time.Duration, re
 			return total, skipped, fmt.Errorf("%w %q: removed by a reload after %d bans", dbusapi.ErrUnknownJail, jail, total)
 		}
 		// commit without a cursor: bans an administrator or a client made.
-		n, err := k.commit("", step, true)
+		n, err := k.commit("", step, true, origin)
 		k.mu.Unlock()
 		total += n
 		if err != nil {
@@ -854,6 +888,7 @@ func (k *Keeper) Unban(jail string, p netip.Prefix) (int, error) {
 		}
 	}
 	logBans(k.log, evUnbanned, gone)
+	k.record(bans.EventUnban, gone, OriginAdmin)
 	forget(k.engine, gone)
 	if k.bus != nil {
 		announceUnbanned(k.bus, gone)
@@ -910,6 +945,7 @@ func (k *Keeper) unbanStep(bs []bans.Ban) (int, error) {
 		return 0, fmt.Errorf("removing from the firewall: %w", err)
 	}
 	logBans(k.log, evUnbanned, gone)
+	k.record(bans.EventUnban, gone, OriginAdmin)
 	forget(k.engine, gone)
 	if k.bus != nil {
 		announceUnbanned(k.bus, gone)

@@ -630,3 +630,41 @@ func TestSwapOntoNone(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIOnlyJail: a jail without filter and units takes bans from the API
+// (BanFrom, Ban) with its own bantime and ports; a configuration of such
+// jails alone reads no journal, and a journal entry reaches none of them.
+func TestAPIOnlyJail(t *testing.T) {
+	rt := testRuntime(t, "nftables")
+	rt.Jails = append(rt.Jails, jails.Jail{Name: "fleet", APIOnly: true, BanTime: 24 * time.Hour})
+	rt.Layout.Jails = append(rt.Layout.Jails, firewall.JailRules{Name: "fleet", Ports: []uint16{22}})
+	b := newBed(t, nil, rt)
+	if b.k.ReadsJournal() {
+		t.Errorf("ReadsJournal = true with only an API-only jail (units %v)", b.k.Units())
+	}
+	if n, skipped, err := b.k.BanFrom("fleet", []netip.Prefix{pfx("203.0.113.1"), pfx("198.51.100.3")}, time.Hour, "fleet: sshd on web1", "web1"); err != nil || n != 1 || len(skipped) != 1 {
+		t.Fatalf("BanFrom into the API-only jail = %d, %v, %v; want 1 banned, the whitelisted one skipped", n, skipped, err)
+	}
+	if _, err := b.k.Ban("fleet", []netip.Prefix{pfx("203.0.113.2")}, 0); err != nil {
+		t.Fatalf("Ban into the API-only jail: %v", err)
+	}
+	for _, a := range []string{"203.0.113.1", "203.0.113.2"} {
+		if v := b.verdict("nftables", a); v != firewall.VerdictReject {
+			t.Errorf("%s meets %s, want reject", a, v)
+		}
+	}
+	for _, a := range b.k.ListBans() {
+		if a.Prefix == "203.0.113.2" && a.Expires-a.Start != int64(24*time.Hour/time.Second) {
+			t.Errorf("Ban without a duration: %d s, want the jail's bantime 1d", a.Expires-a.Start)
+		}
+	}
+	b.k.HandleBatch([]journal.Entry{failure("203.0.113.9", "c1"), failure("203.0.113.9", "c2"), failure("203.0.113.9", "c3")})
+	if v := b.verdict("nftables", "203.0.113.9"); v != firewall.VerdictAccept {
+		t.Errorf("sshd failures reached the API-only jail: 203.0.113.9 meets %s", v)
+	}
+
+	b2 := newBed(t, nil, testRuntime(t, "nftables", "sshd"))
+	if !b2.k.ReadsJournal() {
+		t.Error("ReadsJournal = false with the sshd jail")
+	}
+}

@@ -52,6 +52,32 @@ func (h *Hosts) AtkDial(hostport string, timeout time.Duration) (net.Conn, error
 	return c, err
 }
 
+// SrvListen listens on TCP address addr inside the server namespace and
+// accepts (and closes at once) every connection until the listener is
+// closed: a stand-in for a service on another host, for tests that only
+// need to tell an accepted connection from a refused one.
+func (h *Hosts) SrvListen(addr string) (net.Listener, error) {
+	var l net.Listener
+	err := inNetns(h.Srv, func() error {
+		var err error
+		l, err = net.Listen("tcp", addr)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	return l, nil
+}
+
 // AtkBanner connects from the attacker namespace to hostport and returns
 // the first line the server sends (an SSH server's version banner).
 func (h *Hosts) AtkBanner(hostport string, timeout time.Duration) (string, error) {

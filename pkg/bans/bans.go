@@ -77,6 +77,8 @@ type Table struct {
 	historyKeep int
 	// The state saved with the cursor (state.go).
 	st stateLog
+	// The event history (events.go).
+	ev eventLog
 }
 
 // NewMemory returns a table that persists nothing (tests, dry runs).

@@ -98,6 +98,10 @@ type Jail struct {
 	Distributed      *Distributed      `yaml:"distributed"`
 	SubnetEscalation *SubnetEscalation `yaml:"subnet_escalation"`
 	MaxTracked       *int              `yaml:"max_tracked"`
+	// APIOnly makes a jail that reads no journal (no filter, no units)
+	// and takes bans only from the D-Bus API: `jailkeeper ban`, the
+	// fleet's bans applied by `jailkeeper sync`, imports.
+	APIOnly bool `yaml:"api_only"`
 }
 
 // Increment configures longer bans for repeat offenders.

@@ -33,11 +33,11 @@ func (c *Config) JailNames() []string {
 // name (a filter of the configuration, else a built-in one), so that
 // `jails: {postfix: {}}` is a whole jail. A jail of a built-in filter that
 // sets no ports bans the ports of that service (jails.BuiltinPorts), not
-// defaults.ports.
+// defaults.ports. An API-only jail has no filter, whatever its name.
 func (c *Config) Effective(name string) Jail {
 	j := c.Jails[name]
 	d := c.Defaults
-	if j.Filter == "" && len(j.FailRegex) == 0 && c.hasFilter(name) {
+	if !j.APIOnly && j.Filter == "" && len(j.FailRegex) == 0 && c.hasFilter(name) {
 		j.Filter = name
 	}
 	if j.Ports == nil && j.Filter != "" {
@@ -112,6 +112,9 @@ func (c *Config) validate() error {
 			return c.errAt("filters."+name, "bad filter name %q: use lower-case letters, digits, - and _", name)
 		}
 	}
+	if c.Defaults.APIOnly {
+		return c.errAt("defaults.api_only", "api_only is a jail's own setting, not a default")
+	}
 	for _, name := range c.JailNames() {
 		if err := c.validateJail(name); err != nil {
 			return err
@@ -131,13 +134,25 @@ func (c *Config) validateJail(name string) error {
 		return c.errAt(at, "%v", err)
 	}
 	j := c.Effective(name)
-	if j.Filter != "" && len(j.FailRegex) > 0 {
+	if j.APIOnly {
+		// What reads the journal has no meaning here: an API-only jail
+		// with a filter is a mistake to report, not to ignore.
+		raw := c.Jails[name]
+		for _, f := range []struct {
+			key string
+			set bool
+		}{{"filter", raw.Filter != ""}, {"failregex", raw.FailRegex != nil}, {"ignoreregex", raw.IgnoreRegex != nil},
+			{"units", raw.Units != nil}, {"identifiers", raw.Identifiers != nil}, {"mode", raw.Mode != ""}} {
+			if f.set {
+				return c.errAt(at+"."+f.key, "jail %s: api_only takes bans only from the API and reads no journal: remove %s", name, f.key)
+			}
+		}
+	} else if j.Filter != "" && len(j.FailRegex) > 0 {
 		return c.errAt(at+".failregex", "jail %s: set either filter or failregex, not both", name)
+	} else if j.Filter == "" && len(j.FailRegex) == 0 {
+		return c.errAt(at, "jail %s: no filter and no failregex (a jail fed only by the API, such as the fleet's, sets api_only: true)", name)
 	}
-	if j.Filter == "" && len(j.FailRegex) == 0 {
-		return c.errAt(at, "jail %s: no filter and no failregex", name)
-	}
-	if j.Filter != "" {
+	if j.Filter != "" && !j.APIOnly {
 		if _, ok := c.Filters[j.Filter]; !ok {
 			if _, err := jails.Builtin(j.Filter, j.Mode); err != nil {
 				return c.errAt(at+".filter", "jail %s: unknown filter %q (built-in: %s)", name, j.Filter, strings.Join(jails.BuiltinNames(), ", "))
@@ -229,6 +244,12 @@ func (c *Config) Resolve() (*Runtime, error) {
 	for _, name := range c.JailNames() {
 		j := c.Effective(name)
 		at := "jails." + name
+		if j.APIOnly {
+			rt.Sources[name] = JailSource{}
+			rt.Jails = append(rt.Jails, c.jail(name, j, nil, nil))
+			rt.Layout.Jails = append(rt.Layout.Jails, layoutJail(name, j))
+			continue
+		}
 		rt.Sources[name] = JailSource{Filter: j.Filter, Mode: j.Mode}
 		def := jails.FilterDef{FailRegex: j.FailRegex, IgnoreRegex: j.IgnoreRegex}
 		if j.Filter != "" {
@@ -259,45 +280,57 @@ func (c *Config) Resolve() (*Runtime, error) {
 				"jail %s matches SYSLOG_IDENTIFIER %s: any local user can forge such entries; prefer units:",
 				name, strings.Join(j.Identifiers, ", ")))
 		}
-		jj := jails.Jail{
-			Name:        name,
-			Filter:      f,
-			Units:       units,
-			Identifiers: j.Identifiers,
-			MaxRetry:    *j.MaxRetry,
-			FindTime:    j.FindTime.Std(),
-			BanTime:     j.BanTime.Std(),
-		}
-		if *j.BanTime == Permanent {
-			jj.BanTime = jails.Permanent
-		}
-		if j.IPv6Prefix != nil {
-			jj.IPv6Prefix = *j.IPv6Prefix
-		}
-		if j.MaxTracked != nil {
-			jj.MaxTracked = *j.MaxTracked
-		}
-		if inc := j.BanTimeIncrement; inc != nil {
-			// An unset factor or window is the engine's default.
-			jj.Increment = jails.Increment{Enabled: inc.Enabled, Factor: inc.Factor, Max: inc.Max.Std(), Window: inc.Window.Std()}
-		}
-		if d := j.Distributed; d != nil {
-			jj.Distributed = jails.Distributed{Window: d.Window.Std(), MinAddresses: d.MinAddresses, MaxRetry: d.MaxRetry}
-		}
-		if s := j.SubnetEscalation; s != nil {
-			jj.SubnetEscalation = jails.SubnetEscalation{Prefix4: s.Prefix4, Prefix6: s.Prefix6, Threshold: s.Threshold}
-		}
-		rt.Jails = append(rt.Jails, jj)
-		ports := make([]uint16, len(j.Ports))
-		for i, p := range j.Ports {
-			ports[i] = uint16(p)
-		}
-		rt.Layout.Jails = append(rt.Layout.Jails, firewall.JailRules{
-			Name:     name,
-			Ports:    ports,
-			Protocol: firewall.Protocol(j.Protocol),
-			Action:   firewall.Action(j.Action),
-		})
+		rt.Jails = append(rt.Jails, c.jail(name, j, f, units))
+		rt.Layout.Jails = append(rt.Layout.Jails, layoutJail(name, j))
 	}
 	return rt, nil
+}
+
+// jail is the engine's form of jail name, whose effective settings are j.
+func (c *Config) jail(name string, j Jail, f *jails.Filter, units []string) jails.Jail {
+	jj := jails.Jail{
+		Name:        name,
+		Filter:      f,
+		Units:       units,
+		Identifiers: j.Identifiers,
+		MaxRetry:    *j.MaxRetry,
+		FindTime:    j.FindTime.Std(),
+		BanTime:     j.BanTime.Std(),
+		APIOnly:     j.APIOnly,
+	}
+	if *j.BanTime == Permanent {
+		jj.BanTime = jails.Permanent
+	}
+	if j.IPv6Prefix != nil {
+		jj.IPv6Prefix = *j.IPv6Prefix
+	}
+	if j.MaxTracked != nil {
+		jj.MaxTracked = *j.MaxTracked
+	}
+	if inc := j.BanTimeIncrement; inc != nil {
+		// An unset factor or window is the engine's default.
+		jj.Increment = jails.Increment{Enabled: inc.Enabled, Factor: inc.Factor, Max: inc.Max.Std(), Window: inc.Window.Std()}
+	}
+	if d := j.Distributed; d != nil {
+		jj.Distributed = jails.Distributed{Window: d.Window.Std(), MinAddresses: d.MinAddresses, MaxRetry: d.MaxRetry}
+	}
+	if s := j.SubnetEscalation; s != nil {
+		jj.SubnetEscalation = jails.SubnetEscalation{Prefix4: s.Prefix4, Prefix6: s.Prefix6, Threshold: s.Threshold}
+	}
+	return jj
+}
+
+// layoutJail is the firewall's rules of jail name, whose effective
+// settings are j.
+func layoutJail(name string, j Jail) firewall.JailRules {
+	ports := make([]uint16, len(j.Ports))
+	for i, p := range j.Ports {
+		ports[i] = uint16(p)
+	}
+	return firewall.JailRules{
+		Name:     name,
+		Ports:    ports,
+		Protocol: firewall.Protocol(j.Protocol),
+		Action:   firewall.Action(j.Action),
+	}
 }

@@ -110,7 +110,7 @@ func (c *Config) ResolveSync() (ResolvedSync, bool, error) {
 	}
 	if r.Apply {
 		if _, ok := c.Jails[r.Jail]; !ok {
-			return r, false, errf("jail", "the fleet's bans are applied into jail %q, which is not configured (define it, or set apply: false)", r.Jail)
+			return r, false, errf("jail", "the fleet's bans are applied into jail %q, which is not configured (define it, e.g. with api_only: true, or set apply: false)", r.Jail)
 		}
 	}
 	seen := map[string]bool{}

@@ -8,8 +8,7 @@ import (
 
 const fleetJail = `jails:
   fleet:
-    filter: sshd
-    units: [jailkeeper-fleet.service]
+    api_only: true
     bantime: 1d
 `
 

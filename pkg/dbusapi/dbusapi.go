@@ -108,6 +108,7 @@ const introspectXML = introspectDoctype + `<node>
     <method name="UnbanAll"><arg name="jail" type="s" direction="in"/><arg name="removed" type="u" direction="out"/></method>
     <method name="ListBans"><arg name="bans" type="a(ssxxs)" direction="out"/></method>
     <method name="ListBansPage"><arg name="offset" type="u" direction="in"/><arg name="limit" type="u" direction="in"/><arg name="bans" type="a(ssxxs)" direction="out"/><arg name="total" type="u" direction="out"/></method>
+    <method name="ListHistory"><arg name="jail" type="s" direction="in"/><arg name="offset" type="u" direction="in"/><arg name="limit" type="u" direction="in"/><arg name="events" type="a(xsssuxss)" direction="out"/><arg name="total" type="u" direction="out"/></method>
     <method name="Reload"></method>
     <signal name="Banned"><arg name="jail" type="s"/><arg name="address" type="s"/><arg name="expires" type="x"/><arg name="reason" type="s"/></signal>
     <signal name="Unbanned"><arg name="jail" type="s"/><arg name="address" type="s"/></signal>

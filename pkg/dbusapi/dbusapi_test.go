@@ -22,10 +22,11 @@ import (
 
 // memManager is an in-memory Manager for the bus tests.
 type memManager struct {
-	mu     sync.Mutex
-	bans   map[string]map[netip.Prefix]time.Duration
-	reload int
-	reason string // the last BanFrom's reason/origin
+	mu      sync.Mutex
+	bans    map[string]map[netip.Prefix]time.Duration
+	reload  int
+	reason  string // the last BanFrom's reason/origin
+	history string // the last ListHistory's arguments
 }
 
 func (m *memManager) Ban(jail string, ps []netip.Prefix, d time.Duration) (int, error) {
@@ -115,6 +116,21 @@ func (m *memManager) ListBansPage(offset, limit int) ([]BanInfo, int) {
 		b = b[:min(limit, len(b))]
 	}
 	return b, len(all)
+}
+
+func (m *memManager) ListHistory(jail string, offset, limit int) ([]HistoryEntry, int, error) {
+	m.mu.Lock()
+	m.history = fmt.Sprint(jail, offset, limit)
+	m.mu.Unlock()
+	return []HistoryEntry{{Time: 1, Kind: "ban", Jail: "sshd", Prefix: "203.0.113.5", Count: 1, Expires: 2,
+		Reason: `5 failures within 10m0s, last for user "hunter2"`, Origin: "journal"}}, 7, nil
+}
+
+// lastHistory returns the last ListHistory's arguments.
+func (m *memManager) lastHistory() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.history
 }
 
 func (m *memManager) UnbanAll(jail string) (int, error) {
@@ -285,6 +301,15 @@ func TestOnRealBus(t *testing.T) {
 	}
 	if out, err := bus.BusCall("ListBansPage", "uu", "1", "10"); err != nil || strings.TrimSpace(out) != "a(ssxxs)u 0 1" {
 		t.Fatalf("root ListBansPage(1, 10) = %q, %v", out, err)
+	}
+	// The history: paging passed on (limit 0 and beyond MaxPage mean
+	// MaxPage), user names for root only.
+	want := `a(xsssuxss)u 1 1 "ban" "sshd" "203.0.113.5" 1 2 "5 failures within 10m0s, last for user \"hunter2\"" "journal" 7`
+	if out, err := bus.BusCall("ListHistory", "suu", "sshd", "3", "0"); err != nil || strings.TrimSpace(out) != want || m.lastHistory() != fmt.Sprint("sshd", 3, MaxPage) {
+		t.Fatalf("root ListHistory(sshd, 3, 0) = %q, %v (manager got %q); want %q", out, err, m.lastHistory(), want)
+	}
+	if out, err := bus.BusCallAs("65534", "ListHistory", "suu", "", "0", "99999"); err != nil || !strings.Contains(out, `last for user (hidden)`) || strings.Contains(out, "hunter2") || m.lastHistory() != fmt.Sprint("", 0, MaxPage) {
+		t.Fatalf("nobody ListHistory = %q, %v (manager got %q); want the user name hidden", out, err, m.lastHistory())
 	}
 	if err := srv.Health(); err != nil {
 		t.Errorf("Health = %v on a live bus", err)

@@ -36,6 +36,7 @@ func (x methods) table() map[string]any {
 		"Status":       x.Status,
 		"ListBans":     x.ListBans,
 		"ListBansPage": x.ListBansPage,
+		"ListHistory":  x.ListHistory,
 		"Reload":       x.Reload,
 	}
 }
@@ -53,7 +54,7 @@ func (x jailProps) table() map[string]any {
 }
 
 func (x jailMethods) table() map[string]any {
-	return map[string]any{"Ban": x.Ban, "Unban": x.Unban, "ListBans": x.ListBans}
+	return map[string]any{"Ban": x.Ban, "Unban": x.Unban, "ListBans": x.ListBans, "ListHistory": x.ListHistory}
 }
 
 func (x rootIntrospect) table() map[string]any {

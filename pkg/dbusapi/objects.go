@@ -311,10 +311,16 @@ func jailChanges(a, b JailInfo) map[string]dbus.Variant {
 	return ch
 }
 
+// managerProps are Manager1's properties: the published ones, and the
+// Manager's metrics (metrics.go) read now when it has them.
 func (o *objects) managerProps() map[string]dbus.Variant {
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	return managerValues(o.jails, o.backend, o.version)
+	props := managerValues(o.jails, o.backend, o.version)
+	o.mu.Unlock()
+	if m, ok := o.s.m.(Metered); ok {
+		addMetrics(props, m)
+	}
+	return props
 }
 
 func (o *objects) jail(name string) (JailInfo, bool) {

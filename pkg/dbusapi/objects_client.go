@@ -3,6 +3,7 @@ package dbusapi
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -13,6 +14,9 @@ type DaemonInfo struct {
 	Backend         string
 	CurrentlyBanned uint32
 	BannedTotal     uint32
+	// Metrics are the daemon's own counters; nil from a daemon that does
+	// not publish them.
+	Metrics *DaemonMetrics
 }
 
 // Objects reads the object model: Manager1's properties and every jail's
@@ -35,6 +39,22 @@ func (c *Client) Objects() (DaemonInfo, []JailInfo, error) {
 		if err := get(name, out); err != nil {
 			return di, nil, err
 		}
+	}
+	if _, ok := props["JournalEntriesRead"]; ok {
+		var dm DaemonMetrics
+		var lag float64
+		var at int64
+		for name, out := range map[string]any{"JournalEntriesRead": &dm.JournalEntriesRead, "JournalLagSeconds": &lag,
+			"LastVerifyTime": &at, "LastVerifyOK": &dm.LastVerifyOK, "FirewallRepairs": &dm.FirewallRepairs} {
+			if err := get(name, out); err != nil {
+				return di, nil, err
+			}
+		}
+		dm.JournalLag = time.Duration(lag * float64(time.Second))
+		if at != 0 {
+			dm.LastVerify = time.Unix(at, 0)
+		}
+		di.Metrics = &dm
 	}
 	var managed map[dbus.ObjectPath]map[string]map[string]dbus.Variant
 	if err := obj.Call(objMgrInterface+".GetManagedObjects", 0).Store(&managed); err != nil {

@@ -2,6 +2,7 @@ package dbusapi
 
 import (
 	"encoding/xml"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -73,6 +74,10 @@ func (m *memModel) Ban(jail string, ps []netip.Prefix, d time.Duration) (int, er
 		}
 	}
 	return n, err
+}
+
+func (m *memModel) DaemonMetrics() DaemonMetrics {
+	return DaemonMetrics{JournalEntriesRead: 42, JournalLag: 250 * time.Millisecond, LastVerify: time.Unix(1795955900, 0), LastVerifyOK: true, FirewallRepairs: 3}
 }
 
 func (m *memModel) setJails(names ...string) {
@@ -153,6 +158,10 @@ func TestObjectModel(t *testing.T) {
 		!slices.Equal(props["Jails"].Value().([]dbus.ObjectPath), []dbus.ObjectPath{JailPath("my-web"), JailPath("sshd")}) {
 		t.Fatalf("Manager1 properties = %v", props)
 	}
+	if props["JournalEntriesRead"].Value() != uint64(42) || props["JournalLagSeconds"].Value() != 0.25 || props["LastVerifyTime"].Value() != int64(1795955900) ||
+		props["LastVerifyOK"].Value() != true || props["FirewallRepairs"].Value() != uint64(3) {
+		t.Fatalf("Manager1 metrics properties = %v", props)
+	}
 	out, err := busctlAs(bus, "65534", "get-property", "org.jailkeeper", string(JailPath("sshd")), JailInterface, "BanTime")
 	if err != nil || strings.TrimSpace(out) != "x -1" {
 		t.Fatalf("nobody get-property BanTime = %q, %v", out, err)
@@ -228,6 +237,12 @@ wait:
 	if err := sshd.Call(JailInterface+".ListBans", 0).Store(&bans); err != nil {
 		t.Fatal(err)
 	}
+	var hist []HistoryEntry
+	var histTotal uint32
+	if err := sshd.Call(JailInterface+".ListHistory", 0, uint32(2), uint32(10)).Store(&hist, &histTotal); err != nil ||
+		len(hist) != 1 || histTotal != 7 || m.lastHistory() != fmt.Sprint("sshd", 2, 10) {
+		t.Fatalf("Jail1.ListHistory(2, 10) = %+v, %d, %v (manager got %q)", hist, histTotal, err, m.lastHistory())
+	}
 	var removed uint32
 	if err := sshd.Call(JailInterface+".Unban", 0, "203.0.113.5").Store(&removed); err != nil || removed != 1 {
 		t.Fatalf("Jail1.Unban = %d, %v", removed, err)
@@ -274,6 +289,9 @@ wait:
 	if err != nil || di.Version != "1.2.3" || di.Backend != "nftables" || di.CurrentlyBanned != 299 || len(infos) != 2 ||
 		infos[0].Name != "ftp" || infos[1].Name != "sshd" || infos[1].CurrentlyBanned != 299 || infos[1].BanTime != -1 || infos[1].Units[0] != "sshd.service" {
 		t.Fatalf("Objects = %+v, %+v, %v", di, infos, err)
+	}
+	if m := di.Metrics; m == nil || m.JournalEntriesRead != 42 || m.JournalLag != 250*time.Millisecond || !m.LastVerify.Equal(time.Unix(1795955900, 0)) || !m.LastVerifyOK || m.FirewallRepairs != 3 {
+		t.Fatalf("Objects' metrics = %+v", m)
 	}
 
 	// A reload the bus did not carry (SIGHUP) shows within a second or

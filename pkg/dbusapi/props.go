@@ -38,7 +38,7 @@ const peerXML = `  <interface name="org.freedesktop.DBus.Peer">
 // managerXML describes /org/jailkeeper with the object model: Manager1
 // with its properties, Properties, ObjectManager, and the jail subtree.
 var managerXML = strings.Replace(
-	strings.Replace(introspectXML, "  </interface>", managerProperties+"  </interface>", 1),
+	strings.Replace(introspectXML, "  </interface>", managerProperties+metricsProperties+"  </interface>", 1),
 	"</node>", propertiesXML+objectManagerXML+`  <node name="jail"/>
 </node>`, 1)
 
@@ -48,6 +48,7 @@ const jailXML = introspectDoctype + `<node>
     <method name="Ban"><arg name="address" type="s" direction="in"/><arg name="seconds" type="t" direction="in"/></method>
     <method name="Unban"><arg name="address" type="s" direction="in"/><arg name="removed" type="u" direction="out"/></method>
     <method name="ListBans"><arg name="bans" type="a(ssxxs)" direction="out"/></method>
+    <method name="ListHistory"><arg name="offset" type="u" direction="in"/><arg name="limit" type="u" direction="in"/><arg name="events" type="a(xsssuxss)" direction="out"/><arg name="total" type="u" direction="out"/></method>
     <property name="Name" type="s" access="read"/>
     <property name="Units" type="as" access="read"/>
     <property name="Filter" type="s" access="read"/>

@@ -85,6 +85,11 @@ type Jail struct {
 	Distributed      Distributed
 	SubnetEscalation SubnetEscalation
 	MaxTracked       int // 0 → DefaultMaxTracked
+
+	// APIOnly marks a jail that reads no journal: it has no filter and no
+	// units, and takes bans only from the daemon's API (a ban, a ban from
+	// another server, an import). The engine never routes an entry to it.
+	APIOnly bool
 }
 
 // JailStats are a jail's failure counters.
@@ -146,7 +151,10 @@ func NewEngine(jails []Jail, wl *Whitelist, h History) (*Engine, error) {
 			return nil, fmt.Errorf("jail %s defined twice", j.Name)
 		}
 		seenName[j.Name] = true
-		if j.Filter == nil {
+		if j.APIOnly && (j.Filter != nil || len(j.Units) > 0 || len(j.Identifiers) > 0) {
+			return nil, fmt.Errorf("jail %s takes bans only from the API but has a filter, units or identifiers", j.Name)
+		}
+		if j.Filter == nil && !j.APIOnly {
 			return nil, fmt.Errorf("jail %s has no filter", j.Name)
 		}
 		if j.MaxRetry <= 0 {
@@ -185,42 +193,13 @@ func NewEngine(jails []Jail, wl *Whitelist, h History) (*Engine, error) {
 		if p := j.SubnetEscalation.Prefix6; p < 1 || p > 128 {
 			return nil, fmt.Errorf("jail %s: subnet_escalation prefix6 %d is not within 1..128", j.Name, p)
 		}
-		units := j.Units
-		if len(units) == 0 {
-			units = j.Filter.Units()
-		}
-		if len(units) == 0 && len(j.Identifiers) == 0 {
-			return nil, fmt.Errorf("jail %s has no units (and its filter names none)", j.Name)
-		}
-		j.Units = nil
-		for _, u := range units {
-			u = journal.UnitName(u)
-			j.Units = append(j.Units, u)
-			if base, ok := strings.CutSuffix(u, "@.service"); ok {
-				e.byPrefix[base+"@"] = append(e.byPrefix[base+"@"], i)
-			} else {
-				e.byUnit[u] = append(e.byUnit[u], i)
-			}
-			if !seenUnit[u] {
-				seenUnit[u] = true
-				e.units = append(e.units, u)
-			}
-		}
-		for _, s := range j.Filter.Unitless() {
-			u := journal.Unitless{Unit: j.Units[0], Identifier: s.Identifier, UID: s.UID}
-			if !slices.Contains(e.unitless, u) {
-				e.unitless = append(e.unitless, u)
-			}
-		}
-		for _, id := range j.Identifiers {
-			e.byIdent[id] = append(e.byIdent[id], i)
-			if !seenIdent[id] {
-				seenIdent[id] = true
-				e.idents = append(e.idents, id)
+		if !j.APIOnly {
+			if err := e.addRoutes(&j, i, seenUnit, seenIdent); err != nil {
+				return nil, err
 			}
 		}
 		js := &jailState{Jail: j, tracker: NewTracker(j.MaxRetry, j.FindTime, j.MaxTracked), escalated: map[netip.Prefix]time.Time{}}
-		if j.Filter.HasContext() {
+		if !j.APIOnly && j.Filter.HasContext() {
 			js.ctx = NewProcContexts(0, j.FindTime)
 		}
 		if j.Distributed.Window > 0 && j.Distributed.MinAddresses > 0 {
@@ -231,6 +210,46 @@ func NewEngine(jails []Jail, wl *Whitelist, h History) (*Engine, error) {
 	sort.Strings(e.units)
 	sort.Strings(e.idents)
 	return e, nil
+}
+
+// addRoutes registers the units and identifiers jail j (the i-th) reads, and
+// sets j.Units to its units as the reader matches them.
+func (e *Engine) addRoutes(j *Jail, i int, seenUnit, seenIdent map[string]bool) error {
+	units := j.Units
+	if len(units) == 0 {
+		units = j.Filter.Units()
+	}
+	if len(units) == 0 && len(j.Identifiers) == 0 {
+		return fmt.Errorf("jail %s has no units (and its filter names none)", j.Name)
+	}
+	j.Units = nil
+	for _, u := range units {
+		u = journal.UnitName(u)
+		j.Units = append(j.Units, u)
+		if base, ok := strings.CutSuffix(u, "@.service"); ok {
+			e.byPrefix[base+"@"] = append(e.byPrefix[base+"@"], i)
+		} else {
+			e.byUnit[u] = append(e.byUnit[u], i)
+		}
+		if !seenUnit[u] {
+			seenUnit[u] = true
+			e.units = append(e.units, u)
+		}
+	}
+	for _, s := range j.Filter.Unitless() {
+		u := journal.Unitless{Unit: j.Units[0], Identifier: s.Identifier, UID: s.UID}
+		if !slices.Contains(e.unitless, u) {
+			e.unitless = append(e.unitless, u)
+		}
+	}
+	for _, id := range j.Identifiers {
+		e.byIdent[id] = append(e.byIdent[id], i)
+		if !seenIdent[id] {
+			seenIdent[id] = true
+			e.idents = append(e.idents, id)
+		}
+	}
+	return nil
 }
 
 // Units returns every unit of every jail, deduplicated and sorted, with

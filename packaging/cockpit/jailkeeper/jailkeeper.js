@@ -19,6 +19,9 @@
         search: "",
         admin: false,
         running: false,
+        historyJail: "",
+        historyPage: 0,
+        historyTotal: 0,
     };
 
     let client, jails, permission;
@@ -127,6 +130,58 @@
             sel.appendChild(el("option", j.Name)).value = j.Name;
         if (keep)
             sel.value = keep;
+        const hsel = $("history-jail");
+        hsel.textContent = "";
+        hsel.appendChild(el("option", "all jails")).value = "";
+        for (const j of list)
+            hsel.appendChild(el("option", j.Name)).value = j.Name;
+        hsel.value = state.historyJail;
+    }
+
+    /* History: a page of ListHistory (newest first), read again soon after
+     * each ban signal while the page is open. */
+
+    const KIND = { ban: "banned", unban: "unbanned", expiry: "expired" };
+    const ORIGIN = { journal: "the jail's filter", admin: "an administrator", config: "the configuration", "": "" };
+
+    function loadHistory() {
+        if (!state.running)
+            return Promise.resolve();
+        return client.call(MANAGER_PATH, MANAGER, "ListHistory", [state.historyJail, state.historyPage * PAGE_SIZE, PAGE_SIZE], { type: "suu" })
+                .then(([list, total]) => renderHistory(list, Number(total)))
+                .catch(ex => showError("Reading the ban history: " + ex.message));
+    }
+
+    let historyTimer = null;
+    function scheduleHistory() {
+        if (historyTimer === null)
+            historyTimer = window.setTimeout(() => { historyTimer = null; loadHistory() }, 300);
+    }
+
+    function renderHistory(list, total) {
+        state.historyTotal = total;
+        const body = $("history").tBodies[0];
+        body.textContent = "";
+        for (const [time, kind, jail, address, count, expires, reason, origin] of list) {
+            const tr = el("tr");
+            tr.dataset.address = address;
+            tr.dataset.jail = jail;
+            tr.dataset.kind = kind;
+            let what = KIND[kind] || kind;
+            if (kind === "ban")
+                what += expires ? " until " + when(expires) : " permanently";
+            const addr = count > 1 ? address + " and " + (count - 1) + " more" : address;
+            tr.append(el("td", when(time)), el("td", addr), el("td", jail), el("td", what), el("td", reason),
+                      el("td", origin in ORIGIN ? ORIGIN[origin] : "server " + origin));
+            body.appendChild(tr);
+        }
+        if (list.length === 0)
+            body.appendChild(el("tr")).appendChild(el("td", "No events.")).colSpan = 6;
+        const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+        $("history-count").textContent = "(" + total + " events)";
+        $("history-page").textContent = "page " + (state.historyPage + 1) + " of " + pages;
+        $("history-prev").disabled = state.historyPage === 0;
+        $("history-next").disabled = state.historyPage >= pages - 1;
     }
 
     /* Bans: the list from ListBans, kept current by the ban signals. */
@@ -186,6 +241,7 @@
             return;
         }
         scheduleRender();
+        scheduleHistory();
     }
 
     let renderTimer = null;
@@ -280,6 +336,7 @@
             if (state.running && !was) {
                 loadManager();
                 loadBans();
+                loadHistory();
             }
             if (!state.running) {
                 state.bans.clear();
@@ -309,6 +366,9 @@
         $("ban-form").addEventListener("submit", ban);
         $("search").addEventListener("input", ev => { state.search = ev.target.value; state.page = 0; scheduleRender() });
         $("prev").addEventListener("click", () => { state.page--; renderBans() });
+        $("history-jail").addEventListener("change", ev => { state.historyJail = ev.target.value; state.historyPage = 0; loadHistory() });
+        $("history-prev").addEventListener("click", () => { state.historyPage = Math.max(0, state.historyPage - 1); loadHistory() });
+        $("history-next").addEventListener("click", () => { state.historyPage++; loadHistory() });
         $("next").addEventListener("click", () => { state.page++; renderBans() });
         for (const th of $("bans").tHead.querySelectorAll("th.sortable")) {
             th.addEventListener("click", () => {
