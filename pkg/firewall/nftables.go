@@ -159,7 +159,9 @@ func (x *nftSetIDs) id(b Ban) int {
 func (x *nftSetIDs) idOf(name string) int { return slices.Index(x.names, name) }
 
 // nft is the nftables backend: one table inet jailkeeper, one base chain
-// on the input hook at priority -10, per-jail sets with timeouts.
+// on the input hook at priority -10, and per jail and family three sets
+// with timeouts (nftKind: host addresses, prefixes of the common length,
+// other prefixes).
 type nft struct {
 	opts   Options
 	ns     netns.NsHandle
