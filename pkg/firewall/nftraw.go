@@ -215,8 +215,8 @@ func (r *nftRaw) batchTx(typ uint16, set string, n int, elem func(i int) nftRawE
 		// the batch's begin), and one that changes nothing (every element
 		// present already, with the same timeout) with none. The element
 		// messages carry no NLM_F_ECHO: with it, the kernel would build
-		// and echo a message per element (and it merges the elements of
-		// consecutive messages to one set into the first one's).
+		// and echo a message per element. Should the table be gone, the
+		// batch fails on its set and creates nothing.
 		var msg int
 		b, msg = r.appendNlmsg(b, unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWTABLE,
 			unix.NLM_F_REQUEST|unix.NLM_F_ECHO, unix.NFPROTO_INET, 0)
