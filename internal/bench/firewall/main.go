@@ -161,10 +161,18 @@ func row(measure, backend, value, note string) {
 	fmt.Printf("%-22s %-10s %12s  %s\n", measure, backend, value, note)
 }
 
+// fatal reports err, deletes the namespaces still open (os.Exit skips
+// the deferred closes) and exits.
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "bench:", err)
+	for h := range openHosts {
+		h.close()
+	}
 	os.Exit(1)
 }
+
+// openHosts holds the namespace pairs not closed yet.
+var openHosts = map[*hosts]bool{}
 
 // hosts is a server/attacker namespace pair like testbed.NewHosts.
 type hosts struct{ srv, atk string }
@@ -174,6 +182,7 @@ func newHosts() *hosts {
 	rand.Read(b)
 	s := hex.EncodeToString(b)
 	h := &hosts{srv: "jk-bsrv-" + s, atk: "jk-batk-" + s}
+	openHosts[h] = true
 	for _, c := range [][]string{
 		{"netns", "add", h.srv}, {"netns", "add", h.atk},
 		{"link", "add", "jkb0" + s, "type", "veth", "peer", "name", "jkb1" + s},
@@ -192,6 +201,7 @@ func newHosts() *hosts {
 }
 
 func (h *hosts) close() {
+	delete(openHosts, h)
 	exec.Command("ip", "netns", "del", h.srv).Run()
 	exec.Command("ip", "netns", "del", h.atk).Run()
 }
