@@ -191,13 +191,17 @@ func (s *Server) emit(member string, body ...any) error {
 }
 
 // Banned emits the Banned signal. expires is zero for a permanent ban.
+// The signal goes to every listener on the bus, whoever it runs as, so
+// its reason has the user names hidden (HideUsers), as a reply to a
+// caller other than root shows it; root reads the full reason with
+// ListBansPage or ListHistory.
 func (s *Server) Banned(jail string, p netip.Prefix, expires time.Time, reason string) error {
 	s.touch()
 	var exp int64
 	if !expires.IsZero() {
 		exp = expires.Unix()
 	}
-	return s.emit("Banned", jail, prefix.Format(p), exp, reason)
+	return s.emit("Banned", jail, prefix.Format(p), exp, HideUsers(reason))
 }
 
 // Unbanned emits the Unbanned signal.
