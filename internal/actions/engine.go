@@ -200,7 +200,9 @@ func (e *Engine) reconcile(bans []dbusapi.BanInfo, whole bool) (newBans, lifted 
 			continue
 		}
 		active[SeenBan{b.Jail, p}] = true
-		ev := Event{Kind: Ban, Jail: b.Jail, Prefix: p, Start: time.Unix(b.Start, 0), Reason: b.Reason, Seen: now}
+		// The reason as the Banned signal carries it (user names hidden):
+		// the same whether a ban was followed or found here.
+		ev := Event{Kind: Ban, Jail: b.Jail, Prefix: p, Start: time.Unix(b.Start, 0), Reason: dbusapi.HideUsers(b.Reason), Seen: now}
 		if b.Expires != 0 {
 			ev.Expires = time.Unix(b.Expires, 0)
 		}

@@ -156,7 +156,7 @@ func TestReconcile(t *testing.T) {
 	// stays, .3 is new.
 	n, lifted, _, err := e.Reconcile([]dbusapi.BanInfo{
 		{Jail: "sshd", Prefix: "203.0.113.2/32", Start: 1, Expires: 0},
-		{Jail: "sshd", Prefix: "203.0.113.3", Start: 1, Expires: 0},
+		{Jail: "sshd", Prefix: "203.0.113.3", Start: 1, Expires: 0, Reason: `5 failures, last for user "hunter2"`},
 	}, true)
 	if err != nil || n != 1 || lifted != 2 {
 		t.Fatalf("Reconcile = %d new, %d lifted, %v; want 1, 2", n, lifted, err)
@@ -166,6 +166,10 @@ func TestReconcile(t *testing.T) {
 	got := map[string]bool{}
 	for _, c := range rec.calls[2:] {
 		got[c[0].Kind.String()+" "+c[0].Address()] = true
+		// The reason as the Banned signal would have carried it.
+		if c[0].Address() == "203.0.113.3" && c[0].Reason != "5 failures, last for user (hidden)" {
+			t.Errorf("the reconciled ban's reason is %q; want the user name hidden", c[0].Reason)
+		}
 	}
 	rec.mu.Unlock()
 	if !got["unban 203.0.113.1"] || !got["ban 203.0.113.3"] || !got["unban 198.51.100.7"] {
