@@ -420,12 +420,18 @@ func TestActionsMail(t *testing.T) {
 			t.Errorf("admin mail lacks %q:\n%s", want, admin)
 		}
 	}
+	// The reason as the daemon's Banned signal carries it: the attempted
+	// user name (maybe a mistyped password) hidden; the log lines quote
+	// sshd as it logged.
+	if !strings.Contains(admin, "Reason:    3 failures within") || !strings.Contains(admin, "last for user (hidden)") || strings.Contains(admin, `user "admin"`) {
+		t.Errorf("admin mail's reason: want the user name hidden:\n%s", admin)
+	}
 	bySMTP := mta.WaitMail(t, 20*time.Second, "To: smtp@jk-test.example")
 	if !strings.Contains(bySMTP, "banned 198.51.100.2 in jail sshd") || !strings.Contains(bySMTP, "Received: from ") {
 		t.Errorf("mail handed over by SMTP:\n%s", bySMTP)
 	}
 	abuse := mta.WaitMail(t, 20*time.Second, "To: abuse@example.net")
-	if !strings.Contains(abuse, "banned 198.51.100.2 in jail sshd") || !strings.Contains(abuse, fails[0]) || strings.Contains(abuse, "Whois record") {
+	if !strings.Contains(abuse, "banned 198.51.100.2 in jail sshd") || !strings.Contains(abuse, fails[0]) || strings.Contains(abuse, "Whois record") || strings.Contains(abuse, `user "admin"`) {
 		t.Errorf("abuse mail:\n%s", abuse)
 	}
 	time.Sleep(3 * time.Second) // the digest period, for a second digest to show

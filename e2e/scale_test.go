@@ -22,7 +22,7 @@ func kernelBans(t *testing.T, h *testbed.Hosts, backend string) int {
 	t.Helper()
 	if backend == "nftables" {
 		n := 0
-		for _, set := range []string{"sshd-4", "sshd-n4", "sshd-6", "sshd-n6"} {
+		for _, set := range []string{"sshd-4", "sshd-24", "sshd-n4", "sshd-6", "sshd-64", "sshd-n6"} {
 			out, err := h.InSrv("nft", "list", "set", "inet", "jailkeeper", set).CombinedOutput()
 			if err != nil {
 				continue // no such set (yet), or the table is gone

@@ -98,7 +98,7 @@ func formatMetrics(up bool, di dbusapi.DaemonInfo, jails []dbusapi.JailInfo) []b
 	fmt.Fprintf(&b, "# HELP jailkeeper_bans_total Bans started, ever, all jails.\n# TYPE jailkeeper_bans_total counter\njailkeeper_bans_total %d\n", di.BannedTotal)
 	if m := di.Metrics; m != nil {
 		fmt.Fprintf(&b, "# HELP jailkeeper_journal_entries_read_total Journal entries the daemon handled since it started.\n# TYPE jailkeeper_journal_entries_read_total counter\njailkeeper_journal_entries_read_total %d\n", m.JournalEntriesRead)
-		fmt.Fprintf(&b, "# HELP jailkeeper_journal_lag_seconds How long after it was written the last journal entry handled was handled.\n# TYPE jailkeeper_journal_lag_seconds gauge\njailkeeper_journal_lag_seconds %s\n", strconv.FormatFloat(m.JournalLag.Seconds(), 'g', -1, 64))
+		fmt.Fprintf(&b, "# HELP jailkeeper_journal_lag_seconds How far behind the journal's tail the daemon is: 0 when caught up, else the age of the oldest entry waiting.\n# TYPE jailkeeper_journal_lag_seconds gauge\njailkeeper_journal_lag_seconds %s\n", strconv.FormatFloat(m.JournalLag.Seconds(), 'g', -1, 64))
 		if !m.LastVerify.IsZero() {
 			ok := 0
 			if m.LastVerifyOK {

@@ -77,6 +77,10 @@ func run(args []string, stderr io.Writer) int {
 		}
 	}
 	d := &daemon{cfgDir: *cfgDir, stateDir: *stateDir, log: keeper.NewLogger(stderr), reloads: make(chan chan error), resolved: make(chan struct{})}
+	if d.busLimit, err = dbusapi.BusLimitFromEnv(); err != nil {
+		fmt.Fprintf(stderr, "jailkeeper daemon: %v\n", err)
+		return 1
+	}
 	if f := os.Getenv("JAILKEEPER_CPUPROFILE"); f != "" {
 		stop, err := startCPUProfile(f)
 		if err != nil {
@@ -125,6 +129,7 @@ type daemon struct {
 	cfgDir, stateDir string
 	log              *keeper.Logger
 	k                *keeper.Keeper
+	busLimit         int // the bus's message size limit; 0: dbusapi.BusLimit
 
 	readerCancel context.CancelFunc
 	readerDone   chan error
@@ -342,6 +347,7 @@ func (d *daemon) connectBus() error {
 		return err
 	}
 	srv.SetVersion(version)
+	srv.SetBusLimit(d.busLimit)
 	d.k.SetAnnouncer(srv)
 	d.conn, d.srv, d.busErr, d.busWait = conn, srv, nil, 0
 	d.busDown.Store(nil)
@@ -366,7 +372,7 @@ func (d *daemon) busFailed(err error) {
 func (d *daemon) checkBus() {
 	if d.srv != nil {
 		if n := d.srv.Dropped(); n != d.dropped {
-			d.log.Warnf("D-Bus: %d ban signals dropped (a slow bus or subscriber); ListBans has every ban", n-d.dropped)
+			d.log.Warnf("D-Bus: %d ban signals dropped (a slow bus or subscriber); ListBansPage has every ban", n-d.dropped)
 			d.dropped = n
 		}
 		err := d.srv.Health()
@@ -422,6 +428,7 @@ func (d *daemon) startReader() error {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx, d.batches) }()
 	d.reader, d.readerCancel, d.readerDone = r, cancel, done
+	d.k.SetJournalTail(r)
 	return nil
 }
 
@@ -440,6 +447,7 @@ func (d *daemon) stopReader() {
 		}
 		break
 	}
+	d.k.SetJournalTail(nil)
 	d.reader.Close()
 	d.readerCancel, d.readerDone, d.reader = nil, nil, nil
 }

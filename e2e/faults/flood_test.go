@@ -27,7 +27,7 @@ const floodEnv = "JK_FAULTS_FLOOD"
 
 // flood is the hostile local user: it opens floodConns
 // connections to the bus and sends each floodCalls cheap calls to
-// jailkeeper (ListBans, Status, Introspect) without ever reading a reply,
+// jailkeeper (ListBansPage, Status, Introspect) without ever reading a reply,
 // then holds the connections open until killed.
 func flood() int {
 	path := os.Getenv(floodEnv)
@@ -50,9 +50,13 @@ func flood() int {
 				dbus.FieldInterface:   dbus.MakeVariant(iface),
 				dbus.FieldMember:      dbus.MakeVariant(member),
 			}}
-			if member == "Status" {
+			switch member {
+			case "Status":
 				m.Headers[dbus.FieldSignature] = dbus.MakeVariant(dbus.SignatureOf(""))
 				m.Body = []any{""}
+			case "ListBansPage":
+				m.Headers[dbus.FieldSignature] = dbus.MakeVariant(dbus.SignatureOf(uint32(0), uint32(0)))
+				m.Body = []any{uint32(0), uint32(0)}
 			}
 			serial++
 			var buf bytes.Buffer
@@ -73,13 +77,13 @@ func flood() int {
 				var err error
 				switch i % 6 {
 				case 0:
-					err = send("org.jailkeeper", "/org/jailkeeper", "org.jailkeeper.Manager1", "ListBans")
+					err = send("org.jailkeeper", "/org/jailkeeper", "org.jailkeeper.Manager1", "ListBansPage")
 				case 1:
 					err = send("org.jailkeeper", "/org/jailkeeper", "org.freedesktop.DBus.Introspectable", "Introspect")
 				case 2:
 					err = send("org.jailkeeper", "/org/jailkeeper", "org.jailkeeper.Manager1", "Status")
 				default:
-					err = send("org.jailkeeper", "/org/jailkeeper", "org.jailkeeper.Manager1", "ListBans")
+					err = send("org.jailkeeper", "/org/jailkeeper", "org.jailkeeper.Manager1", "ListBansPage")
 				}
 				if err != nil {
 					return // the bus gave up on us
@@ -164,8 +168,8 @@ func TestUnreadReplyFlood(t *testing.T) {
 	t.Parallel()
 	b := newBed(t)
 	uid := ensureUser(t)
-	// 20,000 bans make every ListBans reply about 1 MB: some 130 unread
-	// ones fill the 127 MB dbus-daemon holds for a peer.
+	// 20,000 bans make every ListBansPage reply (4,096 bans) about 300 KB:
+	// some 400 unread ones fill the 127 MB dbus-daemon holds for a peer.
 	var sb strings.Builder
 	for i := range 20000 {
 		fmt.Fprintf(&sb, "10.%d.%d.%d\n", i>>16, (i>>8)&255, i&255)

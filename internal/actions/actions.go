@@ -2,7 +2,7 @@
 // daemon's bans beyond the firewall: mail (with whois and the journal lines
 // that caused the ban, per ban or as a digest), webhooks and commands. It
 // is a pure D-Bus client of the daemon: it follows the Banned, BannedMany,
-// Unbanned and UnbannedMany signals, reconciles with ListBans on start and
+// Unbanned and UnbannedMany signals, reconciles with ListBansPage on start and
 // whenever the daemon (re)appears on the bus, and records in its own state
 // store which bans it has seen and which (ban, action) jobs are still to
 // do, so that a restart neither misses a ban nor acts on one twice.
@@ -36,12 +36,12 @@ func (k Kind) String() string {
 }
 
 // Event is one ban or unban the daemon announced (or that reconciliation
-// with ListBans found).
+// with ListBansPage found).
 type Event struct {
 	Kind   Kind
 	Jail   string
 	Prefix netip.Prefix
-	// Start is when the ban began: from ListBans, or when the signal
+	// Start is when the ban began: from ListBansPage, or when the signal
 	// arrived. Zero for an unban.
 	Start time.Time
 	// Expires is when the ban ends; zero for a permanent ban.

@@ -148,20 +148,23 @@ func (e *Engine) Handle(events []Event) error {
 // seen yet are handled as new, bans seen but no longer active as lifted.
 // The first reconciliation of a new store only adopts the active bans
 // (adopted reports how many) without acting on them: installing the
-// service must not mail or post every ban the host already has.
-func (e *Engine) Reconcile(bans []dbusapi.BanInfo) (newBans, lifted, adopted int, err error) {
+// service must not mail or post every ban the host already has. whole
+// says bans is the whole table; a list read while the table changed (a
+// ban may be missing from it) lifts nothing, and adopts without ending
+// the first start: the next whole list does.
+func (e *Engine) Reconcile(bans []dbusapi.BanInfo, whole bool) (newBans, lifted, adopted int, err error) {
 	base, err := e.opts.Store.HasBaseline()
 	if err != nil {
 		return 0, 0, 0, err
 	}
 	if !base {
 		n, err := e.adopt(bans)
-		if err != nil {
-			return 0, 0, 0, err
+		if err != nil || !whole {
+			return 0, 0, n, err
 		}
 		return 0, 0, n, e.opts.Store.SetBaseline()
 	}
-	newBans, lifted, err = e.reconcile(bans)
+	newBans, lifted, err = e.reconcile(bans, whole)
 	return newBans, lifted, 0, err
 }
 
@@ -187,7 +190,7 @@ func (e *Engine) adopt(bans []dbusapi.BanInfo) (int, error) {
 	return len(events), nil
 }
 
-func (e *Engine) reconcile(bans []dbusapi.BanInfo) (newBans, lifted int, err error) {
+func (e *Engine) reconcile(bans []dbusapi.BanInfo, whole bool) (newBans, lifted int, err error) {
 	now := e.opts.Now()
 	active := map[SeenBan]bool{}
 	var events []Event
@@ -197,7 +200,9 @@ func (e *Engine) reconcile(bans []dbusapi.BanInfo) (newBans, lifted int, err err
 			continue
 		}
 		active[SeenBan{b.Jail, p}] = true
-		ev := Event{Kind: Ban, Jail: b.Jail, Prefix: p, Start: time.Unix(b.Start, 0), Reason: b.Reason, Seen: now}
+		// The reason as the Banned signal carries it (user names hidden):
+		// the same whether a ban was followed or found here.
+		ev := Event{Kind: Ban, Jail: b.Jail, Prefix: p, Start: time.Unix(b.Start, 0), Reason: dbusapi.HideUsers(b.Reason), Seen: now}
 		if b.Expires != 0 {
 			ev.Expires = time.Unix(b.Expires, 0)
 		}
@@ -210,7 +215,7 @@ func (e *Engine) reconcile(bans []dbusapi.BanInfo) (newBans, lifted int, err err
 	known := map[SeenBan]bool{}
 	for _, s := range seen {
 		known[s] = true
-		if !active[s] {
+		if whole && !active[s] {
 			events = append(events, Event{Kind: Unban, Jail: s.Jail, Prefix: s.Prefix, Seen: now})
 			lifted++
 		}

@@ -144,7 +144,7 @@ func TestReconcile(t *testing.T) {
 	defer st.Close()
 	defer e.Stop()
 	// First start: the daemon's bans are adopted, not acted on.
-	if n, lifted, adopted, err := e.Reconcile([]dbusapi.BanInfo{{Jail: "sshd", Prefix: "198.51.100.7/32", Start: 1}}); err != nil || n != 0 || lifted != 0 || adopted != 1 {
+	if n, lifted, adopted, err := e.Reconcile([]dbusapi.BanInfo{{Jail: "sshd", Prefix: "198.51.100.7/32", Start: 1}}, true); err != nil || n != 0 || lifted != 0 || adopted != 1 {
 		t.Fatalf("first Reconcile = %d new, %d lifted, %d adopted, %v; want 0, 0, 1", n, lifted, adopted, err)
 	}
 	if err := e.Handle([]Event{ban("sshd", "203.0.113.1/32"), ban("sshd", "203.0.113.2/32")}); err != nil {
@@ -156,8 +156,8 @@ func TestReconcile(t *testing.T) {
 	// stays, .3 is new.
 	n, lifted, _, err := e.Reconcile([]dbusapi.BanInfo{
 		{Jail: "sshd", Prefix: "203.0.113.2/32", Start: 1, Expires: 0},
-		{Jail: "sshd", Prefix: "203.0.113.3", Start: 1, Expires: 0},
-	})
+		{Jail: "sshd", Prefix: "203.0.113.3", Start: 1, Expires: 0, Reason: `5 failures, last for user "hunter2"`},
+	}, true)
 	if err != nil || n != 1 || lifted != 2 {
 		t.Fatalf("Reconcile = %d new, %d lifted, %v; want 1, 2", n, lifted, err)
 	}
@@ -166,14 +166,44 @@ func TestReconcile(t *testing.T) {
 	got := map[string]bool{}
 	for _, c := range rec.calls[2:] {
 		got[c[0].Kind.String()+" "+c[0].Address()] = true
+		// The reason as the Banned signal would have carried it.
+		if c[0].Address() == "203.0.113.3" && c[0].Reason != "5 failures, last for user (hidden)" {
+			t.Errorf("the reconciled ban's reason is %q; want the user name hidden", c[0].Reason)
+		}
 	}
 	rec.mu.Unlock()
 	if !got["unban 203.0.113.1"] || !got["ban 203.0.113.3"] || !got["unban 198.51.100.7"] {
 		t.Fatalf("reconciliation delivered %v", got)
 	}
 	// Again: nothing new.
-	if n, lifted, _, _ := e.Reconcile([]dbusapi.BanInfo{{Jail: "sshd", Prefix: "203.0.113.2/32"}, {Jail: "sshd", Prefix: "203.0.113.3/32"}}); n != 0 || lifted != 0 {
+	if n, lifted, _, _ := e.Reconcile([]dbusapi.BanInfo{{Jail: "sshd", Prefix: "203.0.113.2/32"}, {Jail: "sshd", Prefix: "203.0.113.3/32"}}, true); n != 0 || lifted != 0 {
 		t.Fatalf("second Reconcile = %d new, %d lifted; want 0, 0", n, lifted)
+	}
+	// A list read while the table changed (not whole) lifts nothing: .2
+	// may only have been skipped. .4 is new all the same.
+	if n, lifted, _, _ := e.Reconcile([]dbusapi.BanInfo{{Jail: "sshd", Prefix: "203.0.113.3/32"}, {Jail: "sshd", Prefix: "203.0.113.4/32"}}, false); n != 1 || lifted != 0 {
+		t.Fatalf("partial Reconcile = %d new, %d lifted; want 1, 0", n, lifted)
+	}
+}
+
+// TestReconcilePartialFirstStart: a first start that reads a changing
+// table adopts what it read and stays a first start; the next whole list
+// adopts the rest instead of acting on it.
+func TestReconcilePartialFirstStart(t *testing.T) {
+	rec := &recorder{}
+	e, st := newEngine(t, t.TempDir(), rec, act("hook", nil))
+	defer st.Close()
+	defer e.Stop()
+	if _, _, adopted, err := e.Reconcile([]dbusapi.BanInfo{{Jail: "sshd", Prefix: "203.0.113.1/32"}}, false); err != nil || adopted != 1 {
+		t.Fatalf("partial first Reconcile: %d adopted, %v", adopted, err)
+	}
+	n, lifted, adopted, err := e.Reconcile([]dbusapi.BanInfo{{Jail: "sshd", Prefix: "203.0.113.1/32"}, {Jail: "sshd", Prefix: "203.0.113.2/32"}}, true)
+	if err != nil || n != 0 || lifted != 0 || adopted != 2 {
+		t.Fatalf("whole Reconcile after it = %d new, %d lifted, %d adopted, %v; want 0, 0, 2", n, lifted, adopted, err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if c := rec.count(); c != 0 {
+		t.Fatalf("%d deliveries for adopted bans", c)
 	}
 }
 

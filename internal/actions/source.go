@@ -13,12 +13,12 @@ import (
 	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
 )
 
-// ReconcileEvery is how often Follow reconciles with ListBans besides
+// ReconcileEvery is how often Follow reconciles with the daemon's bans besides
 // its start and the daemon's restarts.
 const ReconcileEvery = 15 * time.Minute
 
 // Follow connects to the system bus, subscribes to the daemon's ban
-// signals, reconciles with ListBans, and then hands every signal to eng
+// signals, reconciles with the daemon's bans (ListBansPage), and then hands every signal to eng
 // until ctx ends. It reconnects after losing the bus (with a growing pause,
 // at most 10 s) and reconciles again whenever org.jailkeeper gets a new
 // owner. ready is called once, after the first connection attempt.
@@ -100,25 +100,27 @@ func follow(ctx context.Context, eng *Engine, log Logger, ready func(string)) er
 	}
 }
 
-// reconcile asks the daemon for its bans and hands them to eng; it returns
-// a status line.
+// reconcile asks the daemon for its bans, in pages of ListBansPage (one
+// ListBans reply cannot carry a big table), and hands them to eng; it
+// returns a status line.
 func reconcile(conn *dbus.Conn, eng *Engine, log Logger) string {
-	var bans []dbusapi.BanInfo
-	call := conn.Object(dbusapi.BusName, dbusapi.Path).Call(dbusapi.Interface+".ListBans", 0)
-	if call.Err != nil {
+	obj := conn.Object(dbusapi.BusName, dbusapi.Path)
+	bans, whole, err := dbusapi.ReadBans(func(offset, limit uint32) ([]dbusapi.BanInfo, uint32, error) {
+		var b []dbusapi.BanInfo
+		var total uint32
+		err := obj.Call(dbusapi.Interface+".ListBansPage", 0, offset, limit).Store(&b, &total)
+		return b, total, err
+	})
+	if err != nil {
 		var de dbus.Error
-		if errors.As(call.Err, &de) && de.Name == "org.freedesktop.DBus.Error.ServiceUnknown" {
+		if errors.As(err, &de) && de.Name == "org.freedesktop.DBus.Error.ServiceUnknown" {
 			log.Log(journal.PriInfo, MsgBus, "jailkeeper is not on the bus: waiting for it", nil)
 			return "waiting for jailkeeper on the bus"
 		}
-		log.Log(journal.PriWarning, MsgBus, fmt.Sprintf("ListBans: %v", call.Err), nil)
-		return "ListBans failed"
+		log.Log(journal.PriWarning, MsgBus, fmt.Sprintf("ListBansPage: %v", err), nil)
+		return "ListBansPage failed"
 	}
-	if err := call.Store(&bans); err != nil {
-		log.Log(journal.PriWarning, MsgBus, fmt.Sprintf("ListBans: %v", err), nil)
-		return "ListBans failed"
-	}
-	n, lifted, adopted, err := eng.Reconcile(bans)
+	n, lifted, adopted, err := eng.Reconcile(bans, whole)
 	if err != nil {
 		log.Log(journal.PriErr, MsgFailed, fmt.Sprintf("reconciling: %v", err), nil)
 		return "reconciling failed"
@@ -129,7 +131,10 @@ func reconcile(conn *dbus.Conn, eng *Engine, log Logger) string {
 		return fmt.Sprintf("following jailkeeper: %d active bans adopted on first start", adopted)
 	}
 	s := fmt.Sprintf("following jailkeeper: %d active bans, %d new since the last run, %d lifted meanwhile", len(bans), n, lifted)
-	log.Log(journal.PriInfo, MsgBus, "reconciled with ListBans: "+s[len("following jailkeeper: "):], map[string]string{
+	if !whole {
+		s += " (the table changed while it was read: lifted bans are found by the next reconciliation)"
+	}
+	log.Log(journal.PriInfo, MsgBus, "reconciled with ListBansPage: "+s[len("following jailkeeper: "):], map[string]string{
 		"BANS": fmt.Sprint(len(bans)), "NEW": fmt.Sprint(n), "LIFTED": fmt.Sprint(lifted)})
 	return s
 }

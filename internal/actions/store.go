@@ -17,9 +17,9 @@ import (
 
 // Store is the actions service's memory across restarts, one bbolt file in
 // its own state directory: the bans it has seen (so a ban announced again,
-// by a signal or by ListBans, is not acted on twice, and a ban lifted while
-// it was away is noticed), and the jobs (one per event and action) not done
-// yet, which a restart runs.
+// by a signal or by a reconciliation, is not acted on twice, and a ban
+// lifted while it was away is noticed), and the jobs (one per event and
+// action) not done yet, which a restart runs.
 type Store struct {
 	db *bolt.DB
 }

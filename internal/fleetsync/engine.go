@@ -22,6 +22,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/jailkeeper/jailkeeper/pkg/dbusapi"
 	"github.com/jailkeeper/jailkeeper/pkg/fleet"
 	"github.com/jailkeeper/jailkeeper/pkg/prefix"
 )
@@ -113,14 +114,15 @@ func New(o Options) *Engine {
 }
 
 // Publish puts the bans of shared jails into the bucket; it returns how
-// many it published.
+// many it published. A reason goes out with its user names hidden, as the
+// Banned signal carries it: they are private to this server's root.
 func (e *Engine) Publish(ctx context.Context, bans []Ban) (int, error) {
 	now, n := e.o.Now(), 0
 	for _, b := range bans {
 		if !e.share[b.Jail] {
 			continue
 		}
-		r := fleet.Record{Prefix: b.Prefix, Jail: b.Jail, Reason: clip(b.Reason), Start: b.Start, Expires: b.Expires, Origin: e.o.Origin}
+		r := fleet.Record{Prefix: b.Prefix, Jail: b.Jail, Reason: clip(dbusapi.HideUsers(b.Reason)), Start: b.Start, Expires: b.Expires, Origin: e.o.Origin}
 		if r.Start.IsZero() {
 			r.Start = now
 		}

@@ -149,7 +149,7 @@ func TestPublish(t *testing.T) {
 	e := engine("web1", st, newFakeDaemon(), nil)
 	n, err := e.Publish(context.Background(), []Ban{
 		{Jail: "sshd", Prefix: pfx("203.0.113.9/32"), Start: now.Add(-time.Minute), Expires: now.Add(time.Hour), Reason: "5 failures\n"},
-		{Jail: "sshd", Prefix: pfx("2001:db8::/64"), Start: now},                                                             // permanent
+		{Jail: "sshd", Prefix: pfx("2001:db8::/64"), Start: now, Reason: `5 failures, last for user "hunter2"`},              // permanent
 		{Jail: "postfix", Prefix: pfx("203.0.113.10/32"), Start: now, Expires: now.Add(time.Hour)},                           // not shared
 		{Jail: "fleet", Prefix: pfx("203.0.113.11/32"), Start: now, Expires: now.Add(time.Hour)},                             // never published
 		{Jail: "sshd", Prefix: pfx("203.0.113.12/32"), Start: now.Add(-time.Hour), Expires: now.Add(100 * time.Millisecond)}, // ending
@@ -164,6 +164,10 @@ func TestPublish(t *testing.T) {
 	r, err := fleet.Decode(k, st.vals[k])
 	if err != nil || r.Reason != "5 failures " || !r.Start.Equal(now.Add(-time.Minute)) {
 		t.Errorf("record %+v, %v", r, err)
+	}
+	// A user name (maybe a mistyped password) stays on this server.
+	if r, err := fleet.Decode("ban.web1.sshd.2001-db8--/64", st.vals["ban.web1.sshd.2001-db8--/64"]); err != nil || r.Reason != "5 failures, last for user (hidden)" {
+		t.Errorf("record %+v, %v; want the reason with user (hidden)", r, err)
 	}
 	if ttl, ok := st.ttls["ban.web1.sshd.2001-db8--/64"]; !ok || ttl != 0 {
 		t.Errorf("permanent ban: TTL %v, present %v; want 0 (until deleted)", ttl, ok)

@@ -290,56 +290,13 @@ func unix(s int64) time.Time {
 	return time.Unix(s, 0)
 }
 
-// reconcilePage is how many bans reconcile asks for per ListBansPage
-// call. The whole table in one ListBans reply can exceed the bus's
-// message size limit (32 MiB on the system bus, some 300,000 bans), and
-// the bus then disconnects the daemon instead of delivering the reply.
-const reconcilePage = 4096
-
-// pageFunc is ListBansPage: at most limit bans from offset on, and how
-// many there are in all.
-type pageFunc func(offset, limit uint32) ([]dbusapi.BanInfo, uint32, error)
-
-// listBans reads every ban through page, reconcilePage at a time. The
-// pages overlap by one ban: when the overlapping ban differs, the table
-// changed before the reading position between two calls (a ban skipped or
-// read twice), and whole is false. Bans listed are active either way.
-func listBans(page pageFunc) (bans []dbusapi.BanInfo, whole bool, err error) {
-	whole = true
-	var offset uint32
-	var last *dbusapi.BanInfo
-	for {
-		got, total, err := page(offset, reconcilePage)
-		if err != nil {
-			return nil, false, err
-		}
-		n := len(got)
-		if last != nil {
-			if n == 0 || got[0].Jail != last.Jail || got[0].Prefix != last.Prefix {
-				whole = false
-			} else {
-				got = got[1:]
-			}
-		}
-		bans = append(bans, got...)
-		if len(got) > 0 {
-			l := got[len(got)-1]
-			last = &l
-		}
-		if n < reconcilePage || offset+uint32(n) >= total {
-			return bans, whole, nil
-		}
-		offset += uint32(n) - 1
-	}
-}
-
 // reconcile publishes the daemon's active bans and withdraws this origin's
 // keys without one. When the table changed while it was read in pages,
 // nothing is withdrawn (a ban may have been skipped); the next
 // reconciliation does it.
 func reconcile(ctx context.Context, conn *dbus.Conn, eng *Engine, log Logger) {
 	obj := conn.Object(dbusapi.BusName, dbusapi.Path)
-	infos, whole, err := listBans(func(offset, limit uint32) ([]dbusapi.BanInfo, uint32, error) {
+	infos, whole, err := dbusapi.ReadBans(func(offset, limit uint32) ([]dbusapi.BanInfo, uint32, error) {
 		var b []dbusapi.BanInfo
 		var total uint32
 		err := obj.Call(dbusapi.Interface+".ListBansPage", 0, offset, limit).Store(&b, &total)

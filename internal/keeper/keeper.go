@@ -141,6 +141,8 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 		opts.Own = interfaceAddrs
 	}
 	k := &Keeper{opts: opts, log: opts.Log, table: table, lastCursor: table.Cursor()}
+	start := k.lastCursor
+	k.meters.cursor.Store(&start)
 	fw, err := k.openBackend(rt)
 	if err != nil {
 		return nil, err
@@ -503,7 +505,8 @@ func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ba
 // sync above all) are paid once per group, not per batch. The batches may
 // be released (reused) once it returns.
 func (k *Keeper) HandleBatch(batches ...[]jjournal.Entry) {
-	k.meters.countEntries(time.Now(), batches)
+	k.meters.begin(batches)
+	defer k.meters.end(batches)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var decisions []jails.Decision

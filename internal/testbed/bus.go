@@ -78,7 +78,7 @@ const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Con
     <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus" send_member="UpdateActivationEnvironment"/>
   </policy>
   <include ignore_missing="no">%s</include>
-</busconfig>
+%s</busconfig>
 `
 
 // PolicyFile returns the path of the project's bus policy,
@@ -107,12 +107,27 @@ func NewBus(t testing.TB) *Bus {
 // file and stops it by PID at cleanup.
 func NewBusWithPolicy(t testing.TB, policy string) *Bus {
 	t.Helper()
+	return newBus(t, policy, "")
+}
+
+// NewBusWithMaxMessage starts a private system bus like NewBus whose
+// max_message_size is n bytes: dbus-daemon disconnects a peer that sends
+// a larger message (and refuses a larger call to it).
+func NewBusWithMaxMessage(t testing.TB, n int) *Bus {
+	t.Helper()
+	return newBus(t, PolicyFile(t), fmt.Sprintf("  <limit name=\"max_message_size\">%d</limit>\n", n))
+}
+
+// newBus starts a private system bus including policy, with extra
+// configuration elements.
+func newBus(t testing.TB, policy, extra string) *Bus {
+	t.Helper()
 	Require(t, "dbus-daemon")
 	dir := busDir(t)
 	b := &Bus{Dir: dir, Socket: filepath.Join(dir, "system_bus_socket"), Policy: policy}
 	b.Address = "unix:path=" + b.Socket
 	conf := filepath.Join(dir, "system.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(busConfig, b.Socket, policy)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(busConfig, b.Socket, policy, extra)), 0o644); err != nil {
 		t.Fatalf("writing bus config: %v", err)
 	}
 	b.start(t)

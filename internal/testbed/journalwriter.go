@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,8 +49,8 @@ func init() {
 // stays alive until fd 3 reaches EOF.
 func runWriter() error {
 	for _, d := range filepath.SplitList(os.Getenv("JK_CGROUPS")) {
-		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-			return fmt.Errorf("joining cgroup %s: %w", d, err)
+		if err := joinCgroup(d); err != nil {
+			return err
 		}
 	}
 	ident := os.Getenv("JK_IDENT")
@@ -103,6 +104,26 @@ func runWriter() error {
 	return nil
 }
 
+// joinCgroup moves this process into the cgroup directory d. Another
+// test's writer or unit process may remove d (empty, at its end) between
+// its creation and our joining: it is created again and the join retried.
+func joinCgroup(d string) error {
+	procs := filepath.Join(d, "cgroup.procs")
+	var err error
+	for range 50 {
+		if err = os.MkdirAll(d, 0o755); err == nil {
+			if err = os.WriteFile(procs, []byte(strconv.Itoa(os.Getpid())), 0o644); err == nil {
+				return nil
+			}
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("joining cgroup %s: %w", d, err)
+}
+
 func passCred(c net.Conn) error {
 	raw, err := c.(*net.UnixConn).SyscallConn()
 	if err != nil {
@@ -131,7 +152,8 @@ type UnitWriter struct {
 	done    *os.File // the writer's stdout
 	ctl     *os.File // the writer's fd 3
 	buf     *bufio.Writer
-	created []string // cgroup directories this writer created
+	dirs    []string // the unit's cgroup directories
+	created []string // those this writer created
 	closed  bool
 }
 
@@ -179,7 +201,7 @@ func NewUnitWriter(unit string, o WriterOptions) (*UnitWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("finding the test binary: %w", err)
 	}
-	w := &UnitWriter{jd: o.Journald}
+	w := &UnitWriter{jd: o.Journald, dirs: dirs}
 	for _, d := range dirs {
 		if _, err := os.Stat(d); err == nil {
 			continue
@@ -277,8 +299,15 @@ func (w *UnitWriter) Close() error {
 }
 
 // removeCgroups removes the cgroup directories this writer created, if they
-// are empty by now (another writer of the same unit may still use them).
+// are empty by now (another writer of the same unit may still use them),
+// and any other directory of the unit that is empty at once (the writer
+// process creates one again when another test removed it meanwhile).
 func (w *UnitWriter) removeCgroups() {
+	for _, d := range w.dirs {
+		if !slices.Contains(w.created, d) {
+			_ = syscall.Rmdir(d) // in use (a running unit's processes): stays
+		}
+	}
 	for _, d := range w.created {
 		for i := 0; i < 50; i++ {
 			err := syscall.Rmdir(d)

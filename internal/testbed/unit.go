@@ -68,7 +68,9 @@ func StartInUnit(t testing.TB, unit, script string, env ...string) *UnitProcess 
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatalf("creating cgroup %s: %v", d, err)
 		}
-		fmt.Fprintf(&enter, "echo $$ > %s/cgroup.procs || exit 97\n", d)
+		// Another test may remove the (empty) directory before we join:
+		// create it again and retry.
+		fmt.Fprintf(&enter, "n=0; until mkdir -p %[1]s && echo $$ 2>/dev/null > %[1]s/cgroup.procs; do n=$((n+1)); [ $n -lt 50 ] || exit 97; sleep 0.01; done\n", d)
 	}
 	p := &UnitProcess{Unit: unit, dirs: dirs, done: make(chan struct{})}
 	p.Cmd = exec.Command("sh", "-c", enter.String()+script)

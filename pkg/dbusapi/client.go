@@ -126,11 +126,10 @@ func (c *Client) Status(jail string) ([]JailStatus, error) {
 	return st, err
 }
 
-// ListBans returns every active ban.
-func (c *Client) ListBans() ([]BanInfo, error) {
-	var b []BanInfo
-	err := c.call("ListBans", []any{&b})
-	return b, err
+// ListBans returns every active ban, read in pages (ReadBans): whole
+// is false when the table changed while it was read.
+func (c *Client) ListBans() (bans []BanInfo, whole bool, err error) {
+	return ReadBans(c.ListBansPage)
 }
 
 // UnbanAll lifts every ban of jail.

@@ -24,7 +24,8 @@ type ServiceConn struct {
 }
 
 // ConnectService connects to the system bus ($DBUS_SYSTEM_BUS_ADDRESS, a
-// unix:path= or unix:abstract= address) and authenticates. Other address
+// unix:path= or unix:abstract= address) and authenticates. No method
+// reply larger than the bus's limit leaves the connection (guardReply). Other address
 // kinds are dialled by godbus, and Abort then only closes.
 func ConnectService() (*ServiceConn, error) {
 	addr := os.Getenv("DBUS_SYSTEM_BUS_ADDRESS")
@@ -33,7 +34,7 @@ func ConnectService() (*ServiceConn, error) {
 	}
 	path, ok := unixPath(addr)
 	if !ok {
-		c, err := dbus.ConnectSystemBus()
+		c, err := dbus.ConnectSystemBus(dbus.WithOutgoingInterceptor(guardReply))
 		if err != nil {
 			return nil, fmt.Errorf("connecting to the system bus: %w", err)
 		}
@@ -46,7 +47,7 @@ func ConnectService() (*ServiceConn, error) {
 	// Authentication and Hello must not wait for ever on a bus that does
 	// not answer.
 	sock.SetDeadline(time.Now().Add(10 * time.Second))
-	c, err := dbus.NewConn(sock)
+	c, err := dbus.NewConn(sock, dbus.WithOutgoingInterceptor(guardReply))
 	if err == nil {
 		if err = c.Auth(nil); err == nil {
 			err = c.Hello()

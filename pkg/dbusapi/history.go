@@ -30,7 +30,8 @@ type Historian interface {
 
 // listHistory serves ListHistory of Manager1 and Jail1: a costly read
 // (rate-limited like ListBans), at most MaxPage events (limit 0 means
-// MaxPage), user names in reasons hidden from callers other than root.
+// MaxPage; fewer when they would not fit in the reply budget), user names
+// in reasons hidden from callers other than root.
 func (s *Server) listHistory(sender dbus.Sender, jail string, offset, limit uint32) ([]HistoryEntry, uint32, *dbus.Error) {
 	h, ok := s.m.(Historian)
 	if !ok {
@@ -56,6 +57,7 @@ func (s *Server) listHistory(sender dbus.Sender, jail string, offset, limit uint
 			out[i].Reason = HideUsers(out[i].Reason)
 		}
 	}
+	out = fitHistory(out, s.replyLimit())
 	return out, uint32(min(total, 1<<32-1)), nil
 }
 

@@ -12,8 +12,9 @@ type DaemonMetrics struct {
 	// JournalEntriesRead counts the journal entries the daemon handled
 	// since it started.
 	JournalEntriesRead uint64
-	// JournalLag is how long after it was written the last entry handled
-	// was handled (0 before the first).
+	// JournalLag is how far the daemon is behind the journal's tail: 0
+	// when it has handled every entry its reader found (or no reader
+	// runs), else the age of the oldest entry waiting.
 	JournalLag time.Duration
 	// LastVerify is when the firewall layout was last verified (the
 	// watchdog's check, or a repair after drift); zero: not yet.

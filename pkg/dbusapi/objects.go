@@ -429,20 +429,28 @@ func (x jailMethods) Unban(msg dbus.Message, address string) (uint32, *dbus.Erro
 }
 
 // ListBans returns this jail's active bans, under Manager1.ListBans' rate
-// limits and with its hiding of user names from callers other than root.
+// limits, bound (MaxListBans, one message) and hiding of user names from
+// callers other than root.
 func (x jailMethods) ListBans(sender dbus.Sender) ([]BanInfo, *dbus.Error) {
 	release, e := x.o.s.startRead(sender)
 	if e != nil {
 		return []BanInfo{}, e
 	}
 	defer release()
+	if e := x.o.s.precheckListBans(x.name); e != nil {
+		return []BanInfo{}, e
+	}
 	out := []BanInfo{}
 	for _, b := range x.o.s.m.ListBans() {
 		if b.Jail == x.name {
 			out = append(out, b)
 		}
 	}
-	return x.o.s.hideUsers(sender, out), nil
+	out = x.o.s.hideUsers(sender, out)
+	if e := x.o.s.checkListBans(out, x.name); e != nil {
+		return []BanInfo{}, e
+	}
+	return out, nil
 }
 
 // rootIntrospect lists the jails' objects under JailRoot, so that tools

@@ -42,6 +42,7 @@ type Server struct {
 	probeOK  atomic.Int64 // UnixNano of the last answered bus probe
 	started  time.Time
 	reads    chan struct{} // semaphore of costly reads in flight
+	budget   atomic.Int64  // the most body bytes of a reply (size.go); 0: replyBudget(BusLimit)
 }
 
 // signal is one signal waiting in the queue.
@@ -190,13 +191,17 @@ func (s *Server) emit(member string, body ...any) error {
 }
 
 // Banned emits the Banned signal. expires is zero for a permanent ban.
+// The signal goes to every listener on the bus, whoever it runs as, so
+// its reason has the user names hidden (HideUsers), as a reply to a
+// caller other than root shows it; root reads the full reason with
+// ListBansPage or ListHistory.
 func (s *Server) Banned(jail string, p netip.Prefix, expires time.Time, reason string) error {
 	s.touch()
 	var exp int64
 	if !expires.IsZero() {
 		exp = expires.Unix()
 	}
-	return s.emit("Banned", jail, prefix.Format(p), exp, reason)
+	return s.emit("Banned", jail, prefix.Format(p), exp, HideUsers(reason))
 }
 
 // Unbanned emits the Unbanned signal.
@@ -209,30 +214,43 @@ func (s *Server) Unbanned(jail string, p netip.Prefix) error {
 // (a flood decided from one journal batch, a blocklist import), address i
 // expiring at expires[i] (zero: permanent). The daemon sends it instead of
 // one Banned per ban when more than a few bans happen at once: a signal
-// costs the daemon and dbus-daemon a message each.
+// costs the daemon and dbus-daemon a message each. Many addresses go in
+// several signals of at most SignalBudget bytes each.
 func (s *Server) BannedMany(jail string, ps []netip.Prefix, expires []time.Time) error {
 	s.touch()
-	addrs := make([]string, len(ps))
-	exps := make([]int64, len(ps))
-	for i, p := range ps {
-		addrs[i] = prefix.Format(p)
-		if i < len(expires) && !expires[i].IsZero() {
-			exps[i] = expires[i].Unix()
+	addrs := formatAll(ps)
+	exps := expiriesOf(ps, expires)
+	var err error
+	addrSplit(addrs, 8, s.signalLimit()-strSize(jail), func(i, j int) {
+		if e := s.emit("BannedMany", jail, addrs[i:j], exps[i:j]); e != nil && err == nil {
+			err = e
 		}
-	}
-	return s.emit("BannedMany", jail, addrs, exps)
+	})
+	return err
 }
 
 // UnbannedMany emits the UnbannedMany signal: bans of one jail lifted at
 // once (a mass expiry, an unban of a prefix), sent instead of one Unbanned
-// each when more than a few go at once.
+// each when more than a few go at once; many addresses in several signals
+// of at most SignalBudget bytes each.
 func (s *Server) UnbannedMany(jail string, ps []netip.Prefix) error {
 	s.touch()
+	addrs := formatAll(ps)
+	var err error
+	addrSplit(addrs, 0, s.signalLimit()-strSize(jail), func(i, j int) {
+		if e := s.emit("UnbannedMany", jail, addrs[i:j]); e != nil && err == nil {
+			err = e
+		}
+	})
+	return err
+}
+
+func formatAll(ps []netip.Prefix) []string {
 	addrs := make([]string, len(ps))
 	for i, p := range ps {
 		addrs[i] = prefix.Format(p)
 	}
-	return s.emit("UnbannedMany", jail, addrs)
+	return addrs
 }
 
 func (s *Server) defaultAuthorize(c Caller) error {
@@ -376,23 +394,39 @@ func (x methods) Status(sender dbus.Sender, jail string) ([]JailStatus, *dbus.Er
 	if st == nil {
 		st = []JailStatus{}
 	}
+	if statusSize(st) > x.s.replyLimit() {
+		// The counts say how many; ListBansPage has the addresses.
+		for i := range st {
+			st[i].Banned = []string{}
+		}
+	}
 	return st, dbusErr(err)
 }
 
-// ListBans returns every active ban. Only root sees the user names in the
-// reasons (they can be mistyped passwords); other callers see them hidden.
+// ListBans returns every active ban, when there are at most MaxListBans
+// and they fit in one message (else ErrNameUseListBansPage). Only root
+// sees the user names in the reasons (they can be mistyped passwords);
+// other callers see them hidden.
 func (x methods) ListBans(sender dbus.Sender) ([]BanInfo, *dbus.Error) {
 	release, e := x.s.startRead(sender)
 	if e != nil {
 		return []BanInfo{}, e
 	}
 	defer release()
-	return x.s.hideUsers(sender, x.s.m.ListBans()), nil
+	if e := x.s.precheckListBans(""); e != nil {
+		return []BanInfo{}, e
+	}
+	b := x.s.hideUsers(sender, x.s.m.ListBans())
+	if e := x.s.checkListBans(b, ""); e != nil {
+		return []BanInfo{}, e
+	}
+	return b, nil
 }
 
 // ListBansPage returns at most limit active bans (MaxPage when limit is 0
 // or larger) from offset on, in ListBans' order, and how many there are in
-// all.
+// all; fewer (at least one) when the page would not fit in the reply
+// budget.
 func (x methods) ListBansPage(sender dbus.Sender, offset, limit uint32) ([]BanInfo, uint32, *dbus.Error) {
 	release, e := x.s.startRead(sender)
 	if e != nil {
@@ -403,7 +437,7 @@ func (x methods) ListBansPage(sender dbus.Sender, offset, limit uint32) ([]BanIn
 		limit = MaxPage
 	}
 	b, total := x.s.m.ListBansPage(int(offset), int(limit))
-	return x.s.hideUsers(sender, b), uint32(total), nil
+	return fitBans(x.s.hideUsers(sender, b), x.s.replyLimit()), uint32(total), nil
 }
 
 // hideUsers hides the user names in the reasons of b unless sender is
@@ -490,7 +524,8 @@ func (s *Server) take(key string, now time.Time) bool {
 }
 
 // userInReason is a user name as ban reasons quote it (user "name").
-var userInReason = regexp.MustCompile(`\buser "(?:[^"\\]|\\.)*"`)
+// A quote cut short (a reason truncated) hides up to the end.
+var userInReason = regexp.MustCompile(`\buser "(?:[^"\\]|\\.)*(?:"|\\?$)`)
 
 // HideUsers replaces the user names quoted in a ban reason by "(hidden)":
 // a failed login's user name can be a password typed in the wrong field.

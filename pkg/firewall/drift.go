@@ -95,12 +95,17 @@ type Watcher struct {
 	last     time.Time
 	alarms   int           // consecutive alarms of the cheap check
 	cost     time.Duration // what the last Verify after an alarm took
+	// gen is the newest nftables generation whose transaction was heard
+	// to its end (its NEWGEN read) or accounted for by a notifyHush.
+	gen uint32
 }
 
 // Watch starts watching b. It returns a nil Watcher for a backend with
 // nothing to watch (none, Fake). When it cannot subscribe to nftables'
 // notifications it says so in the error, and returns the Watcher of the
 // cheap check alone if the backend has one (else nil). Close stops it.
+// The nftables backend learns of the Watcher (notifyHush): call Watch and
+// Close serialised with the backend's other calls.
 func Watch(b Backend) (*Watcher, error) {
 	wb, ok := b.(watchable)
 	if !ok {
@@ -118,6 +123,9 @@ func Watch(b Backend) (*Watcher, error) {
 			w.sockFile = f
 			w.wg.Add(1)
 			go w.listen(tables)
+			if hb, ok := b.(hushable); ok {
+				hb.setHush(&notifyHush{w: w})
+			}
 		}
 		serr = err
 	}
@@ -223,6 +231,9 @@ func (w *Watcher) Close() {
 		return
 	}
 	close(w.quit)
+	if hb, ok := w.b.(hushable); ok && w.sockFile != nil {
+		hb.setHush(nil)
+	}
 	if w.sockFile != nil {
 		w.sockFile.Close() // ends the pending read
 	}
@@ -288,10 +299,14 @@ func (w *Watcher) listen(tables []nftTableID) {
 				continue
 			}
 			if typ&0xff == unix.NFT_MSG_NEWGEN {
-				if touched && !self.committed(data[4:]) {
-					w.mu.Lock()
-					w.notified = true
-					w.mu.Unlock()
+				foreign := touched && !self.committed(data[4:])
+				w.mu.Lock()
+				if g, ok := genID(data[4:]); ok && int32(g-w.gen) > 0 {
+					w.gen = g
+				}
+				w.notified = w.notified || foreign
+				w.mu.Unlock()
+				if foreign {
 					w.poke()
 				}
 				touched = false
@@ -353,6 +368,114 @@ func touches(data []byte, tables []nftTableID) bool {
 		}
 	}
 	return false
+}
+
+// genID returns NFTA_GEN_ID of a NEWGEN message's attributes.
+func genID(attrs []byte) (id uint32, ok bool) {
+	eachAttr(attrs, func(typ uint16, val []byte) {
+		if typ == unix.NFTA_GEN_ID && len(val) == 4 {
+			id, ok = binary.BigEndian.Uint32(val), true
+		}
+	})
+	return id, ok
+}
+
+// hushable is implemented by a backend that stops a Watcher's nftables
+// notifications during its own large batches (nftables): setHush(h)
+// starts that, setHush(nil) ends it. Called serialised with the
+// backend's other calls.
+type hushable interface {
+	setHush(h *notifyHush)
+}
+
+// notifyHush stops a Watcher's nftables notifications while the backend
+// sends a large batch of its own, and makes up for what the Watcher did
+// not hear. With a listener, the kernel builds a notification for each
+// element a transaction adds (a million adds took 2.4 times as long),
+// and the Watcher reads them only to learn that the transaction was its
+// own.
+//
+// The guarantee: every transaction another process commits in the
+// namespace while the Watcher is not listening raises a drift alarm, as a
+// notified foreign change does. The kernel numbers committed
+// transactions (the generation, one up per commit; a transaction that
+// changes nothing is not committed and does not count): begin reads it
+// (g0), then leaves the notification group; the backend counts the
+// commits of its own batch by the NEWGEN message the kernel echoes to it
+// for each; end joins the group again and reads the generation (g1). Any
+// other commit between the two reads makes g1-g0 exceed the backend's own
+// count, and a batch that failed (its count may be short) alarms anyway.
+// A transaction committed at or before g0 whose notifications were still
+// on their way when the Watcher left the group (the kernel counts the
+// generation up before it sends them) is found because by the end the
+// Watcher has not heard that generation's NEWGEN, which the kernel sends
+// last: that alarms too, unless g0 is the backend's own last commit
+// (transactions commit one at a time, so every earlier one's
+// notifications were queued before it). The alarm leads to a Verify,
+// which repairs whatever another program changed; a false alarm (the
+// Watcher's reader too far behind) costs one Verify.
+type notifyHush struct {
+	w  *Watcher
+	g0 uint32
+	// own: g0 is the generation of the backend's own last transaction
+	// (echoed to it), whose notifications need not be heard.
+	own bool
+}
+
+// membership joins (true) or leaves the nftables notification group.
+func (w *Watcher) membership(join bool) error {
+	raw, err := w.sockFile.SyscallConn()
+	if err != nil {
+		return err
+	}
+	opt := unix.NETLINK_DROP_MEMBERSHIP
+	if join {
+		opt = unix.NETLINK_ADD_MEMBERSHIP
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_NETLINK, opt, unix.NFNLGRP_NFTABLES)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// begin reads the generation and leaves the group; lastOwn is the
+// generation of the backend's last transaction it knows committed (0 =
+// none). On an error nothing is stopped.
+func (h *notifyHush) begin(gen func() (uint32, error), lastOwn uint32) error {
+	g, err := gen()
+	if err != nil {
+		return err
+	}
+	if err := h.w.membership(false); err != nil {
+		return fmt.Errorf("leaving the nftables notification group: %w", err)
+	}
+	h.g0, h.own = g, g == lastOwn
+	return nil
+}
+
+// end joins the group again, reads the generation, and alarms unless
+// exactly the backend's commits (the NEWGEN echoes it counted) happened
+// since begin, or the batch failed (ok=false).
+func (h *notifyHush) end(gen func() (uint32, error), commits int, ok bool) {
+	w := h.w
+	jerr := w.membership(true)
+	g1, gerr := gen()
+	w.mu.Lock()
+	heard := h.own || int32(w.gen-h.g0) >= 0
+	alarm := !ok || jerr != nil || gerr != nil || g1-h.g0 != uint32(commits) || !heard
+	if gerr == nil && int32(g1-w.gen) > 0 {
+		w.gen = g1
+	}
+	if alarm {
+		w.lost = true
+	}
+	w.mu.Unlock()
+	if alarm {
+		w.poke()
+	}
 }
 
 // genInfo returns NFTA_GEN_PROC_PID and NFTA_GEN_PROC_NAME of a NEWGEN

@@ -262,10 +262,11 @@ func watcherKernel(t *testing.T, kind string) {
 			}
 		}
 	}
-	// Our own changes: adds, removes, a Verify.
-	more := make([]Ban, 100)
+	// Our own changes: adds (nftables: one batch large enough to stop
+	// the notifications while it runs), removes, a Verify.
+	more := make([]Ban, 100+nftHushMin)
 	for i := range more {
-		more[i] = Ban{Jail: "ssh", Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 32), Expires: exp}
+		more[i] = Ban{Jail: "ssh", Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 7, byte(i >> 8), byte(i)}), 32), Expires: exp}
 	}
 	if err := b.Add(more); err != nil {
 		t.Fatal(err)
@@ -412,5 +413,105 @@ func TestWatcherNestedPIDNS(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "--- PASS: TestWatcherKernel/nftables") {
 		t.Fatalf("TestWatcherKernel/nftables in a nested PID namespace: %v\n%s", err, out)
+	}
+}
+
+// TestNotifyHush: while the nftables backend's large batch has stopped
+// the Watcher's notifications, a transaction by another program (in the
+// backend's table or any other) still alarms, found by the generation
+// count; so does a batch that failed; the backend's own batch does not.
+func TestNotifyHush(t *testing.T) {
+	e := newKernelEnv(t, "nftables")
+	b := e.backend(t)
+	defer b.Close()
+	if err := b.Setup(Layout{Jails: []JailRules{sshJail}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Watch(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			w.Close()
+		}
+	}()
+	raw := b.(*nft).raw
+	h := raw.hush
+	if h == nil {
+		t.Fatal("the Watcher did not attach its hush to the backend")
+	}
+	alarm := func() bool {
+		t.Helper()
+		timeout := time.After(time.Second)
+		for {
+			select {
+			case <-w.Wake():
+				if w.Check() {
+					return true
+				}
+			case <-timeout:
+				return false
+			}
+		}
+	}
+	own := func(commits *int) {
+		t.Helper()
+		err := raw.batchTx(unix.NFT_MSG_NEWSETELEM, "ssh-4", 3, func(i int) nftRawElem {
+			return nftRawElem{addr: netip.AddrFrom4([4]byte{10, 8, 0, byte(i)}), timeout: 60_000}
+		}, commits)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name    string
+		foreign string // a shell line in the server namespace, run while hushed
+		fail    bool
+		want    bool
+	}{
+		{"own batch only", "", false, false},
+		{"element added to our set", "nft add element inet jailkeeper ssh-4 '{ 10.9.9.9 }'", false, true},
+		{"another table", "nft add table ip jk-other", false, true},
+		{"a batch failed", "", true, true},
+	} {
+		if err := h.begin(raw.genID, 0); err != nil {
+			t.Fatal(err)
+		}
+		commits := 0
+		own(&commits)
+		if c.foreign != "" {
+			e.sh(t, c.foreign)
+		}
+		own(&commits)
+		h.end(raw.genID, commits, !c.fail)
+		if got := alarm(); got != c.want {
+			t.Errorf("%s: alarm = %v, want %v", c.name, got, c.want)
+		}
+	}
+	// A large Add stops and restarts notifications by itself, silently.
+	bans := make([]Ban, 2*nftHushMin)
+	for i := range bans {
+		bans[i] = Ban{Jail: "ssh", Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 6, byte(i >> 8), byte(i)}), 32), Expires: time.Now().Add(time.Hour)}
+	}
+	if err := b.Add(bans); err != nil {
+		t.Fatal(err)
+	}
+	if alarm() {
+		t.Error("alarm after the backend's own large Add")
+	}
+	if raw.hush != h {
+		t.Error("the hush is not back in place after a large Add")
+	}
+	// And the Watcher still hears what others do afterwards.
+	e.sh(t, "nft add element inet jailkeeper ssh-4 '{ 10.9.9.10 }'")
+	if !alarm() {
+		t.Error("no alarm for a foreign change after the large Add")
+	}
+	w.Close()
+	closed = true
+	if raw.hush != nil {
+		t.Error("the hush stays attached after the Watcher's Close")
 	}
 }

@@ -1,8 +1,8 @@
 // Package firewall owns the kernel side of jailkeeper: the Backend interface
 // and its implementations (iptables+ipset, nftables, none, and an in-memory
 // fake for unit tests). A backend builds the layout — one jump at the top of
-// INPUT into jailkeeper's own chain, the whitelist checked first, then one
-// set of banned prefixes per jail and family — and adds, removes, lists and
+// INPUT into jailkeeper's own chain, the whitelist checked first, then the
+// sets of banned prefixes of each jail and family — and adds, removes, lists and
 // verifies bans. It never decides who to ban.
 package firewall
 

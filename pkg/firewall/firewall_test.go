@@ -496,9 +496,11 @@ var cases = []struct {
 		expect(map[probe]Verdict{p4: A, p6: A}), listed(),
 	}},
 	{"expiry by kernel timeout", Layout{Jails: []JailRules{sshJail}}, []step{
-		setup(), add(time.Second, "198.51.100.2", "2001:db8::/64"), add(0, "198.51.100.9"),
+		// Three seconds: the probes right after the add must come before
+		// the timeout on a loaded machine too (one second did not).
+		setup(), add(3*time.Second, "198.51.100.2", "2001:db8::/64"), add(0, "198.51.100.9"),
 		expect(map[probe]Verdict{p4: R, p6: R}),
-		advance(2500 * time.Millisecond), expect(map[probe]Verdict{p4: A, p6: A}), listed("198.51.100.9"),
+		advance(4500 * time.Millisecond), expect(map[probe]Verdict{p4: A, p6: A}), listed("198.51.100.9"),
 	}},
 	{"whitelist wins over overlapping prefix", Layout{Jails: []JailRules{sshJail},
 		Whitelist: []netip.Prefix{netip.MustParsePrefix("198.51.100.3/32"), netip.MustParsePrefix("2001:db8::3/128")}}, []step{
@@ -594,7 +596,15 @@ func init() {
 }
 
 func runCases(t *testing.T, newEnv func(t *testing.T) env) {
+	runCasesOf(t, newEnv, func(string) bool { return true })
+}
+
+// runCasesOf runs the cases whose name keep accepts.
+func runCasesOf(t *testing.T, newEnv func(t *testing.T) env, keep func(name string) bool) {
 	for _, c := range cases {
+		if !keep(c.name) {
+			continue
+		}
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
 			x := &x{t: t, e: e, layout: c.layout, table: map[banKey]Ban{}}

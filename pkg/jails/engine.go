@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jailkeeper/jailkeeper/pkg/journal"
 
@@ -376,17 +377,35 @@ func (e *Engine) fail(js *jailState, m Match, at time.Time) []Decision {
 		}
 		reason := fmt.Sprintf("%d failures within %s", n, js.FindTime)
 		if m.User != "" {
-			reason += fmt.Sprintf(", last for user %q", m.User)
+			reason += fmt.Sprintf(", last for user %q", ReasonUser(m.User))
 		}
 		out = append(out, e.decide(js, key, at, reason))
 	} else if js.dist != nil && m.User != "" {
 		for _, hit := range js.dist.add(m.User, key, at) {
 			js.tracker.Reset(hit.key)
-			reason := fmt.Sprintf("distributed attack on user %q: %d addresses within %s, %d failures from this one", m.User, hit.addresses, js.Distributed.Window, hit.failures)
+			reason := fmt.Sprintf("distributed attack on user %q: %d addresses within %s, %d failures from this one", ReasonUser(m.User), hit.addresses, js.Distributed.Window, hit.failures)
 			out = append(out, e.decide(js, hit.key, at, reason))
 		}
 	}
 	return e.escalate(js, out, at)
+}
+
+// MaxReasonUser bounds, in bytes, the user name a ban reason quotes: the
+// client chooses it (sshd logs whatever name it is sent), and the reason
+// goes into the ban table, the journal and D-Bus messages.
+const MaxReasonUser = 64
+
+// ReasonUser is u as a ban reason quotes it: cut to MaxReasonUser bytes
+// at a character boundary, with "…" when cut.
+func ReasonUser(u string) string {
+	if len(u) <= MaxReasonUser {
+		return u
+	}
+	i := MaxReasonUser
+	for i > MaxReasonUser-utf8.UTFMax && !utf8.RuneStart(u[i]) {
+		i--
+	}
+	return u[:i] + "…"
 }
 
 // decide turns a ban of p into a Decision, with the increment applied.

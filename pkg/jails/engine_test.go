@@ -506,3 +506,26 @@ func TestEngineAdopt(t *testing.T) {
 		t.Fatalf("counts carried across an ipv6_prefix change: %+v", ds)
 	}
 }
+
+// TestReasonUserBounded: a ban reason quotes at most MaxReasonUser bytes
+// of the attempted user name, cut at a character boundary.
+func TestReasonUserBounded(t *testing.T) {
+	long := strings.Repeat("a", MaxReasonUser-1) + "é" + strings.Repeat("b", 500)
+	if got := ReasonUser(long); got != strings.Repeat("a", MaxReasonUser-1)+"…" {
+		t.Fatalf("ReasonUser = %q", got)
+	}
+	if got := ReasonUser("root"); got != "root" {
+		t.Fatalf("ReasonUser(root) = %q", got)
+	}
+	e, err := NewEngine([]Jail{{Name: "sshd", Filter: sshdFilter(t, ""), MaxRetry: 2, FindTime: 10 * time.Minute, BanTime: time.Hour}}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []Decision
+	for i := range 2 {
+		ds = append(ds, e.Handle(entry(time.Duration(i)*time.Second, "Failed password for invalid user %s from 203.0.113.9 port 4711 ssh2", long))...)
+	}
+	if len(ds) != 1 || !strings.HasSuffix(ds[0].Reason, `last for user "`+strings.Repeat("a", MaxReasonUser-1)+`…"`) {
+		t.Fatalf("decisions %+v: want one whose reason quotes the cut name", ds)
+	}
+}

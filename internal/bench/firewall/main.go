@@ -5,9 +5,13 @@
 // 100k and 1M unrelated bans loaded, and beside them the per-address-rule
 // approach (one `iptables -I INPUT -s X -j REJECT` per ban, as fail2ban's
 // default action does) at 10k bans, and the time one Verify (the watchdog's
-// check) takes with 100k and 1M bans in place. It prints one table.
+// check) takes with 100k and 1M bans in place. It then runs each backend
+// the way the daemon does at a million bans (-daemon): a drift Watcher
+// listening, an import added in steps of 5,000, a restart over the full
+// sets, a flush of the sets repaired by Verify, and every ban lifted in
+// steps of 20,000 (expiry, unban --all). It prints one table.
 //
-//	go run ./internal/bench/firewall [-backends iptables,nftables] [-max 1000000] [-connects 2000] [-per-rule 10000]
+//	go run ./internal/bench/firewall [-backends iptables,nftables] [-max 1000000] [-daemon 1100000] [-connects 2000] [-per-rule 10000]
 package main
 
 import (
@@ -33,6 +37,7 @@ func main() {
 	max := flag.Int("max", 1_000_000, "largest restore to measure (100k and this)")
 	connects := flag.Int("connects", 2000, "TCP connects per latency measurement")
 	perRule := flag.Int("per-rule", 10_000, "bans for the per-address-rule approach (0 = skip)")
+	daemon := flag.Int("daemon", 1_100_000, "bans of the daemon-pattern runs (0 = skip)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fatal(fmt.Errorf("must run as root (it creates network namespaces)"))
@@ -44,16 +49,130 @@ func main() {
 	if *perRule > 0 {
 		measurePerRule(*perRule, *connects)
 	}
+	if *daemon > 0 {
+		for _, name := range strings.Split(*backends, ",") {
+			measureDaemonPath(name, *daemon)
+		}
+	}
+}
+
+// importList returns n bans like the daemon's import goal: nine in ten
+// IPv4 (addresses of 10.0.0.0/8, one in nine of them a /24 of
+// 11.0.0.0/8), one in ten IPv6 /64s of 2001:db8::/32. The IPv4 addresses
+// only ever go into sets inside the bench's namespaces.
+func importList(n int) []firewall.Ban {
+	bs := make([]firewall.Ban, n)
+	exp := time.Now().Add(24 * time.Hour)
+	for i := range bs {
+		var p netip.Prefix
+		switch {
+		case i%10 == 9:
+			k := i / 10
+			p = netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(k >> 16), byte(k >> 8), byte(k), 0}), 64)
+		case i%10 == 8:
+			k := i / 10
+			p = netip.PrefixFrom(netip.AddrFrom4([4]byte{11, byte(k >> 16), byte(k >> 8), 0}), 24)
+		default:
+			v := uint32(0x0a000001 + i)
+			p = netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), 32)
+		}
+		bs[i] = firewall.Ban{Jail: "sshd", Prefix: p, Expires: exp}
+	}
+	return bs
+}
+
+// measureDaemonPath runs a backend through the daemon's calls at n bans,
+// with a drift Watcher listening as in the daemon. Its own Watcher's
+// alarms are counted: the flush must raise one, the rest none.
+func measureDaemonPath(name string, n int) {
+	h := newHosts()
+	defer h.close()
+	open := func() firewall.Backend {
+		b, err := firewall.New(name, firewall.Options{NetNS: h.srv})
+		if err != nil {
+			fatal(err)
+		}
+		return b
+	}
+	watch := func(b firewall.Backend) *firewall.Watcher {
+		w, err := firewall.Watch(b)
+		if err != nil {
+			fatal(err)
+		}
+		return w
+	}
+	b := open()
+	if err := b.Setup(layout, nil); err != nil {
+		fatal(err)
+	}
+	w := watch(b)
+	bans := importList(n)
+	t0 := time.Now()
+	for i := 0; i < len(bans); i += 5000 {
+		if err := b.Add(bans[i:min(i+5000, len(bans))]); err != nil {
+			fatal(err)
+		}
+	}
+	row("daemon: import", name, time.Since(t0).Round(time.Millisecond).String(), fmt.Sprintf("%s bans (10 %% IPv6 /64s, 10 %% IPv4 /24s) added in steps of 5,000, Watcher listening", count(n)))
+	ownAlarms := w.Check()
+	w.Close()
+	b.Close()
+
+	t0 = time.Now()
+	b = open()
+	if err := b.Setup(layout, bans); err != nil {
+		fatal(err)
+	}
+	row("daemon: restart", name, time.Since(t0).Round(time.Millisecond).String(), "a new backend's Setup over the full sets")
+	defer b.Close()
+	w = watch(b)
+	defer w.Close()
+	flush := []string{"ipset", "flush"}
+	if name == "nftables" {
+		flush = []string{"nft", "flush", "ruleset"}
+	}
+	if out, err := exec.Command("ip", append([]string{"netns", "exec", h.srv}, flush...)...).CombinedOutput(); err != nil {
+		fatal(fmt.Errorf("%v: %v: %s", flush, err, out))
+	}
+	time.Sleep(100 * time.Millisecond) // the notification's way to the Watcher
+	flushAlarm := w.Check()
+	t0 = time.Now()
+	found, err := b.Verify(layout, bans)
+	if err != nil || len(found) == 0 {
+		fatal(fmt.Errorf("verify after %s: %q, %v", strings.Join(flush, " "), found, err))
+	}
+	row("daemon: refill", name, time.Since(t0).Round(time.Millisecond).String(), fmt.Sprintf("Verify after %s puts every ban back", strings.Join(flush, " ")))
+	ownAlarms = ownAlarms || w.Check()
+	t0 = time.Now()
+	for i := 0; i < len(bans); i += 20_000 {
+		if err := b.Remove(bans[i:min(i+20_000, len(bans))]); err != nil {
+			fatal(err)
+		}
+	}
+	row("daemon: remove all", name, time.Since(t0).Round(time.Millisecond).String(), "every ban lifted in steps of 20,000 (expiry, unban --all)")
+	if left, err := b.List(); err != nil || len(left) > 0 {
+		fatal(fmt.Errorf("%s: %d bans left after removing all (%v)", name, len(left), err))
+	}
+	ownAlarms = ownAlarms || w.Check()
+	row("daemon: alarms", name, fmt.Sprintf("%v/%v", flushAlarm, ownAlarms), "the Watcher's alarm for the flush / for the backend's own changes (want true/false)")
 }
 
 func row(measure, backend, value, note string) {
 	fmt.Printf("%-22s %-10s %12s  %s\n", measure, backend, value, note)
 }
 
+// fatal reports err, deletes the namespaces still open (os.Exit skips
+// the deferred closes) and exits.
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "bench:", err)
+	for h := range openHosts {
+		h.close()
+	}
 	os.Exit(1)
 }
+
+// openHosts holds the namespace pairs not closed yet.
+var openHosts = map[*hosts]bool{}
 
 // hosts is a server/attacker namespace pair like testbed.NewHosts.
 type hosts struct{ srv, atk string }
@@ -63,6 +182,7 @@ func newHosts() *hosts {
 	rand.Read(b)
 	s := hex.EncodeToString(b)
 	h := &hosts{srv: "jk-bsrv-" + s, atk: "jk-batk-" + s}
+	openHosts[h] = true
 	for _, c := range [][]string{
 		{"netns", "add", h.srv}, {"netns", "add", h.atk},
 		{"link", "add", "jkb0" + s, "type", "veth", "peer", "name", "jkb1" + s},
@@ -81,6 +201,7 @@ func newHosts() *hosts {
 }
 
 func (h *hosts) close() {
+	delete(openHosts, h)
 	exec.Command("ip", "netns", "del", h.srv).Run()
 	exec.Command("ip", "netns", "del", h.atk).Run()
 }

@@ -184,7 +184,11 @@
         $("history-next").disabled = state.historyPage >= pages - 1;
     }
 
-    /* Bans: the list from ListBans, kept current by the ban signals. */
+    /* Bans: the table read in pages of ListBansPage (one ListBans reply
+     * cannot carry a big table: the daemon refuses it above 10,000 bans),
+     * kept current by the ban signals. */
+
+    const BAN_PAGE = 4096;
 
     function key(jail, address) { return jail + "\n" + address; }
 
@@ -200,15 +204,41 @@
                 .catch(ex => showError("Reading the daemon's state: " + ex.message));
     }
 
+    // Signals that arrive while the pages are read wait here and are
+    // applied to the table once it is read; null when not loading.
+    let loading = null;
+
     function loadBans() {
-        return client.call(MANAGER_PATH, MANAGER, "ListBans", [])
-                .then(([list]) => {
-                    state.bans.clear();
-                    for (const [jail, address, start, expires, reason] of list)
-                        state.bans.set(key(jail, address), { jail, address, start: Number(start), expires: Number(expires), reason });
+        const bans = new Map();
+        const waiting = loading = [];
+        // The pages overlap by one ban; a page may hold fewer bans than
+        // asked for (the daemon cuts it to one bus message).
+        function page(offset) {
+            return client.call(MANAGER_PATH, MANAGER, "ListBansPage", [offset, BAN_PAGE], { type: "uu" })
+                    .then(([list, total]) => {
+                        for (const [jail, address, start, expires, reason] of list)
+                            bans.set(key(jail, address), { jail, address, start: Number(start), expires: Number(expires), reason });
+                        const n = list.length;
+                        if (n === 0 || offset + n >= Number(total))
+                            return;
+                        return page(n > 1 ? offset + n - 1 : offset + 1);
+                    });
+        }
+        return page(0)
+                .then(() => {
+                    if (loading !== waiting)
+                        return; // a newer load replaced this one
+                    loading = null;
+                    state.bans = bans;
+                    for (const [signal, args] of waiting)
+                        apply(signal, args);
                     scheduleRender();
                 })
-                .catch(ex => showError("Listing bans: " + ex.message));
+                .catch(ex => {
+                    if (loading === waiting)
+                        loading = null;
+                    showError("Listing bans: " + ex.message);
+                });
     }
 
     function banned(jail, address, expires, reason) {
@@ -220,28 +250,34 @@
     function onSignal(path, iface, signal, args) {
         if (iface !== MANAGER)
             return;
+        const text = apply(signal, args);
+        if (text === null)
+            return;
+        if (loading !== null)
+            loading.push([signal, args]);
+        event(text);
+        scheduleRender();
+        scheduleHistory();
+    }
+
+    // apply applies a ban signal to the table and returns the line for
+    // the event list; null for other signals.
+    function apply(signal, args) {
         switch (signal) {
         case "Banned":
             banned(args[0], args[1], args[2], args[3]);
-            event("banned " + args[1] + " in " + args[0] + (args[3] ? " (" + args[3] + ")" : ""));
-            break;
+            return "banned " + args[1] + " in " + args[0] + (args[3] ? " (" + args[3] + ")" : "");
         case "BannedMany":
             args[1].forEach((a, i) => banned(args[0], a, args[2][i], ""));
-            event("banned " + args[1].length + " addresses in " + args[0]);
-            break;
+            return "banned " + args[1].length + " addresses in " + args[0];
         case "Unbanned":
             state.bans.delete(key(args[0], args[1]));
-            event("unbanned " + args[1] + " in " + args[0]);
-            break;
+            return "unbanned " + args[1] + " in " + args[0];
         case "UnbannedMany":
             args[1].forEach(a => state.bans.delete(key(args[0], a)));
-            event("unbanned " + args[1].length + " addresses in " + args[0]);
-            break;
-        default:
-            return;
+            return "unbanned " + args[1].length + " addresses in " + args[0];
         }
-        scheduleRender();
-        scheduleHistory();
+        return null;
     }
 
     let renderTimer = null;

@@ -100,6 +100,14 @@ type Reader struct {
 	done  chan struct{}
 	close sync.Once
 	alive atomic.Int64 // UnixNano of the last turn of the loop
+	tail  atomic.Pointer[tailState]
+}
+
+// tailState is where the reader stands against the journal's tail (Tail).
+type tailState struct {
+	at     bool
+	cursor string
+	since  time.Time
 }
 
 type runRequest struct {
@@ -155,6 +163,22 @@ func (r *Reader) Run(ctx context.Context, out chan<- []journal.Entry) error {
 	return <-req.res
 }
 
+// Tail reports where the reader stands against the journal's tail.
+// atTail is true once the reader has sent every matching entry the
+// journal holds and waits for more; cursor is then the cursor of the last
+// entry it sent ("" when it has sent none), which a consumer compares with
+// the last one it handled to know whether it is caught up. since is the
+// time of the first entry the reader read after it was last at the tail
+// (zero when it has read none since it was opened): while the consumer
+// has not handled that entry, nothing older is waiting. Before Run first
+// reaches the tail, atTail is false.
+func (r *Reader) Tail() (cursor string, atTail bool, since time.Time) {
+	if t := r.tail.Load(); t != nil {
+		return t.cursor, t.at, t.since
+	}
+	return "", false, time.Time{}
+}
+
 // Alive reports the last time the follow loop went round (at least every
 // 100 ms while Run runs and the receiver keeps up; a send blocked on a full
 // channel does not count). A watchdog compares it with the clock.
@@ -174,7 +198,7 @@ func (r *Reader) Close() error {
 func (r *Reader) own(ready chan<- error) {
 	runtime.LockOSThread()
 	defer close(r.done)
-	f := &follower{opts: r.opts, logf: r.opts.Logf, alive: &r.alive, quit: r.quit,
+	f := &follower{opts: r.opts, logf: r.opts.Logf, alive: &r.alive, tail: &r.tail, quit: r.quit,
 		cursor: r.opts.Cursor, start: time.Now().Add(-r.opts.LookBack)}
 	if err := f.open(); err != nil {
 		ready <- err
@@ -197,6 +221,7 @@ type follower struct {
 	opts  Options
 	logf  func(string, ...any)
 	alive *atomic.Int64
+	tail  *atomic.Pointer[tailState]
 	quit  <-chan struct{}
 
 	sj      *sdJournal
@@ -323,6 +348,28 @@ func (f *follower) reopen(ctx context.Context, cause error) error {
 	}
 }
 
+// leaveTail records that the reader has read an entry of time t: if it was
+// at the tail, it no longer is, and t is the oldest entry not yet handled.
+func (f *follower) leaveTail(t time.Time) {
+	if cur := f.tail.Load(); cur == nil || cur.at {
+		f.tail.Store(&tailState{since: t})
+	}
+}
+
+// reachTail records that every entry read has been sent and the journal
+// has no further one: the tail is at f.cursor.
+func (f *follower) reachTail() {
+	cur := f.tail.Load()
+	if cur != nil && cur.at && cur.cursor == f.cursor {
+		return
+	}
+	st := &tailState{at: true, cursor: f.cursor}
+	if cur != nil {
+		st.since = cur.since
+	}
+	f.tail.Store(st)
+}
+
 // follow is Run's loop on the owning goroutine.
 func (f *follower) follow(ctx context.Context, out chan<- []journal.Entry) error {
 	if f.sj == nil { // an earlier Run ended while reopening
@@ -345,6 +392,7 @@ func (f *follower) follow(ctx context.Context, out chan<- []journal.Entry) error
 		f.pending = nil
 		var readErr error
 		read := 0
+		atEnd := false // sd_journal_next found no further entry
 		for len(batch) < maxBatch {
 			ok, err := f.sj.next(&f.cur)
 			if err != nil {
@@ -352,7 +400,11 @@ func (f *follower) follow(ctx context.Context, out chan<- []journal.Entry) error
 				break
 			}
 			if !ok {
+				atEnd = true
 				break
+			}
+			if read == 0 {
+				f.leaveTail(f.cur.Time)
 			}
 			if f.cur.Unit == "" && len(f.opts.Unitless) > 0 {
 				f.cur.Adopt(f.sj.uid, f.sj.hasUID, f.opts.Unitless)
@@ -396,6 +448,9 @@ func (f *follower) follow(ctx context.Context, out chan<- []journal.Entry) error
 				return err
 			}
 			continue
+		}
+		if atEnd {
+			f.reachTail()
 		}
 		if len(batch) == maxBatch {
 			continue // there is probably more right now
