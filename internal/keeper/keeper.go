@@ -1086,17 +1086,11 @@ func (k *Keeper) ListBans() []dbusapi.BanInfo {
 	return banInfos(k.table.Active(time.Now()))
 }
 
-// ListBansPage implements dbusapi.Manager. Each page sorts the table
-// anew (a million bans: see docs/daemon.md); the lock is not held.
+// ListBansPage implements dbusapi.Manager. A page costs the page, not
+// the table (bans.Table.Page); the keeper's lock is not held.
 func (k *Keeper) ListBansPage(offset, limit int) ([]dbusapi.BanInfo, int) {
-	active := k.table.Active(time.Now())
-	total := len(active)
-	offset = min(max(offset, 0), total)
-	end := total
-	if limit > 0 {
-		end = min(offset+limit, total)
-	}
-	return banInfos(active[offset:end]), total
+	page, total := k.table.Page(time.Now(), offset, limit)
+	return banInfos(page), total
 }
 
 func banInfos(bs []bans.Ban) []dbusapi.BanInfo {

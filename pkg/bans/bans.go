@@ -85,6 +85,8 @@ type Table struct {
 	subnets map[subnetIndexKey]*subnetIndex
 	// The event history (events.go).
 	ev eventLog
+	// The sorted keys Page reads (order.go).
+	order order
 }
 
 // NewMemory returns a table that persists nothing (tests, dry runs).
@@ -461,6 +463,7 @@ func (t *Table) drop(gone []Ban) error {
 		k, known := t.keyOf(b.Jail, b.Prefix)
 		if r, ok := t.active[k]; known && ok {
 			delete(t.active, k)
+			t.noteOrder(k, false)
 			t.names.releaseReason(r.reason)
 			t.perJail[b.Jail]--
 			t.indexRemove(k)
@@ -481,6 +484,7 @@ func (t *Table) set(b Ban) {
 	if len(t.active) > n {
 		t.perJail[b.Jail]++
 		t.indexAdd(k)
+		t.noteOrder(k, true)
 	}
 	if held {
 		t.names.releaseReason(old.reason)
