@@ -120,6 +120,9 @@ type running struct {
 	engine *jails.Engine
 }
 
+// The engine's failure counts are compacted in parts (bans.StateSweeper).
+var _ bans.StateSweeper = (*jails.Engine)(nil)
+
 // maxUnsaved bounds the bans kept for a retry of their commit; beyond it
 // the oldest are dropped from the retry (they stay in the kernel, and the
 // unsaved cursor makes a restart decide them again).

@@ -78,8 +78,10 @@ type Table struct {
 	counts atomic.Pointer[counts]
 	// HistoryKeep bounds the history kept per prefix.
 	historyKeep int
-	// The state saved with the cursor (state.go).
-	st stateLog
+	// The state saved with the cursor (state.go); takeMu orders the
+	// calls to its source.
+	st     stateLog
+	takeMu sync.Mutex
 	// subnets indexes active by the subnets ActiveWithin has been asked
 	// about (subnet.go).
 	subnets map[subnetIndexKey]*subnetIndex

@@ -19,12 +19,30 @@ import (
 // (a B+tree of records updated in place rewrote a page per changed record:
 // 300 changed records of 5,000 took a commit from 3 ms to 8.4 ms). When the
 // log has grown past twice its size after the last compaction plus 65,536
-// entries, the next cursor write asks the source for all its records and
-// replaces the log with them.
+// entries, it is compacted. A source that can hand out its records in
+// parts (StateSweeper) is swept: each cursor write from then on appends
+// the current value of up to sweepChunk more of its records, and once all
+// are written again, the next writes delete the entries from before the
+// sweep, sweepChunk at a time. At every write the log holds the state as
+// of its cursor: a later entry of a key replaces an earlier one, and the
+// entries from the sweep's start on hold every record then held. Any
+// other source is asked for all its records at once, which replace the
+// log in one write (a million tracked addresses: about a second).
 
 // compactMin is the log growth, in entries, that never triggers a
 // compaction by itself.
 const compactMin = 1 << 16
+
+// sweepChunk is how many records a sweep writes again, and how many old
+// entries it deletes, per cursor write.
+const sweepChunk = 20_000
+
+// Sweep phases.
+const (
+	sweepNone = iota
+	sweepPut  // writing the records again
+	sweepDrop // deleting the entries from before the sweep
+)
 
 // Log entry operations.
 const (
@@ -42,6 +60,17 @@ type StateSource interface {
 	TakeState(all bool, put func(key, value []byte)) (full bool)
 }
 
+// StateSweeper is a StateSource that hands out its records in parts, so
+// that a compaction of the log is spread over many cursor writes.
+type StateSweeper interface {
+	StateSource
+	// SweepState, with start, notes every record the source holds now;
+	// then it calls put with the current value of up to n of the noted
+	// records not yet handed out (skipping those it no longer holds) and
+	// reports whether all have been handed out.
+	SweepState(start bool, n int, put func(key, value []byte)) (done bool)
+}
+
 // stateLog is the table's side of the saved state; the Table's mutex
 // guards it.
 type stateLog struct {
@@ -50,10 +79,16 @@ type stateLog struct {
 	full    bool              // dump holds a full dump: replace the log
 	dump    [][2][]byte       // the full dump, key and value
 	next    uint64            // sequence number of the next entry
+	first   uint64            // sequence number of the first entry
 	base    uint64            // entries right after the last compaction
+	// The sweep in progress: its phase, the first sequence number it may
+	// have written, and whether the source's sweep must start (again).
+	sweep      int
+	sweepFrom  uint64
+	sweepStart bool
 	// wrote is what the write in flight did, applied by written.
-	wroteNext uint64
-	wroteBase uint64
+	wroteNext, wroteFirst, wroteBase uint64
+	wroteSweep                       int
 }
 
 // AttachState makes every later write of the journal cursor (Commit,
@@ -64,33 +99,60 @@ func (t *Table) AttachState(src StateSource) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.st.src = src
+	if t.st.sweep == sweepPut {
+		// The new source's records are swept from the start.
+		t.st.sweepStart = true
+	}
 }
 
-// takeState collects the attached source's changes into the pending
-// ones. It calls the source without holding t.mu: the engine calls the
-// table (History) while holding its own lock.
+// takeState collects the attached source's changes (and the sweep's next
+// part) into the pending ones. It calls the source without holding t.mu:
+// the engine calls the table (History) while holding its own lock. One
+// call at a time (takeMu): the sweep's parts go in order.
 func (t *Table) takeState() {
+	t.takeMu.Lock()
+	defer t.takeMu.Unlock()
 	t.mu.Lock()
-	src := t.st.src
-	all := t.st.next > compactMin+2*t.st.base
+	s := &t.st
+	src := s.src
+	sweeper, canSweep := src.(StateSweeper)
+	compact := s.next-s.first > compactMin+2*s.base
+	if compact && canSweep && s.sweep == sweepNone {
+		s.sweep, s.sweepFrom, s.sweepStart = sweepPut, s.next, true
+	}
+	all := compact && !canSweep
+	sweep, start := s.sweep == sweepPut && canSweep, s.sweepStart
+	s.sweepStart = false
 	t.mu.Unlock()
 	if src == nil {
 		return
 	}
 	var recs [][2][]byte
-	full := src.TakeState(all, func(k, v []byte) { recs = append(recs, [2][]byte{k, v}) })
+	put := func(k, v []byte) { recs = append(recs, [2][]byte{k, v}) }
+	full := src.TakeState(all, put)
+	changes := len(recs)
+	done := false
+	if sweep && !full {
+		// After the changes: a record's current value is the latest.
+		done = sweeper.SweepState(start, sweepChunk, put)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := &t.st
 	if full {
 		// Everything there is: earlier pending changes are in it.
 		s.full, s.dump = true, recs
 		clear(s.pending)
+		s.sweep = sweepNone
 		return
+	}
+	if sweep && done {
+		// The last part goes into the write that starts the deletes:
+		// they are committed together.
+		s.sweep = sweepDrop
 	}
 	if s.full {
 		// A full dump not yet written: the changes go on top of it.
-		s.dump = append(s.dump, recs...)
+		s.dump = append(s.dump, recs[:changes]...)
 		return
 	}
 	if s.pending == nil {
@@ -103,26 +165,31 @@ func (t *Table) takeState() {
 
 // dirty reports whether changes wait to be written: a cursor write then
 // happens even when the cursor has not moved (an unban made the engine
-// forget failures).
-func (s *stateLog) dirty() bool { return s.full || len(s.pending) > 0 }
+// forget failures, a sweep goes on).
+func (s *stateLog) dirty() bool { return s.full || len(s.pending) > 0 || s.sweep != sweepNone }
 
-// open finds the log's end. Called by Open.
+// open finds the log's ends. Called by Open.
 func (s *stateLog) open(tx *bolt.Tx) {
-	if k, _ := tx.Bucket(bucketState).Cursor().Last(); len(k) == 8 {
+	c := tx.Bucket(bucketState).Cursor()
+	if k, _ := c.Last(); len(k) == 8 {
 		s.next = binary.BigEndian.Uint64(k) + 1
+	}
+	if k, _ := c.First(); len(k) == 8 {
+		s.first = binary.BigEndian.Uint64(k)
 	}
 	// Taken as the size after a compaction: the log is compacted once it
 	// has doubled (the source asks for a full one itself when it finds
 	// the log mostly replaced records).
-	s.base = s.next
+	s.base = s.next - s.first
 }
 
 // write appends the pending changes to the log in tx, or replaces the log
-// with a pending full dump. Called with t.mu held, in the transaction that
+// with a pending full dump, and deletes a part of the entries a finished
+// sweep has replaced. Called with t.mu held, in the transaction that
 // writes the cursor.
 func (s *stateLog) write(tx *bolt.Tx) error {
-	s.wroteNext, s.wroteBase = s.next, s.base
-	if len(s.pending) == 0 && !s.full {
+	s.wroteNext, s.wroteFirst, s.wroteBase, s.wroteSweep = s.next, s.first, s.base, s.sweep
+	if len(s.pending) == 0 && !s.full && s.sweep != sweepDrop {
 		return nil
 	}
 	// A full dump may repeat a key (changes taken on top of it): its later
@@ -134,7 +201,7 @@ func (s *stateLog) write(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucket(bucketState); err != nil {
 			return fmt.Errorf("compacting saved state: %w", err)
 		}
-		s.wroteNext = 0
+		s.wroteNext, s.wroteFirst, s.wroteSweep = 0, 0, sweepNone
 	}
 	b := tx.Bucket(bucketState)
 	b.FillPercent = 1 // appends only
@@ -175,6 +242,34 @@ func (s *stateLog) write(tx *bolt.Tx) error {
 			return err
 		}
 	}
+	if s.sweep == sweepDrop {
+		return s.dropSwept(b)
+	}
+	return nil
+}
+
+// dropSwept deletes up to sweepChunk of the entries from before the
+// sweep; when none is left, the sweep is over. Part of write.
+func (s *stateLog) dropSwept(b *bolt.Bucket) error {
+	var old [][]byte
+	c := b.Cursor()
+	k, _ := c.First()
+	for ; len(k) == 8 && binary.BigEndian.Uint64(k) < s.sweepFrom && len(old) < sweepChunk; k, _ = c.Next() {
+		old = append(old, append([]byte(nil), k...))
+	}
+	for _, k := range old {
+		if err := b.Delete(k); err != nil {
+			return fmt.Errorf("compacting saved state: %w", err)
+		}
+	}
+	if len(old) > 0 {
+		s.wroteFirst = binary.BigEndian.Uint64(old[len(old)-1]) + 1
+	}
+	if len(k) != 8 || binary.BigEndian.Uint64(k) >= s.sweepFrom {
+		s.wroteFirst = s.sweepFrom
+		s.wroteSweep = sweepNone
+		s.wroteBase = s.wroteNext - s.sweepFrom
+	}
 	return nil
 }
 
@@ -182,7 +277,7 @@ func (s *stateLog) write(tx *bolt.Tx) error {
 func (s *stateLog) written() {
 	clear(s.pending)
 	s.full, s.dump = false, nil
-	s.next, s.base = s.wroteNext, s.wroteBase
+	s.next, s.first, s.base, s.sweep = s.wroteNext, s.wroteFirst, s.wroteBase, s.wroteSweep
 }
 
 // EachState calls fn with every saved state record in the order written,

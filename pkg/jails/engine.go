@@ -118,6 +118,8 @@ type Engine struct {
 	// hands out every record (state.go).
 	state    bool
 	fullNext bool
+	// sweep is the store's re-write in progress (SweepState), or nil.
+	sweep *stateSweep
 }
 
 type jailState struct {

@@ -315,3 +315,54 @@ func BenchmarkEngineHandleRecording(b *testing.B) {
 		}
 	}
 }
+
+// TestSweepState: a sweep in parts hands out what a full TakeState does
+// (tracked keys of two jails, distributed counts, totals), with the
+// current values of records changed during it and without those dropped
+// during it.
+func TestSweepState(t *testing.T) {
+	dist := Jail{Name: "sshd", Filter: sshdFilter(t, ""), MaxRetry: 5, FindTime: time.Hour, BanTime: time.Hour,
+		Distributed: Distributed{Window: time.Hour, MinAddresses: 1000, MaxRetry: 100}}
+	e := newTestEngine(t, dist, stateJail(t, "web", 5, 64))
+	e.RestoreState(memState{}.each, t0)
+	port := 1000
+	fail := func(i int) {
+		port++
+		e.Handle(entry(time.Duration(port)*time.Second, "Failed password for root from 198.51.100.%d port %d ssh2", i, port))
+	}
+	for i := 1; i <= 40; i++ {
+		fail(i)
+	}
+	swept := memState{}
+	put := func(k, v []byte) { swept[string(k)] = bytes.Clone(v) }
+	parts := 0
+	for done := false; !done; parts++ {
+		done = e.SweepState(parts == 0, 7, put)
+		if parts == 2 {
+			// A later failure of a noted key: its current value.
+			fail(30)
+			e.ForgetMany("sshd", []netip.Prefix{netip.MustParsePrefix("198.51.100.39/32")})
+		}
+	}
+	want := memState{}
+	e.TakeState(true, func(k, v []byte) { want[string(k)] = bytes.Clone(v) })
+	if parts < 5 {
+		t.Fatalf("the sweep took %d parts of 7 for 40 keys", parts)
+	}
+	for k, v := range want {
+		if !bytes.Equal(swept[k], v) && k[0] == recTrack {
+			t.Errorf("record %q: swept %x, held %x", k, swept[k], v)
+		}
+	}
+	for k := range swept {
+		if _, ok := want[k]; !ok {
+			t.Errorf("record %q swept, but no longer held", k)
+		}
+	}
+	if len(want) < 40 {
+		t.Fatalf("only %d records held", len(want))
+	}
+	if e.SweepState(false, 7, put) != true {
+		t.Fatal("a finished sweep goes on")
+	}
+}
