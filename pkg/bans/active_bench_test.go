@@ -2,6 +2,7 @@ package bans
 
 import (
 	"net/netip"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -24,5 +25,39 @@ func BenchmarkActive(b *testing.B) {
 		if n := len(t.Active(now)); n != 55000 {
 			b.Fatal(n)
 		}
+	}
+}
+
+// BenchmarkOpen: opening (loading) a state file of 500,000 bans, each
+// with its history, as a restart does before READY=1.
+func BenchmarkOpen(b *testing.B) {
+	path := filepath.Join(b.TempDir(), FileName)
+	t, err := Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	for step := range 10 {
+		bs := make([]Ban, 0, 50_000)
+		for i := step * 50_000; i < (step+1)*50_000; i++ {
+			a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+			bs = append(bs, Ban{Jail: "sshd", Prefix: netip.PrefixFrom(a, 32), Start: now, Expires: now.Add(time.Hour), Reason: "imported"})
+		}
+		if _, err := t.Add(bs...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := t.Close(); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		t, err := Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if t.Len() != 500_000 {
+			b.Fatal(t.Len())
+		}
+		t.Close()
 	}
 }

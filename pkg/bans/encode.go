@@ -70,11 +70,57 @@ func parseKey(k []byte, strs interner) (string, netip.Prefix, error) {
 	if i < 0 {
 		return "", netip.Prefix{}, errors.New("no jail separator in key")
 	}
+	if p, ok := parsePrefix4(k[i+1:]); ok {
+		return strs.get(k[:i]), p, nil
+	}
 	p, err := netip.ParsePrefix(string(k[i+1:]))
 	if err != nil {
 		return "", netip.Prefix{}, fmt.Errorf("key: %w", err)
 	}
 	return strs.get(k[:i]), p, nil
+}
+
+// parsePrefix4 parses an IPv4 prefix as netip.Prefix.AppendTo writes it
+// ("198.51.100.0/24": no leading zeros), without netip.ParsePrefix's
+// string (a restart parses a million keys). Anything else is not ok: the
+// caller parses it with netip.ParsePrefix, which decides what is valid.
+func parsePrefix4(b []byte) (netip.Prefix, bool) {
+	var a [4]byte
+	num := func() (int, bool) {
+		n, digits := 0, 0
+		for len(b) > 0 && b[0] >= '0' && b[0] <= '9' {
+			if digits > 0 && n == 0 {
+				return 0, false // a leading zero
+			}
+			n = n*10 + int(b[0]-'0')
+			digits++
+			b = b[1:]
+			if digits > 3 {
+				return 0, false
+			}
+		}
+		return n, digits > 0
+	}
+	for i := range a {
+		n, ok := num()
+		if !ok || n > 255 {
+			return netip.Prefix{}, false
+		}
+		a[i] = byte(n)
+		sep := byte('.')
+		if i == 3 {
+			sep = '/'
+		}
+		if len(b) == 0 || b[0] != sep {
+			return netip.Prefix{}, false
+		}
+		b = b[1:]
+	}
+	bits, ok := num()
+	if !ok || len(b) > 0 || bits > 32 {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(netip.AddrFrom4(a), bits), true
 }
 
 func appendTime(dst []byte, sec int64, nsec int) []byte {

@@ -145,3 +145,35 @@ func TestMigrateJSON(t *testing.T) {
 		return nil
 	})
 }
+
+// TestParsePrefix4: the fast path agrees with netip.ParsePrefix wherever
+// it says ok, and says ok for every IPv4 prefix as keys are written.
+func TestParsePrefix4(t *testing.T) {
+	for _, s := range []string{"0.0.0.0/0", "198.51.100.7/32", "203.0.113.0/24", "255.255.255.255/32", "10.0.0.0/8", "1.2.3.4/5"} {
+		p, ok := parsePrefix4([]byte(s))
+		if want := netip.MustParsePrefix(s); !ok || p != want {
+			t.Errorf("parsePrefix4(%q) = %v, %v; want %v", s, p, ok, want)
+		}
+	}
+	for _, s := range []string{"", "1.2.3.4", "1.2.3.4/", "01.2.3.4/32", "1.2.3.4/033", "256.1.1.1/32", "1.2.3.4/33", "1.2.3/24",
+		"1.2.3.4.5/32", "1.2.3.4/32x", "2001:db8::/32", "::ffff:1.2.3.4/128", "1.2.3.4/-1", "1..3.4/32", "1000.2.3.4/32"} {
+		if p, ok := parsePrefix4([]byte(s)); ok {
+			if want, err := netip.ParsePrefix(s); err != nil || want != p {
+				t.Errorf("parsePrefix4(%q) = %v, ok; netip.ParsePrefix: %v, %v", s, p, want, err)
+			}
+		}
+	}
+}
+
+// FuzzParsePrefix4: never ok where netip.ParsePrefix disagrees.
+func FuzzParsePrefix4(f *testing.F) {
+	f.Add("198.51.100.0/24")
+	f.Add("0.0.0.0/0")
+	f.Fuzz(func(t *testing.T, s string) {
+		if p, ok := parsePrefix4([]byte(s)); ok {
+			if want, err := netip.ParsePrefix(s); err != nil || want != p {
+				t.Fatalf("parsePrefix4(%q) = %v, ok; netip.ParsePrefix: %v, %v", s, p, want, err)
+			}
+		}
+	})
+}
