@@ -161,7 +161,7 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 	if opts.FromKernel {
 		k.importKernel(fw, now)
 	}
-	active := k.keepConfigured(rt, table.Snapshot(now))
+	active := k.keepConfigured(rt, activeFirewall(table, now))
 	// The engine and its failure counts (a flood's million tracked
 	// addresses) are restored while the kernel takes the layout and the
 	// bans: they share nothing, and both come before READY=1.
@@ -183,7 +183,7 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 		engineDone <- restored{engine, counted, rerr}
 	}()
 	k.tearDownOthers(fw.Name())
-	setupErr := fw.Setup(rt.Layout, toFirewall(active))
+	setupErr := fw.Setup(rt.Layout, active)
 	r := <-engineDone
 	if setupErr != nil {
 		fw.Close()
@@ -449,7 +449,7 @@ func (k *Keeper) ownAddrs() []netip.Addr {
 // bans that must never be (prefix.Refuse: a ban of 0.0.0.0 recorded by an
 // older version, say, which the kernel would refuse with every other ban
 // of its batch). It filters active in place and returns it.
-func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ban {
+func (k *Keeper) keepConfigured(rt *config.Runtime, active []firewall.Ban) []firewall.Ban {
 	known := map[string]bool{}
 	for _, j := range rt.Jails {
 		known[j.Name] = true
@@ -483,7 +483,7 @@ func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ba
 			}
 			k.log.Event(journal.PriWarning, MsgUnban, fmt.Sprintf("dropped the recorded ban of %s in jail %s: %v", prefix.Format(b.Prefix), b.Jail, rerr),
 				"JAIL", b.Jail, "ADDRESS", prefix.Format(b.Prefix))
-			k.recordDropped(b, rerr.Error())
+			k.recordDropped(bans.Ban{Jail: b.Jail, Prefix: b.Prefix}, rerr.Error())
 			continue
 		}
 		if known[b.Jail] {
@@ -496,7 +496,7 @@ func (k *Keeper) keepConfigured(rt *config.Runtime, active []bans.Ban) []bans.Ba
 		}
 		k.log.Event(journal.PriNotice, MsgUnban, fmt.Sprintf("unbanned %s: jail %s is no longer configured", prefix.Format(b.Prefix), b.Jail),
 			"JAIL", b.Jail, "ADDRESS", prefix.Format(b.Prefix))
-		k.recordDropped(b, "jail "+b.Jail+" is no longer configured")
+		k.recordDropped(bans.Ban{Jail: b.Jail, Prefix: b.Prefix}, "jail "+b.Jail+" is no longer configured")
 	}
 	return keep
 }
@@ -814,6 +814,16 @@ func jailNames(rt *config.Runtime) []string {
 		names[i] = j.Name
 	}
 	return names
+}
+
+// activeFirewall returns the bans in force at now as the firewall takes
+// them, without the table's Bans in between (a million: 110 MB).
+func activeFirewall(t *bans.Table, now time.Time) []firewall.Ban {
+	out := make([]firewall.Ban, 0, t.Len())
+	t.EachActive(now, func(jail string, p netip.Prefix, expires time.Time) {
+		out = append(out, firewall.Ban{Jail: jail, Prefix: p, Expires: expires})
+	})
+	return out
 }
 
 func toFirewall(bs []bans.Ban) []firewall.Ban {
@@ -1156,8 +1166,8 @@ func (k *Keeper) Swap(n *Next) error {
 	if n.fw != nil {
 		fw = n.fw
 	}
-	active := k.keepConfigured(n.rt, k.table.Snapshot(time.Now()))
-	if err := fw.Setup(n.rt.Layout, toFirewall(active)); err != nil {
+	active := k.keepConfigured(n.rt, activeFirewall(k.table, time.Now()))
+	if err := fw.Setup(n.rt.Layout, active); err != nil {
 		if n.fw != nil {
 			// The old layout was never touched.
 			n.fw.Teardown()
