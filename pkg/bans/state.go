@@ -117,6 +117,11 @@ func (t *Table) takeState() {
 	src := s.src
 	sweeper, canSweep := src.(StateSweeper)
 	compact := s.next-s.first > compactMin+2*s.base
+	if s.sweep == sweepPut && !canSweep {
+		// Detached, or a source that cannot be swept: the entries from
+		// before stay until the next compaction.
+		s.sweep = sweepNone
+	}
 	if compact && canSweep && s.sweep == sweepNone {
 		s.sweep, s.sweepFrom, s.sweepStart = sweepPut, s.next, true
 	}
