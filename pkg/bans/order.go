@@ -67,9 +67,10 @@ func (t *Table) Page(now time.Time, offset, limit int) ([]Ban, int) {
 	defer o.mu.Unlock()
 
 	t.mu.Lock()
-	// Bans past their expiry that the table still holds (for at most a
-	// second in the daemon) are not in force: the order cannot skip them
-	// by position, so such a page sorts what is in force, as Active does.
+	// Bans past their expiry that the table still holds (up to a second
+	// in the daemon, or the length of a mass expiry's steps) are not in
+	// force: the order cannot skip them by position, so such a page sorts
+	// what is in force, as Active does.
 	lingering := len(t.expiring) > 0 || (!t.nextExpiry.IsZero() && !now.Before(t.nextExpiry))
 	if lingering {
 		t.mu.Unlock()
