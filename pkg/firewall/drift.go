@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -92,9 +93,14 @@ type Watcher struct {
 	timer    *time.Timer // re-arms a wake held back by the gap
 	notified bool        // a foreign change was notified since the last alarm
 	lost     bool        // notifications were lost (ENOBUFS): assume a change
-	last     time.Time
-	alarms   int           // consecutive alarms of the cheap check
-	cost     time.Duration // what the last Verify after an alarm took
+	// sets are the sets of the watched tables another program's
+	// transactions touched since the last alarm; anySet says one touched
+	// a set it did not name, or the table itself.
+	sets   []string
+	anySet bool
+	last   time.Time
+	alarms int           // consecutive alarms of the cheap check
+	cost   time.Duration // what the last Verify after an alarm took
 	// gen is the newest nftables generation whose transaction was heard
 	// to its end (its NEWGEN read) or accounted for by a notifyHush.
 	gen uint32
@@ -209,9 +215,22 @@ func (w *Watcher) Check() bool {
 		w.alarms = 0
 	}
 	if alarm {
+		if nb, ok := w.b.(driftNoter); ok && (w.lost || w.anySet || len(w.sets) > 0) {
+			nb.noteDrift(w.sets, w.lost || w.anySet)
+		}
 		w.notified, w.lost, w.last = false, false, now
+		w.sets, w.anySet = nil, false
 	}
 	return alarm
+}
+
+// driftNoter is implemented by a backend that wants to know which sets
+// another program changed (all = it cannot be known: notifications were
+// lost, or a change came during a hush, or named no set), for its next
+// Verify to check them in full. Called by Check, serialised with the
+// backend's other calls.
+type driftNoter interface {
+	noteDrift(sets []string, all bool)
 }
 
 // Verified tells the Watcher what the Verify run after its alarm took, to
@@ -252,6 +271,10 @@ func (w *Watcher) listen(tables []nftTableID) {
 	defer w.wg.Done()
 	self := ownProcess()
 	touched := false // the transaction being notified touched our tables
+	// The sets of our tables the transaction touched, and whether it
+	// touched the tables or a set it did not name.
+	var txSets []string
+	txAll := false
 	buf := make([]byte, 1<<16)
 	raw, err := w.sockFile.SyscallConn()
 	if err != nil {
@@ -279,7 +302,7 @@ func (w *Watcher) listen(tables []nftTableID) {
 			w.lost = true
 			w.mu.Unlock()
 			w.poke()
-			touched = false
+			touched, txSets, txAll = false, txSets[:0], false
 			if errors.Is(err, unix.ENOBUFS) {
 				continue
 			}
@@ -305,14 +328,42 @@ func (w *Watcher) listen(tables []nftTableID) {
 					w.gen = g
 				}
 				w.notified = w.notified || foreign
+				if foreign {
+					for _, s := range txSets {
+						if !slices.Contains(w.sets, s) {
+							w.sets = append(w.sets, s)
+						}
+					}
+					w.anySet = w.anySet || txAll
+				}
 				w.mu.Unlock()
 				if foreign {
 					w.poke()
 				}
-				touched = false
+				touched, txSets, txAll = false, txSets[:0], false
 				continue
 			}
-			touched = touched || touches(data, tables)
+			if !touches(data, tables) {
+				continue
+			}
+			touched = true
+			switch typ & 0xff {
+			case unix.NFT_MSG_NEWSETELEM, unix.NFT_MSG_DELSETELEM, unix.NFT_MSG_NEWSET, unix.NFT_MSG_DELSET:
+				// Attribute 2 names the set (NFTA_SET_NAME,
+				// NFTA_SET_ELEM_LIST_SET).
+				name, ok := attr(data[4:], 2)
+				if n := len(name); n > 0 && name[n-1] == 0 {
+					name = name[:n-1]
+				}
+				switch {
+				case !ok:
+					txAll = true
+				case !slices.ContainsFunc(txSets, func(s string) bool { return s == string(name) }):
+					txSets = append(txSets, string(name))
+				}
+			case unix.NFT_MSG_NEWTABLE, unix.NFT_MSG_DELTABLE:
+				txAll = true
+			}
 		}
 	}
 }
@@ -368,6 +419,16 @@ func touches(data []byte, tables []nftTableID) bool {
 		}
 	}
 	return false
+}
+
+// attr returns the first attribute of type typ in attrs.
+func attr(attrs []byte, typ uint16) (val []byte, ok bool) {
+	eachAttr(attrs, func(t uint16, v []byte) {
+		if t == typ && !ok {
+			val, ok = v, true
+		}
+	})
+	return val, ok
 }
 
 // genID returns NFTA_GEN_ID of a NEWGEN message's attributes.

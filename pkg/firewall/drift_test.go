@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -512,5 +513,65 @@ func TestNotifyHush(t *testing.T) {
 	closed = true
 	if raw.hush != nil {
 		t.Error("the hush stays attached after the Watcher's Close")
+	}
+}
+
+// TestWatcherLargeSetElementDeleted: another program deletes one element
+// of a set too large for Verify to read back (it samples such sets); the
+// Watcher names the set, and the Verify after its alarm fills that set
+// again in full: the address is refused again, whatever the sample.
+func TestWatcherLargeSetElementDeleted(t *testing.T) {
+	t.Parallel()
+	e := newKernelEnv(t, "nftables")
+	b := e.backend(t)
+	defer b.Close()
+	l := Layout{Jails: []JailRules{sshJail}}
+	exp := time.Now().Add(time.Hour)
+	bans := make([]Ban, nftListMax+5_000)
+	for i := range bans {
+		bans[i] = Ban{Jail: "ssh", Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 5, byte(i >> 8), byte(i)}), 32), Expires: exp}
+	}
+	bans[len(bans)-1].Prefix = netip.PrefixFrom(atk4, 32)
+	if err := b.Setup(l, bans); err != nil {
+		t.Fatal(err)
+	}
+	if v := e.probe(t, atk4, portJail); v != VerdictReject {
+		t.Fatalf("banned %v: probe %v, want %v", atk4, v, VerdictReject)
+	}
+	w, err := Watch(b)
+	if err != nil || w == nil {
+		t.Fatalf("Watch = %v, %v", w, err)
+	}
+	defer w.Close()
+	start := time.Now()
+	e.sh(t, "nft delete element inet jailkeeper ssh-4 '{ "+atk4.String()+" }'")
+	if v := e.probe(t, atk4, portJail); v != VerdictAccept {
+		t.Fatalf("after the delete: probe %v, want %v", v, VerdictAccept)
+	}
+	alarmed := false
+	for timeout := time.After(3 * time.Second); !alarmed; {
+		select {
+		case <-w.Wake():
+			alarmed = w.Check()
+		case <-timeout:
+			t.Fatal("no alarm within 3 s of the delete")
+		}
+	}
+	vstart := time.Now()
+	found, err := b.Verify(l, bans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("alarm and repair %v after the delete (Verify %v); found %q", time.Since(start).Round(time.Millisecond), time.Since(vstart).Round(time.Millisecond), found)
+	if !slices.ContainsFunc(found, func(s string) bool { return strings.Contains(s, "ssh-4") }) {
+		t.Errorf("Verify found %q, want set ssh-4 named", found)
+	}
+	if v := e.probe(t, atk4, portJail); v != VerdictReject {
+		t.Errorf("after the repair: probe %v, want %v", v, VerdictReject)
+	}
+	// The repair was owed once: the next Verify samples again, finds
+	// nothing.
+	if found, err := b.Verify(l, bans); err != nil || len(found) > 0 {
+		t.Errorf("second Verify found %q, %v", found, err)
 	}
 }

@@ -179,6 +179,11 @@ type nft struct {
 	netLens map[string]map[int]bool
 	// noDestroy: the kernel refused DESTROYSETELEM once (older than 6.3).
 	noDestroy bool
+	// changed names the sets another program changed (changedAll: any
+	// set) since the last Verify that succeeded, told by a Watcher: the
+	// next Verify checks them in full however large they are.
+	changed    map[string]bool
+	changedAll bool
 }
 
 var _ Backend = (*nft)(nil)
@@ -1053,7 +1058,8 @@ func (b *nft) List() ([]Ban, error) {
 // nftSample is how many bans of a set too large to read back Verify looks
 // up in the kernel per call, chosen at random: a flushed or half-emptied
 // set is found at once, a set missing 1 % of its bans with a chance of
-// 1-0.99^512 > 99.4 % per watchdog period.
+// 1-0.99^512 > 99.4 % per watchdog period. A set a Watcher heard another
+// program change is not sampled but filled again in full.
 const nftSample = 512
 
 // Verify checks the table, the chain's hook, priority and rules, the sets,
@@ -1062,7 +1068,10 @@ const nftSample = 512
 // nftListMax bans are read back in full; for larger ones (reading back is
 // quadratic in the kernel) nftSample random bans not about to expire are
 // looked up, and when one is missing every ban of that set is added again
-// (adding a present element only refreshes it).
+// (adding a present element only refreshes it). A large set a Watcher
+// heard another program change since the last Verify (noteDrift) is filled
+// again in full without sampling: a single deleted element is repaired
+// however large the set.
 func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 	if err := checkLayout(l); err != nil {
 		return nil, fmt.Errorf("verifying nftables layout: %w", err)
@@ -1151,6 +1160,12 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 				}
 				continue
 			}
+			if sp.timeout && perSet[k] > nftListMax && (b.changedAll || b.changed[sp.name]) {
+				found = append(found, fmt.Sprintf("set %s (%d bans) changed by another program", sp.name, perSet[k]))
+				readAll[k] = true
+				refill = true
+				continue
+			}
 			if sp.timeout && perSet[k] > nftListMax {
 				miss, ok, err := b.raw.present(sp.name, samples[k])
 				if err != nil {
@@ -1236,7 +1251,19 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 			return found, fmt.Errorf("repairing nftables bans: %w", err)
 		}
 	}
+	b.changed, b.changedAll = nil, false
 	return found, nil
+}
+
+// noteDrift implements driftNoter.
+func (b *nft) noteDrift(sets []string, all bool) {
+	b.changedAll = b.changedAll || all
+	for _, s := range sets {
+		if b.changed == nil {
+			b.changed = map[string]bool{}
+		}
+		b.changed[s] = true
+	}
 }
 
 // watchSpec implements watchable: every change of table inet jailkeeper
