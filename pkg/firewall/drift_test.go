@@ -489,6 +489,12 @@ func TestNotifyHush(t *testing.T) {
 		if got := alarm(); got != c.want {
 			t.Errorf("%s: alarm = %v, want %v", c.name, got, c.want)
 		}
+		// Which set changed is not known: the next Verify fills
+		// every large set again.
+		if nb := b.(*nft); nb.changedAll != c.want {
+			t.Errorf("%s: every set marked changed = %v, want %v", c.name, nb.changedAll, c.want)
+		}
+		b.(*nft).changedAll = false
 	}
 	// A large Add stops and restarts notifications by itself, silently.
 	bans := make([]Ban, 2*nftHushMin)

@@ -292,3 +292,28 @@ func BenchmarkNFTVerify(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNFTVerifyChanged measures the Verify after a Watcher heard
+// another program change every set (or lost notifications): with
+// scaleN bans of importMix in place, every large set filled again in full.
+func BenchmarkNFTVerifyChanged(b *testing.B) {
+	testbed.Require(b, "ip", "nft")
+	h := testbed.NewHosts(b)
+	be, err := New("nftables", Options{NetNS: h.Srv})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Close()
+	l := Layout{Jails: []JailRules{sshJail}}
+	bans := importMix(scaleN(), time.Now().Add(time.Hour))
+	if err := be.Setup(l, bans); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		be.(*nft).noteDrift(nil, true)
+		if found, err := be.Verify(l, bans); err != nil || len(found) == 0 {
+			b.Fatalf("Verify: %q, %v", found, err)
+		}
+	}
+}
