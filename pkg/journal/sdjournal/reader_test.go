@@ -148,7 +148,7 @@ func checkExactlyOnce(t *testing.T, got []journal.Entry, want []string) {
 	for _, m := range msgs {
 		seen[m]++
 	}
-	var dup, missing []string
+	var dup, missing, extra []string
 	for _, w := range want {
 		switch seen[w] {
 		case 0:
@@ -158,8 +158,22 @@ func checkExactlyOnce(t *testing.T, got []journal.Entry, want []string) {
 			dup = append(dup, w)
 		}
 	}
-	t.Fatalf("got %d entries, want %d: missing %d %.5q, duplicated %d %.5q", len(msgs), len(want),
-		len(missing), missing, len(dup), dup)
+	wanted := map[string]bool{}
+	for _, w := range want {
+		wanted[w] = true
+	}
+	for i, m := range msgs {
+		if !wanted[m] {
+			extra = append(extra, fmt.Sprintf("#%d %q (%+v)", i, m, got[i]))
+		}
+	}
+	t.Fatalf("got %d entries, want %d: missing %d %q, duplicated %d %q, not written %d %q", len(msgs), len(want),
+		len(missing), head(missing), len(dup), head(dup), len(extra), head(extra))
+}
+
+// head is the first five of s.
+func head(s []string) []string {
+	return s[:min(len(s), 5)]
 }
 
 func newUnit() string { return "jk-test-" + testbed.Suffix() + ".service" }
