@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/nftables"
@@ -400,6 +401,23 @@ func nftRules(l Layout) []nftRule {
 	return rules
 }
 
+// txSetIDs numbers the sets a transaction creates (NFTA_SET_ID, by which
+// its rules refer to an anonymous set). google/nftables numbers a set
+// without one from a package-level counter guarded only by each Conn's
+// own lock, a data race between two backends (two goroutines, two Conns).
+var txSetIDs atomic.Uint32
+
+// nftSetID is the next set ID, never 0 (0 asks the library for one, and
+// names an anonymous set "__set%d" for the kernel to number: a set given
+// an ID needs that name from its maker).
+func nftSetID() uint32 {
+	for {
+		if id := txSetIDs.Add(1); id != 0 {
+			return id
+		}
+	}
+}
+
 // queueLayout queues, for one transaction, the table, the sets, the base
 // chain with exactly the layout's rules (flushed and refilled: atomic) and
 // the whitelist's exact contents.
@@ -408,6 +426,7 @@ func (b *nft) queueLayout(l Layout) error {
 	sets := map[string]*nftables.Set{}
 	for _, sp := range nftSets(l) {
 		s := sp.set(t)
+		s.ID = nftSetID()
 		if err := b.c.AddSet(s, nil); err != nil {
 			return fmt.Errorf("queueing set %s: %w", sp.name, err)
 		}
@@ -421,7 +440,7 @@ func (b *nft) queueLayout(l Layout) error {
 	b.c.FlushChain(ch)
 	var anonErr error
 	anon := func(ports []uint16) *nftables.Set {
-		s := &nftables.Set{Table: t, Anonymous: true, Constant: true, KeyType: nftables.TypeInetService}
+		s := &nftables.Set{Table: t, Anonymous: true, Constant: true, KeyType: nftables.TypeInetService, ID: nftSetID(), Name: "__set%d"}
 		els := make([]nftables.SetElement, len(ports))
 		for i, p := range ports {
 			els[i] = nftables.SetElement{Key: be16(p)}
