@@ -269,22 +269,29 @@ func BenchmarkNFTEncode(b *testing.B) {
 	}
 }
 
-// BenchmarkNFTVerify measures one Verify (the watchdog's check) with
-// scaleN bans of importMix in place: the pass over the bans, the layout's
-// checks, and the sample looked up in each large set.
-func BenchmarkNFTVerify(b *testing.B) {
+// nftScaleSetup is an nftables backend in a test namespace, set up with
+// scaleN bans of importMix; the benchmark's cleanup closes it.
+func nftScaleSetup(b *testing.B) (Backend, Layout, []Ban) {
 	testbed.Require(b, "ip", "nft")
 	h := testbed.NewHosts(b)
 	be, err := New("nftables", Options{NetNS: h.Srv})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer be.Close()
+	b.Cleanup(func() { be.Close() })
 	l := Layout{Jails: []JailRules{sshJail}}
 	bans := importMix(scaleN(), time.Now().Add(time.Hour))
 	if err := be.Setup(l, bans); err != nil {
 		b.Fatal(err)
 	}
+	return be, l, bans
+}
+
+// BenchmarkNFTVerify measures one Verify (the watchdog's check) with
+// scaleN bans of importMix in place: the pass over the bans, the layout's
+// checks, and the sample looked up in each large set.
+func BenchmarkNFTVerify(b *testing.B) {
+	be, l, bans := nftScaleSetup(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if found, err := be.Verify(l, bans); err != nil || len(found) > 0 {
@@ -297,18 +304,7 @@ func BenchmarkNFTVerify(b *testing.B) {
 // another program change every set (or lost notifications): with
 // scaleN bans of importMix in place, every large set filled again in full.
 func BenchmarkNFTVerifyChanged(b *testing.B) {
-	testbed.Require(b, "ip", "nft")
-	h := testbed.NewHosts(b)
-	be, err := New("nftables", Options{NetNS: h.Srv})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer be.Close()
-	l := Layout{Jails: []JailRules{sshJail}}
-	bans := importMix(scaleN(), time.Now().Add(time.Hour))
-	if err := be.Setup(l, bans); err != nil {
-		b.Fatal(err)
-	}
+	be, l, bans := nftScaleSetup(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		be.(*nft).noteDrift(nil, true)
