@@ -357,13 +357,36 @@ func (j *Journald) WriteOutsideUnits(t testing.TB, name, ident string, msgs []st
 			fmt.Fprintf(&enter, "echo $$ > %s/cgroup.procs || exit 97\n", root)
 		}
 	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatalf("looking up %s: %v", name, err)
+	}
+	count := func() int {
+		out, _ := j.Command("journalctl", "--no-pager", "-o", "cat", "SYSLOG_IDENTIFIER="+ident, "_UID="+u.Uid).Output()
+		return strings.Count(string(out), "\n")
+	}
+	before := count()
 	cmd := j.Command("sh", "-c", enter.String()+shellJoin([]string{"setpriv", "--reuid=" + name, "--regid=" + name,
 		"--clear-groups", "systemd-cat", "-t", ident}))
 	cmd.Stdin = strings.NewReader(strings.Join(msgs, "\n") + "\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("writing as %s with identifier %s: %v\n%s", name, ident, err, out)
 	}
-	if err := j.Sync(); err != nil {
-		t.Fatal(err)
+	// systemd-cat has written and exited, but journald reads a stream
+	// socket when it gets to it: `journalctl --sync` does not wait for
+	// that (a CI run queried too early and found none of the entries).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := j.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		n := count() - before
+		if n >= len(msgs) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("wrote %d entries as %s with identifier %s; after 10 s the journal has %d of them", len(msgs), name, ident, n)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
