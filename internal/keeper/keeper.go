@@ -13,6 +13,7 @@
 package keeper
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -144,6 +145,8 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 		opts.Own = interfaceAddrs
 	}
 	k := &Keeper{opts: opts, log: opts.Log, table: table, lastCursor: table.Cursor()}
+	// The stamp of the last clean stop, and the bans the table held then.
+	stamp, stampErr := parseStamp(table.TakeStamp(), table.Len())
 	start := k.lastCursor
 	k.meters.cursor.Store(&start)
 	fw, err := k.openBackend(rt)
@@ -161,7 +164,7 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 	if opts.FromKernel {
 		k.importKernel(fw, now)
 	}
-	active := k.keepConfigured(rt, activeFirewall(table, now))
+	active, dropped := k.keepConfigured(rt, activeFirewall(table, now))
 	// The engine and its failure counts (a flood's million tracked
 	// addresses) are restored while the kernel takes the layout and the
 	// bans: they share nothing, and both come before READY=1.
@@ -182,8 +185,17 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 		counted, rerr := engine.RestoreState(table.EachState, now)
 		engineDone <- restored{engine, counted, rerr}
 	}()
+	setupErr := k.setup(fw, rt.Layout, active, stamp, stampErr)
+	if setupErr == nil && len(dropped) > 0 {
+		// The sets may hold them still (kept from the last stop, or
+		// too large to be read back for stale bans).
+		if err := fw.Remove(dropped); err != nil {
+			k.log.Errorf(MsgUnban, "removing %d dropped bans from the kernel: %v", len(dropped), err)
+		}
+	}
+	// After the layout is in place: a layout of the other backend keeps
+	// refusing its bans meanwhile.
 	k.tearDownOthers(fw.Name())
-	setupErr := fw.Setup(rt.Layout, active)
 	r := <-engineDone
 	if setupErr != nil {
 		fw.Close()
@@ -203,6 +215,71 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 	k.running.Store(&running{rt, engine})
 	k.watchDrift()
 	return k, nil
+}
+
+// setup builds fw's layout with the active bans: with a Stamper and the
+// stamp of the last clean stop, the sets the kernel provably still holds
+// are not filled again (firewall.Stamper).
+func (k *Keeper) setup(fw firewall.Backend, l firewall.Layout, active []firewall.Ban, stamp []byte, stampErr error) error {
+	st, ok := fw.(firewall.Stamper)
+	if !ok {
+		return fw.Setup(l, active)
+	}
+	if stampErr != nil {
+		stamp = nil
+	}
+	filled, err := st.SetupFrom(l, active, stamp)
+	switch {
+	case err != nil:
+	case filled == "":
+		k.log.Infof(MsgStarted, "firewall: the kernel's sets still hold the %d bans of the last stop; not filled again", len(active))
+	case stampErr != nil:
+		k.log.Infof(MsgStarted, "firewall: sets filled again (%v)", stampErr)
+	default:
+		k.log.Infof(MsgStarted, "firewall: sets filled again (%s)", filled)
+	}
+	return err
+}
+
+// A keeper's stamp is the number of bans the table held at the stop
+// (uvarint), then the backend's stamp.
+
+// parseStamp returns the backend's part of a keeper's stamp, or why it
+// cannot serve: none was saved, or the table does not hold the bans it
+// held at the stop.
+func parseStamp(b []byte, held int) ([]byte, error) {
+	if b == nil {
+		return nil, errors.New("no stamp of a clean stop")
+	}
+	n, used := binary.Uvarint(b)
+	if used <= 0 {
+		return nil, errors.New("a stamp of another format")
+	}
+	if n != uint64(held) {
+		return nil, fmt.Errorf("the ban table holds %d bans, %d at the stop", held, n)
+	}
+	return b[used:], nil
+}
+
+// saveStamp records, at a clean stop, that the kernel's sets hold exactly
+// the table's bans, when the backend can prove it and every ban the
+// kernel got is saved; otherwise it says why not (the next start then
+// fills the sets again). Called with k.mu held, before the drift watcher
+// stops.
+func (k *Keeper) saveStamp() error {
+	st, ok := k.fw.(firewall.Stamper)
+	if !ok {
+		return nil
+	}
+	if len(k.unsaved) > 0 {
+		return fmt.Errorf("%d bans in the kernel are not saved", len(k.unsaved))
+	}
+	fs, err := st.Stamp()
+	if err != nil {
+		return err
+	}
+	b := binary.AppendUvarint(nil, uint64(k.table.Len()))
+	return k.table.SaveStamp(append(b, fs...))
 }
 
 // importKernel fills the table with the bans fw's sets hold: each set
@@ -405,6 +482,9 @@ func (k *Keeper) Close() error {
 	if err := k.writeHistory(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := k.saveStamp(); err != nil {
+		k.log.Infof(MsgStopping, "the next start fills the firewall's sets again: %v", err)
+	}
 	k.drift.Close()
 	k.drift = nil
 	if err := k.fw.Close(); err != nil {
@@ -448,8 +528,9 @@ func (k *Keeper) ownAddrs() []netip.Addr {
 // keepConfigured drops (and logs) bans of jails no longer configured, and
 // bans that must never be (prefix.Refuse: a ban of 0.0.0.0 recorded by an
 // older version, say, which the kernel would refuse with every other ban
-// of its batch). It filters active in place and returns it.
-func (k *Keeper) keepConfigured(rt *config.Runtime, active []firewall.Ban) []firewall.Ban {
+// of its batch). It filters active in place and returns it, and the bans
+// it dropped from the table.
+func (k *Keeper) keepConfigured(rt *config.Runtime, active []firewall.Ban) (keep, dropped []firewall.Ban) {
 	known := map[string]bool{}
 	for _, j := range rt.Jails {
 		known[j.Name] = true
@@ -470,7 +551,7 @@ func (k *Keeper) keepConfigured(rt *config.Runtime, active []firewall.Ban) []fir
 		}()
 	}
 	wg.Wait()
-	keep := active[:0] // filtered in place: the caller's snapshot, 1M bans
+	keep = active[:0] // filtered in place: the caller's snapshot, 1M bans
 	for i, b := range active {
 		if !refused[i] && known[b.Jail] {
 			keep = append(keep, b)
@@ -484,6 +565,10 @@ func (k *Keeper) keepConfigured(rt *config.Runtime, active []firewall.Ban) []fir
 			k.log.Event(journal.PriWarning, MsgUnban, fmt.Sprintf("dropped the recorded ban of %s in jail %s: %v", prefix.Format(b.Prefix), b.Jail, rerr),
 				"JAIL", b.Jail, "ADDRESS", prefix.Format(b.Prefix))
 			k.recordDropped(bans.Ban{Jail: b.Jail, Prefix: b.Prefix}, rerr.Error())
+			if known[b.Jail] {
+				// Sets of other jails are no longer referenced.
+				dropped = append(dropped, b)
+			}
 			continue
 		}
 		if known[b.Jail] {
@@ -498,7 +583,7 @@ func (k *Keeper) keepConfigured(rt *config.Runtime, active []firewall.Ban) []fir
 			"JAIL", b.Jail, "ADDRESS", prefix.Format(b.Prefix))
 		k.recordDropped(bans.Ban{Jail: b.Jail, Prefix: b.Prefix}, "jail "+b.Jail+" is no longer configured")
 	}
-	return keep
+	return keep, dropped
 }
 
 // HandleBatch runs the engine over the entries of the batches, in order,
@@ -1166,7 +1251,7 @@ func (k *Keeper) Swap(n *Next) error {
 	if n.fw != nil {
 		fw = n.fw
 	}
-	active := k.keepConfigured(n.rt, activeFirewall(k.table, time.Now()))
+	active, _ := k.keepConfigured(n.rt, activeFirewall(k.table, time.Now()))
 	if err := fw.Setup(n.rt.Layout, active); err != nil {
 		if n.fw != nil {
 			// The old layout was never touched.

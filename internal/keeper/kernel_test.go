@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -176,5 +177,98 @@ func TestBackendSwitchInKernel(t *testing.T) {
 	}
 	if refused(t, h) {
 		t.Fatal("after restart and unban, the attacker is still refused")
+	}
+}
+
+// TestStampedRestart: on nftables, a restart after a clean stop keeps the
+// kernel's sets as they are (the stamp holds) and every ban stays; after a
+// crash (no Close: the stamp the crashed start took is gone) or another
+// program's commit between stop and start, the sets are filled again, and
+// every ban is in place either way.
+func TestStampedRestart(t *testing.T) {
+	testbed.Require(t, "ip", "nft")
+	h := testbed.NewHosts(t)
+	listenIn(t, h.Srv, "198.51.100.1:2222")
+	path := filepath.Join(t.TempDir(), bans.FileName)
+	rt := testRuntime(t, "nftables", "sshd")
+	rt.Layout.Jails[0].Ports = []uint16{2222}
+	var log bytes.Buffer
+	start := func() (*Keeper, *bans.Table) {
+		t.Helper()
+		table, err := bans.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Reset()
+		k, err := Start(rt, table, Options{Log: &Logger{out: &log}, NetNS: h.Srv})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k, table
+	}
+	stop := func(k *Keeper, table *bans.Table) {
+		t.Helper()
+		if err := k.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := table.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		if b, err := firewall.New("nftables", firewall.Options{NetNS: h.Srv}); err == nil {
+			b.Teardown()
+			b.Close()
+		}
+	})
+	const kept, filled = "not filled again", "sets filled again"
+	k, table := start()
+	ps := importList(3000)
+	if _, err := k.Ban("sshd", ps, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Ban("sshd", []netip.Prefix{pfx("198.51.100.2")}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if !refused(t, h) {
+		t.Fatal("the ban does not refuse the attacker")
+	}
+	stop(k, table)
+
+	k, table = start()
+	if !strings.Contains(log.String(), kept) || k.Restored() != len(ps)+1 {
+		t.Fatalf("after a clean stop: %d bans restored, log:\n%s", k.Restored(), log.String())
+	}
+	if !refused(t, h) {
+		t.Fatal("after a restart that kept the sets, the attacker gets through")
+	}
+	// A crash: the keeper's handles go, Close never runs.
+	if _, err := k.Unban("", pfx("198.51.100.2")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Ban("sshd", []netip.Prefix{pfx("198.51.100.2")}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	k.drift.Close()
+	k.fw.Close()
+	table.Close()
+
+	k, table = start()
+	if !strings.Contains(log.String(), filled) || !refused(t, h) {
+		t.Fatalf("after a crash: refused %v, log:\n%s", refused(t, h), log.String())
+	}
+	stop(k, table)
+	// Another program's commit in between, anywhere in the ruleset.
+	if out, err := h.InSrv("nft", "add", "table", "ip", "other").CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	// The attacker's element removed behind the daemon's back.
+	if out, err := h.InSrv("nft", "delete", "element", "inet", "jailkeeper", "sshd-4", "{ 198.51.100.2 }").CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	k, table = start()
+	defer stop(k, table)
+	if !strings.Contains(log.String(), filled) || k.Restored() != len(ps)+1 || !refused(t, h) {
+		t.Fatalf("after another program's commits: %d restored, refused %v, log:\n%s", k.Restored(), refused(t, h), log.String())
 	}
 }

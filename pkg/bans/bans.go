@@ -35,6 +35,7 @@ var (
 	bucketState   = []byte("state")
 	keyCursor     = []byte("cursor")
 	keyTotals     = []byte("totals")
+	keyStamp      = []byte("kernel-stamp")
 )
 
 // Ban is one active ban. A zero Expires means permanent.
@@ -73,6 +74,9 @@ type Table struct {
 	// lifted in steps without a scan per step.
 	expiring []key
 	cursor   string
+	// stamp is the record SaveStamp left at the last stop, taken out of
+	// the file when it was loaded (TakeStamp).
+	stamp []byte
 	// counts is perJail and totals as of the last change, for readers
 	// that must not wait for a commit's disk write (status).
 	counts atomic.Pointer[counts]
@@ -141,6 +145,14 @@ func (t *Table) load() (err error) {
 		t.st.open(tx)
 		meta := tx.Bucket(bucketMeta)
 		t.cursor = string(meta.Get(keyCursor))
+		// The stamp is good for one start: deleted in the transaction
+		// that reads it, so that a crash after this start cannot reuse it.
+		if v := meta.Get(keyStamp); v != nil {
+			t.stamp = append([]byte(nil), v...)
+			if err := meta.Delete(keyStamp); err != nil {
+				return err
+			}
+		}
 		if v := meta.Get(keyTotals); v != nil {
 			if err := json.Unmarshal(v, &t.totals); err != nil {
 				return fmt.Errorf("%w: totals: %v", ErrCorrupt, err)
@@ -745,4 +757,33 @@ func (t *Table) SaveCursor(c string) error {
 	t.st.written()
 	t.cursor = c
 	return nil
+}
+
+// SaveStamp stores a record of the kernel's state at a clean stop beside
+// the table (the keeper's proof that the kernel's sets hold exactly the
+// table's bans, see firewall.Stamper). The next Open takes it out of the
+// file again (TakeStamp): it serves one start at most. An in-memory table
+// keeps nothing.
+func (t *Table) SaveStamp(stamp []byte) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.db == nil {
+		return nil
+	}
+	if err := t.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyStamp, stamp)
+	}); err != nil {
+		return fmt.Errorf("saving the kernel stamp: %w", err)
+	}
+	return nil
+}
+
+// TakeStamp returns the stamp SaveStamp stored before the table was
+// opened (nil when there was none), once: the file no longer holds it.
+func (t *Table) TakeStamp() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.stamp
+	t.stamp = nil
+	return s
 }

@@ -473,3 +473,38 @@ func TestExpireStepsAfterOneScan(t *testing.T) {
 		t.Fatalf("the renewed ban: %v", gone)
 	}
 }
+
+// TestStampServesOneStart: a stamp saved before Close is handed out by the
+// next Open, once, and is gone from the file from then on (a crash after
+// that start finds none).
+func TestStampServesOneStart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	tb, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := tb.TakeStamp(); s != nil {
+		t.Fatalf("a new table's stamp = %x, want none", s)
+	}
+	if err := tb.SaveStamp([]byte("stamp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"stamp", ""} {
+		tb, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(tb.TakeStamp()); got != want {
+			t.Errorf("open %d: stamp %q, want %q", i+1, got, want)
+		}
+		if s := tb.TakeStamp(); s != nil {
+			t.Errorf("open %d: a second TakeStamp = %q, want none", i+1, s)
+		}
+		if err := tb.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

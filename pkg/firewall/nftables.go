@@ -185,6 +185,10 @@ type nft struct {
 	// next Verify checks them in full however large they are.
 	changed    map[string]bool
 	changedAll bool
+	// exact: the sets hold exactly what the backend's calls put there
+	// since its last full fill (Setup): every write since succeeded, and
+	// no other program's change was noted (Stamp).
+	exact bool
 }
 
 var _ Backend = (*nft)(nil)
@@ -615,6 +619,7 @@ func nftTimeout(exp, now time.Time) (time.Duration, bool) {
 // kernel holds beyond them. Elements are only added or refreshed before
 // the extras go, so a restart never opens a window.
 func (b *nft) Setup(l Layout, bans []Ban) error {
+	b.exact = false
 	if err := checkLayout(l); err != nil {
 		return fmt.Errorf("setting up nftables layout: %w", err)
 	}
@@ -679,6 +684,7 @@ func (b *nft) Setup(l Layout, bans []Ban) error {
 		}
 	}
 	b.opts.logf("firewall nftables: layout set up for %d jails, %d bans loaded", len(l.Jails), len(in))
+	b.exact = true
 	return nil
 }
 
@@ -748,6 +754,7 @@ func (b *nft) Add(bans []Ban) error {
 	now := b.now()
 	in, perr := prepare(bans, jailIndex(b.layout), now)
 	if err := b.add(in, now, true); err != nil {
+		b.exact = false
 		return errors.Join(perr, err)
 	}
 	if b.killer != nil {
@@ -933,7 +940,12 @@ func (b *nft) addNets(name string, bs []Ban, now time.Time, checkNested bool) er
 // someone else), they go per set in large transactions, as add sends
 // them. Otherwise (removeOld) they go nftChunk per transaction, and a ban
 // the kernel no longer holds (ENOENT) undoes its whole transaction.
-func (b *nft) Remove(bans []Ban) error {
+func (b *nft) Remove(bans []Ban) (err error) {
+	defer func() {
+		if err != nil {
+			b.exact = false
+		}
+	}()
 	if b.noDestroy {
 		return b.removeOld(bans)
 	}
@@ -1091,7 +1103,14 @@ const nftSample = 512
 // heard another program change since the last Verify (noteDrift) is filled
 // again in full without sampling: a single deleted element is repaired
 // however large the set.
-func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
+func (b *nft) Verify(l Layout, bans []Ban) (found []string, err error) {
+	defer func() {
+		// A repair may leave what another program added: only a full
+		// fill (Setup) makes the sets exact again.
+		if err != nil || len(found) > 0 {
+			b.exact = false
+		}
+	}()
 	if err := checkLayout(l); err != nil {
 		return nil, fmt.Errorf("verifying nftables layout: %w", err)
 	}
@@ -1107,7 +1126,7 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 	seen := make([]int, ids.n())
 	sure := now.Add(verifySlack * time.Second)
 	rnd := rand.New(rand.NewPCG(uint64(now.UnixNano()), 0))
-	err := eachPrepared(bans, jails, now, func(bn Ban) {
+	perr := eachPrepared(bans, jails, now, func(bn Ban) {
 		k := ids.id(bn)
 		perSet[k]++
 		if perSet[k] <= nftListMax {
@@ -1127,11 +1146,10 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 			samples[k][j] = bn.Prefix.Addr()
 		}
 	})
-	if err != nil {
+	if perr != nil {
 		// Bans the kernel must not hold: logged, the rest verified.
-		b.opts.logf("firewall nftables: bans left out of the sets: %v", err)
+		b.opts.logf("firewall nftables: bans left out of the sets: %v", perr)
 	}
-	var found []string
 	contents := map[string][]nftElem{}
 	readAll := make([]bool, ids.n()) // large sets to fill again
 	refill := false
@@ -1276,6 +1294,9 @@ func (b *nft) Verify(l Layout, bans []Ban) ([]string, error) {
 
 // noteDrift implements driftNoter.
 func (b *nft) noteDrift(sets []string, all bool) {
+	if all || len(sets) > 0 {
+		b.exact = false
+	}
 	b.changedAll = b.changedAll || all
 	for _, s := range sets {
 		if b.changed == nil {
@@ -1348,6 +1369,7 @@ func (b *nft) Teardown() error {
 	if _, err := b.c.ListTableOfFamily(nftTable, nftables.TableFamilyINet); err != nil {
 		return nil
 	}
+	b.exact = false
 	b.c.DelTable(b.table)
 	if err := b.c.Flush(); err != nil {
 		return fmt.Errorf("deleting table inet %s: %w", nftTable, err)
