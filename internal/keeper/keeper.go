@@ -211,6 +211,13 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 		k.log.Warnf("%v", r.err)
 	}
 	table.AttachState(engine)
+	// The histories (increments) are read while the start goes on; the
+	// ban path waits for them (bans.Table.HistoryErr).
+	go func() {
+		if err := table.HistoryErr(); err != nil {
+			k.log.Event(journal.PriCrit, MsgRepair, err.Error())
+		}
+	}()
 	k.rt, k.engine, k.fw, k.restored = rt, engine, fw, len(active)
 	k.running.Store(&running{rt, engine})
 	k.watchDrift()

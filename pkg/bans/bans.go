@@ -13,7 +13,6 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -80,6 +79,10 @@ type Table struct {
 	// counts is perJail and totals as of the last change, for readers
 	// that must not wait for a commit's disk write (status).
 	counts atomic.Pointer[counts]
+	// histLoaded is closed once Open has read the histories, in the
+	// background (nil: nothing to wait for); histErr says what failed.
+	histLoaded chan struct{}
+	histErr    error
 	// HistoryKeep bounds the history kept per prefix.
 	historyKeep int
 	// The state saved with the cursor (state.go); takeMu orders the
@@ -122,10 +125,11 @@ func Open(path string) (*Table, error) {
 	return t, nil
 }
 
-// load creates the buckets and reads the bans, histories, totals and
-// cursor into memory. The bans and the histories are read at the same time,
-// each in a read transaction of its own (two maps of a million entries
-// each: on two cores, a restart's load takes the time of the larger).
+// load creates the buckets and reads the bans, totals and cursor into
+// memory, and starts reading the histories in the background
+// (loadHistories): a restart's READY=1 needs the bans in the kernel, not
+// the histories, which only the ban path's increments and records ask
+// for, and those wait for them (waitHistories).
 func (t *Table) load() (err error) {
 	defer recoverCorrupt(&err)
 	defer faultsPanic()()
@@ -162,34 +166,67 @@ func (t *Table) load() (err error) {
 	}); err != nil {
 		return err
 	}
-	histErr := make(chan error, 1)
-	var histJails names
-	go func() { histErr <- t.loadHistory(nHist, &histJails) }()
-	err = t.loadBans(nBans)
-	if err := errors.Join(err, <-histErr); err != nil {
+	if err := t.loadBans(nBans); err != nil {
 		return err
+	}
+	t.histLoaded = make(chan struct{})
+	go t.loadHistories(nHist)
+	return nil
+}
+
+// loadHistories reads the histories into the table and closes
+// t.histLoaded. A history that does not decode is left out and counted
+// in t.histErr (HistoryErr): its prefix's increments start afresh.
+func (t *Table) loadHistories(n int) {
+	defer close(t.histLoaded)
+	var jails names
+	h1, hn, bad, err := t.loadHistory(n, &jails)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case bad > 0:
+		t.histErr = fmt.Errorf("%w: %d ban histories did not decode and were left out (the first: %v)", ErrCorrupt, bad, err)
+	case err != nil:
+		t.histErr = fmt.Errorf("reading the ban histories: %w", err)
 	}
 	// The histories' jail indexes are loadHistory's own: make them the
 	// table's (the same unless the jails came in another order).
-	remap := make([]uint16, len(histJails.jails))
+	remap := make([]uint16, len(jails.jails))
 	same := true
-	for i, j := range histJails.jails {
+	for i, j := range jails.jails {
 		remap[i] = t.names.addJail(j)
 		same = same && remap[i] == uint16(i)
 	}
 	if !same {
-		h1, hn := make(map[key]int64, len(t.hist1)), make(map[key][]int64, len(t.histN))
-		for k, v := range t.hist1 {
+		r1, rn := make(map[key]int64, len(h1)), make(map[key][]int64, len(hn))
+		for k, v := range h1 {
 			k.jail = remap[k.jail]
-			h1[k] = v
+			r1[k] = v
 		}
-		for k, v := range t.histN {
+		for k, v := range hn {
 			k.jail = remap[k.jail]
-			hn[k] = v
+			rn[k] = v
 		}
-		t.hist1, t.histN = h1, hn
+		h1, hn = r1, rn
 	}
-	return nil
+	t.hist1, t.histN = h1, hn
+}
+
+// waitHistories waits until Open has read the histories.
+func (t *Table) waitHistories() {
+	if t.histLoaded != nil {
+		<-t.histLoaded
+	}
+}
+
+// HistoryErr waits until the histories are read and says what went
+// wrong reading them (nil: nothing). Open reads the bans before it
+// returns, and the histories after.
+func (t *Table) HistoryErr() error {
+	t.waitHistories()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.histErr
 }
 
 // loadBans reads the bans bucket into t.active; called by load only.
@@ -216,39 +253,49 @@ func (t *Table) loadBans(n int) (err error) {
 	})
 }
 
-// loadHistory reads the history bucket into t.hist1 and t.histN, with
-// jail indexes of its own (jails); called by load only, at the same time
-// as loadBans (they share no field).
-func (t *Table) loadHistory(n int, jails *names) (err error) {
+// loadHistory reads the history bucket into maps of ban starts, with
+// jail indexes of its own (jails); bad counts the records that do not
+// decode, err the first of them or why the bucket could not be read.
+// Called by loadHistories only.
+func (t *Table) loadHistory(n int, jails *names) (h1 map[key]int64, hn map[key][]int64, bad int, err error) {
 	defer recoverCorrupt(&err)
 	defer faultsPanic()()
 	strs := interner{}
-	t.hist1 = make(map[key]int64, n)
-	return t.db.View(func(tx *bolt.Tx) error {
+	h1, hn = make(map[key]int64, n), map[key][]int64{}
+	var first error
+	err = t.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketHistory).ForEach(func(k, v []byte) error {
-			jail, p, starts, err := decodeHistory(k, v, strs)
-			if err != nil {
-				return fmt.Errorf("%w: history %q: %v", ErrCorrupt, k, err)
+			jail, p, starts, derr := decodeHistory(k, v, strs)
+			if derr != nil {
+				if bad++; bad == 1 {
+					first = fmt.Errorf("history %q: %v", k, derr)
+				}
+				return nil
 			}
 			hk := keyWith(jails.addJail(jail), p.Masked())
 			switch len(starts) {
 			case 0:
 			case 1:
-				t.hist1[hk] = nanos(starts[0])
+				h1[hk] = nanos(starts[0])
 			default:
 				ns := make([]int64, len(starts))
 				for i, s := range starts {
 					ns[i] = nanos(s)
 				}
-				t.histN[hk] = ns
+				hn[hk] = ns
 			}
 			return nil
 		})
 	})
+	if err == nil {
+		err = first
+	}
+	return h1, hn, bad, err
 }
 
 // Close closes the database.
 func (t *Table) Close() error {
+	t.waitHistories()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.db == nil {
@@ -305,6 +352,7 @@ func (t *Table) plan(bs []Ban) (changed, fresh []Ban) {
 }
 
 func (t *Table) commit(cursor *string, bs []Ban) ([]Ban, error) {
+	t.waitHistories()
 	if cursor != nil {
 		t.takeState()
 	}
@@ -691,6 +739,7 @@ func (t *Table) Total(jail string) int {
 
 // BanCount implements jails.History.
 func (t *Table) BanCount(jail string, p netip.Prefix, since time.Time) int {
+	t.waitHistories()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	k, ok := t.keyOf(jail, p.Masked())

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,4 +165,35 @@ func TestOpenRecoveringSound(t *testing.T) {
 		t.Fatalf("new file: %v, %v", rec, err)
 	}
 	tb.Close()
+}
+
+// TestCorruptHistory: Open reads the histories after it returns; one that
+// does not decode is left out and reported by HistoryErr, and the bans and
+// the other histories stay.
+func TestCorruptHistory(t *testing.T) {
+	path := soundFile(t)
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketHistory).Put([]byte("sshd\x00junk"), []byte{0xff, 0xfe})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	tb, err := Open(path)
+	if err != nil {
+		t.Fatalf("Open with a bad history record: %v", err)
+	}
+	defer tb.Close()
+	if n := tb.Len(); n != 2000 {
+		t.Errorf("%d bans loaded, want 2000", n)
+	}
+	if err := tb.HistoryErr(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "1 ban histories") {
+		t.Errorf("HistoryErr = %v, want one history reported corrupt", err)
+	}
+	if n := tb.BanCount("sshd", netip.MustParsePrefix("10.0.1.7/32"), t0.Add(-time.Hour)); n != 1 {
+		t.Errorf("BanCount of a sound history = %d, want 1", n)
+	}
 }
