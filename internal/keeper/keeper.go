@@ -196,6 +196,8 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 	// After the layout is in place: a layout of the other backend keeps
 	// refusing its bans meanwhile.
 	k.tearDownOthers(fw.Name())
+	// The histories now, with the kernel's work done.
+	table.ReadHistories()
 	r := <-engineDone
 	if setupErr != nil {
 		fw.Close()

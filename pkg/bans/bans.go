@@ -79,9 +79,12 @@ type Table struct {
 	// counts is perJail and totals as of the last change, for readers
 	// that must not wait for a commit's disk write (status).
 	counts atomic.Pointer[counts]
-	// histLoaded is closed once Open has read the histories, in the
-	// background (nil: nothing to wait for); histErr says what failed.
+	// histLoaded is closed once the histories are read, in the
+	// background (nil: nothing to wait for), which histStart starts
+	// (ReadHistories, or the first to wait); histErr says what failed.
 	histLoaded chan struct{}
+	histStart  sync.Once
+	histN0     int // the histories in the file
 	histErr    error
 	// HistoryKeep bounds the history kept per prefix.
 	historyKeep int
@@ -126,10 +129,10 @@ func Open(path string) (*Table, error) {
 }
 
 // load creates the buckets and reads the bans, totals and cursor into
-// memory, and starts reading the histories in the background
-// (loadHistories): a restart's READY=1 needs the bans in the kernel, not
-// the histories, which only the ban path's increments and records ask
-// for, and those wait for them (waitHistories).
+// memory; the histories are read later in the background (ReadHistories):
+// a restart's READY=1 needs the bans in the kernel, not the histories,
+// which only the ban path's increments and records ask for, and those
+// wait for them (waitHistories).
 func (t *Table) load() (err error) {
 	defer recoverCorrupt(&err)
 	defer faultsPanic()()
@@ -169,9 +172,20 @@ func (t *Table) load() (err error) {
 	if err := t.loadBans(nBans); err != nil {
 		return err
 	}
-	t.histLoaded = make(chan struct{})
-	go t.loadHistories(nHist)
+	t.histLoaded, t.histN0 = make(chan struct{}), nHist
 	return nil
+}
+
+// ReadHistories starts reading the ban histories in the background, if
+// that has not started yet. Open leaves them unread so that the caller
+// can first use both cores for what must come before READY=1; the first
+// call that needs them (Commit, Add, BanCount, HistoryErr, Close) reads
+// them itself if nothing started it.
+func (t *Table) ReadHistories() {
+	if t.histLoaded == nil {
+		return
+	}
+	t.histStart.Do(func() { go t.loadHistories(t.histN0) })
 }
 
 // loadHistories reads the histories into the table and closes
@@ -212,16 +226,19 @@ func (t *Table) loadHistories(n int) {
 	t.hist1, t.histN = h1, hn
 }
 
-// waitHistories waits until Open has read the histories.
+// waitHistories waits until the histories are read, starting that if
+// needed.
 func (t *Table) waitHistories() {
 	if t.histLoaded != nil {
+		t.ReadHistories()
 		<-t.histLoaded
 	}
 }
 
-// HistoryErr waits until the histories are read and says what went
-// wrong reading them (nil: nothing). Open reads the bans before it
-// returns, and the histories after.
+// HistoryErr waits until the histories are read (starting that if
+// needed) and says what went wrong reading them (nil: nothing). Open
+// reads the bans before it returns, and the histories after
+// (ReadHistories).
 func (t *Table) HistoryErr() error {
 	t.waitHistories()
 	t.mu.Lock()
@@ -295,7 +312,11 @@ func (t *Table) loadHistory(n int, jails *names) (h1 map[key]int64, hn map[key][
 
 // Close closes the database.
 func (t *Table) Close() error {
-	t.waitHistories()
+	if t.histLoaded != nil {
+		// Never started: nothing to read any more. Else wait for it.
+		t.histStart.Do(func() { close(t.histLoaded) })
+		<-t.histLoaded
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.db == nil {
