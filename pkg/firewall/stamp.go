@@ -1,8 +1,9 @@
 package firewall
 
 import (
-	"crypto/sha256"
+	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -83,16 +84,9 @@ func bootID() ([16]byte, error) {
 	if err != nil {
 		return id, fmt.Errorf("reading the boot ID: %w", err)
 	}
-	hex := strings.ReplaceAll(strings.TrimSpace(string(b)), "-", "")
-	if len(hex) != 32 {
+	h := strings.ReplaceAll(strings.TrimSpace(string(b)), "-", "")
+	if n, err := hex.Decode(id[:], []byte(h)); err != nil || n != len(id) || len(h) != 2*len(id) {
 		return id, fmt.Errorf("reading the boot ID: %q", b)
-	}
-	for i := range id {
-		var v byte
-		if _, err := fmt.Sscanf(hex[2*i:2*i+2], "%02x", &v); err != nil {
-			return id, fmt.Errorf("reading the boot ID %q: %w", b, err)
-		}
-		id[i] = v
 	}
 	return id, nil
 }
@@ -123,23 +117,21 @@ func (b *nft) kernelID() (kernelID, error) {
 	return id, nil
 }
 
-// setsHash digests the ban sets of a layout (names and kinds), which
-// decide where each ban goes; rules and whitelist are built again anyway.
-func setsHash(l Layout) [32]byte {
-	h := sha256.New()
+// setsKey names the ban sets of a layout (names and kinds), which decide
+// where each ban goes; rules and whitelist are built again anyway.
+func setsKey(l Layout) []byte {
+	var b []byte
 	for _, sp := range nftSets(l) {
-		fmt.Fprintf(h, "%s %t %t %t\n", sp.name, sp.v6, sp.interval, sp.timeout)
+		b = fmt.Appendf(b, "%s %t %t %t\n", sp.name, sp.v6, sp.interval, sp.timeout)
 	}
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	return b
 }
 
-// nftStamp is the record: version, kernel ID, generation, sets hash.
+// nftStamp is the record: version, kernel ID, generation, the sets.
 type nftStamp struct {
 	id   kernelID
 	gen  uint32
-	sets [32]byte
+	sets []byte
 }
 
 func (s nftStamp) encode() []byte {
@@ -149,14 +141,15 @@ func (s nftStamp) encode() []byte {
 	b = binary.BigEndian.AppendUint64(b, s.id.dev)
 	b = binary.BigEndian.AppendUint64(b, s.id.ino)
 	b = binary.BigEndian.AppendUint32(b, s.gen)
-	return append(b, s.sets[:]...)
+	return append(b, s.sets...)
 }
 
-const nftStampLen = 1 + 16 + 8 + 8 + 8 + 4 + 32
+// nftStampFixed is the length of a stamp's fixed part.
+const nftStampFixed = 1 + 16 + 8 + 8 + 8 + 4
 
 func decodeNFTStamp(b []byte) (nftStamp, error) {
 	var s nftStamp
-	if len(b) != nftStampLen || b[0] != nftStampVersion {
+	if len(b) < nftStampFixed || b[0] != nftStampVersion {
 		return s, errors.New("a stamp of another format")
 	}
 	b = b[1:]
@@ -166,7 +159,7 @@ func decodeNFTStamp(b []byte) (nftStamp, error) {
 	s.id.dev = binary.BigEndian.Uint64(b[8:])
 	s.id.ino = binary.BigEndian.Uint64(b[16:])
 	s.gen = binary.BigEndian.Uint32(b[24:])
-	copy(s.sets[:], b[28:])
+	s.sets = b[28:]
 	return s, nil
 }
 
@@ -208,7 +201,7 @@ func (b *nft) Stamp() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return nftStamp{id: id, gen: g, sets: setsHash(b.layout)}.encode(), nil
+	return nftStamp{id: id, gen: g, sets: setsKey(b.layout)}.encode(), nil
 }
 
 // stampHolds returns nil when stamp proves that the kernel holds table
@@ -227,7 +220,7 @@ func (b *nft) stampHolds(l Layout, stamp []byte) error {
 		return errors.New("the system was rebooted since the stop")
 	case id.cookie != s.id.cookie || id.dev != s.id.dev || id.ino != s.id.ino:
 		return errors.New("another network namespace")
-	case setsHash(l) != s.sets:
+	case !bytes.Equal(setsKey(l), s.sets):
 		return errors.New("the configuration's jails changed")
 	}
 	g, err := b.raw.genID()
