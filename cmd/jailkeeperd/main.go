@@ -267,8 +267,10 @@ func (d *daemon) run() error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	d.log.Event(journal.PriNotice, keeper.MsgStarted, fmt.Sprintf("jailkeeper %s started: backend %s, %d jails (%s), %d bans restored, failures of %d addresses restored",
-		version, k.Backend(), len(rt.Jails), strings.Join(cfg.JailNames(), ", "), k.Restored(), k.CountsRestored()))
+	// The failure counts are restored in the background: the keeper logs
+	// them when they are in.
+	d.log.Event(journal.PriNotice, keeper.MsgStarted, fmt.Sprintf("jailkeeper %s started: backend %s, %d jails (%s), %d bans restored",
+		version, k.Backend(), len(rt.Jails), strings.Join(cfg.JailNames(), ", "), k.Restored()))
 	sddaemon.SdNotify(false, "READY=1\nSTATUS="+d.statusLine())
 
 	var wdTick <-chan time.Time

@@ -90,6 +90,10 @@ type Keeper struct {
 	bus      Announcer
 	restored int
 	counted  int               // tracked addresses whose failures Start restored
+	// countsIn is closed once the engine's failure counts are restored
+	// and saved with the cursor from then on (Start restores them after
+	// it returns); counted is set before.
+	countsIn chan struct{}
 	drift    *firewall.Watcher // watches fw; nil when it cannot be watched
 
 	lastCursor  string
@@ -165,25 +169,22 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 		k.importKernel(fw, now)
 	}
 	active, dropped := k.keepConfigured(rt, activeFirewall(table, now))
-	// The engine and its failure counts (a flood's million tracked
-	// addresses) are restored while the kernel takes the layout and the
-	// bans: they share nothing, and both come before READY=1.
-	type restored struct {
-		engine  *jails.Engine
-		counted int
-		err     error
+	// The engine is built while the kernel takes the layout and the bans.
+	// Its failure counts (a flood's million tracked addresses: about a
+	// second) are restored after, in the background: READY=1 does not
+	// wait for them, but everything that uses the engine does
+	// (waitCounts), so no journal entry is counted before them.
+	type built struct {
+		engine *jails.Engine
+		err    error
 	}
-	engineDone := make(chan restored, 1)
+	engineDone := make(chan built, 1)
 	go func() {
 		engine, err := jails.NewEngine(rt.Jails, rt.Whitelist, table)
 		if err != nil {
-			engineDone <- restored{err: fmt.Errorf("starting jails: %w", err)}
-			return
+			err = fmt.Errorf("starting jails: %w", err)
 		}
-		// Failure counts survive restarts: restored from the table, then
-		// saved with every cursor write (docs/daemon.md).
-		counted, rerr := engine.RestoreState(table.EachState, now)
-		engineDone <- restored{engine, counted, rerr}
+		engineDone <- built{engine, err}
 	}()
 	setupErr := k.setup(fw, rt.Layout, active, stamp, stampErr)
 	if setupErr == nil && len(dropped) > 0 {
@@ -203,16 +204,26 @@ func Start(rt *config.Runtime, table *bans.Table, opts Options) (*Keeper, error)
 		fw.Close()
 		return nil, fmt.Errorf("building firewall layout (%s): %w", fw.Name(), setupErr)
 	}
-	if r.engine == nil {
+	if r.err != nil {
 		fw.Close()
 		return nil, r.err
 	}
 	engine := r.engine
-	k.counted = r.counted
-	if r.err != nil {
-		k.log.Warnf("%v", r.err)
-	}
-	table.AttachState(engine)
+	k.countsIn = make(chan struct{})
+	go func() {
+		defer close(k.countsIn)
+		// Failure counts survive restarts: restored from the table, then
+		// saved with every cursor write (docs/daemon.md).
+		counted, err := engine.RestoreState(table.EachState, now)
+		if err != nil {
+			k.log.Warnf("%v", err)
+		}
+		k.counted = counted
+		table.AttachState(engine)
+		if counted > 0 {
+			k.log.Infof(MsgStarted, "failures of %d addresses restored", counted)
+		}
+	}()
 	// The histories (increments) are read while the start goes on; the
 	// ban path waits for them (bans.Table.HistoryErr).
 	go func() {
@@ -314,8 +325,20 @@ func (k *Keeper) importKernel(fw firewall.Backend, now time.Time) {
 }
 
 // CountsRestored is the number of tracked addresses (IPv6: prefixes)
-// whose failures Start restored.
-func (k *Keeper) CountsRestored() int { return k.counted }
+// whose failures Start restored; it waits until they are.
+func (k *Keeper) CountsRestored() int {
+	k.waitCounts()
+	return k.counted
+}
+
+// waitCounts waits until the engine's failure counts are restored (Start
+// restores them in the background). Everything that uses the engine
+// calls it first, without holding k.mu.
+func (k *Keeper) waitCounts() {
+	if k.countsIn != nil {
+		<-k.countsIn
+	}
+}
 
 // watchDrift starts watching k.fw for drift, closing the watcher of a
 // previous backend. Called with k.mu held, or before k is shared.
@@ -479,6 +502,7 @@ func (k *Keeper) Cursor() string {
 // Close saves the cursor and closes the firewall handles, leaving the
 // layout and every ban in the kernel.
 func (k *Keeper) Close() error {
+	k.waitCounts()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var errs []error
@@ -602,6 +626,7 @@ func (k *Keeper) keepConfigured(rt *config.Runtime, active []firewall.Ban) (keep
 // sync above all) are paid once per group, not per batch. The batches may
 // be released (reused) once it returns.
 func (k *Keeper) HandleBatch(batches ...[]jjournal.Entry) {
+	k.waitCounts()
 	k.meters.begin(batches)
 	defer k.meters.end(batches)
 	k.mu.Lock()
@@ -964,6 +989,7 @@ func (k *Keeper) BanFrom(jail string, prefixes []netip.Prefix, dur time.Duration
 // ban is Ban (partial false: a whitelisted or refused prefix refuses the
 // batch) and BanFrom (partial true: it is skipped and returned).
 func (k *Keeper) ban(jail string, prefixes []netip.Prefix, dur time.Duration, reason, origin string, partial bool) (int, []netip.Prefix, error) {
+	k.waitCounts()
 	k.mu.Lock()
 	j, ok := k.jailByName(jail)
 	if !ok {
@@ -1045,6 +1071,7 @@ func (k *Keeper) ban(jail string, prefixes []netip.Prefix, dur time.Duration, re
 
 // Unban implements dbusapi.Manager.
 func (k *Keeper) Unban(jail string, p netip.Prefix) (int, error) {
+	k.waitCounts()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if jail != "" {
@@ -1077,6 +1104,7 @@ func (k *Keeper) Unban(jail string, p netip.Prefix) (int, error) {
 // call starts is lifted, in steps of expireChunk with the lock free in
 // between (as an import).
 func (k *Keeper) UnbanAll(jail string) (int, error) {
+	k.waitCounts()
 	k.mu.Lock()
 	_, ok := k.jailByName(jail)
 	names := jailNames(k.rt)
@@ -1130,6 +1158,7 @@ func (k *Keeper) unbanStep(bs []bans.Ban) (int, error) {
 
 // Status implements dbusapi.Manager.
 func (k *Keeper) Status(jail string) ([]dbusapi.JailStatus, error) {
+	k.waitCounts() // counts as restored, never a partial restore
 	cur := k.running.Load()
 	names := jailNames(cur.rt)
 	engine := cur.engine
@@ -1254,6 +1283,7 @@ func (k *Keeper) Prepare(rt *config.Runtime) (*Next, error) {
 // down. When the new layout cannot be built, the running configuration and
 // layout stay and the error says why.
 func (k *Keeper) Swap(n *Next) error {
+	k.waitCounts() // the new engine adopts them
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	fw := k.fw

@@ -515,12 +515,14 @@ func TestCountsSurviveRestart(t *testing.T) {
 	table = open()
 	defer table.Close()
 	b = newBed(t, table, testRuntime(t, "iptables", "sshd"))
-	if n := b.k.CountsRestored(); n != 1 {
-		t.Fatalf("CountsRestored = %d, want 1", n)
-	}
+	// Start restores the counts in the background: the first batch
+	// waits for them.
 	e := failure("203.0.113.7", "c2")
 	e.Message = strings.Replace(e.Message, "4711", "4712", 1)
 	b.k.HandleBatch([]journal.Entry{e})
+	if n := b.k.CountsRestored(); n != 1 {
+		t.Fatalf("CountsRestored = %d, want 1", n)
+	}
 	if v := b.verdict("iptables", "203.0.113.7"); v != firewall.VerdictReject {
 		t.Fatalf("after a failure, a restart and a failure: %s, want reject", v)
 	}

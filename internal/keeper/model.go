@@ -12,6 +12,7 @@ var _ dbusapi.Model = (*Keeper)(nil)
 // JailInfos implements dbusapi.Model: every configured jail with its
 // effective settings and counters, in configuration order.
 func (k *Keeper) JailInfos() []dbusapi.JailInfo {
+	k.waitCounts()
 	k.mu.Lock()
 	rt, engine := k.rt, k.engine
 	k.mu.Unlock()
@@ -60,6 +61,7 @@ func orDefaultDur(v, d time.Duration) time.Duration {
 // FailureCounts implements dbusapi.Model: each jail's CurrentlyFailed and
 // TotalFailed, from the engine alone.
 func (k *Keeper) FailureCounts() map[string][2]uint32 {
+	k.waitCounts()
 	k.mu.Lock()
 	engine := k.engine
 	k.mu.Unlock()
