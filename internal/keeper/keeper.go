@@ -5,7 +5,9 @@
 // reloaded configuration. It implements dbusapi.Manager, and logs every
 // event to the journal with a fixed MESSAGE_ID per kind (Logger), and
 // keeps the ban history clients read (history.go). It starts no goroutine
-// but the one that writes that history (at most one at a time), and owns
+// but the one that writes that history (at most one at a time) and, at
+// Start, those that build the engine, restore its failure counts after
+// Start returned, and report how the ban histories were read; it owns
 // neither the journal reader nor the select loop nor sd_notify:
 // cmd/jailkeeper wires it to those. Its methods are safe for
 // concurrent use (one lock serialises the engine, the table's writes and
@@ -89,7 +91,7 @@ type Keeper struct {
 	fw       firewall.Backend
 	bus      Announcer
 	restored int
-	counted  int               // tracked addresses whose failures Start restored
+	counted  int // tracked addresses whose failures Start restored
 	// countsIn is closed once the engine's failure counts are restored
 	// and saved with the cursor from then on (Start restores them after
 	// it returns); counted is set before.
