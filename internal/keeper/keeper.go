@@ -747,7 +747,11 @@ func (k *Keeper) commit(cursor string, bs []bans.Ban, manual bool, origin string
 	if !pushed {
 		k.push(changed)
 	}
-	logBans(k.log, evBanned, changed)
+	if manual {
+		logBulk(k.log, evBanned, changed, origin)
+	} else {
+		logBans(k.log, evBanned, changed)
+	}
 	k.record(bans.EventBan, changed, origin)
 	if manual {
 		forget(k.engine, changed)
@@ -1070,7 +1074,7 @@ func (k *Keeper) unbanStep(bs []bans.Ban) (int, error) {
 	if err := k.fw.Remove(toFirewall(gone)); err != nil {
 		return 0, fmt.Errorf("removing from the firewall: %w", err)
 	}
-	logBans(k.log, evUnbanned, gone)
+	logBulk(k.log, evUnbanned, gone, OriginAdmin)
 	k.record(bans.EventUnban, gone, OriginAdmin)
 	forget(k.engine, gone)
 	if k.bus != nil {
