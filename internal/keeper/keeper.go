@@ -823,7 +823,9 @@ func (k *Keeper) expireStep() int {
 // repairs drift, logging what it found. An error means the repair failed.
 func (k *Keeper) Verify() error {
 	k.lockUrgent()
-	found, err := k.fw.Verify(k.rt.Layout, toFirewall(k.table.Snapshot(time.Now())))
+	// The bans as the firewall takes them, in one pass: the table's Bans
+	// in between (reasons, starts) were 60 % of a Verify at 1M bans.
+	found, err := k.fw.Verify(k.rt.Layout, activeFirewall(k.table, time.Now()))
 	k.mu.Unlock()
 	k.meters.verified(time.Now(), found, err)
 	if err != nil {
