@@ -42,6 +42,7 @@ func kernelBans(t *testing.T, h *testbed.Hosts, backend string) int {
 	}
 	n := 0
 	name := ""
+	var nonEmpty []string
 	for _, line := range strings.Split(string(out), "\n") {
 		if v, ok := strings.CutPrefix(line, "Name: "); ok {
 			name = v
@@ -50,7 +51,26 @@ func kernelBans(t *testing.T, h *testbed.Hosts, backend string) int {
 			strings.HasPrefix(name, testbed.SetPrefix) && !strings.HasPrefix(name, testbed.WhitelistSetPrefix) {
 			m, _ := strconv.Atoi(v)
 			n += m
+			if m > 0 {
+				nonEmpty = append(nonEmpty, name)
+			}
 		}
+	}
+	if n > 10_000 {
+		return n
+	}
+	// A header's count includes elements whose timeout has passed until
+	// the kernel's garbage collection drops them (a delete of such an
+	// element fails, so it stays counted): small sets are counted by
+	// their members, which a listing shows only while they are live.
+	n = 0
+	for _, name := range nonEmpty {
+		out, err := h.InSrv("ipset", "list", name).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ipset list %s: %v\n%s", name, err, out)
+		}
+		_, members, _ := strings.Cut(string(out), "Members:\n")
+		n += strings.Count(members, "\n")
 	}
 	return n
 }
@@ -318,6 +338,11 @@ func testImport(t *testing.T, backend string) {
 		t.Errorf("jailkeeper status took up to %v during the expiry", slowest)
 	}
 	if k := kernelBans(t, h, backend); k != 1 { // the second attacker (unban --all lifted the first)
-		t.Errorf("after the expiry: %d bans in the kernel, want the attacker's", k)
+		cmd := []string{"ipset", "list"}
+		if backend == "nftables" {
+			cmd = []string{"nft", "list", "table", "inet", "jailkeeper"}
+		}
+		out, _ := h.InSrv(cmd[0], cmd[1:]...).CombinedOutput()
+		t.Errorf("after the expiry: %d bans in the kernel, want the attacker's; %s:\n%s", k, strings.Join(cmd, " "), out)
 	}
 }

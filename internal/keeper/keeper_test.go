@@ -549,13 +549,8 @@ func TestStartFromKernel(t *testing.T) {
 	table := bans.NewMemory()
 	var log bytes.Buffer
 	k, err := Start(testRuntime(t, "iptables", "sshd"), table, Options{
-		Log: &Logger{out: &log},
-		NewBackend: func(name string, _ firewall.Options) (firewall.Backend, error) {
-			if name != "iptables" {
-				return &firewall.Fake{}, nil // the other backend: nothing left there
-			}
-			return fw, nil
-		},
+		Log:        &Logger{out: &log},
+		NewBackend: func(string, firewall.Options) (firewall.Backend, error) { return fw, nil },
 		FromKernel: true,
 	})
 	if err != nil {

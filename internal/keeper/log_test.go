@@ -91,6 +91,20 @@ func logCases(jail string) []struct {
 			{"MESSAGE": {"banned 6 addresses in jail " + jail + " until 2026-11-22T13:00:00Z: " + strings.Join(addrs(65, 70), ", ")},
 				"JAIL": {jail}, "ADDRESS": addrs(65, 70)},
 		}},
+		{"an import step of 70: one entry, no ADDRESS=", func(l *Logger) { logBulk(l, evBanned, mk(70), "admin") }, []journalEntry{
+			{"MESSAGE": {"banned 70 addresses in jail " + jail + " until 2026-11-22T13:00:00Z, by admin: 203.0.113.1 … 203.0.113.70"},
+				"JAIL": {jail}, "COUNT": {"70"}, "ORIGIN": {"admin"}, "FIRST_ADDRESS": {"203.0.113.1"}, "LAST_ADDRESS": {"203.0.113.70"},
+				"ADDRESS": nil, "MESSAGE_ID": {MsgBan}, "PRIORITY": {"5"}},
+		}},
+		{"an import step of 2: one entry each, with ADDRESS=", func(l *Logger) { logBulk(l, evBanned, mk(2), "admin") }, []journalEntry{
+			{"MESSAGE": {"banned 203.0.113.1 in jail " + jail + " until 2026-11-22T13:00:00Z: 5 failures within 10m0s"},
+				"JAIL": {jail}, "ADDRESS": {"203.0.113.1"}, "COUNT": nil},
+			{"JAIL": {jail}, "ADDRESS": {"203.0.113.2"}},
+		}},
+		{"a step of UnbanAll", func(l *Logger) { logBulk(l, evUnbanned, mk(9), "admin") }, []journalEntry{
+			{"MESSAGE": {"unbanned 9 addresses in jail " + jail + ", by admin: 203.0.113.1 … 203.0.113.9"},
+				"JAIL": {jail}, "COUNT": {"9"}, "FIRST_ADDRESS": {"203.0.113.1"}, "LAST_ADDRESS": {"203.0.113.9"}, "ADDRESS": nil, "MESSAGE_ID": {MsgUnban}},
+		}},
 		{"mass expiry", func(l *Logger) { logBans(l, evExpired, mk(9)) }, []journalEntry{
 			{"MESSAGE": {"bans of 9 addresses in jail " + jail + " expired: " + strings.Join(addrs(1, 9), ", ")},
 				"JAIL": {jail}, "ADDRESS": addrs(1, 9), "MESSAGE_ID": {MsgExpire}, "PRIORITY": {"6"}},

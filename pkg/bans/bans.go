@@ -424,7 +424,7 @@ func (t *Table) commit(cursor *string, bs []Ban) ([]Ban, error) {
 		return nil, nil
 	}
 	// Stage the new state, persist, then commit it to memory.
-	newHist := map[key][]int64{}
+	newHist := make([]histChange, 0, len(fresh))
 	var newTotals map[string]int
 	if len(fresh) > 0 {
 		newTotals = map[string]int{}
@@ -432,17 +432,35 @@ func (t *Table) commit(cursor *string, bs []Ban) ([]Ban, error) {
 			newTotals[jail] = n
 		}
 	}
-	for _, b := range fresh {
+	// The histories of prefixes never banned before (an import: nearly
+	// all) are one start each, carved from one array instead of a slice
+	// allocated per ban; setStarts keeps such a start by value.
+	ones := make([]int64, len(fresh))
+	at := make(map[key]int, len(fresh)) // a prefix twice in bs: one history
+	for i, b := range fresh {
 		k := t.keyFor(b.Jail, b.Prefix)
-		h, ok := newHist[k]
-		if !ok {
+		j, ok := at[k]
+		var h []int64
+		if ok {
+			h = newHist[j].starts
+		} else {
 			h = t.starts(k)
 		}
-		h = append(h, nanos(b.Start))
+		if len(h) == 0 {
+			ones[i] = nanos(b.Start)
+			h = ones[i : i+1 : i+1]
+		} else {
+			h = append(h, nanos(b.Start))
+		}
 		if len(h) > t.historyKeep {
 			h = h[len(h)-t.historyKeep:]
 		}
-		newHist[k] = h
+		if ok {
+			newHist[j].starts = h
+		} else {
+			at[k] = len(newHist)
+			newHist = append(newHist, histChange{k, h})
+		}
 		newTotals[b.Jail]++
 	}
 	if err := t.persist(changed, nil, newHist, newTotals, cursor); err != nil {
@@ -451,8 +469,8 @@ func (t *Table) commit(cursor *string, bs []Ban) ([]Ban, error) {
 	for _, b := range changed {
 		t.set(b)
 	}
-	for k, h := range newHist {
-		t.setStarts(k, h)
+	for _, h := range newHist {
+		t.setStarts(h.k, h.starts)
 	}
 	if newTotals != nil {
 		t.totals = newTotals
@@ -617,6 +635,12 @@ func (t *Table) set(b Ban) {
 // record is a key and value to put (or a key to delete).
 type record struct{ k, v []byte }
 
+// histChange is a prefix's new ban history, to persist.
+type histChange struct {
+	k      key
+	starts []int64
+}
+
 // fillPercent is how full bbolt packs the pages it splits. Sorted puts
 // mostly append, where bbolt's default (half full) would leave every page
 // half empty.
@@ -625,7 +649,7 @@ const fillPercent = 0.9
 // persist writes one transaction: bans put and deleted, history, totals
 // (nil: unchanged) and the cursor (nil: unchanged) with the pending state
 // changes.
-func (t *Table) persist(put, del []Ban, hist map[key][]int64, totals map[string]int, cursor *string) error {
+func (t *Table) persist(put, del []Ban, hist []histChange, totals map[string]int, cursor *string) error {
 	if t.db == nil {
 		if cursor != nil {
 			t.st.written()
@@ -634,21 +658,44 @@ func (t *Table) persist(put, del []Ban, hist map[key][]int64, totals map[string]
 	}
 	// Keys go in in sorted order: bbolt inserts into an in-memory node by
 	// moving every later key, so unsorted puts made a transaction of n
-	// keys cost O(n²) (100,000 bans: 24 s; sorted, they append).
+	// keys cost O(n²) (100,000 bans: 24 s; sorted, they append). The
+	// keeper hands an import's steps in that order already. Keys and
+	// values are appended to one array (bbolt copies the keys, and
+	// reads the values until the transaction ends), not allocated one
+	// by one.
+	arena := make([]byte, 0, 64*(len(put)+len(hist))+32*len(del))
+	// cut returns the record of the key from arena[from:mid] and the
+	// value from arena[mid:].
+	cut := func(from, mid int) record {
+		return record{arena[from:mid:mid], arena[mid:len(arena):len(arena)]}
+	}
 	puts := make([]record, 0, len(put))
 	for _, b := range put {
-		puts = append(puts, record{appendKey(nil, b.Jail, b.Prefix), appendBan(nil, b)})
+		from := len(arena)
+		arena = appendKey(arena, b.Jail, b.Prefix)
+		mid := len(arena)
+		arena = appendBan(arena, b)
+		puts = append(puts, cut(from, mid))
 	}
 	dels := make([]record, 0, len(del))
 	for _, b := range del {
-		dels = append(dels, record{k: appendKey(nil, b.Jail, b.Prefix)})
+		from := len(arena)
+		arena = appendKey(arena, b.Jail, b.Prefix)
+		dels = append(dels, cut(from, len(arena)))
 	}
 	hists := make([]record, 0, len(hist))
-	for k, starts := range hist {
-		hists = append(hists, record{appendKey(nil, t.jailOf(k), k.prefix()), appendHistory(nil, starts)})
+	for _, h := range hist {
+		from := len(arena)
+		arena = appendKey(arena, t.jailOf(h.k), h.k.prefix())
+		mid := len(arena)
+		arena = appendHistory(arena, h.starts)
+		hists = append(hists, cut(from, mid))
 	}
+	byKey := func(a, b record) int { return bytes.Compare(a.k, b.k) }
 	for _, rs := range [][]record{puts, dels, hists} {
-		slices.SortFunc(rs, func(a, b record) int { return bytes.Compare(a.k, b.k) })
+		if !slices.IsSortedFunc(rs, byKey) {
+			slices.SortFunc(rs, byKey)
+		}
 	}
 	err := t.db.Update(func(tx *bolt.Tx) error {
 		bb := tx.Bucket(bucketBans)

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -120,6 +121,10 @@ type Engine struct {
 	fullNext bool
 	// sweep is the store's re-write in progress (SweepState), or nil.
 	sweep *stateSweep
+	// held is the counters as of the start of a long hold of mu in
+	// progress (holdLong), which Stats hands out instead of waiting; nil
+	// when there is none.
+	held atomic.Pointer[[]JailStats]
 }
 
 type jailState struct {
@@ -566,10 +571,42 @@ func (e *Engine) Adopt(old *Engine) {
 }
 
 // Stats returns the failure counters of every jail, in configuration
-// order.
+// order. While a call that holds the engine long is under way (a state
+// dump or sweep step of a cursor write, a forget of an import step: up to
+// 355 ms during a 1M flood), it returns the counters as of that call's
+// start instead of waiting for it: status must answer within 200 ms.
 func (e *Engine) Stats() []JailStats {
-	e.mu.Lock()
+	// Handle holds the lock for microseconds at a time, entry after
+	// entry: a short wait for it, then the queue.
+	deadline := time.Now().Add(statsWait)
+	for !e.mu.TryLock() {
+		if h := e.held.Load(); h != nil {
+			return slices.Clone(*h)
+		}
+		if time.Now().After(deadline) {
+			e.mu.Lock()
+			break
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
 	defer e.mu.Unlock()
+	return e.statsLocked()
+}
+
+// statsWait bounds how long Stats tries for the lock before it queues.
+const statsWait = time.Millisecond
+
+// holdLong publishes the counters for Stats at the start of a call that
+// may hold e.mu long; the caller holds e.mu and calls the function it
+// returns before it releases it.
+func (e *Engine) holdLong() (done func()) {
+	st := e.statsLocked()
+	e.held.Store(&st)
+	return func() { e.held.Store(nil) }
+}
+
+// statsLocked is Stats; the caller holds e.mu.
+func (e *Engine) statsLocked() []JailStats {
 	out := make([]JailStats, 0, len(e.jails))
 	for _, js := range e.jails {
 		out = append(out, JailStats{Name: js.Name, CurrentlyFailed: js.tracker.Len(), TotalFailed: js.total})

@@ -126,6 +126,7 @@ func (e *Engine) ForgetMany(jail string, ps []netip.Prefix) {
 	s := newOverlapSet(norm)
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.holdLong()()
 	for _, js := range e.jails {
 		if jail != "" && js.Name != jail {
 			continue

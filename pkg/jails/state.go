@@ -71,6 +71,7 @@ func (e *Engine) recordState() {
 func (e *Engine) TakeState(all bool, put func(key, value []byte)) (full bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.holdLong()()
 	e.recordState()
 	full = all || e.fullNext
 	e.fullNext = false
@@ -482,6 +483,7 @@ func (k sweepKey) prefix() netip.Prefix {
 func (e *Engine) SweepState(start bool, n int, put func(key, value []byte)) (done bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.holdLong()()
 	if start {
 		sw := &stateSweep{}
 		for _, js := range e.jails {

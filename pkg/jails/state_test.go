@@ -366,3 +366,44 @@ func TestSweepState(t *testing.T) {
 		t.Fatal("a finished sweep goes on")
 	}
 }
+
+// TestStatsDuringLongHold: while a call holds the engine long (a state
+// dump of a cursor write, here held inside its put), Stats answers with
+// the counters as of that call's start instead of waiting for it; after
+// it, with the engine's own.
+func TestStatsDuringLongHold(t *testing.T) {
+	e := newTestEngine(t, stateJail(t, "sshd", 5, 64))
+	for i := range 3 {
+		e.Handle(entry(time.Duration(i)*time.Second, "Failed password for root from 203.0.113.%d port 22 ssh2", i+1))
+	}
+	inPut, release := make(chan struct{}), make(chan struct{})
+	dumped := make(chan struct{})
+	go func() {
+		defer close(dumped)
+		first := true
+		e.TakeState(true, func(k, v []byte) {
+			if first {
+				first = false
+				close(inPut)
+				<-release
+			}
+		})
+	}()
+	<-inPut
+	got := make(chan []JailStats, 1)
+	go func() { got <- e.Stats() }()
+	select {
+	case st := <-got:
+		if len(st) != 1 || st[0].CurrentlyFailed != 3 || st[0].TotalFailed != 3 {
+			t.Errorf("Stats during the dump: %+v, want 3 failing, 3 in all", st)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("Stats waited for the dump")
+	}
+	close(release)
+	<-dumped
+	e.Handle(entry(4*time.Second, "Failed password for root from 203.0.113.%d port 22 ssh2", 9))
+	if st := e.Stats(); st[0].CurrentlyFailed != 4 {
+		t.Errorf("Stats after the dump: %+v, want 4 failing", st)
+	}
+}
