@@ -287,11 +287,17 @@ func (d *daemon) run() error {
 	// otherwise keeps it resident until its next collection.
 	debug.FreeOSMemory()
 	lastBatch, trimmed := time.Now(), true
+	// Armed by each batch: once the journal is quiet, what the batches
+	// counted is saved (SaveCursorIdle), not left for the next entry.
+	quiet := time.NewTimer(time.Hour)
+	quiet.Stop()
+	defer quiet.Stop()
 
 	for {
 		select {
 		case batch := <-d.batches:
 			d.handle(d.queued(batch)...)
+			quiet.Reset(keeper.QuietSave)
 			lastBatch, trimmed = time.Now(), false
 		case err := <-d.readerDone:
 			// The reader never stops by itself; restart it where it was.
@@ -318,6 +324,10 @@ func (d *daemon) run() error {
 			if !trimmed && time.Since(lastBatch) >= idleTrim {
 				debug.FreeOSMemory()
 				trimmed = true
+			}
+		case <-quiet.C:
+			if w := d.k.SaveCursorIdle(); w > 0 {
+				quiet.Reset(w)
 			}
 		case <-wdTick:
 			d.watchdog()

@@ -670,3 +670,62 @@ func TestAPIOnlyJail(t *testing.T) {
 		t.Error("ReadsJournal = false with the sshd jail")
 	}
 }
+
+// TestSaveCursorIdle: the cursor and the failures counted since the last
+// save are written once the journal is quiet (the daemon's call), not only
+// when the next batch comes; at most every IdleSaveGap (sooner it says how
+// long to wait), and nothing when nothing was handled since.
+func TestSaveCursorIdle(t *testing.T) {
+	table, err := bans.Open(filepath.Join(t.TempDir(), bans.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { table.Close() })
+	b := newBed(t, table, testRuntime(t, "iptables", "sshd"))
+	records := func() int {
+		n := 0
+		if err := table.EachState(func(_, _ []byte) { n++ }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	age := func(d time.Duration) {
+		b.k.mu.Lock()
+		b.k.cursorSaved = time.Now().Add(-d)
+		b.k.mu.Unlock()
+	}
+	b.k.HandleBatch([]journal.Entry{failure("203.0.113.9", "c=1")}) // the first save
+	if c := table.Cursor(); c != "c=1" {
+		t.Fatalf("table cursor %q after the first batch, want c=1", c)
+	}
+	before := records()
+	b.k.HandleBatch([]journal.Entry{failure("203.0.113.10", "c=2")}) // within CursorEvery: not saved
+	if c := table.Cursor(); c != "c=1" {
+		t.Fatalf("table cursor %q right after a save, want c=1 still", c)
+	}
+	age(IdleSaveGap / 2)
+	if w := b.k.SaveCursorIdle(); w <= 0 || w > IdleSaveGap/2 {
+		t.Errorf("SaveCursorIdle %v after a save says wait %v, want up to %v", IdleSaveGap/2, w, IdleSaveGap/2)
+	}
+	if c := table.Cursor(); c != "c=1" {
+		t.Errorf("table cursor %q: saved within IdleSaveGap", c)
+	}
+	age(IdleSaveGap)
+	if w := b.k.SaveCursorIdle(); w != 0 {
+		t.Errorf("SaveCursorIdle says wait %v when due", w)
+	}
+	if c := table.Cursor(); c != "c=2" {
+		t.Errorf("table cursor %q once quiet with no new batch, want c=2", c)
+	}
+	if n := records(); n <= before {
+		t.Errorf("%d state records after the idle save, %d before: 203.0.113.10's failure not written", n, before)
+	}
+	// Nothing handled since: nothing written.
+	age(CursorEvery)
+	b.k.mu.Lock()
+	saved := b.k.cursorSaved
+	b.k.mu.Unlock()
+	if w := b.k.SaveCursorIdle(); w != 0 || b.k.cursorSaved != saved {
+		t.Errorf("an idle save (wait %v) with nothing handled since the last one", w)
+	}
+}
