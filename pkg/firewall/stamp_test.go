@@ -200,6 +200,16 @@ func TestNFTStampRefused(t *testing.T) {
 		}
 		return h, b
 	}
+	// watched is setup with the backend's drift Watcher running.
+	watched := func(t *testing.T) (*testbed.Hosts, Backend, *Watcher) {
+		h, b := setup(t)
+		w, err := Watch(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.Close() })
+		return h, b, w
+	}
 	t.Run("no watcher", func(t *testing.T) {
 		t.Parallel()
 		_, b := setup(t)
@@ -209,12 +219,7 @@ func TestNFTStampRefused(t *testing.T) {
 	})
 	t.Run("another program's change, repaired", func(t *testing.T) {
 		t.Parallel()
-		h, b := setup(t)
-		w, err := Watch(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
+		h, b, w := watched(t)
 		nftIn(t, h, "delete element inet jailkeeper ssh-4 { 203.0.113.9 }")
 		deadline := time.Now().Add(5 * time.Second)
 		for !w.Check() {
@@ -239,12 +244,7 @@ func TestNFTStampRefused(t *testing.T) {
 	})
 	t.Run("another program's change, not yet heard", func(t *testing.T) {
 		t.Parallel()
-		h, b := setup(t)
-		w, err := Watch(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
+		h, b, _ := watched(t)
 		nftIn(t, h, "flush set inet jailkeeper ssh-64")
 		if s, err := b.(Stamper).Stamp(); err == nil {
 			t.Errorf("Stamp right after another program's change = %x, want an error", s)
