@@ -42,16 +42,7 @@ func TestOverlapSetMatchesOverlaps(t *testing.T) {
 // tracked ones drops exactly those, and a /24 among them drops its keys,
 // without a scan per address (bounded time, generous for a loaded host).
 func TestForgetManyCostsPerBan(t *testing.T) {
-	e, err := NewEngine([]Jail{{Name: "sshd", Filter: mustSSHD(t), Units: []string{"sshd.service"}, MaxRetry: 1000, FindTime: time.Hour}}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := e.jails[0].tracker
-	now := time.Now()
-	for i := range 200_000 {
-		a := netip.AddrFrom4([4]byte{100, byte(i >> 16), byte(i >> 8), byte(i)})
-		tr.Add(netip.PrefixFrom(a, 32), a, 22, 0, now)
-	}
+	e, tr, _ := trackedEngine(t, 0)
 	var ps []netip.Prefix
 	for i := range 2000 {
 		ps = append(ps, netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 0, byte(i >> 8), byte(i)}), 32))
@@ -70,6 +61,24 @@ func TestForgetManyCostsPerBan(t *testing.T) {
 	if n := tr.keys.len(); n != 198_000-256 {
 		t.Fatalf("%d keys left after a /24, want %d", n, 198_000-256)
 	}
+}
+
+// trackedEngine is an sshd engine (with ipv6Prefix; 0: the default)
+// tracking one failure of each of 200,000 IPv4 addresses of 100.0.0.0/8
+// at now.
+func trackedEngine(t *testing.T, ipv6Prefix int) (e *Engine, tr *Tracker, now time.Time) {
+	t.Helper()
+	e, err := NewEngine([]Jail{{Name: "sshd", Filter: mustSSHD(t), Units: []string{"sshd.service"}, MaxRetry: 1000, FindTime: time.Hour, IPv6Prefix: ipv6Prefix}}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr = e.jails[0].tracker
+	now = time.Now()
+	for i := range 200_000 {
+		a := netip.AddrFrom4([4]byte{100, byte(i >> 16), byte(i >> 8), byte(i)})
+		tr.Add(netip.PrefixFrom(a, 32), a, 22, 0, now)
+	}
+	return e, tr, now
 }
 
 func mustSSHD(t *testing.T) *Filter {
@@ -91,16 +100,7 @@ func mustSSHD(t *testing.T) *Filter {
 // among 200,000 tracked keys (a blocklist's steps during a flood; each
 // scanned the tracker before).
 func TestForgetManyShortPrefixes(t *testing.T) {
-	e, err := NewEngine([]Jail{{Name: "sshd", Filter: mustSSHD(t), Units: []string{"sshd.service"}, MaxRetry: 1000, FindTime: time.Hour, IPv6Prefix: 64}}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := e.jails[0].tracker
-	now := time.Now()
-	for i := range 200_000 {
-		a := netip.AddrFrom4([4]byte{100, byte(i >> 16), byte(i >> 8), byte(i)})
-		tr.Add(netip.PrefixFrom(a, 32), a, 22, 0, now)
-	}
+	e, tr, now := trackedEngine(t, 64)
 	// IPv6: 2001:db8:0:XY00::/64 keys, 512 of them: two /56s' worth.
 	for i := range 512 {
 		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, byte(i >> 8), byte(i), 15: 1})
